@@ -1,0 +1,28 @@
+"""fastnn: fast multi-layer perceptrons on the CPU, with Numba kernels.
+
+    >>> import fastnn
+    >>> (x, y), (xt, yt) = fastnn.datasets.load_mnist()
+    >>> net = fastnn.Network([784, 100, 50, 10], seed=8)
+    >>> hist = net.fit(x, y, epochs=2, lr=0.5, shuffle=False)
+    >>> net.evaluate(xt, yt)["accuracy"]
+"""
+import numba
+
+from . import datasets, reference
+from .datasets import load_mnist
+from .network import Network
+
+__version__ = "0.1.0"
+
+
+def set_num_threads(n):
+    """Threads used by the compiled kernels (at most the CPU count)."""
+    numba.set_num_threads(n)
+
+
+def get_num_threads():
+    return numba.get_num_threads()
+
+
+__all__ = ["Network", "datasets", "load_mnist", "reference", "set_num_threads",
+           "get_num_threads", "__version__"]

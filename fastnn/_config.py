@@ -1,0 +1,53 @@
+"""Numba compilation settings for every fastnn kernel, in one place.
+
+Kernels never pass flags to ``@njit`` themselves; they use the decorators
+defined here, so changing (say) caching or fast-math is a one-line edit.
+
+Environment overrides (read once at import):
+
+``FASTNN_CACHE=0``     do not write/read Numba's on-disk cache.
+``FASTNN_PARALLEL=0``  compile the ``prange`` kernels serially (debugging,
+                       or to compare against the serial schedule).
+
+Threads: Numba's thread pool is used for the ``prange`` loops; its size is
+``numba.get_num_threads()`` (set it with ``NUMBA_NUM_THREADS`` or
+:func:`fastnn.set_num_threads`). The threading layer prefers OpenMP, whose
+parallel-region start costs about a microsecond; the ``workqueue`` fallback
+costs tens of microseconds per region, which dominates small layers.
+fastnn never calls BLAS inside a training step, so Numba's threads do not
+compete with OpenBLAS's spinning threads.
+"""
+import os
+
+import numba
+
+# Why no 'nnan'/'ninf': fit() must detect a diverging loss (NaN/inf), and the
+# stable sigmoid/softmax rely on exp() overflowing to inf correctly.
+# Why no 'afn': approximate exp/log would break float64 parity with NumPy.
+FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+CACHE = os.environ.get("FASTNN_CACHE", "1") != "0"
+PARALLEL = os.environ.get("FASTNN_PARALLEL", "1") != "0"
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # Prefer the layers with cheap region start-up; Numba picks the first one
+    # that loads.
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+
+def jit(fn=None, **kw):
+    """Serial compiled kernel."""
+    opts = dict(fastmath=set(FASTMATH), cache=CACHE, nogil=True)
+    opts.update(kw)
+    if fn is None:
+        return lambda f: numba.njit(**opts)(f)
+    return numba.njit(**opts)(fn)
+
+
+def jit_parallel(fn):
+    """Compiled kernel whose ``prange`` loops run on Numba's thread pool."""
+    return jit(fn, parallel=PARALLEL)
+
+
+def jit_inline(fn):
+    """Small helper inlined into its callers at Numba IR level."""
+    return jit(fn, inline="always")

@@ -1,0 +1,133 @@
+"""Loss heads: the output non-linearity, the loss and its gradient in one pass.
+
+Every head takes the last layer's linear output ``Z`` (B, K), writes
+``dZ = dE/dZ`` and returns ``(loss, n_correct)``, where ``loss`` is the mean
+over the ``B`` rows (accumulated in float64) and ``dZ`` is the exact
+derivative of that mean. ``n_correct`` counts rows predicted right
+(argmax for softmax, every output thresholded at 0.5 for sigmoid; 0 for
+regression).
+
+* softmax + cross-entropy: ``E = mean_i(logsumexp(z_i) - z_i[t_i])``,
+  ``dZ = (softmax(Z) - onehot(t)) / B``.
+* sigmoid + binary cross-entropy (summed over outputs):
+  ``E = mean_i sum_k softplus(z) - t z``, ``dZ = (sigmoid(Z) - T) / B``.
+* identity + squared error: ``E = mean_i 1/2 sum_k (z - t)^2``,
+  ``dZ = (Z - T) / B``.
+"""
+import math
+
+import numpy as np
+
+from .._config import jit
+from .activations import sigmoid
+
+SOFTMAX_CE = 0
+SIGMOID_BCE = 1
+IDENTITY_MSE = 2
+
+CODES = {"softmax": SOFTMAX_CE, "sigmoid": SIGMOID_BCE, "identity": IDENTITY_MSE}
+
+
+@jit
+def softmax_ce_forward_backward(Z, labels, dZ):
+    B, K = Z.shape
+    inv_b = 1.0 / B
+    loss = 0.0
+    correct = 0
+    for i in range(B):
+        # Max-subtracted log-sum-exp: exp() never sees a positive argument.
+        m = Z[i, 0]
+        am = 0
+        for k in range(1, K):
+            if Z[i, k] > m:
+                m = Z[i, k]
+                am = k
+        s = 0.0
+        for k in range(K):
+            e = math.exp(Z[i, k] - m)
+            dZ[i, k] = e
+            s += e
+        t = labels[i]
+        loss += math.log(s) + m - Z[i, t]
+        if am == t:
+            correct += 1
+        scale = inv_b / s
+        for k in range(K):
+            dZ[i, k] *= scale
+        dZ[i, t] -= inv_b
+    return loss * inv_b, correct
+
+
+@jit
+def softplus(x):
+    # log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|).
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+@jit
+def sigmoid_bce_forward_backward(Z, T, dZ):
+    B, K = Z.shape
+    inv_b = 1.0 / B
+    loss = 0.0
+    correct = 0
+    for i in range(B):
+        ok = True
+        for k in range(K):
+            z = Z[i, k]
+            t = T[i, k]
+            loss += softplus(z) - t * z
+            p = sigmoid(z)
+            dZ[i, k] = (p - t) * inv_b
+            if (p > 0.5) != (t > 0.5):
+                ok = False
+        if ok:
+            correct += 1
+    return loss * inv_b, correct
+
+
+@jit
+def squared_error_forward_backward(Z, T, dZ):
+    B, K = Z.shape
+    inv_b = 1.0 / B
+    loss = 0.0
+    for i in range(B):
+        for k in range(K):
+            d = Z[i, k] - T[i, k]
+            loss += 0.5 * d * d
+            dZ[i, k] = d * inv_b
+    return loss * inv_b, 0
+
+
+@jit
+def loss_forward_backward(head, Z, labels, T, dZ):
+    """Dispatch on the head code. ``labels`` (int64) is read by softmax,
+    ``T`` (float) by the other heads."""
+    if head == SOFTMAX_CE:
+        return softmax_ce_forward_backward(Z, labels, dZ)
+    if head == SIGMOID_BCE:
+        return sigmoid_bce_forward_backward(Z, T, dZ)
+    return squared_error_forward_backward(Z, T, dZ)
+
+
+@jit
+def head_output(head, Z, P):
+    """P = the head's prediction from logits Z: softmax, sigmoid or Z."""
+    B, K = Z.shape
+    for i in range(B):
+        if head == SOFTMAX_CE:
+            m = Z[i, 0]
+            for k in range(1, K):
+                m = max(m, Z[i, k])
+            s = 0.0
+            for k in range(K):
+                e = math.exp(Z[i, k] - m)
+                P[i, k] = e
+                s += e
+            for k in range(K):
+                P[i, k] /= s
+        elif head == SIGMOID_BCE:
+            for k in range(K):
+                P[i, k] = sigmoid(Z[i, k])
+        else:
+            for k in range(K):
+                P[i, k] = Z[i, k]

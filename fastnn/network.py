@@ -1,0 +1,327 @@
+"""fastnn.Network: a thin Python class over the compiled kernels.
+
+The class owns the memory (one flat parameter vector, work buffers made once
+per ``fit``), checks arguments, and keeps the history; every loop over data
+runs in :mod:`fastnn.kernels.train`.
+"""
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from . import validation as V
+from .init import INITS, init_params
+from .kernels import activations as A
+from .kernels import losses as Lo
+from .kernels import train as K
+
+FORMAT_VERSION = 1
+HIDDEN = tuple(A.CODES)
+OUTPUTS = tuple(Lo.CODES)
+_EVAL_ROWS = 2048  # rows per forward chunk in predict/evaluate
+
+
+class Network:
+    """A fully connected network ``layers[0] -> ... -> layers[-1]``.
+
+    Parameters
+    ----------
+    layers : sequence of int
+        Layer widths, input first, e.g. ``[784, 100, 50, 10]``.
+    hidden : {"relu", "sigmoid", "tanh", "identity"}
+        Activation of every hidden layer.
+    output : {"softmax", "sigmoid", "identity"}
+        Output head and its loss: softmax + cross-entropy, sigmoid + binary
+        cross-entropy, identity + squared error.
+    init : {"uniform", "he", "glorot"}
+        Weight initialisation (see :func:`fastnn.init.init_params`).
+    init_scale : float
+        Half-width of the ``uniform`` initialisation.
+    seed : int or None
+        Seeds the initialisation and the shuffling, so a run repeats exactly.
+    dtype : {"float32", "float64"}
+        Precision of parameters and arithmetic.
+    """
+
+    def __init__(self, layers, hidden="relu", output="softmax", init="uniform",
+                 init_scale=0.1, seed=None, dtype="float32"):
+        self.layers = tuple(V.check_layers(layers))
+        self.hidden = V.check_choice("hidden", hidden, HIDDEN)
+        self.output = V.check_choice("output", output, OUTPUTS)
+        V.check_choice("init", init, INITS)
+        self.dtype = V.check_dtype(dtype)
+        if seed is not None:
+            V.check_int("seed", seed, 0)
+        init_scale = V.check_float("init_scale", init_scale, 0, low_open=True)
+        self._layout()
+        for (W, b), (W0, b0) in zip(zip(self.weights, self.biases),
+                                    init_params(self.layers, init, init_scale, seed)):
+            W[...] = W0
+            b[...] = b0
+        # Shuffling stream: SplitMix64 state derived from the seed.
+        self._rng_state = np.random.SeedSequence(seed).generate_state(1, np.uint64)
+
+    def _layout(self):
+        sizes = self.layers
+        self._sizes = np.array(sizes, dtype=np.int64)
+        n_layers = len(sizes) - 1
+        poff = np.zeros(n_layers + 1, dtype=np.int64)
+        hoff = np.zeros(n_layers + 1, dtype=np.int64)
+        for l in range(n_layers):
+            poff[l + 1] = poff[l] + sizes[l] * sizes[l + 1] + sizes[l + 1]
+            hoff[l + 1] = hoff[l] + sizes[l + 1]
+        self._poff, self._hoff = poff, hoff
+        acts = [A.CODES[self.hidden]] * (n_layers - 1) + [A.IDENTITY]
+        self._acts = np.array(acts, dtype=np.int64)
+        self._head = Lo.CODES[self.output]
+        self.theta = np.zeros(poff[-1], dtype=self.dtype)
+        self.weights, self.biases = [], []
+        for l in range(n_layers):
+            k, n, o = sizes[l], sizes[l + 1], poff[l]
+            self.weights.append(self.theta[o:o + k * n].reshape(k, n))
+            self.biases.append(self.theta[o + k * n:o + k * n + n])
+
+    # ------------------------------------------------------------------ data
+    @property
+    def n_inputs(self):
+        return self.layers[0]
+
+    @property
+    def n_outputs(self):
+        return self.layers[-1]
+
+    def _x(self, x, name="x"):
+        return V.as_float_matrix(name, x, self.dtype, self.n_inputs)
+
+    def _y(self, y, n, name="y"):
+        """(labels int64, targets 2-D float) with the unused one empty."""
+        K = self.n_outputs
+        a = np.asarray(y)
+        if a.shape[:1] != (n,):
+            raise ValueError(f"{name} has {a.shape[0] if a.ndim else 0} rows but x has {n}")
+        if a.dtype.kind not in "iubf":
+            raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
+        empty_l = np.zeros(0, np.int64)
+        empty_t = np.zeros((0, K), self.dtype)
+        if self.output == "softmax":
+            if a.ndim == 2:
+                if a.shape[1] != K:
+                    raise ValueError(f"one-hot {name} has {a.shape[1]} columns, expected {K}")
+                if not (np.isin(a, (0, 1)).all() and (a.sum(axis=1) == 1).all()):
+                    raise ValueError(f"{name} rows must be one-hot (a single 1, rest 0)")
+                a = a.argmax(axis=1)
+            elif a.ndim != 1:
+                raise ValueError(f"{name} must be labels (n,) or one-hot (n, {K}), got shape {a.shape}")
+            if a.dtype.kind == "f":
+                if not (np.isfinite(a).all() and (a == np.round(a)).all()):
+                    raise ValueError(f"{name} labels must be integers 0..{K - 1}")
+            if a.dtype.kind == "b":
+                raise TypeError(f"{name} labels must be integers, got booleans")
+            if a.min() < 0 or a.max() >= K:
+                raise ValueError(f"{name} labels must be in 0..{K - 1}, got range "
+                                 f"{a.min()}..{a.max()}")
+            return np.ascontiguousarray(a, dtype=np.int64), empty_t
+        if a.dtype.kind == "b":
+            a = a.astype(self.dtype)
+        if a.ndim == 1:
+            a = a.reshape(-1, 1)
+        if a.ndim != 2 or a.shape[1] != K:
+            raise ValueError(f"{name} must have shape ({n},) or ({n}, {K}), got {np.shape(y)}")
+        t = np.ascontiguousarray(a, dtype=self.dtype)
+        if not np.isfinite(t).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        if self.output == "sigmoid" and ((t < 0) | (t > 1)).any():
+            raise ValueError(f"{name} targets for a sigmoid output must lie in [0, 1]")
+        return empty_l, t
+
+    def _buffers(self, cap):
+        width = int(self._hoff[-1])
+        return (np.empty(cap * width, self.dtype), np.empty(cap * width, self.dtype))
+
+    # ------------------------------------------------------------- training
+    def fit(self, x, y, epochs=1, batch_size=100, lr=0.1, momentum=0.0,
+            nesterov=False, shuffle=True, validation_data=None, verbose=False):
+        """Mini-batch gradient descent; returns the history dict.
+
+        The history has one entry per epoch in ``loss`` and ``accuracy``
+        (running means over the epoch's batches, each measured just before
+        its update), ``val_loss``/``val_accuracy`` when ``validation_data``
+        is given (measured after the epoch), and ``seconds``. ``accuracy``
+        entries are NaN for the identity (regression) head.
+        """
+        X = self._x(x)
+        n = X.shape[0]
+        labels, T = self._y(y, n)
+        epochs = V.check_int("epochs", epochs, 0)
+        batch_size = min(V.check_int("batch_size", batch_size, 1), n)
+        lr = V.check_float("lr", lr, 0, low_open=True)
+        momentum = V.check_float("momentum", momentum, 0, 1, high_open=True)
+        if validation_data is not None:
+            try:
+                xv, yv = validation_data
+            except (TypeError, ValueError):
+                raise TypeError("validation_data must be a pair (x_val, y_val)") from None
+            Xv = self._x(xv, "validation_data x")
+            val = (Xv,) + self._y(yv, Xv.shape[0], "validation_data y")
+
+        dt = self.dtype.type
+        hbuf, dbuf = self._buffers(batch_size)
+        wt_size = max([self.layers[l] * self.layers[l + 1]
+                       for l in range(1, len(self.layers) - 1)] + [0])
+        wt = np.empty(wt_size, self.dtype)
+        grad = np.zeros_like(self.theta)
+        vel = np.zeros_like(self.theta)
+        order = np.arange(n, dtype=np.int64)
+        xbuf = np.empty((batch_size if shuffle else 0, X.shape[1]), self.dtype)
+        lbuf = np.empty(batch_size if shuffle and labels.size else 0, np.int64)
+        tbuf = np.empty((batch_size if shuffle and T.size else 0, T.shape[1]), self.dtype)
+        classify = self.output != "identity"
+
+        hist = {"loss": [], "accuracy": [], "seconds": []}
+        if validation_data is not None:
+            hist.update(val_loss=[], val_accuracy=[])
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            loss_sum, correct = K.train_epoch(
+                X, labels, T, self.theta, grad, vel, self._sizes, self._poff,
+                self._acts, self._head, batch_size, dt(lr), dt(momentum),
+                bool(nesterov), bool(shuffle), order, self._rng_state,
+                hbuf, dbuf, self._hoff, wt, xbuf, lbuf, tbuf)
+            hist["seconds"].append(time.perf_counter() - t0)
+            hist["loss"].append(loss_sum / n)
+            hist["accuracy"].append(correct / n if classify else float("nan"))
+            line = (f"epoch {epoch:3d}  loss {hist['loss'][-1]:.4f}"
+                    + (f"  acc {hist['accuracy'][-1]:.4f}" if classify else ""))
+            if validation_data is not None:
+                r = self._evaluate(*val)
+                hist["val_loss"].append(r["loss"])
+                hist["val_accuracy"].append(r.get("accuracy", float("nan")))
+                line += f"  val_loss {r['loss']:.4f}" + (
+                    f"  val_acc {r['accuracy']:.4f}" if classify else "")
+            if verbose:
+                print(line + f"  {hist['seconds'][-1]:.2f}s", file=sys.stdout, flush=True)
+        return hist
+
+    # ------------------------------------------------------------ inference
+    def _forward_args(self, n):
+        cap = min(n, _EVAL_ROWS)
+        hbuf, dbuf = self._buffers(cap)
+        return cap, hbuf, dbuf
+
+    def predict_proba(self, x):
+        """Output of the head: class probabilities (softmax/sigmoid) or the
+        regression values (identity)."""
+        X = self._x(x)
+        cap, hbuf, _ = self._forward_args(X.shape[0])
+        out = np.empty((X.shape[0], self.n_outputs), self.dtype)
+        K.predict_output(X, self.theta, self._sizes, self._poff, self._acts,
+                         self._head, hbuf, self._hoff, cap, out)
+        return out
+
+    def predict(self, x):
+        """Class labels (softmax: argmax; sigmoid: 0/1 per output, flattened
+        for one output) or regression values (identity)."""
+        X = self._x(x)
+        cap, hbuf, _ = self._forward_args(X.shape[0])
+        Z = np.empty((X.shape[0], self.n_outputs), self.dtype)
+        K.predict_logits(X, self.theta, self._sizes, self._poff, self._acts,
+                         hbuf, self._hoff, cap, Z)
+        if self.output == "softmax":
+            return Z.argmax(axis=1)
+        if self.output == "sigmoid":
+            p = (Z > 0).astype(np.int64)
+            return p[:, 0] if self.n_outputs == 1 else p
+        return Z
+
+    def _evaluate(self, X, labels, T):
+        cap, hbuf, dbuf = self._forward_args(X.shape[0])
+        loss_sum, correct = K.evaluate_batches(
+            X, labels, T, self.theta, self._sizes, self._poff, self._acts,
+            self._head, hbuf, dbuf, self._hoff, cap)
+        r = {"loss": loss_sum / X.shape[0]}
+        if self.output != "identity":
+            r["accuracy"] = correct / X.shape[0]
+        return r
+
+    def evaluate(self, x, y):
+        """Mean loss (and accuracy for classification) on (x, y)."""
+        X = self._x(x)
+        return self._evaluate(X, *self._y(y, X.shape[0]))
+
+    # ---------------------------------------------------------------- files
+    def save(self, path):
+        """Write architecture and parameters to a ``.npz`` file atomically
+        (temporary file in the same directory, then rename)."""
+        path = os.fspath(path)
+        arrays = {
+            "fastnn_format": np.array(FORMAT_VERSION),
+            "layers": np.array(self.layers, dtype=np.int64),
+            "hidden": np.array(self.hidden),
+            "output": np.array(self.output),
+            "dtype": np.array(self.dtype.name),
+        }
+        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
+            arrays[f"W{l}"] = W
+            arrays[f"b{l}"] = b
+        d = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".fastnn-", suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path):
+        """Read a network written by :meth:`save` (never unpickles)."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except (OSError, ValueError, EOFError) as e:
+            raise ValueError(f"{path}: not a readable fastnn model file ({e})") from None
+        except Exception as e:  # zipfile.BadZipFile and friends
+            raise ValueError(f"{path}: not a readable fastnn model file ({e})") from None
+        for key in ("fastnn_format", "layers", "hidden", "output", "dtype"):
+            if key not in data:
+                raise ValueError(f"{path}: not a fastnn model file (no '{key}')")
+        version = data["fastnn_format"]
+        if version.shape != () or version.dtype.kind not in "iu" or int(version) != FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported fastnn format version {version!r}")
+        layers = data["layers"]
+        if layers.ndim != 1 or layers.dtype.kind not in "iu":
+            raise ValueError(f"{path}: malformed 'layers'")
+        strings = {}
+        for key in ("hidden", "output", "dtype"):
+            if data[key].shape != () or data[key].dtype.kind != "U":
+                raise ValueError(f"{path}: malformed '{key}'")
+            strings[key] = str(data[key])
+        net = cls(layers.tolist(), hidden=strings["hidden"], output=strings["output"],
+                  init="uniform", seed=0, dtype=strings["dtype"])
+        n_layers = len(net.layers) - 1
+        expected = {f"W{l}" for l in range(n_layers)} | {f"b{l}" for l in range(n_layers)}
+        extra = set(data) - expected - {"fastnn_format", "layers", "hidden", "output", "dtype"}
+        if extra:
+            raise ValueError(f"{path}: unexpected arrays {sorted(extra)}")
+        for l in range(n_layers):
+            for name, dst in ((f"W{l}", net.weights[l]), (f"b{l}", net.biases[l])):
+                if name not in data:
+                    raise ValueError(f"{path}: missing '{name}'")
+                src = data[name]
+                if src.shape != dst.shape or src.dtype != dst.dtype:
+                    raise ValueError(f"{path}: '{name}' has shape {src.shape} dtype {src.dtype},"
+                                     f" expected {dst.shape} {dst.dtype}")
+                if not np.isfinite(src).all():
+                    raise ValueError(f"{path}: '{name}' contains NaN or infinity")
+                dst[...] = src
+        return net
+
+    def __repr__(self):
+        return (f"Network({list(self.layers)}, hidden={self.hidden!r}, "
+                f"output={self.output!r}, dtype={self.dtype.name!r})")

@@ -1,0 +1,184 @@
+"""The same math in plain NumPy: the oracle for the tests and the baseline
+for the benchmarks.
+
+Written to be read, one short function per step, following the classic
+"from scratch" layer structure. Parameters are a list of ``(W, b)`` pairs
+with ``W`` of shape ``(fan_in, fan_out)``; ``y`` is integer labels for the
+softmax head and a float ``(N, K)`` array for the others. Nothing here is
+fast or clever on purpose.
+"""
+import numpy as np
+
+
+# --- affine ---------------------------------------------------------------
+def affine_forward(x, W, b):
+    return x @ W + b
+
+
+def affine_backward(dout, x, W):
+    """Returns (dx, dW, db) for ``out = x @ W + b``."""
+    return dout @ W.T, x.T @ dout, dout.sum(axis=0)
+
+
+# --- activations and their derivatives (from the output y) ----------------
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def relu_grad(y):
+    return (y > 0).astype(y.dtype)
+
+
+def sigmoid(x):
+    # exp of a non-positive number only, so no overflow for large |x|.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_grad(y):
+    return y * (1 - y)
+
+
+def tanh(x):
+    return np.tanh(x)
+
+
+def tanh_grad(y):
+    return 1 - y * y
+
+
+def identity(x):
+    return x
+
+
+def identity_grad(y):
+    return np.ones_like(y)
+
+
+ACTIVATIONS = {
+    "relu": (relu, relu_grad),
+    "sigmoid": (sigmoid, sigmoid_grad),
+    "tanh": (tanh, tanh_grad),
+    "identity": (identity, identity_grad),
+}
+
+
+# --- loss heads: (loss averaged over rows, dLoss/dz) -----------------------
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_cross_entropy(z, labels):
+    n = z.shape[0]
+    m = z.max(axis=1, keepdims=True)
+    logp = z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+    loss = -logp[np.arange(n), labels].mean()
+    dz = softmax(z)
+    dz[np.arange(n), labels] -= 1
+    return loss, dz / n
+
+
+def sigmoid_binary_cross_entropy(z, t):
+    n = z.shape[0]
+    # softplus(z) - t*z == -t log(s) - (1-t) log(1-s), written stably.
+    loss = (np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))) - t * z).sum() / n
+    return loss, (sigmoid(z) - t) / n
+
+
+def squared_error(z, t):
+    n = z.shape[0]
+    d = z - t
+    return 0.5 * (d * d).sum() / n, d / n
+
+
+def output_probabilities(z, output):
+    if output == "softmax":
+        return softmax(z)
+    if output == "sigmoid":
+        return sigmoid(z)
+    return z
+
+
+LOSSES = {
+    "softmax": softmax_cross_entropy,
+    "sigmoid": sigmoid_binary_cross_entropy,
+    "identity": squared_error,
+}
+
+
+def n_correct(z, y, output):
+    if output == "softmax":
+        return int((z.argmax(axis=1) == y).sum())
+    if output == "sigmoid":
+        return int(((z > 0) == (y > 0.5)).all(axis=1).sum())
+    return 0
+
+
+# --- whole network ----------------------------------------------------------
+def forward(params, x, hidden="relu"):
+    """Returns the list of layer outputs; the last one is the logits."""
+    act, _ = ACTIVATIONS[hidden]
+    outs = []
+    h = x
+    for i, (W, b) in enumerate(params):
+        u = affine_forward(h, W, b)
+        h = u if i == len(params) - 1 else act(u)
+        outs.append(h)
+    return outs
+
+
+def gradients(params, x, y, hidden="relu", output="softmax"):
+    """(loss, [(dW, db), ...]) by backpropagation."""
+    _, act_grad = ACTIVATIONS[hidden]
+    outs = forward(params, x, hidden)
+    loss, du = LOSSES[output](outs[-1], y)
+    grads = [None] * len(params)
+    for i in range(len(params) - 1, -1, -1):
+        W, _ = params[i]
+        h_in = x if i == 0 else outs[i - 1]
+        dx, dW, db = affine_backward(du, h_in, W)
+        grads[i] = (dW, db)
+        if i > 0:
+            du = dx * act_grad(outs[i - 1])
+    return loss, grads
+
+
+def sgd_step(params, grads, lr, velocity=None, momentum=0.0, nesterov=False):
+    """W <- W - lr dW (or the momentum/Nesterov form); updates in place."""
+    for i, ((W, b), (dW, db)) in enumerate(zip(params, grads)):
+        for p, g, j in ((W, dW, 0), (b, db, 1)):
+            if momentum == 0:
+                p -= lr * g
+            else:
+                v = velocity[i][j]
+                v *= momentum
+                v -= lr * g
+                p += momentum * v - lr * g if nesterov else v
+
+
+def train_step(params, x, y, lr, hidden="relu", output="softmax",
+               velocity=None, momentum=0.0, nesterov=False):
+    loss, grads = gradients(params, x, y, hidden, output)
+    sgd_step(params, grads, lr, velocity, momentum, nesterov)
+    return loss
+
+
+def train_epoch(params, x, y, lr, batch_size, hidden="relu", output="softmax",
+                velocity=None, momentum=0.0, nesterov=False, order=None):
+    """One epoch of mini-batch SGD over rows in ``order`` (default: as
+    given). Returns the mean of the per-batch losses weighted by rows."""
+    n = x.shape[0]
+    order = np.arange(n) if order is None else order
+    total = 0.0
+    for s in range(0, n, batch_size):
+        idx = order[s:s + batch_size]
+        total += len(idx) * train_step(params, x[idx], y[idx], lr, hidden,
+                                       output, velocity, momentum, nesterov)
+    return total / n
+
+
+def evaluate(params, x, y, hidden="relu", output="softmax"):
+    z = forward(params, x, hidden)[-1]
+    loss, _ = LOSSES[output](z, y)
+    return loss, n_correct(z, y, output) / x.shape[0]
