@@ -51,3 +51,18 @@ def jit_parallel(fn):
 def jit_inline(fn):
     """Small helper inlined into its callers at Numba IR level."""
     return jit(fn, inline="always")
+
+
+def _start_threads():
+    # A cached kernel that calls a parallel kernel needs the parallel
+    # runtime's symbols (e.g. ``allocate_sched``) to be loaded *before* it
+    # is read back from the cache; otherwise LLVM aborts with "Symbol not
+    # found" or the process segfaults. Starting Numba's thread pool at
+    # import loads them (and fixes the threading layer early).
+    from numba.np.ufunc.parallel import _launch_threads
+
+    _launch_threads()
+
+
+if PARALLEL:
+    _start_threads()
