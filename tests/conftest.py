@@ -1,0 +1,26 @@
+import numpy as np
+import pytest
+
+DTYPES = [np.float32, np.float64]
+# Relative tolerances of the parity tests: float64 agrees with NumPy to
+# rounding; float32 to what float32 accumulation allows.
+RTOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+
+def assert_close(actual, expected, dtype, scale=None, what=""):
+    """|actual - expected| <= rtol * scale elementwise, where ``scale`` is a
+    magnitude of the computation (default: max(|expected|, 1))."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    if scale is None:
+        scale = np.maximum(np.abs(expected), 1.0)
+    err = np.abs(actual - expected)
+    bad = err > RTOL[dtype] * scale
+    assert not bad.any(), (f"{what}: max error {err.max():.3g} "
+                           f"at {np.argwhere(bad)[0]} (rtol {RTOL[dtype]})")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)

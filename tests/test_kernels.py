@@ -1,0 +1,127 @@
+"""Loss heads, activations, updates and shuffling against the NumPy reference."""
+import numpy as np
+import pytest
+
+from conftest import DTYPES, assert_close
+from fastnn import reference as R
+from fastnn.kernels import losses as L
+from fastnn.kernels import optim, train
+from fastnn.kernels.activations import CODES, act_forward, act_grad
+
+HEAD_SHAPES = [(1, 1), (1, 10), (7, 3), (100, 10), (33, 17)]
+
+
+def _targets(rng, head, B, K, dtype):
+    if head == "softmax":
+        return rng.integers(0, K, B), np.zeros((0, K), dtype)
+    if head == "sigmoid":
+        return np.zeros(0, np.int64), rng.random((B, K)).round().astype(dtype)
+    return np.zeros(0, np.int64), rng.standard_normal((B, K)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("head", list(L.CODES))
+@pytest.mark.parametrize("B,K", HEAD_SHAPES)
+def test_loss_head_matches_reference(rng, dtype, head, B, K):
+    Z = (3 * rng.standard_normal((B, K))).astype(dtype)
+    labels, T = _targets(rng, head, B, K, dtype)
+    dZ = np.full((B, K), np.nan, dtype)
+    loss, correct = L.loss_forward_backward(L.CODES[head], Z, labels, T, dZ)
+    y = labels if head == "softmax" else T
+    ref_loss, ref_dz = R.LOSSES[head](Z.astype(np.float64), y)
+    assert_close(loss, ref_loss, dtype, what=f"{head} loss")
+    assert_close(dZ, ref_dz, dtype, what=f"{head} gradient")
+    assert correct == R.n_correct(Z.astype(np.float64), y, head)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_ce_gradient_is_p_minus_onehot_over_n(dtype):
+    Z = np.array([[0.0, 0.0], [np.log(3.0), 0.0]], dtype)
+    dZ = np.empty_like(Z)
+    loss, correct = L.softmax_ce_forward_backward(Z, np.array([0, 1]), dZ)
+    # row 0: p = (1/2, 1/2), t = 0; row 1: p = (3/4, 1/4), t = 1
+    assert_close(dZ, np.array([[-0.25, 0.25], [0.375, -0.375]]), dtype)
+    assert_close(loss, (np.log(2) + np.log(4)) / 2, dtype)
+    assert correct == 1  # row 0 ties -> argmax 0 is right; row 1 predicts 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_ce_stable_for_huge_logits(dtype):
+    Z = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, -1e4]], dtype)
+    dZ = np.empty_like(Z)
+    loss, _ = L.softmax_ce_forward_backward(Z, np.array([1, 2, 0]), dZ)
+    assert np.isfinite(loss) and np.isfinite(dZ).all()
+    # row 0 picks a class 2e4 below the max; rows 1-2 are uniform-ish.
+    assert_close(loss, (2e4 + np.log(3) + np.log(2)) / 3, dtype)
+    P = np.empty_like(Z)
+    L.head_output(L.SOFTMAX_CE, Z, P)
+    assert np.isfinite(P).all()
+    assert_close(P.sum(axis=1), np.ones(3), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_stable_for_huge_inputs(dtype):
+    Z = np.array([[1e4, -1e4, 0.0, 40.0, -40.0]], dtype)
+    P = np.empty_like(Z)
+    L.head_output(L.SIGMOID_BCE, Z, P)
+    assert np.isfinite(P).all()
+    assert_close(P[0, :3], [1.0, 0.0, 0.5], dtype)
+    dZ = np.empty_like(Z)
+    T = np.array([[1, 0, 1, 0, 1]], dtype)
+    loss, _ = L.sigmoid_bce_forward_backward(Z, T, dZ)
+    assert np.isfinite(loss) and np.isfinite(dZ).all()
+    assert_close(loss, np.log(2) + 40 + 40, dtype)
+    assert act_forward(dtype(1e4), CODES["sigmoid"]) == 1.0
+    assert act_forward(dtype(-1e4), CODES["sigmoid"]) == 0.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", list(CODES))
+def test_activation_scalars_match_reference(rng, dtype, act):
+    x = (4 * rng.standard_normal(50)).astype(dtype)
+    f, fgrad = R.ACTIVATIONS[act]
+    y = np.array([act_forward(v, CODES[act]) for v in x])
+    assert_close(y, f(x.astype(np.float64)), dtype, what=act)
+    g = np.array([act_grad(v, CODES[act]) for v in y.astype(dtype)])
+    assert_close(g, fgrad(y.astype(dtype).astype(np.float64)), dtype, what=act + " grad")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 4096, 10001])
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_updates_match_reference(rng, dtype, n, momentum, nesterov):
+    theta = rng.standard_normal(n).astype(dtype)
+    grad = rng.standard_normal(n).astype(dtype)
+    vel = rng.standard_normal(n).astype(dtype)
+    ref_p, ref_v = theta.astype(np.float64), vel.astype(np.float64)
+    lr = 0.3
+    for step in range(3):
+        R.sgd_step([(ref_p, ref_p[:0])], [(grad.astype(np.float64), ref_p[:0])], lr,
+                   [[ref_v, ref_v[:0]]], momentum, nesterov)
+        if momentum == 0:
+            optim.sgd_update(theta, grad, dtype(lr))
+        else:
+            optim.momentum_update(theta, grad, vel, dtype(lr), dtype(momentum), nesterov)
+    assert_close(theta, ref_p, dtype, what="theta")
+    if momentum:
+        assert_close(vel, ref_v, dtype, what="velocity")
+
+
+def test_shuffle_is_a_seeded_permutation():
+    def perm(seed, n=1000):
+        order = np.arange(n)
+        train.shuffle_inplace(order, np.array([seed], np.uint64))
+        return order
+    a, b, c = perm(1), perm(1), perm(2)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert np.array_equal(np.sort(a), np.arange(1000))
+    assert (a != np.arange(1000)).mean() > 0.9
+    # Roughly uniform: element 0 lands in each tenth about equally often.
+    hits = np.zeros(10)
+    state = np.array([7], np.uint64)
+    for _ in range(2000):
+        order = np.arange(10)
+        train.shuffle_inplace(order, state)
+        hits[np.argmax(order == 0)] += 1
+    assert hits.min() > 140 and hits.max() < 260

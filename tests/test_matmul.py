@@ -1,0 +1,109 @@
+"""Tiled matmul kernels against the naive loops and NumPy (in float64).
+
+Shapes include 1, odd sizes, and sizes that are not multiples of the row
+tile (4) or the column tiles (64 float32 / 32 float64), both narrower and
+wider than one tile.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import DTYPES, assert_close
+from fastnn import reference as R
+from fastnn.kernels import matmul as mm
+from fastnn.kernels.activations import CODES, IDENTITY
+
+SHAPES = [(1, 1, 1), (1, 784, 100), (3, 5, 7), (4, 64, 64), (5, 63, 65),
+          (7, 33, 129), (13, 17, 31), (2, 9, 200), (100, 784, 100),
+          (100, 100, 50), (50, 10, 10), (9, 3, 33), (6, 2, 96)]
+
+
+def _data(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _scale(A, B):
+    # Magnitude of each output's sum of products: the natural error scale.
+    return np.abs(A.astype(np.float64)) @ np.abs(B.astype(np.float64)) + 1e-300
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_gemm_nn(rng, dtype, M, K, N):
+    A, B = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype)
+    expected = A.astype(np.float64) @ B.astype(np.float64)
+    C = np.full((M, N), np.nan, dtype)
+    mm.gemm_nn(A, B, C)
+    assert_close(C, expected, dtype, _scale(A, B), "gemm_nn")
+    Cn = np.full((M, N), np.nan, dtype)
+    mm.gemm_nn_naive(A, B, Cn)
+    assert_close(Cn, expected, dtype, _scale(A, B), "gemm_nn_naive")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_gemm_tn(rng, dtype, M, K, N):
+    # C (M, N) = A.T @ B with A (K, M): the weight-gradient orientation.
+    A, B = _data(rng, (K, M), dtype), _data(rng, (K, N), dtype)
+    expected = A.T.astype(np.float64) @ B.astype(np.float64)
+    C = np.full((M, N), np.nan, dtype)
+    mm.gemm_tn(A, B, C)
+    assert_close(C, expected, dtype, _scale(A.T, B), "gemm_tn")
+    Cn = np.full((M, N), np.nan, dtype)
+    mm.gemm_tn_naive(A, B, Cn)
+    assert_close(Cn, expected, dtype, _scale(A.T, B), "gemm_tn_naive")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_gemm_nt(rng, dtype, M, K, N):
+    # C (M, N) = A @ B.T with B (N, K): the input-gradient orientation.
+    A, B = _data(rng, (M, K), dtype), _data(rng, (N, K), dtype)
+    expected = A.astype(np.float64) @ B.T.astype(np.float64)
+    C = np.full((M, N), np.nan, dtype)
+    mm.gemm_nt(A, B, C, np.empty((K, N), dtype))
+    assert_close(C, expected, dtype, _scale(A, B.T), "gemm_nt")
+    Cn = np.full((M, N), np.nan, dtype)
+    mm.gemm_nt_naive(A, B, Cn)
+    assert_close(Cn, expected, dtype, _scale(A, B.T), "gemm_nt_naive")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", list(CODES))
+@pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 784, 100), (3, 7, 10)])
+def test_fused_bias_activation_epilogue(rng, dtype, act, M, K, N):
+    A, B, b = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype), _data(rng, N, dtype)
+    f, _ = R.ACTIVATIONS[act]
+    expected = f(A.astype(np.float64) @ B.astype(np.float64) + b)
+    C = np.full((M, N), np.nan, dtype)
+    mm.gemm_nn_fused(A, B, C, b, CODES[act], np.empty((0, 0), dtype), IDENTITY)
+    assert_close(C, expected, dtype, _scale(A, B) + np.abs(b), f"forward epilogue {act}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", list(CODES))
+@pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 50, 100), (3, 7, 10)])
+def test_fused_activation_derivative_epilogue(rng, dtype, act, M, K, N):
+    f, fgrad = R.ACTIVATIONS[act]
+    A, B = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype)
+    H = f(_data(rng, (M, N), dtype)).astype(dtype)
+    expected = (A.astype(np.float64) @ B.astype(np.float64)) * fgrad(H.astype(np.float64))
+    C = np.full((M, N), np.nan, dtype)
+    mm.gemm_nn_fused(A, B, C, np.empty(0, dtype), IDENTITY, H, CODES[act])
+    assert_close(C, expected, dtype, _scale(A, B), f"backward epilogue {act}")
+
+
+@settings(max_examples=40, deadline=None)
+@given(M=st.integers(1, 70), K=st.integers(1, 90), N=st.integers(1, 150),
+       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2 ** 31))
+def test_gemm_random_shapes(M, K, N, dtype, seed):
+    rng = np.random.default_rng(seed)
+    A, B = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype)
+    expected = A.astype(np.float64) @ B.astype(np.float64)
+    C = np.full((M, N), np.nan, dtype)
+    mm.gemm_nn(A, B, C)
+    assert_close(C, expected, dtype, _scale(A, B), "gemm_nn")
+    C2 = np.full((K, N), np.nan, dtype)
+    D = _data(rng, (M, N), dtype)
+    mm.gemm_tn(A, D, C2)
+    assert_close(C2, A.T.astype(np.float64) @ D, dtype, _scale(A.T, D), "gemm_tn")

@@ -1,0 +1,264 @@
+"""fastnn.Network and the compiled drivers against fastnn.reference."""
+import numpy as np
+import pytest
+
+from conftest import DTYPES, assert_close
+import fastnn
+from fastnn import reference as R
+from fastnn.kernels import train as K
+
+ACTS = ["relu", "sigmoid", "tanh", "identity"]
+HEADS = ["softmax", "sigmoid", "identity"]
+# Layer shapes with 1-wide layers, odd sizes and sizes past one column tile.
+ARCHS = [[3, 1], [1, 1, 1], [5, 7, 3], [13, 65, 33, 4], [30, 129, 2]]
+
+
+def make_data(rng, net, n):
+    x = rng.standard_normal((n, net.n_inputs))
+    K_ = net.n_outputs
+    if net.output == "softmax":
+        y = rng.integers(0, K_, n)
+    elif net.output == "sigmoid":
+        y = rng.integers(0, 2, (n, K_)).astype(float)
+    else:
+        y = rng.standard_normal((n, K_))
+    return x, y
+
+
+def ref_params(net):
+    return [(W.astype(np.float64), b.astype(np.float64))
+            for W, b in zip(net.weights, net.biases)]
+
+
+def kernel_gradients(net, x, y):
+    """(loss, flat gradient) from the compiled forward_backward."""
+    X = net._x(x)
+    labels, T = net._y(y, X.shape[0])
+    cap = X.shape[0]
+    hbuf, dbuf = net._buffers(cap)
+    wt = np.empty(max(net.layers) ** 2, net.dtype)
+    grad = np.full_like(net.theta, np.nan)
+    loss, _ = K.forward_backward(X, labels, T, net.theta, grad, net._sizes, net._poff,
+                                 net._acts, net._head, hbuf, dbuf, net._hoff, cap, wt)
+    return loss, grad
+
+
+def flatten(grads):
+    return np.concatenate([np.concatenate([dW.ravel(), db]) for dW, db in grads])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden", ACTS)
+@pytest.mark.parametrize("output", HEADS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gradients_match_reference(rng, dtype, hidden, output, arch):
+    net = fastnn.Network(arch, hidden=hidden, output=output, init="glorot", seed=3, dtype=dtype)
+    x, y = make_data(rng, net, 11)
+    loss, grad = kernel_gradients(net, x, y)
+    xr = x.astype(dtype).astype(np.float64)
+    ref_loss, ref_grads = R.gradients(ref_params(net), xr, y, hidden, output)
+    assert_close(loss, ref_loss, dtype, what="loss")
+    ref = flatten(ref_grads)
+    assert_close(grad, ref, dtype, scale=np.maximum(np.abs(ref).max(), 1e-3), what="gradient")
+
+
+@pytest.mark.parametrize("hidden", ACTS)
+@pytest.mark.parametrize("output", HEADS)
+def test_gradients_match_central_differences(rng, hidden, output):
+    """float64: every analytic gradient equals (E(p+h) - E(p-h)) / 2h."""
+    net = fastnn.Network([4, 6, 5, 3], hidden=hidden, output=output, init="glorot",
+                         seed=5, dtype="float64")
+    x, y = make_data(rng, net, 7)
+    # Keep relu away from its kink, where the derivative is undefined.
+    for b in net.biases:
+        b[...] = 0.05 * rng.standard_normal(b.shape)
+    _, grad = kernel_gradients(net, x, y)
+    h = 1e-6
+    numeric = np.empty_like(grad)
+    for i in range(net.theta.size):
+        old = net.theta[i]
+        net.theta[i] = old + h
+        up = net.evaluate(x, y)["loss"]
+        net.theta[i] = old - h
+        down = net.evaluate(x, y)["loss"]
+        net.theta[i] = old
+        numeric[i] = (up - down) / (2 * h)
+    assert np.abs(grad - numeric).max() < 1e-7 * max(1.0, np.abs(numeric).max()), \
+        np.abs(grad - numeric).max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.8, True)])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("hidden,output,arch", [
+    ("relu", "softmax", [13, 65, 33, 4]),
+    ("tanh", "identity", [6, 9, 2]),
+    ("sigmoid", "sigmoid", [5, 70, 3]),
+])
+def test_training_trajectory_matches_reference(rng, dtype, momentum, nesterov, shuffle,
+                                               hidden, output, arch):
+    """Several epochs of mini-batch updates (last batch short) match the
+    reference step for step: losses per epoch and final parameters."""
+    net = fastnn.Network(arch, hidden=hidden, output=output, seed=11, dtype=dtype)
+    x, y = make_data(rng, net, 53)
+    x = x.astype(dtype)
+    params = ref_params(net)
+    velocity = [[np.zeros_like(W), np.zeros_like(b)] for W, b in params]
+    state = net._rng_state.copy()
+    order = np.arange(53)
+    ref_losses = []
+    for epoch in range(3):
+        if shuffle:
+            K.shuffle_inplace(order, state)
+        ref_losses.append(R.train_epoch(params, x.astype(np.float64), y, 0.1, 8, hidden,
+                                        output, velocity, momentum, nesterov, order.copy()))
+    hist = net.fit(x, y, epochs=3, batch_size=8, lr=0.1, momentum=momentum,
+                   nesterov=nesterov, shuffle=shuffle)
+    assert_close(hist["loss"], ref_losses, dtype, what="epoch losses")
+    assert_close(net.theta, flatten(params), dtype, what="parameters")
+
+
+def test_one_hot_and_integer_labels_train_identically(rng):
+    a = fastnn.Network([6, 8, 4], seed=2)
+    b = fastnn.Network([6, 8, 4], seed=2)
+    x = rng.standard_normal((40, 6))
+    y = rng.integers(0, 4, 40)
+    a.fit(x, y, epochs=2, batch_size=7, lr=0.2)
+    b.fit(x, np.eye(4)[y], epochs=2, batch_size=7, lr=0.2)
+    assert np.array_equal(a.theta, b.theta)
+
+
+def test_uniform_init_is_the_classic_scheme():
+    net = fastnn.Network([784, 100, 50, 10], seed=8, dtype="float64")
+    rng = np.random.RandomState(8)
+    for W, b in zip(net.weights, net.biases):
+        expected = rng.rand(*W.shape) * 0.2 - 0.1
+        assert np.array_equal(W, expected)
+        assert not b.any()
+
+
+def test_weights_are_live_views(rng):
+    net = fastnn.Network([3, 4, 2], seed=0)
+    x = rng.standard_normal((5, 3))
+    before = net.predict_proba(x)
+    net.weights[1][...] = 0
+    net.biases[1][...] = [0.0, np.log(3.0)]
+    assert_close(net.predict_proba(x), np.tile([0.25, 0.75], (5, 1)), np.float32)
+    assert not np.allclose(before, net.predict_proba(x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("output", HEADS)
+def test_predict_and_evaluate_match_reference(rng, dtype, output):
+    net = fastnn.Network([9, 31, 5], hidden="tanh", output=output, init="he", seed=4,
+                         dtype=dtype)
+    x, y = make_data(rng, net, 5000)  # more rows than one evaluation chunk
+    params = ref_params(net)
+    xr = x.astype(dtype).astype(np.float64)
+    z = R.forward(params, xr, "tanh")[-1]
+    assert_close(net.predict_proba(x), R.output_probabilities(z, output), dtype)
+    pred = net.predict(x)
+    if output == "softmax":
+        assert np.array_equal(pred, z.argmax(axis=1))
+    elif output == "sigmoid":
+        assert np.array_equal(pred, (z > 0).astype(int))
+    else:
+        assert_close(pred, z, dtype)
+    r = net.evaluate(x, y)
+    ref_loss, ref_acc = R.evaluate(params, xr, y, "tanh", output)
+    assert_close(r["loss"], ref_loss, dtype)
+    if output != "identity":
+        assert r["accuracy"] == ref_acc
+    else:
+        assert "accuracy" not in r
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_save_load_round_trip_is_bit_exact(tmp_path, rng, dtype):
+    net = fastnn.Network([7, 12, 3], hidden="sigmoid", output="sigmoid", seed=1, dtype=dtype)
+    x, y = make_data(rng, net, 30)
+    net.fit(x, y, epochs=2, batch_size=4, lr=0.3)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    net2 = fastnn.Network.load(path)
+    assert (net2.layers, net2.hidden, net2.output, net2.dtype) == \
+        (net.layers, net.hidden, net.output, net.dtype)
+    assert net2.theta.tobytes() == net.theta.tobytes()
+    assert np.array_equal(net2.predict_proba(x), net.predict_proba(x))
+    assert list(tmp_path.iterdir()) == [path]  # no temporary files left
+
+
+def test_load_rejects_foreign_and_corrupted_files(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file at all")
+    with pytest.raises(ValueError, match="not a readable fastnn model"):
+        fastnn.Network.load(bad)
+    other = tmp_path / "other.npz"
+    np.savez(other, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a fastnn model"):
+        fastnn.Network.load(other)
+    net = fastnn.Network([2, 3], seed=0)
+    good = tmp_path / "good.npz"
+    net.save(good)
+    data = dict(np.load(good))
+    data["W0"] = np.zeros((3, 3), np.float32)
+    np.savez(tmp_path / "shape.npz", **data)
+    with pytest.raises(ValueError, match="W0"):
+        fastnn.Network.load(tmp_path / "shape.npz")
+
+
+def test_shuffled_runs_repeat_exactly_with_the_same_seed(rng):
+    x = rng.standard_normal((64, 5))
+    y = rng.integers(0, 3, 64)
+    runs = []
+    for _ in range(2):
+        net = fastnn.Network([5, 16, 3], seed=42)
+        net.fit(x, y, epochs=3, batch_size=10, lr=0.1, shuffle=True)
+        runs.append(net.theta.copy())
+    other = fastnn.Network([5, 16, 3], seed=42)
+    other.fit(x, y, epochs=3, batch_size=10, lr=0.1, shuffle=False)
+    assert np.array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], other.theta)
+
+
+def test_history_and_verbose_output(rng, capsys):
+    net = fastnn.Network([4, 5, 2], seed=0)
+    x = rng.standard_normal((20, 4))
+    y = rng.integers(0, 2, 20)
+    hist = net.fit(x, y, epochs=3, batch_size=6, lr=0.1, validation_data=(x, y), verbose=True)
+    assert set(hist) == {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert all(len(v) == 3 for v in hist.values())
+    assert hist["val_loss"][-1] == pytest.approx(net.evaluate(x, y)["loss"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("epoch   1")
+
+
+@pytest.mark.parametrize("kwargs,err,match", [
+    (dict(layers=[3]), ValueError, "at least"),
+    (dict(layers=[3, 0]), ValueError, r"layers\[1\]"),
+    (dict(layers=[3, 2], hidden="elu"), ValueError, "hidden"),
+    (dict(layers=[3, 2], output="softmin"), ValueError, "output"),
+    (dict(layers=[3, 2], init="zeros"), ValueError, "init"),
+    (dict(layers=[3, 2], dtype="float16"), ValueError, "dtype"),
+])
+def test_constructor_rejects_bad_arguments(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        fastnn.Network(**kwargs)
+
+
+@pytest.mark.parametrize("x,y,kw,err,match", [
+    (np.zeros((4, 2)), [0, 1, 0, 1], {}, ValueError, "features"),
+    (np.zeros((4, 3)), [0, 1, 0], {}, ValueError, "rows"),
+    (np.full((4, 3), np.nan), [0, 1, 0, 1], {}, ValueError, "NaN"),
+    (np.zeros((4, 3)), [0, 1, 0, 2], {}, ValueError, "labels"),
+    (np.zeros((4, 3)), [0, 1, 0, 1], {"lr": 0}, ValueError, "lr"),
+    (np.zeros((4, 3)), [0, 1, 0, 1], {"batch_size": 0}, ValueError, "batch_size"),
+    (np.zeros((4, 3)), [0, 1, 0, 1], {"momentum": 1.0}, ValueError, "momentum"),
+    (np.zeros((0, 3)), [], {}, ValueError, "empty"),
+])
+def test_fit_rejects_bad_input_without_touching_the_model(x, y, kw, err, match):
+    net = fastnn.Network([3, 2], seed=0)
+    before = net.theta.copy()
+    with pytest.raises(err, match=match):
+        net.fit(x, y, **kw)
+    assert np.array_equal(before, net.theta)
