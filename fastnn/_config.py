@@ -17,7 +17,9 @@ costs tens of microseconds per region, which dominates small layers.
 fastnn never calls BLAS inside a training step, so Numba's threads do not
 compete with OpenBLAS's spinning threads.
 """
+import hashlib
 import os
+from pathlib import Path
 
 import numba
 
@@ -32,6 +34,53 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     # Prefer the layers with cheap region start-up; Numba picks the first one
     # that loads.
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _kernel_source_stamp():
+    """One hash over every module that holds kernels (and this config)."""
+    h = hashlib.sha256()
+    for path in sorted(_PACKAGE_DIR.glob("kernels/*.py")) + [Path(__file__).resolve()]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _install_cache_stamp():
+    # Numba invalidates a cached kernel only when *its own* file changes, so
+    # an edit to (say) activations.py would leave stale machine code inlined
+    # into cached kernels of matmul.py. fastnn's kernels are stamped instead
+    # with a hash of all kernel sources: any edit recompiles them all.
+    try:
+        from numba.core import caching
+        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+        bases = [getattr(caching, n, None) or getattr(caching, "_" + n)
+                 for n in ("InTreeCacheLocator", "UserWideCacheLocator")]
+    except AttributeError:  # an unknown Numba layout: keep its default
+        return
+    stamp = _kernel_source_stamp()
+
+    def make(base):
+        class Locator(base):
+            def get_source_stamp(self):
+                return stamp
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if not Path(py_file).resolve().is_relative_to(_PACKAGE_DIR):
+                    return None
+                return super().from_function(py_func, py_file)
+
+        Locator.__name__ = "Fastnn" + base.__name__
+        return Locator
+
+    impl._locator_classes[0:0] = [make(b) for b in bases]
+
+
+if CACHE:
+    _install_cache_stamp()
 
 
 def jit(fn=None, **kw):

@@ -16,9 +16,10 @@ def assert_close(actual, expected, dtype, scale=None, what=""):
     if scale is None:
         scale = np.maximum(np.abs(expected), 1.0)
     err = np.abs(actual - expected)
-    bad = err > RTOL[dtype] * scale
+    bad = ~(err <= RTOL[dtype] * scale)  # NaN counts as a mismatch
     assert not bad.any(), (f"{what}: max error {err.max():.3g} "
-                           f"at {np.argwhere(bad)[0]} (rtol {RTOL[dtype]})")
+                           f"at {np.argwhere(bad)[0]} (actual {actual[tuple(np.argwhere(bad)[0])]})"
+                           f" (rtol {RTOL[dtype]})")
 
 
 @pytest.fixture
