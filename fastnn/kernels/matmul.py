@@ -37,11 +37,8 @@ by the activation derivative for a dense backward.
 import numpy as np
 from numba import prange, uint64
 
-from .._config import jit, jit_inline, jit_parallel
+from .._config import AVX512, jit, jit_inline, jit_parallel
 from .activations import act_forward, act_grad, IDENTITY
-
-MR = 4  # rows per register tile
-
 
 # ---------------------------------------------------------------------------
 # naive references
@@ -83,9 +80,9 @@ def gemm_nt_naive(A, B, C):
 
 
 # ---------------------------------------------------------------------------
-# register tiles (one function per tile width, generated once at import)
+# register tiles (one pair of functions per tile shape, generated at import)
 # ---------------------------------------------------------------------------
-def _make_tiles(NR):
+def _make_tiles(MR, NR):
     @jit_inline
     def tile_nn(A, B, C, i0, j0, jlo, bias, act, H, dact):
         """C[i0:i0+MR, j0:j0+NR] = epilogue(A[rows] @ B[:, cols]).
@@ -95,46 +92,26 @@ def _make_tiles(NR):
         ``act_grad(H)`` for the backward epilogue.
         """
         M, K = A.shape
-        r0 = i0
-        r1 = min(i0 + 1, M - 1)
-        r2 = min(i0 + 2, M - 1)
-        r3 = min(i0 + 3, M - 1)
         u0 = uint64(j0)
         acc = np.zeros((MR, NR), dtype=C.dtype)
         for k in range(K):
-            a0 = A[r0, k]
-            a1 = A[r1, k]
-            a2 = A[r2, k]
-            a3 = A[r3, k]
-            for j in range(uint64(NR)):
-                b = B[k, u0 + j]
-                acc[0, j] += a0 * b
-                acc[1, j] += a1 * b
-                acc[2, j] += a2 * b
-                acc[3, j] += a3 * b
+            for r in range(MR):
+                a = A[min(i0 + r, M - 1), k]
+                for j in range(uint64(NR)):
+                    acc[r, j] += a * B[k, u0 + j]
         _store(acc, C, i0, j0, jlo, bias, act, H, dact)
 
     @jit_inline
     def tile_tn(A, B, C, i0, j0, jlo):
         """C[i0:i0+MR, j0:j0+NR] = A[:, rows].T @ B[:, cols]."""
         K, M = A.shape
-        r0 = i0
-        r1 = min(i0 + 1, M - 1)
-        r2 = min(i0 + 2, M - 1)
-        r3 = min(i0 + 3, M - 1)
         u0 = uint64(j0)
         acc = np.zeros((MR, NR), dtype=C.dtype)
         for k in range(K):
-            a0 = A[k, r0]
-            a1 = A[k, r1]
-            a2 = A[k, r2]
-            a3 = A[k, r3]
-            for j in range(uint64(NR)):
-                b = B[k, u0 + j]
-                acc[0, j] += a0 * b
-                acc[1, j] += a1 * b
-                acc[2, j] += a2 * b
-                acc[3, j] += a3 * b
+            for r in range(MR):
+                a = A[k, min(i0 + r, M - 1)]
+                for j in range(uint64(NR)):
+                    acc[r, j] += a * B[k, u0 + j]
         _store(acc, C, i0, j0, jlo, np.empty(0, C.dtype), IDENTITY,
                np.empty((0, 0), C.dtype), IDENTITY)
 
@@ -144,7 +121,7 @@ def _make_tiles(NR):
 @jit
 def _store(acc, C, i0, j0, jlo, bias, act, H, dact):
     M = C.shape[0]
-    NR = acc.shape[1]
+    MR, NR = acc.shape
     for r in range(min(MR, M - i0)):
         i = i0 + r
         for jj in range(jlo - j0, NR):
@@ -158,18 +135,25 @@ def _store(acc, C, i0, j0, jlo, bias, act, H, dact):
             C[i, j] = v
 
 
-_tile_nn64, _tile_tn64 = _make_tiles(64)
-_tile_nn32, _tile_tn32 = _make_tiles(32)
+# Tile shapes. LLVM vectorises the column loop only when it has >= 48
+# iterations (shorter ones are fully unrolled into scalar code), so tiles
+# are 48 columns wide. Rows per tile fill the 32 vector registers with
+# accumulators: 8 x 3 zmm (float32) or 4 x 6 zmm (float64). Without AVX-512
+# (16 ymm registers) fewer rows avoid spills.
+NR = 48
+MR32 = 8 if AVX512 else 2
+MR64 = 4 if AVX512 else 1
+_tile_nn32, _tile_tn32 = _make_tiles(MR32, NR)
+_tile_nn64, _tile_tn64 = _make_tiles(MR64, NR)
 
 
 @jit
-def _tile_width(C):
-    # 4 rows x 4 AVX-512 vectors either way: 64 float32 or 32 float64 columns.
-    return 64 if C.itemsize == 4 else 32
+def _rows_per_tile(C):
+    return MR32 if C.itemsize == 4 else MR64
 
 
 @jit
-def _col_tile(t, nfull, N, NR):
+def _col_tile(t, nfull, N):
     """Start column and first stored column of column tile ``t``."""
     if t < nfull:
         return t * NR, t * NR
@@ -184,7 +168,7 @@ def gemm_nn_fused(A, B, C, bias, act, H, dact):
     """C = epilogue(A @ B); see :func:`_store` for the epilogue."""
     M, K = A.shape
     N = B.shape[1]
-    NR = _tile_width(C)
+    MR = _rows_per_tile(C)
     if N < NR:
         # Narrow output: plain row loop (vectorised over j by LLVM).
         for i in prange(M):
@@ -208,11 +192,11 @@ def gemm_nn_fused(A, B, C, bias, act, H, dact):
     nrow = (M + MR - 1) // MR
     for t in prange(nrow * ncol):
         i0 = (t // ncol) * MR
-        j0, jlo = _col_tile(t % ncol, nfull, N, NR)
-        if NR == 64:
-            _tile_nn64(A, B, C, i0, j0, jlo, bias, act, H, dact)
-        else:
+        j0, jlo = _col_tile(t % ncol, nfull, N)
+        if C.itemsize == 4:
             _tile_nn32(A, B, C, i0, j0, jlo, bias, act, H, dact)
+        else:
+            _tile_nn64(A, B, C, i0, j0, jlo, bias, act, H, dact)
 
 
 @jit_parallel
@@ -220,7 +204,7 @@ def gemm_tn(A, B, C):
     """C = A.T @ B, with A (K, M), B (K, N), C (M, N)."""
     K, M = A.shape
     N = B.shape[1]
-    NR = _tile_width(C)
+    MR = _rows_per_tile(C)
     if N < NR:
         for i in prange(M):
             for j in range(N):
@@ -235,11 +219,11 @@ def gemm_tn(A, B, C):
     nrow = (M + MR - 1) // MR
     for t in prange(nrow * ncol):
         i0 = (t // ncol) * MR
-        j0, jlo = _col_tile(t % ncol, nfull, N, NR)
-        if NR == 64:
-            _tile_tn64(A, B, C, i0, j0, jlo)
-        else:
+        j0, jlo = _col_tile(t % ncol, nfull, N)
+        if C.itemsize == 4:
             _tile_tn32(A, B, C, i0, j0, jlo)
+        else:
+            _tile_tn64(A, B, C, i0, j0, jlo)
 
 
 @jit
