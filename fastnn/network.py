@@ -15,12 +15,16 @@ from . import validation as V
 from .init import INITS, init_params
 from .kernels import activations as A
 from .kernels import losses as Lo
+from .kernels import sparse as S
 from .kernels import train as K
 
 FORMAT_VERSION = 1
 HIDDEN = tuple(A.CODES)
 OUTPUTS = tuple(Lo.CODES)
 _EVAL_ROWS = 2048  # rows per forward chunk in predict/evaluate
+# The first layer reads the training inputs in sparse form when at most this
+# fraction of them is non-zero (MNIST: 0.19). Measured break-even: see bench/.
+SPARSE_MAX_DENSITY = 0.3
 
 
 class Network:
@@ -136,9 +140,43 @@ class Network:
             raise ValueError(f"{name} targets for a sigmoid output must lie in [0, 1]")
         return empty_l, t
 
-    def _buffers(self, cap):
+    def _model(self):
+        return (self.theta, self._sizes, self._poff, self._acts)
+
+    def _work(self, cap):
+        """Activation/gradient buffers for ``cap`` rows, plus transpose scratch."""
         width = int(self._hoff[-1])
-        return (np.empty(cap * width, self.dtype), np.empty(cap * width, self.dtype))
+        wt_size = max([self.layers[l] * self.layers[l + 1]
+                       for l in range(1, len(self.layers) - 1)] + [0])
+        return (np.empty(cap * width, self.dtype), np.empty(cap * width, self.dtype),
+                self._hoff, cap, np.empty(wt_size, self.dtype))
+
+    def _sparse_inputs(self, X, batch_size, max_density=None):
+        """CSR (and per-batch CSC buffers) of X when its measured density is
+        at most ``max_density`` (default ``SPARSE_MAX_DENSITY``); empty
+        arrays (the dense path) otherwise."""
+        if max_density is None:
+            max_density = SPARSE_MAX_DENSITY
+        n, d = X.shape
+        counts = np.empty(n, np.int64)
+        nnz = 0
+        if max_density > 0:
+            S.csr_row_counts(X, counts)
+            nnz = int(counts.sum())
+        if max_density <= 0 or nnz > max_density * X.size:
+            i64 = np.empty(0, np.int64)
+            return (i64, np.empty(0, np.int32), np.empty(0, self.dtype), i64,
+                    np.empty((0, 0), np.int64), np.empty(0, np.int32),
+                    np.empty(0, self.dtype))
+        indptr = np.empty(n + 1, np.int64)
+        S.csr_indptr(counts, indptr)
+        indices = np.empty(nnz, np.int32)
+        values = np.empty(nnz, self.dtype)
+        S.csr_fill(X, indptr, indices, values)
+        n_batches = -(-n // batch_size)
+        return (indptr, indices, values, np.empty(n_batches + 1, np.int64),
+                np.empty((n_batches, d + 1), np.int64), np.empty(nnz, np.int32),
+                np.empty(nnz, self.dtype))
 
     # ------------------------------------------------------------- training
     def fit(self, x, y, epochs=1, batch_size=100, lr=0.1, momentum=0.0,
@@ -167,16 +205,18 @@ class Network:
             val = (Xv,) + self._y(yv, Xv.shape[0], "validation_data y")
 
         dt = self.dtype.type
-        hbuf, dbuf = self._buffers(batch_size)
-        wt_size = max([self.layers[l] * self.layers[l + 1]
-                       for l in range(1, len(self.layers) - 1)] + [0])
-        wt = np.empty(wt_size, self.dtype)
+        model = self._model()
+        opt = (dt(lr), dt(momentum), bool(nesterov))
+        work = self._work(batch_size)
         grad = np.zeros_like(self.theta)
         vel = np.zeros_like(self.theta)
         order = np.arange(n, dtype=np.int64)
-        xbuf = np.empty((batch_size if shuffle else 0, X.shape[1]), self.dtype)
+        sp = self._sparse_inputs(X, batch_size)
+        sparse = sp[0].size > 0
+        xbuf = np.empty((batch_size if shuffle and not sparse else 0, X.shape[1]), self.dtype)
         lbuf = np.empty(batch_size if shuffle and labels.size else 0, np.int64)
         tbuf = np.empty((batch_size if shuffle and T.size else 0, T.shape[1]), self.dtype)
+        bufs = (xbuf, lbuf, tbuf)
         classify = self.output != "identity"
 
         hist = {"loss": [], "accuracy": [], "seconds": []}
@@ -185,10 +225,8 @@ class Network:
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             loss_sum, correct = K.train_epoch(
-                X, labels, T, self.theta, grad, vel, self._sizes, self._poff,
-                self._acts, self._head, batch_size, dt(lr), dt(momentum),
-                bool(nesterov), bool(shuffle), order, self._rng_state,
-                hbuf, dbuf, self._hoff, wt, xbuf, lbuf, tbuf)
+                X, labels, T, model, self._head, grad, vel, opt, batch_size,
+                bool(shuffle), order, self._rng_state, sp, epoch > 1, work, bufs)
             hist["seconds"].append(time.perf_counter() - t0)
             hist["loss"].append(loss_sum / n)
             hist["accuracy"].append(correct / n if classify else float("nan"))
@@ -205,29 +243,20 @@ class Network:
         return hist
 
     # ------------------------------------------------------------ inference
-    def _forward_args(self, n):
-        cap = min(n, _EVAL_ROWS)
-        hbuf, dbuf = self._buffers(cap)
-        return cap, hbuf, dbuf
+    def _predict(self, X, head):
+        out = np.empty((X.shape[0], self.n_outputs), self.dtype)
+        K.predict_batches(X, self._model(), head, self._work(min(X.shape[0], _EVAL_ROWS)), out)
+        return out
 
     def predict_proba(self, x):
         """Output of the head: class probabilities (softmax/sigmoid) or the
         regression values (identity)."""
-        X = self._x(x)
-        cap, hbuf, _ = self._forward_args(X.shape[0])
-        out = np.empty((X.shape[0], self.n_outputs), self.dtype)
-        K.predict_output(X, self.theta, self._sizes, self._poff, self._acts,
-                         self._head, hbuf, self._hoff, cap, out)
-        return out
+        return self._predict(self._x(x), self._head)
 
     def predict(self, x):
         """Class labels (softmax: argmax; sigmoid: 0/1 per output, flattened
         for one output) or regression values (identity)."""
-        X = self._x(x)
-        cap, hbuf, _ = self._forward_args(X.shape[0])
-        Z = np.empty((X.shape[0], self.n_outputs), self.dtype)
-        K.predict_logits(X, self.theta, self._sizes, self._poff, self._acts,
-                         hbuf, self._hoff, cap, Z)
+        Z = self._predict(self._x(x), -1)
         if self.output == "softmax":
             return Z.argmax(axis=1)
         if self.output == "sigmoid":
@@ -236,10 +265,8 @@ class Network:
         return Z
 
     def _evaluate(self, X, labels, T):
-        cap, hbuf, dbuf = self._forward_args(X.shape[0])
         loss_sum, correct = K.evaluate_batches(
-            X, labels, T, self.theta, self._sizes, self._poff, self._acts,
-            self._head, hbuf, dbuf, self._hoff, cap)
+            X, labels, T, self._model(), self._head, self._work(min(X.shape[0], _EVAL_ROWS)))
         r = {"loss": loss_sum / X.shape[0]}
         if self.output != "identity":
             r["accuracy"] = correct / X.shape[0]

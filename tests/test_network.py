@@ -30,16 +30,21 @@ def ref_params(net):
             for W, b in zip(net.weights, net.biases)]
 
 
-def kernel_gradients(net, x, y):
-    """(loss, flat gradient) from the compiled forward_backward."""
+def kernel_gradients(net, x, y, sparse=False):
+    """(loss, flat gradient) from the compiled forward_backward, with the
+    first layer on the dense or the sparse (CSR/CSC) path."""
     X = net._x(x)
-    labels, T = net._y(y, X.shape[0])
-    cap = X.shape[0]
-    hbuf, dbuf = net._buffers(cap)
-    wt = np.empty(max(net.layers) ** 2, net.dtype)
+    n = X.shape[0]
+    labels, T = net._y(y, n)
+    rows = np.arange(n, dtype=np.int64)
+    if sparse:
+        sp = net._sparse_inputs(X, n, max_density=1.0)
+        K.prepare_sparse_batches(sp, rows, n)
+    else:
+        sp = K._dense_sp(net.theta)
     grad = np.full_like(net.theta, np.nan)
-    loss, _ = K.forward_backward(X, labels, T, net.theta, grad, net._sizes, net._poff,
-                                 net._acts, net._head, hbuf, dbuf, net._hoff, cap, wt)
+    loss, _ = K.forward_backward(net._model(), net._head, X, rows, 0, labels, T, sp,
+                                 grad, net._work(n))
     return loss, grad
 
 
@@ -51,10 +56,14 @@ def flatten(grads):
 @pytest.mark.parametrize("hidden", ACTS)
 @pytest.mark.parametrize("output", HEADS)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_gradients_match_reference(rng, dtype, hidden, output, arch):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_gradients_match_reference(rng, dtype, hidden, output, arch, sparse):
     net = fastnn.Network(arch, hidden=hidden, output=output, init="glorot", seed=3, dtype=dtype)
     x, y = make_data(rng, net, 11)
-    loss, grad = kernel_gradients(net, x, y)
+    if sparse:  # mostly zeros, like image pixels; some rows all zero
+        x[rng.random(x.shape) < 0.7] = 0
+        x[3] = 0
+    loss, grad = kernel_gradients(net, x, y, sparse)
     xr = x.astype(dtype).astype(np.float64)
     ref_loss, ref_grads = R.gradients(ref_params(net), xr, y, hidden, output)
     assert_close(loss, ref_loss, dtype, what="loss")
@@ -90,18 +99,23 @@ def test_gradients_match_central_differences(rng, hidden, output):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.8, True)])
 @pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("hidden,output,arch", [
     ("relu", "softmax", [13, 65, 33, 4]),
     ("tanh", "identity", [6, 9, 2]),
     ("sigmoid", "sigmoid", [5, 70, 3]),
 ])
-def test_training_trajectory_matches_reference(rng, dtype, momentum, nesterov, shuffle,
-                                               hidden, output, arch):
+def test_training_trajectory_matches_reference(rng, monkeypatch, dtype, momentum, nesterov,
+                                               shuffle, sparse, hidden, output, arch):
     """Several epochs of mini-batch updates (last batch short) match the
-    reference step for step: losses per epoch and final parameters."""
+    reference step for step: losses per epoch and final parameters; with
+    the first layer on the dense path and on the sparse (CSR/CSC) path."""
     net = fastnn.Network(arch, hidden=hidden, output=output, seed=11, dtype=dtype)
     x, y = make_data(rng, net, 53)
     x = x.astype(dtype)
+    if sparse:
+        x[rng.random(x.shape) < 0.6] = 0
+    monkeypatch.setattr(fastnn.network, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
     params = ref_params(net)
     velocity = [[np.zeros_like(W), np.zeros_like(b)] for W, b in params]
     state = net._rng_state.copy()

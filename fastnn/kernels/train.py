@@ -10,17 +10,28 @@ Memory layout (built once per ``fit`` by :class:`fastnn.network.Network`):
   ``dE/dU`` for each layer in the same layout.
 * ``wt``: scratch for one transposed weight matrix (the largest one needed).
 
-Views into these flat buffers are made with ``reshape`` on contiguous
-slices, which costs nothing, and lets the last, shorter mini-batch use the
-same buffers.
+Views into these flat buffers are ``reshape``s of contiguous slices: free,
+and the last, shorter mini-batch uses the same buffers.
+
+Arguments travel in tuples so signatures stay short:
+
+* ``model = (theta, sizes, poff, acts)``; ``acts[l]`` is layer l's
+  activation code, the last one IDENTITY (the output non-linearity belongs
+  to the loss ``head``).
+* ``work = (hbuf, dbuf, hoff, cap, wt)``.
+* ``sp = (indptr, indices, values, base, colptr, rowpos, cvals)``: the
+  training inputs in CSR form plus the per-batch CSC form (see
+  :mod:`.sparse`); all empty when the first layer runs dense.
 """
 import numpy as np
 
 from .._config import jit
 from .activations import IDENTITY
-from .dense import dense_backward, dense_forward
+from .dense import bias_backward, dense_backward, dense_forward
 from .losses import head_output, loss_forward_backward
 from .optim import momentum_update, sgd_update
+from .sparse import (batch_csc_build, batch_nnz_offsets, sparse_dense_forward,
+                     sparse_weight_grad)
 
 
 @jit
@@ -47,70 +58,82 @@ def layer_buf(buf, sizes, hoff, cap, l, rows):
 
 
 @jit
-def network_forward(X, theta, sizes, poff, acts, hbuf, hoff, cap):
-    """Forward pass of X (rows <= cap); returns the logits view.
+def is_sparse(sp):
+    return sp[0].shape[0] > 0
 
-    ``acts[l]`` is layer l's activation code; the last entry is IDENTITY
-    because the output non-linearity belongs to the loss head."""
+
+@jit
+def network_forward(model, X, rows, sp, work):
+    """Forward pass of one batch; returns the logits view.
+
+    Dense: the batch is ``X``. Sparse: the batch is rows ``rows`` of the CSR
+    matrix in ``sp`` (``X`` is not read)."""
+    theta, sizes, poff, acts = model
+    hbuf, dbuf, hoff, cap, wt = work
     L = sizes.shape[0] - 1
-    rows = X.shape[0]
+    n = rows.shape[0] if is_sparse(sp) else X.shape[0]
     H = X
     for l in range(L):
-        Y = layer_buf(hbuf, sizes, hoff, cap, l, rows)
-        dense_forward(H, layer_W(theta, sizes, poff, l),
-                      layer_b(theta, sizes, poff, l),
-                      acts[l], Y)
+        Y = layer_buf(hbuf, sizes, hoff, cap, l, n)
+        W = layer_W(theta, sizes, poff, l)
+        b = layer_b(theta, sizes, poff, l)
+        if l == 0 and is_sparse(sp):
+            sparse_dense_forward(sp[0], sp[1], sp[2], rows, W, b, acts[l], Y)
+        else:
+            dense_forward(H, W, b, acts[l], Y)
         H = Y
     return H
 
 
 @jit
-def network_backward(X, theta, grad, sizes, poff, acts, hbuf, dbuf, hoff, cap, wt):
-    """Backward pass; expects dE/dZ of the last layer already in ``dbuf``
-    and the forward's outputs in ``hbuf``. Writes every gradient into
-    ``grad``."""
+def network_backward(model, X, batch, sp, grad, work, n):
+    """Backward pass of an ``n``-row batch; expects dE/dZ of the last layer
+    in ``dbuf`` and the forward's outputs in ``hbuf``. Writes every gradient
+    into ``grad``. ``batch`` is the batch's number (selects its CSC block
+    when the first layer is sparse)."""
+    theta, sizes, poff, acts = model
+    hbuf, dbuf, hoff, cap, wt = work
     L = sizes.shape[0] - 1
-    rows = X.shape[0]
+    empty = np.empty((0, 0), theta.dtype)
     for l in range(L - 1, -1, -1):
         K = sizes[l]
         N = sizes[l + 1]
-        dU = layer_buf(dbuf, sizes, hoff, cap, l, rows)
+        dU = layer_buf(dbuf, sizes, hoff, cap, l, n)
         W = layer_W(theta, sizes, poff, l)
         dW = layer_W(grad, sizes, poff, l)
         db = layer_b(grad, sizes, poff, l)
-        if l == 0:
-            # No gradient w.r.t. the input data.
-            dense_backward(dU, X, W, dW, db, np.empty((0, 0), X.dtype),
-                           np.empty((0, 0), X.dtype), IDENTITY)
+        if l > 0:
+            Hin = layer_buf(hbuf, sizes, hoff, cap, l - 1, n)
+            dX = layer_buf(dbuf, sizes, hoff, cap, l - 1, n)
+            dense_backward(dU, Hin, W, dW, db, dX, wt[:N * K].reshape((N, K)), acts[l - 1])
+        elif is_sparse(sp):
+            sparse_weight_grad(sp[4][batch], sp[5], sp[6], dU, dW)
+            bias_backward(dU, db)
         else:
-            WT = wt[:N * K].reshape((N, K))
-            Hin = layer_buf(hbuf, sizes, hoff, cap, l - 1, rows)
-            dX = layer_buf(dbuf, sizes, hoff, cap, l - 1, rows)
-            dense_backward(dU, Hin, W, dW, db, dX, WT, acts[l - 1])
+            # No gradient w.r.t. the input data.
+            dense_backward(dU, X, W, dW, db, empty, empty, IDENTITY)
 
 
 @jit
-def forward_backward(X, labels, T, theta, grad, sizes, poff, acts, head,
-                     hbuf, dbuf, hoff, cap, wt):
+def forward_backward(model, head, X, rows, batch, labels, T, sp, grad, work):
     """Loss and all gradients for one mini-batch; returns (loss, n_correct)."""
-    Z = network_forward(X, theta, sizes, poff, acts, hbuf, hoff, cap)
-    dZ = layer_buf(dbuf, sizes, hoff, cap, sizes.shape[0] - 2, X.shape[0])
+    sizes = model[1]
+    hbuf, dbuf, hoff, cap, wt = work
+    Z = network_forward(model, X, rows, sp, work)
+    n = Z.shape[0]
+    dZ = layer_buf(dbuf, sizes, hoff, cap, sizes.shape[0] - 2, n)
     loss, correct = loss_forward_backward(head, Z, labels, T, dZ)
-    network_backward(X, theta, grad, sizes, poff, acts, hbuf, dbuf, hoff, cap, wt)
+    network_backward(model, X, batch, sp, grad, work, n)
     return loss, correct
 
 
 @jit
-def train_step(X, labels, T, theta, grad, vel, sizes, poff, acts, head,
-               lr, momentum, nesterov, hbuf, dbuf, hoff, cap, wt):
-    """One mini-batch gradient step in place; returns (loss, n_correct)."""
-    loss, correct = forward_backward(X, labels, T, theta, grad, sizes, poff,
-                                     acts, head, hbuf, dbuf, hoff, cap, wt)
+def apply_update(theta, grad, vel, opt):
+    lr, momentum, nesterov = opt
     if momentum == 0:
         sgd_update(theta, grad, lr)
     else:
         momentum_update(theta, grad, vel, lr, momentum, nesterov)
-    return loss, correct
 
 
 @jit
@@ -148,30 +171,45 @@ def gather_labels(src, idx, dst):
 
 
 @jit
-def train_epoch(X, labels, T, theta, grad, vel, sizes, poff, acts, head,
-                batch_size, lr, momentum, nesterov, shuffle, order, rng_state,
-                hbuf, dbuf, hoff, wt, xbuf, lbuf, tbuf):
-    """One pass over the data in mini-batches of ``batch_size`` (the last
-    one may be shorter). With ``shuffle`` the visiting ``order`` is
-    reshuffled in place first and each batch is gathered into ``xbuf``;
-    without it batches are zero-copy slices of X.
+def prepare_sparse_batches(sp, order, batch_size):
+    """(Re)build the per-batch CSC blocks for the visiting ``order``."""
+    batch_nnz_offsets(sp[0], order, batch_size, sp[3])
+    batch_csc_build(sp[0], sp[1], sp[2], order, batch_size, sp[3], sp[4], sp[5], sp[6])
 
-    Returns (sum of per-row losses, number of rows predicted right), both
-    measured on each batch just before its update.
+
+@jit
+def train_epoch(X, labels, T, model, head, grad, vel, opt, batch_size, shuffle,
+                order, rng_state, sp, csc_ready, work, bufs):
+    """One pass over the data in mini-batches of ``batch_size`` (the last
+    one may be shorter), updating ``model`` in place.
+
+    With ``shuffle`` the visiting ``order`` is reshuffled first and each
+    batch gathered into ``bufs = (xbuf, lbuf, tbuf)``; without it batches
+    are zero-copy slices. A sparse first layer reads its batch straight from
+    the CSR form, so X is never gathered; its CSC blocks are rebuilt unless
+    ``csc_ready`` (same order as last time).
+
+    Returns (sum of per-row losses, number of rows predicted right), each
+    measured on a batch just before its update.
     """
-    n = X.shape[0]
-    cap = batch_size
+    n = order.shape[0]
+    xbuf, lbuf, tbuf = bufs
+    sparse = is_sparse(sp)
     if shuffle:
         shuffle_inplace(order, rng_state)
+    if sparse and not (csc_ready and not shuffle):
+        prepare_sparse_batches(sp, order, batch_size)
     loss_sum = 0.0
     correct = 0
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
         rows = e - s
+        idx = order[s:e]
         if shuffle:
-            idx = order[s:e]
-            xb = xbuf[:rows]
-            gather_rows(X, idx, xb)
+            xb = xbuf[:0]
+            if not sparse:
+                xb = xbuf[:rows]
+                gather_rows(X, idx, xb)
             lb = lbuf[:min(rows, lbuf.shape[0])]
             if labels.shape[0] > 0:
                 gather_labels(labels, idx, lb)
@@ -182,36 +220,35 @@ def train_epoch(X, labels, T, theta, grad, vel, sizes, poff, acts, head,
             xb = X[s:e]
             lb = labels[s:min(e, labels.shape[0])]
             tb = T[s:min(e, T.shape[0])]
-        loss, c = train_step(xb, lb, tb, theta, grad, vel, sizes, poff, acts,
-                             head, lr, momentum, nesterov, hbuf, dbuf, hoff,
-                             cap, wt)
+        loss, c = forward_backward(model, head, xb, idx, s // batch_size, lb, tb,
+                                   sp, grad, work)
+        apply_update(model[0], grad, vel, opt)
         loss_sum += loss * rows
         correct += c
     return loss_sum, correct
 
 
 @jit
-def predict_logits(X, theta, sizes, poff, acts, hbuf, hoff, cap, out):
-    """Logits of every row of X into ``out``, ``cap`` rows at a time."""
-    n = X.shape[0]
-    for s in range(0, n, cap):
-        e = min(n, s + cap)
-        Z = network_forward(X[s:e], theta, sizes, poff, acts, hbuf, hoff, cap)
-        out[s:e, :] = Z
+def _dense_sp(theta):
+    # The "no sparse data" tuple, typed like a real one.
+    i64 = np.empty(0, np.int64)
+    return (i64, np.empty(0, np.int32), np.empty(0, theta.dtype), i64,
+            np.empty((0, 0), np.int64), np.empty(0, np.int32), np.empty(0, theta.dtype))
 
 
 @jit
-def evaluate_batches(X, labels, T, theta, sizes, poff, acts, head, hbuf,
-                     dbuf, hoff, cap):
+def evaluate_batches(X, labels, T, model, head, work):
     """(sum of per-row losses, n_correct) over X, ``cap`` rows at a time."""
+    sizes = model[1]
+    hbuf, dbuf, hoff, cap, wt = work
+    sp = _dense_sp(model[0])
     n = X.shape[0]
     loss_sum = 0.0
     correct = 0
-    L = sizes.shape[0] - 1
     for s in range(0, n, cap):
         e = min(n, s + cap)
-        Z = network_forward(X[s:e], theta, sizes, poff, acts, hbuf, hoff, cap)
-        dZ = layer_buf(dbuf, sizes, hoff, cap, L - 1, e - s)
+        Z = network_forward(model, X[s:e], sp[0], sp, work)
+        dZ = layer_buf(dbuf, sizes, hoff, cap, sizes.shape[0] - 2, e - s)
         loss, c = loss_forward_backward(head, Z, labels[s:min(e, labels.shape[0])],
                                         T[s:min(e, T.shape[0])], dZ)
         loss_sum += loss * (e - s)
@@ -220,10 +257,16 @@ def evaluate_batches(X, labels, T, theta, sizes, poff, acts, head, hbuf,
 
 
 @jit
-def predict_output(X, theta, sizes, poff, acts, head, hbuf, hoff, cap, out):
-    """The head's output (probabilities, or values for regression)."""
+def predict_batches(X, model, head, work, out):
+    """Logits (``head < 0``) or the head's output (probabilities, or values
+    for regression) of every row of X into ``out``, ``cap`` rows at a time."""
+    hbuf, dbuf, hoff, cap, wt = work
+    sp = _dense_sp(model[0])
     n = X.shape[0]
     for s in range(0, n, cap):
         e = min(n, s + cap)
-        Z = network_forward(X[s:e], theta, sizes, poff, acts, hbuf, hoff, cap)
-        head_output(head, Z, out[s:e])
+        Z = network_forward(model, X[s:e], sp[0], sp, work)
+        if head < 0:
+            out[s:e, :] = Z
+        else:
+            head_output(head, Z, out[s:e])
