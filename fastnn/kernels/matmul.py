@@ -82,25 +82,20 @@ def gemm_nt_naive(A, B, C):
 # ---------------------------------------------------------------------------
 # register tiles (one pair of functions per tile shape, generated at import)
 # ---------------------------------------------------------------------------
-def _make_tiles(MR, NR, SKIP):
+def _make_tiles(MR, NR):
     @jit_inline
-    def tile_nn(A, B, C, i0, j0, jlo, bias, act, H, dact):
+    def tile_nn(A, B, C, i0, j0, jlo, bias, act, H, dact, acc):
         """C[i0:i0+MR, j0:j0+NR] = epilogue(A[rows] @ B[:, cols]).
 
         Stores columns >= jlo only. ``bias`` (len 0 = none) and ``act`` give
         the forward epilogue; ``H``/``dact`` (H.size 0 = none) multiply by
-        ``act_grad(H)`` for the backward epilogue.
+        ``act_grad(H)`` for the backward epilogue. ``acc`` is the caller's
+        (MR, NR) scratch, allocated once per task rather than per tile.
         """
         M, K = A.shape
         u0 = uint64(j0)
-        acc = np.zeros((MR, NR), dtype=C.dtype)
+        acc[:] = 0
         for k in range(K):
-            if SKIP:
-                nz = False
-                for r in range(MR):
-                    nz |= A[min(i0 + r, M - 1), k] != 0
-                if not nz:
-                    continue
             for r in range(MR):
                 a = A[min(i0 + r, M - 1), k]
                 for j in range(uint64(NR)):
@@ -108,24 +103,17 @@ def _make_tiles(MR, NR, SKIP):
         _store(acc, C, i0, j0, jlo, bias, act, H, dact)
 
     @jit_inline
-    def tile_tn(A, B, C, i0, j0, jlo):
+    def tile_tn(A, B, C, i0, j0, jlo, acc, bias0, h0):
         """C[i0:i0+MR, j0:j0+NR] = A[:, rows].T @ B[:, cols]."""
         K, M = A.shape
         u0 = uint64(j0)
-        acc = np.zeros((MR, NR), dtype=C.dtype)
+        acc[:] = 0
         for k in range(K):
-            if SKIP:
-                nz = False
-                for r in range(MR):
-                    nz |= A[k, min(i0 + r, M - 1)] != 0
-                if not nz:
-                    continue
             for r in range(MR):
                 a = A[k, min(i0 + r, M - 1)]
                 for j in range(uint64(NR)):
                     acc[r, j] += a * B[k, u0 + j]
-        _store(acc, C, i0, j0, jlo, np.empty(0, C.dtype), IDENTITY,
-               np.empty((0, 0), C.dtype), IDENTITY)
+        _store(acc, C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
 
     @jit_parallel
     def tiles_nn(A, B, C, bias, act, H, dact):
@@ -133,10 +121,13 @@ def _make_tiles(MR, NR, SKIP):
         N = B.shape[1]
         nfull = N // NR
         ncol = nfull + (1 if N % NR else 0)
-        nrow = (M + MR - 1) // MR
-        for t in prange(nrow * ncol):
-            j0, jlo = _col_tile(t % ncol, nfull, N)
-            tile_nn(A, B, C, (t // ncol) * MR, j0, jlo, bias, act, H, dact)
+        ntile = ((M + MR - 1) // MR) * ncol
+        ntask = min(ntile, NTASK)
+        for task in prange(ntask):
+            acc = np.empty((MR, NR), dtype=C.dtype)
+            for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
+                j0, jlo = _col_tile(t % ncol, nfull, N)
+                tile_nn(A, B, C, (t // ncol) * MR, j0, jlo, bias, act, H, dact, acc)
 
     @jit_parallel
     def tiles_tn(A, B, C):
@@ -144,10 +135,15 @@ def _make_tiles(MR, NR, SKIP):
         N = B.shape[1]
         nfull = N // NR
         ncol = nfull + (1 if N % NR else 0)
-        nrow = (M + MR - 1) // MR
-        for t in prange(nrow * ncol):
-            j0, jlo = _col_tile(t % ncol, nfull, N)
-            tile_tn(A, B, C, (t // ncol) * MR, j0, jlo)
+        ntile = ((M + MR - 1) // MR) * ncol
+        ntask = min(ntile, NTASK)
+        bias0 = np.empty(0, C.dtype)
+        h0 = np.empty((0, 0), C.dtype)
+        for task in prange(ntask):
+            acc = np.empty((MR, NR), dtype=C.dtype)
+            for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
+                j0, jlo = _col_tile(t % ncol, nfull, N)
+                tile_tn(A, B, C, (t // ncol) * MR, j0, jlo, acc, bias0, h0)
 
     return tiles_nn, tiles_tn
 
@@ -166,23 +162,32 @@ def _store(acc, C, i0, j0, jlo, bias, act, H, dact):
     w = uint64(NRt) - lo
     has_b = bias.shape[0] > 0
     has_h = H.shape[0] > 0
+    zero = C.dtype.type(0)
     for r in range(min(MR, M - i0)):
         i = i0 + r
         if has_h:
             for jj in range(w):
                 j = u0 + lo + jj
                 C[i, j] = acc[r, lo + jj] * act_grad(H[i, j], dact)
-        elif has_b and act == RELU:
+        elif act == IDENTITY:
+            if has_b:
+                for jj in range(w):
+                    C[i, u0 + lo + jj] = acc[r, lo + jj] + bias[u0 + lo + jj]
+            else:
+                for jj in range(w):
+                    C[i, u0 + lo + jj] = acc[r, lo + jj]
+        elif act == RELU:
             for jj in range(w):
-                j = u0 + lo + jj
-                C[i, j] = max(acc[r, lo + jj] + bias[j], 0)
-        elif has_b:
-            for jj in range(w):
-                j = u0 + lo + jj
-                C[i, j] = act_forward(acc[r, lo + jj] + bias[j], act)
+                v = acc[r, lo + jj]
+                if has_b:
+                    v += bias[u0 + lo + jj]
+                C[i, u0 + lo + jj] = max(v, zero)
         else:
             for jj in range(w):
-                C[i, u0 + lo + jj] = act_forward(acc[r, lo + jj], act)
+                v = acc[r, lo + jj]
+                if has_b:
+                    v += bias[u0 + lo + jj]
+                C[i, u0 + lo + jj] = act_forward(v, act)
 
 
 # Tile shapes. LLVM vectorises the column loop only when it has >= 48
@@ -191,14 +196,14 @@ def _store(acc, C, i0, j0, jlo, bias, act, H, dact):
 # accumulators: 8 x 3 zmm (float32) or 4 x 6 zmm (float64). Without AVX-512
 # (16 ymm registers) fewer rows avoid spills.
 NR = 48
+# Parallel tasks per product: each takes a contiguous run of tiles and one
+# accumulator allocation (a heap allocation per tile cost as much as a small
+# tile's FMAs). Enough tasks to balance any thread count up to NTASK.
+NTASK = 32
 MR32 = 8 if AVX512 else 2
 MR64 = 4 if AVX512 else 1
-_nn32, _tn32 = _make_tiles(MR32, NR, False)
-_nn64, _tn64 = _make_tiles(MR64, NR, False)
-# Variants that skip a reduction step when all MR values of A in it are zero:
-# for sparse inputs such as MNIST pixels, chosen by the caller.
-_nn32_skip, _tn32_skip = _make_tiles(MR32, NR, True)
-_nn64_skip, _tn64_skip = _make_tiles(MR64, NR, True)
+_nn32, _tn32 = _make_tiles(MR32, NR)
+_nn64, _tn64 = _make_tiles(MR64, NR)
 
 
 @jit
@@ -257,33 +262,23 @@ def _narrow_tn(A, B, C):
 
 
 @jit
-def gemm_nn_fused(A, B, C, bias, act, H, dact, skip_zeros=False):
+def gemm_nn_fused(A, B, C, bias, act, H, dact):
     """C = epilogue(A @ B); see :func:`_store` for the epilogue."""
     if B.shape[1] < NR:
         _narrow_nn(A, B, C, bias, act, H, dact)
     elif C.itemsize == 4:
-        if skip_zeros:
-            _nn32_skip(A, B, C, bias, act, H, dact)
-        else:
-            _nn32(A, B, C, bias, act, H, dact)
-    elif skip_zeros:
-        _nn64_skip(A, B, C, bias, act, H, dact)
+        _nn32(A, B, C, bias, act, H, dact)
     else:
         _nn64(A, B, C, bias, act, H, dact)
 
 
 @jit
-def gemm_tn(A, B, C, skip_zeros=False):
+def gemm_tn(A, B, C):
     """C = A.T @ B, with A (K, M), B (K, N), C (M, N)."""
     if B.shape[1] < NR:
         _narrow_tn(A, B, C)
     elif C.itemsize == 4:
-        if skip_zeros:
-            _tn32_skip(A, B, C)
-        else:
-            _tn32(A, B, C)
-    elif skip_zeros:
-        _tn64_skip(A, B, C)
+        _tn32(A, B, C)
     else:
         _tn64(A, B, C)
 

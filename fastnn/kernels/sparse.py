@@ -25,8 +25,8 @@ import numpy as np
 from numba import prange, uint64
 
 from .._config import FASTMATH_NO_REASSOC, jit, jit_parallel
-from .activations import act_forward
-from .matmul import NR
+from .activations import IDENTITY, act_forward
+from .matmul import NR, NTASK, _store
 
 _TG = 3  # column tiles computed together (3 x 48 = 144 columns)
 
@@ -61,6 +61,28 @@ def csr_fill(X, indptr, indices, values):
                 p += 1
 
 
+@jit
+def _group_cols(g, ncol, nfull, N):
+    """Start columns of the _TG column tiles of group g (tiles past the
+    last are clamped onto it: computed, not stored)."""
+    c0 = min(g * _TG, ncol - 1)
+    c1 = min(g * _TG + 1, ncol - 1)
+    c2 = min(g * _TG + 2, ncol - 1)
+    return (uint64(c0 * NR if c0 < nfull else N - NR),
+            uint64(c1 * NR if c1 < nfull else N - NR),
+            uint64(c2 * NR if c2 < nfull else N - NR))
+
+
+@jit
+def _store_group(acc, out, i, g, ncol, nfull, N, bias, act, h0):
+    # Column tile ct starts at ct*NR, the last one at N-NR (overlapping its
+    # neighbour); each stores only the columns from ct*NR on.
+    for c in range(min(_TG, ncol - g * _TG)):
+        ct = g * _TG + c
+        j0 = ct * NR if ct < nfull else N - NR
+        _store(acc[c:c + 1], out, i, j0, ct * NR, bias, act, h0, IDENTITY)
+
+
 @jit_parallel(fastmath=FASTMATH_NO_REASSOC)
 def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
     """Y[r] = act(X[rows[r]] @ W + b), X given in CSR form."""
@@ -81,33 +103,27 @@ def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
     nfull = N // NR
     ncol = nfull + (1 if N % NR else 0)
     ngroup = (ncol + _TG - 1) // _TG
-    for t in prange(rows.shape[0] * ngroup):
-        r = t // ngroup
-        g = t % ngroup
-        i = rows[r]
-        # Up to _TG column tiles at once, so each non-zero's row of W is
-        # read in one sweep; tiles past the last are clamped onto it
-        # (computed, not stored).
-        c0 = min(g * _TG, ncol - 1)
-        c1 = min(g * _TG + 1, ncol - 1)
-        c2 = min(g * _TG + 2, ncol - 1)
-        u0 = uint64(c0 * NR if c0 < nfull else N - NR)
-        u1 = uint64(c1 * NR if c1 < nfull else N - NR)
-        u2 = uint64(c2 * NR if c2 < nfull else N - NR)
-        acc = np.zeros((_TG, NR), dtype=Y.dtype)
-        for p in range(indptr[i], indptr[i + 1]):
-            v = values[p]
-            k = indices[p]
-            for j in range(uint64(NR)):
-                acc[0, j] += v * W[k, u0 + j]
-                acc[1, j] += v * W[k, u1 + j]
-                acc[2, j] += v * W[k, u2 + j]
-        _store_group(acc, Y, r, g, ncol, nfull, N)
-        for c in range(min(_TG, ncol - g * _TG)):
-            ct = g * _TG + c
-            j0 = ct * NR if ct < nfull else N - NR
-            for j in range(ct * NR, j0 + NR):
-                Y[r, j] = act_forward(Y[r, j] + b[j], act)
+    ntile = rows.shape[0] * ngroup
+    ntask = min(ntile, NTASK)
+    h0 = np.empty((0, 0), Y.dtype)  # no activation-derivative epilogue
+    for task in prange(ntask):
+        acc = np.empty((_TG, NR), dtype=Y.dtype)
+        for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
+            r = t // ngroup
+            g = t % ngroup
+            i = rows[r]
+            # All _TG column tiles at once, so each non-zero's row of W is
+            # read in one sweep.
+            u0, u1, u2 = _group_cols(g, ncol, nfull, N)
+            acc[:] = 0
+            for p in range(indptr[i], indptr[i + 1]):
+                v = values[p]
+                k = indices[p]
+                for j in range(uint64(NR)):
+                    acc[0, j] += v * W[k, u0 + j]
+                    acc[1, j] += v * W[k, u1 + j]
+                    acc[2, j] += v * W[k, u2 + j]
+            _store_group(acc, Y, r, g, ncol, nfull, N, b, act, h0)
 
 
 @jit
@@ -163,8 +179,8 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
     ``colptr`` from :func:`batch_csc_build`).
 
     Row k of dW is ``sum over non-zeros (r, v) of column k of v * dU[r]``:
-    it is accumulated in registers and written once, so tasks (one per
-    row k and column group) write disjoint cells; dU stays in L1.
+    it is accumulated in registers and written once, so tasks (runs of rows
+    k and column groups) write disjoint cells; dU stays in L1.
     """
     K, N = dW.shape
     if N < NR:
@@ -180,32 +196,22 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
     nfull = N // NR
     ncol = nfull + (1 if N % NR else 0)
     ngroup = (ncol + _TG - 1) // _TG
-    for t in prange(K * ngroup):
-        k = t // ngroup
-        g = t % ngroup
-        c0 = min(g * _TG, ncol - 1)
-        c1 = min(g * _TG + 1, ncol - 1)
-        c2 = min(g * _TG + 2, ncol - 1)
-        u0 = uint64(c0 * NR if c0 < nfull else N - NR)
-        u1 = uint64(c1 * NR if c1 < nfull else N - NR)
-        u2 = uint64(c2 * NR if c2 < nfull else N - NR)
-        acc = np.zeros((_TG, NR), dtype=dW.dtype)
-        for p in range(colptr[k], colptr[k + 1]):
-            v = cvals[p]
-            r = rowpos[p]
-            for j in range(uint64(NR)):
-                acc[0, j] += v * dU[r, u0 + j]
-                acc[1, j] += v * dU[r, u1 + j]
-                acc[2, j] += v * dU[r, u2 + j]
-        _store_group(acc, dW, k, g, ncol, nfull, N)
-
-
-@jit
-def _store_group(acc, out, i, g, ncol, nfull, N):
-    # Column tile ct starts at ct*NR, the last one at N-NR (overlapping its
-    # neighbour); each stores only the columns from ct*NR on.
-    for c in range(min(_TG, ncol - g * _TG)):
-        ct = g * _TG + c
-        j0 = ct * NR if ct < nfull else N - NR
-        for jj in range(ct * NR - j0, NR):
-            out[i, j0 + jj] = acc[c, jj]
+    ntile = K * ngroup
+    ntask = min(ntile, NTASK)
+    bias0 = np.empty(0, dW.dtype)
+    h0 = np.empty((0, 0), dW.dtype)
+    for task in prange(ntask):
+        acc = np.empty((_TG, NR), dtype=dW.dtype)
+        for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
+            k = t // ngroup
+            g = t % ngroup
+            u0, u1, u2 = _group_cols(g, ncol, nfull, N)
+            acc[:] = 0
+            for p in range(colptr[k], colptr[k + 1]):
+                v = cvals[p]
+                r = rowpos[p]
+                for j in range(uint64(NR)):
+                    acc[0, j] += v * dU[r, u0 + j]
+                    acc[1, j] += v * dU[r, u1 + j]
+                    acc[2, j] += v * dU[r, u2 + j]
+            _store_group(acc, dW, k, g, ncol, nfull, N, bias0, IDENTITY, h0)
