@@ -237,8 +237,15 @@ def _narrow_nn(A, B, C, bias, act, H, dact):
     M = A.shape[0]
     N = B.shape[1]
     Cp = np.empty((M, NR), C.dtype)
-    gemm_nn_fused(A, _pad_columns(B, NR), Cp, np.empty(0, C.dtype), IDENTITY,
-                  np.empty((0, 0), C.dtype), IDENTITY)
+    Bp = _pad_columns(B, NR)
+    # The tile drivers directly, not gemm_nn_fused: a recursive call cycle
+    # breaks Numba's on-disk cache (cached code segfaulted).
+    nob = np.empty(0, C.dtype)
+    noh = np.empty((0, 0), C.dtype)
+    if C.itemsize == 4:
+        _nn32(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
+    else:
+        _nn64(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
     for i in range(M):
         for j in range(N):
             v = Cp[i, j]
@@ -255,7 +262,10 @@ def _narrow_tn(A, B, C):
     M = A.shape[1]
     N = B.shape[1]
     Cp = np.empty((M, NR), C.dtype)
-    gemm_tn(A, _pad_columns(B, NR), Cp)
+    if C.itemsize == 4:
+        _tn32(A, _pad_columns(B, NR), Cp)
+    else:
+        _tn64(A, _pad_columns(B, NR), Cp)
     for i in range(M):
         for j in range(N):
             C[i, j] = Cp[i, j]

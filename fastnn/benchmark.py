@@ -1,0 +1,274 @@
+"""Side-by-side training speed: fastnn against its NumPy reference and, when
+installed, PyTorch, JAX and scikit-learn, in one process and one run.
+
+Every system trains the same network on the same MNIST data with the same
+hyper-parameters (plain mini-batch SGD, no shuffling). Systems are timed in
+interleaved rounds (one epoch of each per round, after a warm-up epoch each),
+so a slow phase of a shared machine hits all of them alike; the table shows
+median seconds per epoch. Run it with ``python bench/compare.py`` or
+``fastnn bench``.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+WORKLOADS = {
+    "classic": dict(layers=[784, 100, 50, 10], batch_size=100, lr=0.5),
+    "wide": dict(layers=[784, 1024, 1024, 10], batch_size=256, lr=0.1),
+}
+
+
+def epoch_flops(layers, n):
+    """Dense FLOPs of one epoch: forward X@W, weight gradient X.T@dU and
+    input gradient dU@W.T (none for the first layer), 2 per multiply-add."""
+    kn = [k * m for k, m in zip(layers[:-1], layers[1:])]
+    return 2 * n * (2 * sum(kn) + sum(kn[1:]))
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def matmul_peak(reps=20):
+    """Median GFLOP/s of np.matmul at 512^3 float32 (the machine's BLAS)."""
+    a = np.random.default_rng(0).random((512, 512), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, a, out=out)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        np.matmul(a, a, out=out)
+        times.append(time.perf_counter() - t)
+    return 2 * 512 ** 3 / statistics.median(times) / 1e9
+
+
+# --------------------------------------------------------------------------
+# systems: each returns an object whose epoch() trains one epoch
+# --------------------------------------------------------------------------
+class FastnnSystem:
+    key = "fastnn"
+    name = "fastnn"
+
+    def __init__(self, x, y, layers, batch_size, lr, dtype="float32"):
+        import fastnn
+
+        self.net = fastnn.Network(layers, seed=8, dtype=dtype)
+        self.args = (x, y)
+        self.kw = dict(epochs=1, batch_size=batch_size, lr=lr, shuffle=False)
+
+    def epoch(self):
+        self.net.fit(*self.args, **self.kw)
+
+
+class ReferenceSystem:
+    key = "reference"
+    name = "fastnn.reference (NumPy)"
+
+    def __init__(self, x, y, layers, batch_size, lr, dtype="float32"):
+        import fastnn
+        from fastnn import reference
+
+        net = fastnn.Network(layers, seed=8, dtype=dtype)
+        self.params = [(W.copy(), b.copy()) for W, b in zip(net.weights, net.biases)]
+        self.reference = reference
+        self.x, self.y, self.bs, self.lr = x, y, batch_size, lr
+
+    def epoch(self):
+        # Contiguous slices, as a user of the reference would write it.
+        x, y, bs = self.x, self.y, self.bs
+        for s in range(0, x.shape[0], bs):
+            self.reference.train_step(self.params, x[s:s + bs], y[s:s + bs], self.lr)
+
+
+class TorchSystem:
+    key = "torch"
+    name = "PyTorch (eager)"
+
+    def __init__(self, x, y, layers, batch_size, lr, dtype="float32"):
+        import torch
+
+        self.torch = torch
+        torch.set_num_threads(__import__("fastnn").get_num_threads())
+        torch.manual_seed(8)
+        mods = []
+        for i, (k, m) in enumerate(zip(layers[:-1], layers[1:])):
+            mods.append(torch.nn.Linear(k, m))
+            if i < len(layers) - 2:
+                mods.append(torch.nn.ReLU())
+        self.model = torch.nn.Sequential(*mods)
+        if dtype == "float64":
+            self.model = self.model.double()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr)
+        self.loss = torch.nn.CrossEntropyLoss()
+        self.x = torch.from_numpy(x)
+        self.y = torch.from_numpy(y)
+        self.bs = batch_size
+
+    def epoch(self):
+        for s in range(0, self.x.shape[0], self.bs):
+            self.opt.zero_grad(set_to_none=True)
+            out = self.model(self.x[s:s + self.bs])
+            self.loss(out, self.y[s:s + self.bs]).backward()
+            self.opt.step()
+
+
+class JaxSystem:
+    key = "jax"
+    name = "JAX (jit, lax.scan)"
+
+    def __init__(self, x, y, layers, batch_size, lr, dtype="float32"):
+        import jax
+        import jax.numpy as jnp
+
+        rng = np.random.RandomState(8)
+        params = [(jnp.asarray((rng.rand(k, m) * 0.2 - 0.1).astype(x.dtype)),
+                   jnp.zeros(m, x.dtype)) for k, m in zip(layers[:-1], layers[1:])]
+        nb = x.shape[0] // batch_size  # full batches only (scan needs equal shapes)
+        xb = jnp.asarray(x[:nb * batch_size].reshape(nb, batch_size, -1))
+        yb = jnp.asarray(y[:nb * batch_size].reshape(nb, batch_size))
+
+        def loss_fn(p, xx, yy):
+            h = xx
+            for W, b in p[:-1]:
+                h = jax.nn.relu(h @ W + b)
+            z = h @ p[-1][0] + p[-1][1]
+            return -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(yy.shape[0]), yy])
+
+        def step(p, batch):
+            g = jax.grad(loss_fn)(p, *batch)
+            return jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g), None
+
+        @jax.jit
+        def epoch(p):
+            return jax.lax.scan(step, p, (xb, yb))[0]
+
+        self.params, self.fn = params, epoch
+
+    def epoch(self):
+        self.params = self.fn(self.params)
+        self.params[0][0].block_until_ready()
+
+
+class SklearnSystem:
+    key = "sklearn"
+    name = "scikit-learn MLPClassifier (sgd)"
+
+    def __init__(self, x, y, layers, batch_size, lr, dtype="float32"):
+        import warnings
+
+        from sklearn.neural_network import MLPClassifier
+
+        warnings.filterwarnings("ignore", module="sklearn")
+        self.clf = MLPClassifier(hidden_layer_sizes=tuple(layers[1:-1]), solver="sgd",
+                                 learning_rate_init=lr, batch_size=batch_size,
+                                 momentum=0.0, alpha=0.0, shuffle=False, random_state=8)
+        self.x, self.y, self.classes = x, y, np.arange(layers[-1])
+
+    def epoch(self):
+        self.clf.partial_fit(self.x, self.y, classes=self.classes)
+
+
+SYSTEMS = [FastnnSystem, ReferenceSystem, TorchSystem, JaxSystem, SklearnSystem]
+
+
+def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
+        systems=None, out=sys.stdout):
+    import fastnn
+
+    if threads:
+        fastnn.set_num_threads(threads)
+    threads = fastnn.get_num_threads()
+    (x, y), _ = fastnn.load_mnist()
+    x = x.astype(dtype)
+    peak = matmul_peak()
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": cpu_name(),
+        "threads": threads,
+        "dtype": dtype,
+        "epochs_timed": epochs,
+        "np_matmul_512_gflops": round(peak, 1),
+        "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
+        "workloads": {},
+        "skipped": {},
+    }
+    print(f"{result['cpu']}, {threads} threads, {dtype}; np.matmul 512^3: {peak:.0f} GFLOP/s",
+          file=out)
+    for wl in workloads:
+        spec = WORKLOADS[wl]
+        flops = epoch_flops(spec["layers"], x.shape[0])
+        live = []
+        for cls in SYSTEMS:
+            if systems and cls.key not in systems:
+                continue
+            try:
+                live.append(cls(x, y, spec["layers"], spec["batch_size"], spec["lr"], dtype))
+            except ImportError as e:
+                result["skipped"][cls.name] = f"not installed ({e.name})"
+        times = {s.name: [] for s in live}
+        for s in live:  # warm-up: compilation, caches, thread pools
+            s.epoch()
+        for _ in range(epochs):
+            for s in live:
+                t = time.perf_counter()
+                s.epoch()
+                times[s.name].append(time.perf_counter() - t)
+        base = statistics.median(times["fastnn"]) if "fastnn" in times else None
+        rows = []
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            gf = flops / med / 1e9
+            rows.append(dict(system=name, s_per_epoch=round(med, 4),
+                             vs_fastnn=round(med / base, 2) if base else None,
+                             gflops=round(gf, 1), share_of_matmul_peak=round(gf / peak, 3),
+                             all_epochs=[round(t, 4) for t in ts]))
+        result["workloads"][wl] = dict(spec, epoch_gflop=round(flops / 1e9, 2), results=rows)
+        print(f"\n{wl}: {spec['layers']}, batch {spec['batch_size']}, lr {spec['lr']}, "
+              f"{flops / 1e9:.1f} GFLOP/epoch; median of {epochs} epochs", file=out)
+        print(f"{'system':34s} {'s/epoch':>8s} {'x fastnn':>9s} {'GFLOP/s':>8s} {'of peak':>8s}",
+              file=out)
+        for r in rows:
+            print(f"{r['system']:34s} {r['s_per_epoch']:8.3f} {r['vs_fastnn']:9.2f} "
+                  f"{r['gflops']:8.1f} {100 * r['share_of_matmul_peak']:7.0f}%", file=out)
+    for name, why in result["skipped"].items():
+        print(f"skipped {name}: {why}", file=out)
+    return result
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workload", choices=["classic", "wide", "all"], default="all")
+    p.add_argument("--epochs", type=int, default=5, help="timed epochs per system (median)")
+    p.add_argument("--threads", type=int, default=None, help="fastnn/Numba threads")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="systems to run: fastnn reference torch jax sklearn")
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    if args.epochs < 1:
+        p.error("--epochs must be >= 1")
+    wls = ("classic", "wide") if args.workload == "all" else (args.workload,)
+    if args.threads:
+        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    res = run(wls, args.epochs, args.threads, args.dtype, args.only)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return res
+
+
+if __name__ == "__main__":
+    main()
