@@ -65,7 +65,19 @@ def check_layers(layers):
     return out
 
 
-def as_float_matrix(name, x, dtype, n_features=None):
+def scan_matrix(name, a):
+    """(non-zeros per row, 64-bit fingerprint of the data) of a C-contiguous
+    float matrix, in one compiled pass; raises if it holds NaN or inf."""
+    from .kernels.sparse import fingerprint, scan_rows
+
+    counts = np.empty(a.shape[0], np.int64)
+    rowhash = np.empty(a.shape[0], np.uint64)
+    if scan_rows(a, counts, rowhash):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return counts, int(fingerprint(rowhash))
+
+
+def as_float_matrix(name, x, dtype, n_features=None, check_finite=True):
     """x as a C-contiguous 2-D array of ``dtype`` (copied only if needed)."""
     a = np.asarray(x)
     if a.dtype.kind not in "iuf":
@@ -77,6 +89,6 @@ def as_float_matrix(name, x, dtype, n_features=None):
     if n_features is not None and a.shape[1] != n_features:
         raise ValueError(f"{name} has {a.shape[1]} features but the network expects {n_features}")
     a = np.ascontiguousarray(a, dtype=dtype)
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or infinity")
+    if check_finite:
+        scan_matrix(name, a)
     return a

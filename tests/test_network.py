@@ -38,10 +38,10 @@ def kernel_gradients(net, x, y, sparse=False):
     labels, T = net._y(y, n)
     rows = np.arange(n, dtype=np.int64)
     if sparse:
-        sp = net._sparse_inputs(X, n, max_density=1.0)
+        sp, _ = net._sparse_inputs(X, n, False, max_density=1.0)
         K.prepare_sparse_batches(sp, rows, n)
     else:
-        sp = K._dense_sp(net.theta)
+        sp = K.dense_sp(net.theta)
     grad = np.full_like(net.theta, np.nan)
     loss, _ = K.forward_backward(net._model(), net._head, X, rows, 0, labels, T, sp,
                                  grad, net._work(n))
@@ -123,6 +123,7 @@ def test_training_trajectory_matches_reference(rng, monkeypatch, dtype, momentum
     ref_losses = []
     for epoch in range(3):
         if shuffle:
+            order = np.arange(53)
             K.shuffle_inplace(order, state)
         ref_losses.append(R.train_epoch(params, x.astype(np.float64), y, 0.1, 8, hidden,
                                         output, velocity, momentum, nesterov, order.copy()))
@@ -276,3 +277,36 @@ def test_fit_rejects_bad_input_without_touching_the_model(x, y, kw, err, match):
     with pytest.raises(err, match=match):
         net.fit(x, y, **kw)
     assert np.array_equal(before, net.theta)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_repeated_fits_equal_one_long_fit_on_the_sparse_path(rng, shuffle):
+    """fit(epochs=1) twice reuses the cached sparse forms and trains exactly
+    like fit(epochs=2)."""
+    x = rng.random((90, 12))
+    x[rng.random(x.shape) < 0.8] = 0
+    y = rng.integers(0, 3, 90)
+    a = fastnn.Network([12, 50, 3], seed=4)
+    b = fastnn.Network([12, 50, 3], seed=4)
+    a.fit(x, y, epochs=2, batch_size=16, lr=0.2, shuffle=shuffle)
+    b.fit(x, y, epochs=1, batch_size=16, lr=0.2, shuffle=shuffle)
+    assert b._input_cache is not None  # the sparse path was taken
+    b.fit(x, y, epochs=1, batch_size=16, lr=0.2, shuffle=shuffle)
+    assert np.array_equal(a.theta, b.theta)
+
+
+def test_changed_data_between_fits_is_not_served_from_the_cache(rng):
+    x = rng.random((60, 10))
+    x[rng.random(x.shape) < 0.8] = 0
+    y = rng.integers(0, 3, 60)
+    a = fastnn.Network([10, 20, 3], seed=1)
+    a.fit(x, y, epochs=1, batch_size=10, lr=0.2, shuffle=False)
+    x2 = x.copy()
+    x2[5, np.flatnonzero(x2[5])[0]] *= 1.0000001  # one value, one ulp-ish
+    x2[7, :] = x2[7, ::-1]                          # same values, other order
+    a.fit(x2, y, epochs=1, batch_size=10, lr=0.2, shuffle=False)
+    b = fastnn.Network([10, 20, 3], seed=1)
+    b.fit(x, y, epochs=1, batch_size=10, lr=0.2, shuffle=False)
+    b._input_cache = None
+    b.fit(x2, y, epochs=1, batch_size=10, lr=0.2, shuffle=False)
+    assert np.array_equal(a.theta, b.theta)

@@ -32,13 +32,43 @@ _TG = 3  # column tiles computed together (3 x 48 = 144 columns)
 
 
 @jit_parallel
-def csr_row_counts(X, counts):
-    """counts[i] = number of non-zeros in row i of dense X."""
-    for i in prange(X.shape[0]):
+def _scan(X, B, counts, rowhash):
+    n, d = X.shape
+    bad = 0
+    for i in prange(n):
         c = 0
-        for k in range(X.shape[1]):
-            c += X[i, k] != 0
+        h = np.uint64(0)
+        nb = 0
+        for k in range(d):
+            v = X[i, k]
+            c += v != 0
+            nb += not np.isfinite(v)
+            # Exact bits, position-weighted: any change of a value or of
+            # the order of a row's values changes the hash.
+            h += np.uint64(B[i, k]) * np.uint64(2 * k + 1)
         counts[i] = c
+        rowhash[i] = h
+        bad += nb
+    return bad
+
+
+@jit
+def scan_rows(X, counts, rowhash):
+    """One parallel pass over X: ``counts[i]`` = non-zeros of row i, and
+    ``rowhash[i]`` a hash of row i's bits. Returns the number of NaN/inf
+    values. (Validates inputs, sizes the sparse path and recognises data
+    seen by an earlier ``fit``, all in one read of the data.)"""
+    if X.itemsize == 4:
+        return _scan(X, X.view(np.uint32), counts, rowhash)
+    return _scan(X, X.view(np.uint64), counts, rowhash)
+
+
+@jit
+def fingerprint(rowhash):
+    h = np.uint64(1469598103934665603)
+    for i in range(rowhash.shape[0]):
+        h = (h ^ rowhash[i]) * np.uint64(1099511628211)
+    return h
 
 
 @jit

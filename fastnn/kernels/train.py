@@ -183,7 +183,7 @@ def train_epoch(X, labels, T, model, head, grad, vel, opt, batch_size, shuffle,
     """One pass over the data in mini-batches of ``batch_size`` (the last
     one may be shorter), updating ``model`` in place.
 
-    With ``shuffle`` the visiting ``order`` is reshuffled first and each
+    With ``shuffle`` the visiting ``order`` is a fresh permutation and each
     batch gathered into ``bufs = (xbuf, lbuf, tbuf)``; without it batches
     are zero-copy slices. A sparse first layer reads its batch straight from
     the CSR form, so X is never gathered; its CSC blocks are rebuilt unless
@@ -196,8 +196,12 @@ def train_epoch(X, labels, T, model, head, grad, vel, opt, batch_size, shuffle,
     xbuf, lbuf, tbuf = bufs
     sparse = is_sparse(sp)
     if shuffle:
+        # Each epoch's permutation depends only on the generator state, so
+        # fit(epochs=2) and two fit(epochs=1) calls visit the same batches.
+        for i in range(n):
+            order[i] = i
         shuffle_inplace(order, rng_state)
-    if sparse and not (csc_ready and not shuffle):
+    if sparse and (shuffle or not csc_ready):
         prepare_sparse_batches(sp, order, batch_size)
     loss_sum = 0.0
     correct = 0
@@ -229,7 +233,7 @@ def train_epoch(X, labels, T, model, head, grad, vel, opt, batch_size, shuffle,
 
 
 @jit
-def _dense_sp(theta):
+def dense_sp(theta):
     # The "no sparse data" tuple, typed like a real one.
     i64 = np.empty(0, np.int64)
     return (i64, np.empty(0, np.int32), np.empty(0, theta.dtype), i64,
@@ -241,7 +245,7 @@ def evaluate_batches(X, labels, T, model, head, work):
     """(sum of per-row losses, n_correct) over X, ``cap`` rows at a time."""
     sizes = model[1]
     hbuf, dbuf, hoff, cap, wt = work
-    sp = _dense_sp(model[0])
+    sp = dense_sp(model[0])
     n = X.shape[0]
     loss_sum = 0.0
     correct = 0
@@ -261,7 +265,7 @@ def predict_batches(X, model, head, work, out):
     """Logits (``head < 0``) or the head's output (probabilities, or values
     for regression) of every row of X into ``out``, ``cap`` rows at a time."""
     hbuf, dbuf, hoff, cap, wt = work
-    sp = _dense_sp(model[0])
+    sp = dense_sp(model[0])
     n = X.shape[0]
     for s in range(0, n, cap):
         e = min(n, s + cap)
