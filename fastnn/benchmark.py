@@ -2,10 +2,10 @@
 installed, PyTorch, JAX and scikit-learn, in one process and one run.
 
 Every system trains the same network on the same MNIST data with the same
-hyper-parameters (plain mini-batch SGD, no shuffling). Systems are timed in
-interleaved rounds (one epoch of each per round, after a warm-up epoch each),
-so a slow phase of a shared machine hits all of them alike; the table shows
-median seconds per epoch. Run it with ``python bench/compare.py`` or
+hyper-parameters (plain mini-batch SGD, no shuffling), one epoch per call
+(fastnn: ``fit(epochs=1)`` each time, so per-call overhead is included).
+Each system runs a warm-up epoch and then the timed epochs back to back; the
+table shows the median seconds per epoch. Run it with ``python bench/compare.py`` or
 ``fastnn bench``.
 """
 import argparse
@@ -219,10 +219,15 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
             except ImportError as e:
                 result["skipped"][cls.name] = f"not installed ({e.name})"
         times = {s.name: [] for s in live}
-        for s in live:  # warm-up: compilation, caches, thread pools
+        for s in live:
+            # One block per system: a warm-up epoch (compilation, caches,
+            # thread pools), then the timed epochs back to back. Blocks, not
+            # interleaved rounds: after a NumPy/BLAS call OpenBLAS's worker
+            # threads keep spinning for a while, and on a 2-core machine an
+            # epoch of another system started inside that window was
+            # measured up to ~50 ms slower (for fastnn and PyTorch alike).
             s.epoch()
-        for _ in range(epochs):
-            for s in live:
+            for _ in range(epochs):
                 t = time.perf_counter()
                 s.epoch()
                 times[s.name].append(time.perf_counter() - t)

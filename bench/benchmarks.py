@@ -1,0 +1,192 @@
+"""asv benchmarks for fastnn (see README, "Benchmarks").
+
+Every class warms up in ``setup`` (Numba compilation, caches, thread pool)
+so the timed calls measure steady-state speed.
+"""
+import numpy as np
+
+import fastnn
+from fastnn.benchmark import WORKLOADS
+from fastnn.kernels import dense, losses, matmul
+
+_MNIST = None
+
+
+def mnist():
+    global _MNIST
+    if _MNIST is None:
+        _MNIST = fastnn.load_mnist()
+    return _MNIST
+
+
+class TimeEpoch:
+    """One epoch of MNIST, fit(epochs=1) per call, no shuffling."""
+    params = (["classic", "wide"], ["float32", "float64"])
+    param_names = ["workload", "dtype"]
+    number = 1
+    repeat = (2, 5, 120.0)
+    timeout = 900
+
+    def setup(self, workload, dtype):
+        (x, y), _ = mnist()
+        self.x = x.astype(dtype)
+        self.y = y
+        spec = WORKLOADS[workload]
+        self.net = fastnn.Network(spec["layers"], seed=8, dtype=dtype)
+        self.kw = dict(epochs=1, batch_size=spec["batch_size"], lr=spec["lr"], shuffle=False)
+        self.net.fit(self.x, self.y, **self.kw)
+
+    def time_epoch(self, workload, dtype):
+        self.net.fit(self.x, self.y, **self.kw)
+
+
+class TimeMatmul:
+    """The tiled matmul in the three orientations training needs."""
+    params = (["classic", "512"], ["float32", "float64"])
+    param_names = ["shape", "dtype"]
+
+    def setup(self, shape, dtype):
+        M, K, N = (100, 784, 100) if shape == "classic" else (512, 512, 512)
+        rng = np.random.default_rng(0)
+        self.A = rng.random((M, K), dtype=dtype)
+        self.B = rng.random((K, N), dtype=dtype)
+        self.C = np.empty((M, N), dtype)
+        self.X = rng.random((M, K), dtype=dtype)
+        self.dU = rng.random((M, N), dtype=dtype)
+        self.dW = np.empty((K, N), dtype)
+        self.dX = np.empty((M, K), dtype)
+        self.BT = np.empty((N, K), dtype)
+        self.time_nn(shape, dtype)
+        self.time_tn(shape, dtype)
+        self.time_nt(shape, dtype)
+
+    def time_nn(self, shape, dtype):
+        matmul.gemm_nn(self.A, self.B, self.C)
+
+    def time_tn(self, shape, dtype):
+        matmul.gemm_tn(self.X, self.dU, self.dW)
+
+    def time_nt(self, shape, dtype):
+        matmul.gemm_nt(self.dU, self.B, self.dX, self.BT)
+
+    def time_numpy_matmul(self, shape, dtype):
+        np.matmul(self.A, self.B, out=self.C)
+
+
+class TrackMatmulGflops:
+    """GFLOP/s of gemm_nn and of np.matmul (median of 20 calls), float32."""
+    params = ["classic", "512"]
+    param_names = ["shape"]
+    unit = "GFLOP/s"
+
+    def _gflops(self, shape, fn):
+        import time
+        M, K, N = (100, 784, 100) if shape == "classic" else (512, 512, 512)
+        rng = np.random.default_rng(0)
+        A = rng.random((M, K), dtype=np.float32)
+        B = rng.random((K, N), dtype=np.float32)
+        C = np.empty((M, N), np.float32)
+        fn(A, B, C)
+        ts = []
+        for _ in range(20):
+            t = time.perf_counter()
+            fn(A, B, C)
+            ts.append(time.perf_counter() - t)
+        return 2 * M * K * N / np.median(ts) / 1e9
+
+    def track_fastnn_gflops(self, shape):
+        return self._gflops(shape, matmul.gemm_nn)
+
+    def track_numpy_gflops(self, shape):
+        return self._gflops(shape, lambda A, B, C: np.matmul(A, B, out=C))
+
+
+class TimeLayers:
+    """Fused dense forward/backward and the softmax-CE head (classic layer 1)."""
+    params = ["float32", "float64"]
+    param_names = ["dtype"]
+
+    def setup(self, dtype):
+        rng = np.random.default_rng(0)
+        self.X = rng.random((100, 784), dtype=dtype)
+        self.W = rng.random((784, 100), dtype=dtype) - 0.5
+        self.b = np.zeros(100, dtype)
+        self.Y = np.empty((100, 100), dtype)
+        self.dU = rng.random((100, 100), dtype=dtype)
+        self.dW = np.empty_like(self.W)
+        self.db = np.empty_like(self.b)
+        self.dX = np.empty_like(self.X)
+        self.WT = np.empty((100, 784), dtype)
+        self.Z = rng.standard_normal((100, 10)).astype(dtype)
+        self.labels = rng.integers(0, 10, 100)
+        self.T = np.zeros((0, 10), dtype)
+        self.dZ = np.empty_like(self.Z)
+        self.time_dense_forward(dtype)
+        self.time_dense_backward(dtype)
+        self.time_softmax_ce(dtype)
+
+    def time_dense_forward(self, dtype):
+        dense.dense_forward(self.X, self.W, self.b, 1, self.Y)
+
+    def time_dense_backward(self, dtype):
+        dense.dense_backward(self.dU, self.X, self.W, self.dW, self.db, self.dX, self.WT, 1)
+
+    def time_softmax_ce(self, dtype):
+        losses.loss_forward_backward(losses.SOFTMAX_CE, self.Z, self.labels, self.T, self.dZ)
+
+
+class TimePredict:
+    """predict on the 10,000 MNIST test images (classic network)."""
+    params = ["fastnn", "reference"]
+    param_names = ["system"]
+
+    def setup(self, system):
+        _, (self.xt, _) = mnist()
+        self.net = fastnn.Network(WORKLOADS["classic"]["layers"], seed=8)
+        self.params = [(W.copy(), b.copy()) for W, b in zip(self.net.weights, self.net.biases)]
+        self.time_predict(system)
+
+    def time_predict(self, system):
+        if system == "fastnn":
+            self.net.predict(self.xt)
+        else:
+            fastnn.reference.forward(self.params, self.xt)[-1].argmax(axis=1)
+
+
+class TrackAccuracy:
+    """Test accuracy after 2 classic epochs (the tutorial's log: 0.9634)."""
+    unit = "accuracy"
+    number = 1
+    repeat = 1
+    timeout = 300
+
+    def track_classic_two_epochs(self):
+        (x, y), (xt, yt) = mnist()
+        net = fastnn.Network(WORKLOADS["classic"]["layers"], seed=8)
+        net.fit(x, y, epochs=2, batch_size=100, lr=0.5, shuffle=False)
+        return net.evaluate(xt, yt)["accuracy"]
+
+
+class PeakMemFit:
+    """Peak memory of a classic fit on all of MNIST (float32)."""
+    timeout = 300
+
+    def setup(self):
+        self.data = mnist()[0]
+
+    def peakmem_fit_classic(self):
+        x, y = self.data
+        fastnn.Network(WORKLOADS["classic"]["layers"], seed=8).fit(
+            x, y, epochs=1, batch_size=100, lr=0.5, shuffle=False)
+
+
+def timeraw_import_and_first_step():
+    """Fresh process, warm Numba cache: import plus a first fit step."""
+    return """
+import numpy as np
+import fastnn
+rng = np.random.default_rng(0)
+x = rng.random((100, 784), dtype=np.float32)
+y = rng.integers(0, 10, 100)
+fastnn.Network([784, 100, 50, 10], seed=8).fit(x, y, epochs=1, batch_size=100)
+"""
