@@ -310,3 +310,26 @@ def test_changed_data_between_fits_is_not_served_from_the_cache(rng):
     b._input_cache = None
     b.fit(x2, y, epochs=1, batch_size=10, lr=0.2, shuffle=False)
     assert np.array_equal(a.theta, b.theta)
+
+
+def test_results_do_not_depend_on_the_thread_count(rng):
+    """Every output cell is computed by one task in a fixed order, so one and
+    two threads give bit-identical parameters (dense and sparse paths)."""
+    x = rng.random((120, 30))
+    x[rng.random(x.shape) < 0.8] = 0  # sparse path for the first layer
+    y = rng.integers(0, 4, 120)
+    xd = rng.standard_normal((120, 30))  # dense path
+    results = []
+    before = fastnn.get_num_threads()
+    try:
+        for threads in (1, min(2, before)):
+            fastnn.set_num_threads(threads)
+            a = fastnn.Network([30, 70, 50, 4], seed=3)
+            a.fit(x, y, epochs=2, batch_size=16, lr=0.1, momentum=0.9, shuffle=True)
+            b = fastnn.Network([30, 70, 50, 4], seed=3)
+            b.fit(xd, y, epochs=2, batch_size=16, lr=0.1, shuffle=True)
+            results.append((a.theta.copy(), b.theta.copy()))
+    finally:
+        fastnn.set_num_threads(before)
+    assert np.array_equal(results[0][0], results[1][0])
+    assert np.array_equal(results[0][1], results[1][1])
