@@ -40,7 +40,7 @@ from numba.extending import overload
 
 from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
-from .prefetch import prefetch2d
+from .intrinsics import prefetch2d
 
 # ---------------------------------------------------------------------------
 # naive references
@@ -231,7 +231,7 @@ NR = 48
 # cached. (Row-major order streamed all of B per row block; with B larger
 # than L2, e.g. 1024 x 1024, that ran at half speed.)
 NTASK = 32
-# Rows of B prefetched ahead by the tiles (see kernels/prefetch.py).
+# Rows of B prefetched ahead by the tiles (see kernels/intrinsics.py).
 PF = 12
 MR32 = 8 if AVX512 else 2
 MR64 = 4 if AVX512 else 1

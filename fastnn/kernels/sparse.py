@@ -22,13 +22,15 @@ scattering ``v * dU[r]`` into dW rows from CSR was latency-bound (~10x
 slower than the CSC gather).
 """
 import numpy as np
-from numba import prange, uint64
+from numba import carray, prange, uint64
 
 from .._config import FASTMATH_NO_REASSOC, jit, jit_parallel
-from .activations import IDENTITY, act_forward
-from .matmul import NR, NTASK, _store
+from .activations import act_forward
+from .intrinsics import stack_buffer
+from .matmul import NR, NTASK
 
 _TG = 3  # column tiles computed together (3 x 48 = 144 columns)
+_ACC = 144  # = _TG * NR, a literal: the size of the stack accumulator
 
 
 @jit_parallel
@@ -103,16 +105,6 @@ def _group_cols(g, ncol, nfull, N):
             uint64(c2 * NR if c2 < nfull else N - NR))
 
 
-@jit
-def _store_group(acc, out, i, g, ncol, nfull, N, bias, act, h0):
-    # Column tile ct starts at ct*NR, the last one at N-NR (overlapping its
-    # neighbour); each stores only the columns from ct*NR on.
-    for c in range(min(_TG, ncol - g * _TG)):
-        ct = g * _TG + c
-        j0 = ct * NR if ct < nfull else N - NR
-        _store(acc[c:c + 1], out, i, j0, ct * NR, bias, act, h0, IDENTITY)
-
-
 @jit_parallel(fastmath=FASTMATH_NO_REASSOC)
 def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
     """Y[r] = act(X[rows[r]] @ W + b), X given in CSR form."""
@@ -135,9 +127,8 @@ def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
     ngroup = (ncol + _TG - 1) // _TG
     ntile = rows.shape[0] * ngroup
     ntask = min(ntile, NTASK)
-    h0 = np.empty((0, 0), Y.dtype)  # no activation-derivative epilogue
     for task in prange(ntask):
-        acc = np.empty((_TG, NR), dtype=Y.dtype)
+        acc = carray(stack_buffer(_ACC, Y), (_TG, NR))
         for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
             r = t // ngroup
             g = t % ngroup
@@ -153,7 +144,13 @@ def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
                     acc[0, j] += v * W[k, u0 + j]
                     acc[1, j] += v * W[k, u1 + j]
                     acc[2, j] += v * W[k, u2 + j]
-            _store_group(acc, Y, r, g, ncol, nfull, N, b, act, h0)
+            # Stores written out here: passing `acc` to a helper would let
+            # its address escape and cost the register promotion.
+            for c in range(min(_TG, ncol - g * _TG)):
+                ct = g * _TG + c
+                j0 = ct * NR if ct < nfull else N - NR
+                for jj in range(ct * NR - j0, NR):
+                    Y[r, j0 + jj] = act_forward(acc[c, jj] + b[j0 + jj], act)
 
 
 @jit
@@ -228,10 +225,8 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
     ngroup = (ncol + _TG - 1) // _TG
     ntile = K * ngroup
     ntask = min(ntile, NTASK)
-    bias0 = np.empty(0, dW.dtype)
-    h0 = np.empty((0, 0), dW.dtype)
     for task in prange(ntask):
-        acc = np.empty((_TG, NR), dtype=dW.dtype)
+        acc = carray(stack_buffer(_ACC, dW), (_TG, NR))
         for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
             k = t // ngroup
             g = t % ngroup
@@ -244,4 +239,8 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
                     acc[0, j] += v * dU[r, u0 + j]
                     acc[1, j] += v * dU[r, u1 + j]
                     acc[2, j] += v * dU[r, u2 + j]
-            _store_group(acc, dW, k, g, ncol, nfull, N, bias0, IDENTITY, h0)
+            for c in range(min(_TG, ncol - g * _TG)):
+                ct = g * _TG + c
+                j0 = ct * NR if ct < nfull else N - NR
+                for jj in range(ct * NR - j0, NR):
+                    dW[k, j0 + jj] = acc[c, jj]
