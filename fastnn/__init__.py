@@ -10,7 +10,7 @@ import numba
 
 from . import datasets, reference
 from .datasets import load_mnist
-from .network import Network
+from .network import Network, TrainingDivergedError
 
 __version__ = "0.1.0"
 
@@ -24,5 +24,5 @@ def get_num_threads():
     return numba.get_num_threads()
 
 
-__all__ = ["Network", "datasets", "load_mnist", "reference", "set_num_threads",
+__all__ = ["Network", "TrainingDivergedError", "datasets", "load_mnist", "reference", "set_num_threads",
            "get_num_threads", "__version__"]

@@ -27,6 +27,10 @@ _EVAL_ROWS = 2048  # rows per forward chunk in predict/evaluate
 SPARSE_MAX_DENSITY = 0.3
 
 
+class TrainingDivergedError(FloatingPointError, ValueError):
+    """The loss or a parameter became NaN or infinite during ``fit``."""
+
+
 class Network:
     """A fully connected network ``layers[0] -> ... -> layers[-1]``.
 
@@ -231,13 +235,21 @@ class Network:
         hist = {"loss": [], "accuracy": [], "seconds": []}
         if validation_data is not None:
             hist.update(val_loss=[], val_accuracy=[])
+        snapshot = np.empty_like(self.theta)
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             if sparse:  # invalid while (and if interrupted while) rebuilding
                 self._input_cache["csc_in_order"] = csc_ready
+            snapshot[...] = self.theta
             loss_sum, correct = K.train_epoch(
                 X, labels, T, model, self._head, grad, vel, opt, batch_size,
                 bool(shuffle), order, self._rng_state, sp, csc_ready, work, bufs)
+            if not (np.isfinite(loss_sum) and np.isfinite(self.theta).all()):
+                self.theta[...] = snapshot
+                raise TrainingDivergedError(
+                    f"training diverged in epoch {epoch} (loss {loss_sum / n}); the "
+                    f"parameters were restored to those before that epoch. Try a "
+                    f"smaller learning rate than lr={lr}.")
             # The CSC blocks now follow `order`: still valid next epoch (and
             # next fit) unless shuffling reorders the rows.
             csc_ready = not shuffle

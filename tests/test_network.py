@@ -333,3 +333,17 @@ def test_results_do_not_depend_on_the_thread_count(rng):
         fastnn.set_num_threads(before)
     assert np.array_equal(results[0][0], results[1][0])
     assert np.array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("output", ["softmax", "identity"])
+def test_divergence_stops_with_a_clear_error_and_restores_parameters(rng, output):
+    net = fastnn.Network([5, 40, 3], hidden="relu", output=output, seed=0)
+    x, y = make_data(rng, net, 200)
+    x = 1e3 * x
+    net.fit(x[:20], y[:20], epochs=1, batch_size=10, lr=1e-9)  # one finite epoch
+    before = net.theta.copy()
+    with pytest.raises(fastnn.TrainingDivergedError, match=r"epoch 1 .*smaller learning rate"):
+        net.fit(x, y, epochs=3, batch_size=10, lr=1e30)
+    assert np.isfinite(net.theta).all()
+    assert np.array_equal(net.theta, before)
+    assert issubclass(fastnn.TrainingDivergedError, ValueError)
