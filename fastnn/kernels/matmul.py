@@ -6,16 +6,20 @@ Training needs three orientations of one product:
 * ``gemm_tn``: ``C = A.T @ B``  weight gradient ``dW = X.T @ dU``
 * ``gemm_nt``: ``C = A @ B.T``  input gradient ``dX = dU @ W.T``
 
-Each has a naive triple loop (``*_naive``): obviously correct, used by the
-tests as an in-file reference and as the fallback for narrow outputs.
+Each has a naive triple loop (``*_naive``): obviously correct, the in-file
+reference the tests compare the fast path with.
 
-The fast path computes C in register tiles of ``MR`` rows x ``NR`` columns.
-For one tile the loop over the reduction index ``k`` is outermost and the
-``MR*NR`` partial sums live in a fixed-size local array that LLVM keeps in
-vector registers (4 x 64 float32 = 16 AVX-512 registers), so each loaded
-element of B feeds ``MR`` fused multiply-adds and C is written once. Why the
-details matter (measured, see bench/):
+The fast path computes C in register tiles of ``MR`` rows x ``NR`` = 48
+columns (8 x 48 float32, 4 x 48 float64: 24 AVX-512 registers of partial
+sums). For one tile the loop over the reduction index ``k`` is outermost, so
+each loaded row segment of B feeds ``MR`` fused multiply-adds and C is
+written once. Why the details matter (measured; see bench/ and README):
 
+* LLVM must use 512-bit vectors (set in ``_config``); with its default
+  256-bit preference these tiles spill and run at half speed.
+* Column loops of fewer than 48 iterations are fully unrolled into scalar
+  code, hence NR = 48; outputs narrower than a tile are computed by padding
+  B to one tile (``_narrow_nn``/``_narrow_tn``).
 * Column indices into B and C are unsigned (``np.uint64``). With signed
   indices Numba emits a negative-index wrap-around check per element that
   stops LLVM from vectorising the tile; the unsigned form runs ~2x faster.
@@ -24,11 +28,12 @@ details matter (measured, see bench/):
   tile is full width and no two threads write the same cell.
 * Rows past ``M`` are clamped to row ``M-1`` (computed, never stored), so the
   row remainder needs no separate code path.
-* Outputs narrower than one tile use the naive-style row loop, which LLVM
-  still vectorises; such layers are a rounding error of an epoch's FLOPs.
+* Tiles are visited in column-panel order and the next rows of B's panel are
+  prefetched, so a panel is reused from L2 across row tiles.
 
-Tiles are independent, so a single ``prange`` over all tiles parallelises
-with disjoint writes.
+Tiles are independent: ``NTASK`` parallel tasks take contiguous runs of
+them, all writes disjoint. ``gemm_nt`` transposes B into scratch (blocked,
+parallel) and reuses the ``nn`` tile.
 
 The fused variants run an *epilogue* on each finished tile while it is still
 in registers: ``bias + activation`` for a dense forward, and multiplication

@@ -6,7 +6,9 @@ per image), and the first layer's forward product and weight gradient are
 
 * forward ``Y = act(X[rows] @ W + b)`` reads X in CSR form (built once per
   ``fit``): per batch row, each non-zero ``(k, v)`` adds ``v * W[k]`` to
-  partial sums held in registers (3 tiles of 48 columns at a time).
+  partial sums held in registers (3 tiles of 48 columns at a time; the
+  accumulators live in a stack buffer, see :mod:`.intrinsics`, or LLVM
+  would reload and store them at every non-zero).
 * weight gradient ``dW = X_batch.T @ dU`` reads the batch in CSC form
   (:func:`batch_csc_build`, once per epoch, or once per ``fit`` without
   shuffling): row k of dW gathers ``v * dU[r]`` over column k's non-zeros,
@@ -31,6 +33,7 @@ from .matmul import NR, NTASK
 
 _TG = 3  # column tiles computed together (3 x 48 = 144 columns)
 _ACC = 144  # = _TG * NR, a literal: the size of the stack accumulator
+assert _ACC == _TG * NR
 
 
 @jit_parallel
