@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from . import schedules
 from . import validation as V
 from .init import INITS, init_params
 from .kernels import activations as A
@@ -21,6 +22,7 @@ from .kernels import train as K
 FORMAT_VERSION = 1
 HIDDEN = tuple(A.CODES)
 OUTPUTS = tuple(Lo.CODES)
+OPTIMIZERS = ("sgd", "adam")
 _EVAL_ROWS = 2048  # rows per forward chunk in predict/evaluate
 # The first layer reads the training inputs in sparse form when at most this
 # fraction of them is non-zero (MNIST: 0.19). Measured break-even: see bench/.
@@ -192,83 +194,201 @@ class Network:
         return sp, False
 
     # ------------------------------------------------------------- training
-    def fit(self, x, y, epochs=1, batch_size=100, lr=0.1, momentum=0.0,
-            nesterov=False, shuffle=True, validation_data=None, verbose=False):
-        """Mini-batch gradient descent; returns the history dict.
+    def _optimizer(self, optimizer="sgd", lr=0.1, momentum=0.0, nesterov=False, beta1=0.9,
+                   beta2=0.999, eps=1e-8, l2=0.0, l2_per_row=False):
+        """Checked optimizer settings as the kernels' ``opt`` tuple (with the
+        rate left for each epoch to set)."""
+        V.check_choice("optimizer", optimizer, OPTIMIZERS)
+        V.check_float("lr", lr, 0, low_open=True)
+        momentum = V.check_float("momentum", momentum, 0, 1, high_open=True)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
+        beta1 = V.check_float("beta1", beta1, 0, 1, high_open=True)
+        beta2 = V.check_float("beta2", beta2, 0, 1, high_open=True)
+        eps = V.check_float("eps", eps, 0, low_open=True)
+        l2 = V.check_float("l2", l2, 0)
+        kind = K.ADAM if optimizer == "adam" else K.SGD
+        return [kind, float(lr), momentum, bool(nesterov), beta1, beta2, eps, l2, bool(l2_per_row)]
+
+    def _fresh_state(self, kind):
+        sq = np.zeros_like(self.theta) if kind == K.ADAM else np.zeros(0, self.dtype)
+        return {"kind": kind, "arrays": (np.zeros_like(self.theta), sq, np.zeros(1, np.int64))}
+
+    def fit(self, x, y, epochs=1, batch_size=100, lr=0.1, optimizer="sgd", momentum=0.0,
+            nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, lr_schedule=None,
+            shuffle=True, validation_data=None, validation_split=0.0, early_stopping=False,
+            patience=10, min_delta=0.0, callbacks=(), progress=False, verbose=False):
+        """Mini-batch gradient descent; returns the history dict (also kept
+        as ``self.history``).
+
+        Optimizers: ``"sgd"`` (with ``momentum``, ``nesterov``) and
+        ``"adam"`` (``beta1``, ``beta2``, ``eps``); their state starts fresh
+        on each ``fit`` (``partial_fit`` keeps it). ``l2`` adds the penalty
+        ``0.5*l2*sum(W**2)`` (weights, not biases) to each batch's loss.
+        ``lr_schedule`` sets the rate per epoch (see :mod:`fastnn.schedules`).
+
+        Validation: ``validation_data=(x_val, y_val)``, or
+        ``validation_split`` to hold out that fraction of the rows (the
+        last ones, before any shuffling). ``early_stopping`` needs one of
+        them: training stops once ``val_loss`` has not improved by more than
+        ``min_delta`` for ``patience`` epochs, and the parameters of the best
+        epoch are restored.
+
+        ``callbacks``: callables ``f(net, history)`` run after each epoch;
+        one returning ``True`` stops training. ``progress``: ``True`` for a
+        progress bar on stderr within each epoch (only on a terminal), or a
+        callable ``f(batches_done, batches_total)``.
 
         The history has one entry per epoch in ``loss`` and ``accuracy``
         (running means over the epoch's batches, each measured just before
-        its update), ``val_loss``/``val_accuracy`` when ``validation_data``
-        is given (measured after the epoch), and ``seconds``. ``accuracy``
-        entries are NaN for the identity (regression) head.
+        its update; ``loss`` includes the L2 penalty), ``lr``,
+        ``val_loss``/``val_accuracy`` when validating (measured after the
+        epoch), and ``seconds``. ``accuracy`` entries are NaN for the
+        identity (regression) head.
+
+        If the loss or a parameter becomes NaN/inf, the parameters from
+        before that epoch are restored and :class:`TrainingDivergedError`
+        is raised. On ``KeyboardInterrupt`` the parameters of the last
+        completed epoch are restored, ``self.history`` holds the completed
+        epochs, and the interrupt propagates.
         """
+        epochs = V.check_int("epochs", epochs, 0)
+        opt = self._optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2)
+        schedule = schedules.get(lr_schedule, epochs)
+        patience = V.check_int("patience", patience, 1)
+        min_delta = V.check_float("min_delta", min_delta, 0)
+        validation_split = V.check_float("validation_split", validation_split, 0, 1,
+                                         high_open=True)
+        callbacks = _check_callbacks(callbacks)
         X = self._x(x, check_finite=False)  # checked by _sparse_inputs below
         n = X.shape[0]
         labels, T = self._y(y, n)
-        epochs = V.check_int("epochs", epochs, 0)
-        batch_size = min(V.check_int("batch_size", batch_size, 1), n)
-        lr = V.check_float("lr", lr, 0, low_open=True)
-        momentum = V.check_float("momentum", momentum, 0, 1, high_open=True)
+        val = None
         if validation_data is not None:
+            if validation_split > 0:
+                raise ValueError("give validation_data or validation_split, not both")
             try:
                 xv, yv = validation_data
             except (TypeError, ValueError):
                 raise TypeError("validation_data must be a pair (x_val, y_val)") from None
             Xv = self._x(xv, "validation_data x")
             val = (Xv,) + self._y(yv, Xv.shape[0], "validation_data y")
+        elif validation_split > 0:
+            n_val = int(round(n * validation_split))
+            if n_val < 1 or n_val >= n:
+                raise ValueError(f"validation_split={validation_split} leaves {n - n_val} "
+                                 f"training and {n_val} validation rows of {n}; need >= 1 each")
+            n -= n_val
+            val = (X[n:], labels[n:] if labels.size else labels, T[n:] if T.size else T)
+            X, labels, T = X[:n], labels[:n] if labels.size else labels, T[:n] if T.size else T
+        if early_stopping and val is None:
+            raise ValueError("early_stopping needs validation_data or validation_split > 0")
+        self._opt_state = self._fresh_state(opt[0])
+        trainer = _Trainer(self, X, labels, T, batch_size, shuffle)
+        return self._train(trainer, opt, schedule, epochs, val, bool(early_stopping), patience,
+                           min_delta, callbacks, progress, verbose)
 
-        dt = self.dtype.type
-        model = self._model()
-        opt = (dt(lr), dt(momentum), bool(nesterov))
-        work = self._work(batch_size)
-        grad = np.zeros_like(self.theta)
-        vel = np.zeros_like(self.theta)
-        order = np.arange(n, dtype=np.int64)
-        sp, csc_ready = self._sparse_inputs(X, batch_size, shuffle)
-        sparse = sp[0].size > 0
-        xbuf = np.empty((batch_size if shuffle and not sparse else 0, X.shape[1]), self.dtype)
-        lbuf = np.empty(batch_size if shuffle and labels.size else 0, np.int64)
-        tbuf = np.empty((batch_size if shuffle and T.size else 0, T.shape[1]), self.dtype)
-        bufs = (xbuf, lbuf, tbuf)
+    def partial_fit(self, x, y, batch_size=100, lr=0.1, optimizer="sgd", momentum=0.0,
+                    nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, shuffle=True):
+        """One epoch over ``(x, y)``, continuing the optimizer state (momentum
+        velocity, Adam moments and step count) of the previous ``fit`` or
+        ``partial_fit`` with the same optimizer: for data that arrives in
+        chunks. Returns the epoch's ``{"loss", "accuracy"}``."""
+        opt = self._optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2)
+        X = self._x(x, check_finite=False)
+        labels, T = self._y(y, X.shape[0])
+        state = getattr(self, "_opt_state", None)
+        if state is None or state["kind"] != opt[0]:
+            self._opt_state = self._fresh_state(opt[0])
+        trainer = _Trainer(self, X, labels, T, batch_size, shuffle)
+        hist = self._train(trainer, opt, schedules.Constant(), 1, None, False, 1, 0.0, [],
+                           False, False)
+        return {"loss": hist["loss"][-1], "accuracy": hist["accuracy"][-1]}
+
+    def _train(self, trainer, opt, schedule, epochs, val, early_stopping, patience, min_delta,
+               callbacks, progress, verbose):
+        n = trainer.n
+        lr0 = opt[1]
         classify = self.output != "identity"
-
-        hist = {"loss": [], "accuracy": [], "seconds": []}
-        if validation_data is not None:
+        hist = {"loss": [], "accuracy": [], "lr": [], "seconds": []}
+        if val is not None:
             hist.update(val_loss=[], val_accuracy=[])
-        snapshot = np.empty_like(self.theta)
+        self.history = hist
+        state = self._opt_state["arrays"]
+        # What an epoch changes, restored if it diverges or is interrupted.
+        saved = (self.theta, self._rng_state) + state
+        snapshot = [np.empty_like(a) for a in saved]
+        best = (np.inf, None, 0)  # (val_loss, parameters, epoch)
+        stale = 0
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
-            if sparse:  # invalid while (and if interrupted while) rebuilding
-                self._input_cache["csc_in_order"] = csc_ready
-            snapshot[...] = self.theta
-            loss_sum, correct = K.train_epoch(
-                X, labels, T, model, self._head, grad, vel, opt, batch_size,
-                bool(shuffle), order, self._rng_state, sp, csc_ready, work, bufs)
-            if not (np.isfinite(loss_sum) and np.isfinite(self.theta).all()):
-                self.theta[...] = snapshot
+            lr = float(schedule(epoch - 1, lr0))
+            if not (np.isfinite(lr) and lr > 0):
+                raise ValueError(f"lr_schedule gave lr={lr} for epoch {epoch}; need a "
+                                 f"finite rate > 0")
+            opt[1] = lr
+            for dst, src in zip(snapshot, saved):
+                dst[...] = src
+            try:
+                loss_sum, pen_sum, correct = trainer.epoch(tuple(opt), state, progress)
+            except KeyboardInterrupt:
+                for src, dst in zip(snapshot, saved):
+                    dst[...] = src
+                raise
+            if not (np.isfinite(loss_sum) and np.isfinite(pen_sum)
+                    and np.isfinite(self.theta).all()):
+                for src, dst in zip(snapshot, saved):
+                    dst[...] = src
                 raise TrainingDivergedError(
                     f"training diverged in epoch {epoch} (loss {loss_sum / n}); the "
                     f"parameters were restored to those before that epoch. Try a "
                     f"smaller learning rate than lr={lr}.")
-            # The CSC blocks now follow `order`: still valid next epoch (and
-            # next fit) unless shuffling reorders the rows.
-            csc_ready = not shuffle
-            if sparse:
-                self._input_cache["csc_in_order"] = not shuffle
             hist["seconds"].append(time.perf_counter() - t0)
-            hist["loss"].append(loss_sum / n)
+            hist["loss"].append((loss_sum + pen_sum) / n)
             hist["accuracy"].append(correct / n if classify else float("nan"))
+            hist["lr"].append(lr)
             line = (f"epoch {epoch:3d}  loss {hist['loss'][-1]:.4f}"
                     + (f"  acc {hist['accuracy'][-1]:.4f}" if classify else ""))
-            if validation_data is not None:
+            stop = False
+            if val is not None:
                 r = self._evaluate(*val)
                 hist["val_loss"].append(r["loss"])
                 hist["val_accuracy"].append(r.get("accuracy", float("nan")))
                 line += f"  val_loss {r['loss']:.4f}" + (
                     f"  val_acc {r['accuracy']:.4f}" if classify else "")
+                if early_stopping:
+                    if r["loss"] < best[0] - min_delta:
+                        best = (r["loss"], self.theta.copy(), epoch)
+                        stale = 0
+                    else:
+                        stale += 1
+                        stop = stale >= patience
             if verbose:
                 print(line + f"  {hist['seconds'][-1]:.2f}s", file=sys.stdout, flush=True)
+            for cb in callbacks:
+                if cb(self, hist) is True:
+                    stop = True
+            if stop:
+                break
+        if early_stopping and best[1] is not None:
+            self.theta[...] = best[1]
+            hist["best_epoch"] = best[2]
         return hist
+
+    def __getstate__(self):
+        # weights/biases are views into theta: rebuilt on unpickling. The
+        # sparse-input cache is large and only a speed-up: dropped.
+        state = self.__dict__.copy()
+        for k in ("weights", "biases", "_input_cache"):
+            state.pop(k, None)
+        return state
+
+    def __setstate__(self, state):
+        theta = state.pop("theta")
+        self.__dict__.update(state)
+        self._layout()
+        self.theta[...] = theta
+        self._input_cache = None
 
     # ------------------------------------------------------------ inference
     def _predict(self, X, head):
@@ -380,3 +500,102 @@ class Network:
     def __repr__(self):
         return (f"Network({list(self.layers)}, hidden={self.hidden!r}, "
                 f"output={self.output!r}, dtype={self.dtype.name!r})")
+
+
+def _check_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    if callable(callbacks):
+        return [callbacks]
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise TypeError("callbacks must be a callable or a list of callables") from None
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables f(net, history), got {cb!r}")
+    return callbacks
+
+
+class _Trainer:
+    """The data of one ``fit`` prepared for the kernels (sparse forms, work
+    buffers, visiting order); ``epoch`` runs one epoch."""
+
+    # Batches per compiled call when a progress bar is shown: the bar moves
+    # between calls, never inside the compiled loop.
+    PROGRESS_STEPS = 50
+
+    def __init__(self, net, X, labels, T, batch_size, shuffle):
+        n = X.shape[0]
+        self.net, self.n = net, n
+        batch_size = min(V.check_int("batch_size", batch_size, 1), n)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        self.batch_size, self.shuffle = batch_size, bool(shuffle)
+        self.X, self.labels, self.T = X, labels, T
+        self.sp, self.csc_ready = net._sparse_inputs(X, batch_size, shuffle)
+        self.sparse = self.sp[0].size > 0
+        dt = net.dtype
+        self.work = net._work(batch_size)
+        self.grad = np.zeros_like(net.theta)
+        self.order = np.arange(n, dtype=np.int64)
+        gather = shuffle
+        self.bufs = (np.empty((batch_size if gather and not self.sparse else 0, X.shape[1]), dt),
+                     np.empty(batch_size if gather and labels.size else 0, np.int64),
+                     np.empty((batch_size if gather and T.size else 0, T.shape[1]), dt))
+        self.n_batches = -(-n // batch_size)
+
+    def epoch(self, opt, state, progress):
+        net = self.net
+        if self.sparse:  # invalid while (and if interrupted while) rebuilding
+            net._input_cache["csc_in_order"] = self.csc_ready
+        K.epoch_begin(self.order, net._rng_state, self.shuffle, self.sp, self.csc_ready,
+                      self.batch_size)
+        # The CSC blocks now follow `order`: still valid next epoch (and next
+        # fit) unless shuffling reorders the rows.
+        self.csc_ready = not self.shuffle
+        if self.sparse:
+            net._input_cache["csc_in_order"] = self.csc_ready
+        report = _progress_reporter(progress)
+        nb = self.n_batches
+        step = nb if report is None else max(1, -(-nb // self.PROGRESS_STEPS))
+        totals = [0.0, 0.0, 0]
+        for first in range(0, nb, step):
+            last = min(nb, first + step)
+            r = K.train_batches(self.X, self.labels, self.T, net._model(), net._head,
+                                self.grad, state, opt, self.batch_size, self.shuffle,
+                                self.order, self.sp, self.work, self.bufs, first, last)
+            for i in range(3):
+                totals[i] += r[i]
+            if report is not None:
+                report(last, nb)
+        return tuple(totals)
+
+
+def _progress_reporter(progress):
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        return ProgressBar() if sys.stderr.isatty() else None
+    if callable(progress):
+        return progress
+    raise TypeError(f"progress must be True, False or a callable f(done, total), "
+                    f"got {progress!r}")
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr, redrawn in place."""
+
+    def __init__(self, width=30, stream=None):
+        self.width = width
+        self.stream = stream if stream is not None else sys.stderr
+        self.t0 = time.perf_counter()
+
+    def __call__(self, done, total):
+        filled = self.width * done // total
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed * (total - done) / done if done else 0.0
+        end = "\n" if done >= total else ""
+        self.stream.write(f"\r  [{'#' * filled}{'.' * (self.width - filled)}] "
+                          f"{done}/{total} batches  {elapsed:5.1f}s  eta {eta:5.1f}s\x1b[K{end}")
+        self.stream.flush()

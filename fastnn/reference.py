@@ -157,6 +157,61 @@ def sgd_step(params, grads, lr, velocity=None, momentum=0.0, nesterov=False):
                 p += momentum * v - lr * g if nesterov else v
 
 
+def adam_step(params, grads, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+    """Adam at step ``t`` (1-based), the bias correction folded into the
+    step size as in Kingma & Ba section 2 and scikit-learn; ``m``/``v`` are
+    lists of ``[mW, mb]`` pairs, updated in place."""
+    lr_t = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+    for i, ((W, b), (dW, db)) in enumerate(zip(params, grads)):
+        for p, g, j in ((W, dW, 0), (b, db, 1)):
+            m[i][j] = beta1 * m[i][j] + (1 - beta1) * g
+            v[i][j] = beta2 * v[i][j] + (1 - beta2) * g * g
+            p -= lr_t * m[i][j] / (np.sqrt(v[i][j]) + eps)
+
+
+def l2_penalty(params, grads, coef):
+    """Adds ``coef * W`` to each weight gradient (biases are not penalised)
+    and returns the penalty ``0.5 * coef * sum(W**2)``."""
+    sq = 0.0
+    for (W, _), (dW, _) in zip(params, grads):
+        dW += coef * W
+        sq += float((W * W).sum())
+    return 0.5 * coef * sq
+
+
+def zeros_like_params(params):
+    return [[np.zeros_like(W), np.zeros_like(b)] for W, b in params]
+
+
+class Optimizer:
+    """Optimizer state for :func:`train_epoch`: ``"sgd"`` (momentum,
+    Nesterov) or ``"adam"``, with an optional L2 penalty ``l2`` per batch
+    (divided by the batch's rows when ``l2_per_row``, scikit-learn's
+    ``alpha``)."""
+
+    def __init__(self, params, kind="sgd", lr=0.1, momentum=0.0, nesterov=False,
+                 beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, l2_per_row=False):
+        self.kind, self.lr, self.momentum, self.nesterov = kind, lr, momentum, nesterov
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.l2, self.l2_per_row = l2, l2_per_row
+        self.m = zeros_like_params(params)
+        self.v = zeros_like_params(params)
+        self.t = 0
+
+    def step(self, params, grads, rows):
+        """Updates ``params`` in place; returns the batch's L2 penalty."""
+        penalty = 0.0
+        if self.l2 > 0:
+            penalty = l2_penalty(params, grads, self.l2 / rows if self.l2_per_row else self.l2)
+        self.t += 1
+        if self.kind == "adam":
+            adam_step(params, grads, self.m, self.v, self.t, self.lr, self.beta1,
+                      self.beta2, self.eps)
+        else:
+            sgd_step(params, grads, self.lr, self.m, self.momentum, self.nesterov)
+        return penalty
+
+
 def train_step(params, x, y, lr, hidden="relu", output="softmax",
                velocity=None, momentum=0.0, nesterov=False):
     loss, grads = gradients(params, x, y, hidden, output)
@@ -165,16 +220,24 @@ def train_step(params, x, y, lr, hidden="relu", output="softmax",
 
 
 def train_epoch(params, x, y, lr, batch_size, hidden="relu", output="softmax",
-                velocity=None, momentum=0.0, nesterov=False, order=None):
+                velocity=None, momentum=0.0, nesterov=False, order=None, optimizer=None):
     """One epoch of mini-batch SGD over rows in ``order`` (default: as
-    given). Returns the mean of the per-batch losses weighted by rows."""
+    given). Returns the mean of the per-batch losses weighted by rows.
+    With an :class:`Optimizer` ``optimizer``, it does the update (and
+    ``lr``/``velocity``/``momentum``/``nesterov`` are ignored) and the
+    losses include its L2 penalty."""
     n = x.shape[0]
     order = np.arange(n) if order is None else order
     total = 0.0
     for s in range(0, n, batch_size):
         idx = order[s:s + batch_size]
-        total += len(idx) * train_step(params, x[idx], y[idx], lr, hidden,
-                                       output, velocity, momentum, nesterov)
+        if optimizer is None:
+            loss = train_step(params, x[idx], y[idx], lr, hidden, output, velocity, momentum,
+                              nesterov)
+        else:
+            loss, grads = gradients(params, x[idx], y[idx], hidden, output)
+            loss += optimizer.step(params, grads, len(idx))
+        total += len(idx) * loss
     return total / n
 
 

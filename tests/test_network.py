@@ -241,7 +241,8 @@ def test_history_and_verbose_output(rng, capsys):
     x = rng.standard_normal((20, 4))
     y = rng.integers(0, 2, 20)
     hist = net.fit(x, y, epochs=3, batch_size=6, lr=0.1, validation_data=(x, y), verbose=True)
-    assert set(hist) == {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert set(hist) == {"loss", "accuracy", "lr", "val_loss", "val_accuracy", "seconds"}
+    assert hist["lr"] == [0.1] * 3
     assert all(len(v) == 3 for v in hist.values())
     assert hist["val_loss"][-1] == pytest.approx(net.evaluate(x, y)["loss"])
     lines = capsys.readouterr().out.strip().splitlines()

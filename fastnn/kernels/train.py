@@ -29,7 +29,7 @@ from .._config import jit
 from .activations import IDENTITY
 from .dense import bias_backward, dense_backward, dense_forward
 from .losses import head_output, loss_forward_backward
-from .optim import momentum_update, sgd_update
+from .optim import adam_update, l2_backward, momentum_update, sgd_update
 from .sparse import (batch_csc_build, batch_nnz_offsets, sparse_dense_forward,
                      sparse_weight_grad)
 
@@ -127,13 +127,42 @@ def forward_backward(model, head, X, rows, batch, labels, T, sp, grad, work):
     return loss, correct
 
 
+# Optimizer codes (``opt[0]``).
+SGD = 0
+ADAM = 1
+
+
 @jit
-def apply_update(theta, grad, vel, opt):
-    lr, momentum, nesterov = opt
-    if momentum == 0:
-        sgd_update(theta, grad, lr)
+def apply_update(model, grad, state, opt, rows):
+    """Add the L2 term to ``grad`` and update ``theta`` in place.
+
+    ``opt = (kind, lr, momentum, nesterov, beta1, beta2, eps, l2,
+    l2_per_row)``; ``state = (vel, sq, step)``: momentum velocity or Adam's
+    first moment, Adam's second moment, and the step counter (int64[1]).
+    The L2 coefficient is ``l2`` per step, or ``l2 / rows`` with
+    ``l2_per_row`` (scikit-learn's ``alpha``, whose penalty is divided by
+    the batch's rows). Returns the penalty ``0.5*coef*sum(W**2)`` that the
+    batch's loss includes.
+    """
+    theta, sizes, poff, acts = model
+    kind, lr, momentum, nesterov, b1, b2, eps, l2, l2_per_row = opt
+    vel, sq, step = state
+    penalty = 0.0
+    if l2 > 0:
+        coef = l2 / rows if l2_per_row else l2
+        penalty = 0.5 * coef * l2_backward(theta, grad, sizes, poff, theta.dtype.type(coef))
+    step[0] += 1
+    if kind == ADAM:
+        t = step[0]
+        lr_t = lr * np.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+        dt = theta.dtype.type
+        adam_update(theta, grad, vel, sq, dt(lr_t), dt(b1), dt(b2), dt(eps))
+    elif momentum == 0:
+        sgd_update(theta, grad, theta.dtype.type(lr))
     else:
-        momentum_update(theta, grad, vel, lr, momentum, nesterov)
+        dt = theta.dtype.type
+        momentum_update(theta, grad, vel, dt(lr), dt(momentum), nesterov)
+    return penalty
 
 
 @jit
@@ -178,34 +207,42 @@ def prepare_sparse_batches(sp, order, batch_size):
 
 
 @jit
-def train_epoch(X, labels, T, model, head, grad, vel, opt, batch_size, shuffle,
-                order, rng_state, sp, csc_ready, work, bufs):
-    """One pass over the data in mini-batches of ``batch_size`` (the last
-    one may be shorter), updating ``model`` in place.
+def epoch_begin(order, rng_state, shuffle, sp, csc_ready, batch_size):
+    """Choose the epoch's visiting ``order`` and, for a sparse first layer,
+    (re)build its per-batch CSC blocks unless ``csc_ready`` (same order as
+    the last epoch)."""
+    if shuffle:
+        # Each epoch's permutation depends only on the generator state, so
+        # fit(epochs=2) and two fit(epochs=1) calls visit the same batches.
+        for i in range(order.shape[0]):
+            order[i] = i
+        shuffle_inplace(order, rng_state)
+    if is_sparse(sp) and (shuffle or not csc_ready):
+        prepare_sparse_batches(sp, order, batch_size)
 
-    With ``shuffle`` the visiting ``order`` is a fresh permutation and each
-    batch gathered into ``bufs = (xbuf, lbuf, tbuf)``; without it batches
-    are zero-copy slices. A sparse first layer reads its batch straight from
-    the CSR form, so X is never gathered; its CSC blocks are rebuilt unless
-    ``csc_ready`` (same order as last time).
 
-    Returns (sum of per-row losses, number of rows predicted right), each
-    measured on a batch just before its update.
+@jit
+def train_batches(X, labels, T, model, head, grad, state, opt, batch_size, shuffle,
+                  order, sp, work, bufs, first, last):
+    """Mini-batches ``first..last-1`` of the epoch set up by
+    :func:`epoch_begin` (batch ``j`` is rows ``order[j*batch_size:...]``;
+    the last one may be shorter), updating ``model`` in place.
+
+    With ``shuffle`` each batch is gathered into ``bufs = (xbuf, lbuf,
+    tbuf)``; without it batches are zero-copy slices. A sparse first layer
+    reads its batch straight from the CSR form, so X is never gathered.
+
+    Returns (sum of per-row losses, sum of per-row L2 penalties, number of
+    rows predicted right), each measured on a batch just before its update.
     """
     n = order.shape[0]
     xbuf, lbuf, tbuf = bufs
     sparse = is_sparse(sp)
-    if shuffle:
-        # Each epoch's permutation depends only on the generator state, so
-        # fit(epochs=2) and two fit(epochs=1) calls visit the same batches.
-        for i in range(n):
-            order[i] = i
-        shuffle_inplace(order, rng_state)
-    if sparse and (shuffle or not csc_ready):
-        prepare_sparse_batches(sp, order, batch_size)
     loss_sum = 0.0
+    pen_sum = 0.0
     correct = 0
-    for s in range(0, n, batch_size):
+    for j in range(first, last):
+        s = j * batch_size
         e = min(n, s + batch_size)
         rows = e - s
         idx = order[s:e]
@@ -224,12 +261,22 @@ def train_epoch(X, labels, T, model, head, grad, vel, opt, batch_size, shuffle,
             xb = X[s:e]
             lb = labels[s:min(e, labels.shape[0])]
             tb = T[s:min(e, T.shape[0])]
-        loss, c = forward_backward(model, head, xb, idx, s // batch_size, lb, tb,
-                                   sp, grad, work)
-        apply_update(model[0], grad, vel, opt)
+        loss, c = forward_backward(model, head, xb, idx, j, lb, tb, sp, grad, work)
+        pen = apply_update(model, grad, state, opt, rows)
         loss_sum += loss * rows
+        pen_sum += pen * rows
         correct += c
-    return loss_sum, correct
+    return loss_sum, pen_sum, correct
+
+
+@jit
+def train_epoch(X, labels, T, model, head, grad, state, opt, batch_size, shuffle,
+                order, rng_state, sp, csc_ready, work, bufs):
+    """One whole epoch: :func:`epoch_begin` then every batch."""
+    epoch_begin(order, rng_state, shuffle, sp, csc_ready, batch_size)
+    n_batches = (order.shape[0] + batch_size - 1) // batch_size
+    return train_batches(X, labels, T, model, head, grad, state, opt, batch_size,
+                         shuffle, order, sp, work, bufs, 0, n_batches)
 
 
 @jit
