@@ -1,0 +1,433 @@
+"""scikit-learn compatible estimators: ``MLPClassifier`` and ``MLPRegressor``.
+
+Drop-in replacements for :class:`sklearn.neural_network.MLPClassifier` and
+``MLPRegressor`` with the stochastic solvers (``"sgd"``, ``"adam"``): the
+same constructor parameters with the same meanings and defaults, the same
+fitted attributes and methods. Training runs on fastnn's compiled kernels
+through a :class:`fastnn.Network` (``network_``); this module only maps
+scikit-learn's conventions onto it:
+
+* initialisation: Glorot-uniform weights *and* biases drawn from
+  ``random_state`` exactly as scikit-learn draws them (same bounds, same
+  order), so both start from identical parameters;
+* ``alpha``: the L2 penalty ``0.5*alpha*sum(W**2)/batch_rows`` added to each
+  batch's loss, as scikit-learn does;
+* ``loss_curve_``: scikit-learn's losses (log-loss; for regression half the
+  mean squared error over all outputs), penalty included;
+* stopping: ``tol``/``n_iter_no_change`` on the training loss, or on the
+  validation score with ``early_stopping`` (best parameters restored);
+  ``learning_rate="adaptive"`` divides the rate by 5 instead of stopping;
+  ``"invscaling"`` sets ``learning_rate_init / (t_ + 1) ** power_t`` after
+  each epoch (scikit-learn's rule, ``t_`` = samples seen).
+
+Differences: ``solver="lbfgs"`` and ``sample_weight`` are not supported (a
+clear error); shuffling uses fastnn's own seeded generator, so with the
+same ``random_state`` the batches differ from scikit-learn's; ``dtype``
+(``"float32"`` default) sets the precision of training and prediction.
+Sparse ``X`` is accepted and densified (fastnn's first layer finds the
+zeros again and skips them).
+
+scikit-learn is needed for this module only (``pip install fastnn[sklearn]``).
+"""
+import numbers
+import warnings
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import (_check_partial_fit_first_call,
+                                          check_classification_targets, type_of_target,
+                                          unique_labels)
+    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+except ImportError as e:  # pragma: no cover - exercised without scikit-learn
+    raise ImportError("fastnn.MLPClassifier/MLPRegressor need scikit-learn >= 1.6: "
+                      "pip install 'fastnn[sklearn]'") from e
+
+from . import validation as V
+from .kernels import train as K
+from .network import Network, TrainingDivergedError, _Trainer
+
+ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "identity": "identity"}
+LEARNING_RATES = ("constant", "invscaling", "adaptive")
+
+
+class _BaseMLP(BaseEstimator):
+    _head = None  # set by the subclasses for regression; chosen from y for classification
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype="float32"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dtype = dtype
+
+    # ------------------------------------------------------------ checks
+    def _check_params(self):
+        hls = self.hidden_layer_sizes
+        if isinstance(hls, numbers.Integral) and not isinstance(hls, bool):
+            hls = [hls]
+        try:
+            hls = list(hls)
+        except TypeError:
+            raise TypeError("hidden_layer_sizes must be an int or a sequence of ints, got "
+                            f"{self.hidden_layer_sizes!r}") from None
+        for s in hls:
+            if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral) or s < 1:
+                raise ValueError("hidden_layer_sizes must be positive integers, got "
+                                 f"{self.hidden_layer_sizes!r}")
+        V.check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        if self.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' is not supported by fastnn; use 'adam' or 'sgd'")
+        V.check_choice("solver", self.solver, ("sgd", "adam"))
+        V.check_float("alpha", self.alpha, 0)
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            V.check_int("batch_size", self.batch_size, 1)
+        V.check_choice("learning_rate", self.learning_rate, LEARNING_RATES)
+        V.check_float("learning_rate_init", self.learning_rate_init, 0, low_open=True)
+        V.check_float("power_t", self.power_t, 0)
+        V.check_int("max_iter", self.max_iter, 1)
+        V.check_float("tol", self.tol, 0)
+        V.check_float("momentum", self.momentum, 0, 1, high_open=True)
+        V.check_float("validation_fraction", self.validation_fraction, 0, 1, high_open=True)
+        V.check_float("beta_1", self.beta_1, 0, 1, high_open=True)
+        V.check_float("beta_2", self.beta_2, 0, 1, high_open=True)
+        V.check_float("epsilon", self.epsilon, 0, low_open=True)
+        V.check_int("n_iter_no_change", self.n_iter_no_change, 1)
+        V.check_int("max_fun", self.max_fun, 1)
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        return [int(s) for s in hls], V.check_dtype(self.dtype)
+
+    def _validate_X(self, X, reset, y=None):
+        kw = dict(accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=reset)
+        if y is None:
+            X = validate_data(self, X, **kw)
+        else:
+            X, y = validate_data(self, X, y, multi_output=True,
+                                 y_numeric=not isinstance(self, ClassifierMixin), **kw)
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = column_or_1d(y, warn=True)
+        if hasattr(X, "toarray"):
+            X = X.toarray()
+        return X, y
+
+    # ----------------------------------------------------------- training
+    def _initialize(self, layer_units, dtype, head):
+        """A new network with scikit-learn's initialisation."""
+        self._rs = check_random_state(self.random_state)
+        net = Network(layer_units, hidden=ACTIVATIONS[self.activation], output=head,
+                      init="uniform", seed=0, dtype=dtype)
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        for W, b in zip(net.weights, net.biases):
+            bound = np.sqrt(factor / (W.shape[0] + W.shape[1]))
+            W[...] = self._rs.uniform(-bound, bound, W.shape)
+            b[...] = self._rs.uniform(-bound, bound, b.shape)
+        # fastnn's shuffling stream, seeded from the same random state.
+        net._rng_state = np.random.SeedSequence(
+            int(self._rs.randint(0, 2 ** 31 - 1))).generate_state(1, np.uint64)
+        self.network_ = net
+        self._views()
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_layers_ = len(layer_units)
+        self.n_outputs_ = layer_units[-1]
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = np.inf
+
+    def _views(self):
+        self.coefs_ = list(self.network_.weights)
+        self.intercepts_ = list(self.network_.biases)
+
+    def _fit(self, X, y, incremental):
+        hidden, dtype = self._check_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
+                             f"y is None")
+        first = not hasattr(self, "network_") or (not self.warm_start and not incremental)
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        X, y = self._validate_X(X, reset=first, y=y)
+        labels, T, head = self._targets(y, first and not incremental)
+        n_out = T.shape[1] if T.size else len(self.classes_)
+        layer_units = [X.shape[1]] + hidden + [n_out]
+        if first:
+            self._initialize(layer_units, dtype, head)
+        elif list(self.network_.layers) != layer_units or self.network_.dtype != dtype:
+            raise ValueError(f"hidden_layer_sizes/dtype changed since the model was fitted "
+                             f"(layers {list(self.network_.layers)}, now {layer_units}); "
+                             f"refit with warm_start=False")
+        net = self.network_
+        if self.warm_start and not incremental and self.early_stopping:
+            self.validation_scores_ = self.validation_scores_ or []
+            self.best_validation_score_ = (-np.inf if self.best_validation_score_ is None
+                                           else self.best_validation_score_)
+        if not incremental or not hasattr(self, "_opt_state"):
+            kind = K.ADAM if self.solver == "adam" else K.SGD
+            self._opt_state = net._fresh_state(kind)["arrays"]
+            self._lr = float(self.learning_rate_init)
+
+        X_val = y_val = None
+        if self.early_stopping:
+            stratify = y if isinstance(self, ClassifierMixin) and y.ndim == 1 else None
+            idx = np.arange(X.shape[0])
+            tr, va = train_test_split(idx, random_state=self._rs,
+                                      test_size=self.validation_fraction, stratify=stratify)
+            if va.size < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+            X_val, y_val = X[va], y[va]
+            X = X[tr]
+            labels = labels[tr] if labels.size else labels
+            T = T[tr] if T.size else T
+        n = X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
+                              "It is going to be clipped")
+            batch_size = min(self.batch_size, n)
+        Xd = np.ascontiguousarray(X, dtype=net.dtype)
+        T = np.ascontiguousarray(T, dtype=net.dtype)
+        trainer = _Trainer(net, Xd, labels, T, batch_size, self.shuffle)
+        sgd = self.solver == "sgd"
+        opt = net._optimizer(self.solver, self._lr, self.momentum if sgd else 0.0,
+                             bool(self.nesterovs_momentum), self.beta_1, self.beta_2,
+                             self.epsilon, self.alpha, l2_per_row=True)
+        # scikit-learn's squared loss is averaged over the outputs too.
+        loss_scale = n_out if head == "identity" else 1
+        state = self._opt_state
+        snapshot = [np.empty_like(a) for a in (net.theta, net._rng_state) + state]
+        best = None
+        try:
+            for _ in range(1 if incremental else self.max_iter):
+                opt[1] = self._lr
+                for dst, src in zip(snapshot, (net.theta, net._rng_state) + state):
+                    dst[...] = src
+                try:
+                    loss_sum, pen_sum, _ = trainer.epoch(tuple(opt), state, None)
+                    if not (np.isfinite(loss_sum) and np.isfinite(net.theta).all()):
+                        raise TrainingDivergedError(
+                            f"training diverged in iteration {self.n_iter_ + 1}; the parameters "
+                            f"were restored to those before it. Try a smaller "
+                            f"learning_rate_init than {self.learning_rate_init}.")
+                except BaseException:
+                    for src, dst in zip(snapshot, (net.theta, net._rng_state) + state):
+                        dst[...] = src
+                    raise
+                self.n_iter_ += 1
+                self.loss_ = (loss_sum / loss_scale + pen_sum) / n
+                self.t_ += n
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                if self.early_stopping:
+                    score = self._score(X_val, y_val)
+                    self.validation_scores_.append(score)
+                    if self.verbose:
+                        print("Validation score: %f" % score)
+                    if score < self.best_validation_score_ + self.tol:
+                        self._no_improvement_count += 1
+                    else:
+                        self._no_improvement_count = 0
+                    if score > self.best_validation_score_:
+                        self.best_validation_score_ = score
+                        best = net.theta.copy()
+                else:
+                    if self.loss_ > self.best_loss_ - self.tol:
+                        self._no_improvement_count += 1
+                    else:
+                        self._no_improvement_count = 0
+                    self.best_loss_ = min(self.best_loss_, self.loss_)
+                if sgd and self.learning_rate == "invscaling":
+                    self._lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+                if self._no_improvement_count > self.n_iter_no_change:
+                    what = "Validation score" if self.early_stopping else "Training loss"
+                    msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                           f"{self.n_iter_no_change} consecutive epochs.")
+                    if sgd and self.learning_rate == "adaptive" and self._lr > 1e-6:
+                        self._lr /= 5.0
+                        self._no_improvement_count = 0
+                        if self.verbose:
+                            print(msg + f" Setting learning rate to {self._lr:f}")
+                    else:
+                        if self.verbose:
+                            print(msg + " Stopping.")
+                        break
+                if not incremental and self.n_iter_ == self.max_iter:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                                  "reached and the optimization hasn't converged yet.",
+                                  ConvergenceWarning)
+        except KeyboardInterrupt:
+            # As scikit-learn: keep the model of the last completed epoch.
+            warnings.warn("Training interrupted by user.")
+        if self.early_stopping and best is not None:
+            net.theta[...] = best
+        return self
+
+    def fit(self, X, y):
+        """Fit the model to ``X`` (n_samples, n_features) and ``y``."""
+        return self._fit(X, y, incremental=False)
+
+    # ---------------------------------------------------------- inference
+    def _forward(self, X):
+        """Head output (probabilities or values) for validated X."""
+        check_is_fitted(self)
+        X, _ = self._validate_X(X, reset=False)
+        return self.network_.predict_proba(X)
+
+    # Pickling: coefs_/intercepts_ are views into the network's parameters.
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state.pop("coefs_", None)
+        state.pop("intercepts_", None)
+        return state
+
+    def __setstate__(self, state):
+        if hasattr(super(), "__setstate__"):
+            super().__setstate__(state)
+        else:
+            self.__dict__.update(state)
+        if "network_" in self.__dict__:
+            self._views()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier on fastnn's kernels; the parameters,
+    attributes and methods of :class:`sklearn.neural_network.MLPClassifier`
+    (stochastic solvers). Multi-class (softmax output), binary and
+    multi-label (logistic outputs); any label type scikit-learn accepts."""
+
+    def _targets(self, y, reset):
+        check_classification_targets(y)
+        if reset or not hasattr(self, "classes_"):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start and set(classes) != set(self.classes_):
+                raise ValueError(f"warm_start can only be used where `y` has the same classes "
+                                 f"as in the previous call to fit. Previously got "
+                                 f"{self.classes_}, `y` has {classes}")
+            if not set(classes) <= set(self.classes_):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
+                                 f"has {self.classes_}. 'y' has {classes}.")
+        kind = self._label_binarizer.y_type_
+        if kind != "multilabel-indicator" and len(self.classes_) < 2:
+            raise ValueError(f"MLPClassifier needs samples of at least 2 classes in the data, "
+                             f"but the data contains only one class: {self.classes_[0]!r}")
+        if kind == "multiclass":
+            self.out_activation_ = "softmax"
+            labels = np.searchsorted(self.classes_, y).astype(np.int64)
+            return labels, np.zeros((0, len(self.classes_))), "softmax"
+        self.out_activation_ = "logistic"
+        T = self._label_binarizer.transform(y).astype(np.float64)
+        return np.zeros(0, np.int64), T, "sigmoid"
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over ``(X, y)``; ``classes`` (all labels) is required on
+        the first call."""
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, incremental=True)
+
+    def predict_proba(self, X):
+        """Class probabilities, columns ordered as ``classes_``."""
+        p = self._forward(X)
+        if self.n_outputs_ == 1:
+            p = p.ravel()
+            return np.vstack([1 - p, p]).T
+        return p
+
+    def predict_log_proba(self, X):
+        p = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(p)
+
+    def predict(self, X):
+        p = self._forward(X)
+        if self.n_outputs_ == 1:
+            p = p.ravel()
+        return self._label_binarizer.inverse_transform(p)
+
+    def _score(self, X, y):
+        return accuracy_score(y, self.predict(X))
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor (squared error) on fastnn's kernels;
+    the parameters, attributes and methods of
+    :class:`sklearn.neural_network.MLPRegressor` (stochastic solvers).
+    Single and multi-output."""
+
+    def _targets(self, y, reset):
+        T = np.asarray(y, dtype=np.float64)
+        if T.ndim == 1:
+            T = T.reshape(-1, 1)
+        self.out_activation_ = "identity"
+        return np.zeros(0, np.int64), T, "identity"
+
+    def partial_fit(self, X, y):
+        """One epoch over ``(X, y)``, continuing the optimizer state."""
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        p = self._forward(X)
+        return p.ravel() if p.shape[1] == 1 else p
+
+    def _score(self, X, y):
+        p = self.predict(X)
+        if not np.isfinite(p).all():
+            return np.nan
+        return r2_score(y, p)

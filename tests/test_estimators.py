@@ -1,0 +1,232 @@
+"""fastnn.MLPClassifier / MLPRegressor: scikit-learn's estimator checks,
+parity with scikit-learn's own MLP, and use inside its tooling."""
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SkClassifier  # noqa: E402
+from sklearn.neural_network import MLPRegressor as SkRegressor  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import fastnn  # noqa: E402
+from fastnn import MLPClassifier, MLPRegressor  # noqa: E402
+
+# Every check of scikit-learn's suite runs; none is expected to fail. (The
+# pandas and array-API checks skip themselves when those are not installed.)
+EXPECTED_FAILED_CHECKS = {}
+
+
+@parametrize_with_checks([MLPClassifier(), MLPRegressor()],
+                         expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+def test_import_fastnn_does_not_import_sklearn():
+    code = "import sys, fastnn; assert 'sklearn' not in sys.modules; fastnn.Network([2, 1])"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def classification(rng, n, d, kind):
+    X = rng.standard_normal((n, d))
+    w = rng.standard_normal((d, 3))
+    s = X @ w
+    if kind == "multiclass":
+        return X, np.array(["cat", "dog", "emu"])[s.argmax(axis=1)]
+    if kind == "binary":
+        return X, np.where(s[:, 0] > 0, 7, -1)
+    return X, (s > 0).astype(int)  # multilabel indicator
+
+
+SOLVERS = [
+    dict(solver="adam"),
+    dict(solver="adam", alpha=0.01, beta_1=0.8, learning_rate_init=0.01),
+    dict(solver="sgd", learning_rate_init=0.1),
+    dict(solver="sgd", learning_rate_init=0.1, nesterovs_momentum=False, alpha=0.1),
+    dict(solver="sgd", learning_rate_init=0.2, momentum=0.0, learning_rate="invscaling",
+         power_t=0.25),
+    dict(solver="sgd", learning_rate_init=0.2, learning_rate="adaptive", n_iter_no_change=2,
+         tol=0.05),
+]
+
+
+@pytest.mark.parametrize("params", SOLVERS)
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("activation", ["relu", "logistic"])
+def test_classifier_matches_sklearn_step_for_step(rng, params, kind, activation):
+    """One batch per epoch makes the shuffling irrelevant; then, with the
+    same random_state (so the same initial parameters), fastnn in float64
+    follows scikit-learn's trajectory to rounding."""
+    X, y = classification(rng, 60, 5, kind)
+    kw = dict(hidden_layer_sizes=(7, 4), activation=activation, max_iter=40,
+              random_state=3, batch_size=60, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(dtype="float64", **kw).fit(X, y)
+        theirs = SkClassifier(**kw).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    if params.get("learning_rate") == "adaptive":
+        assert ours._lr < params["learning_rate_init"]  # the rate was divided
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-7,
+                               atol=1e-12)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    np.testing.assert_array_equal(ours.classes_, theirs.classes_)
+    assert ours.out_activation_ == theirs.out_activation_
+    assert (ours.n_layers_, ours.n_outputs_, ours.t_) == (theirs.n_layers_, theirs.n_outputs_,
+                                                          theirs.t_)
+
+
+@pytest.mark.parametrize("params", SOLVERS[:4])
+@pytest.mark.parametrize("n_targets", [1, 3])
+def test_regressor_matches_sklearn_step_for_step(rng, params, n_targets):
+    X = rng.standard_normal((50, 4))
+    y = X @ rng.standard_normal((4, n_targets)) + 0.1 * rng.standard_normal((50, n_targets))
+    y = y.ravel() if n_targets == 1 else y
+    kw = dict(hidden_layer_sizes=(9,), activation="tanh", max_iter=30, random_state=0,
+              batch_size=50, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPRegressor(dtype="float64", **kw).fit(X, y)
+        theirs = SkRegressor(**kw).fit(X, y)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-7, atol=1e-10)
+    assert ours.predict(X).shape == theirs.predict(X).shape
+    assert ours.score(X, y) == pytest.approx(theirs.score(X, y), rel=1e-9)
+
+
+def test_early_stopping_attributes_and_restored_best(rng):
+    X, y = classification(rng, 300, 6, "multiclass")
+    clf = MLPClassifier(hidden_layer_sizes=(20,), early_stopping=True, random_state=0,
+                        n_iter_no_change=3, max_iter=300, learning_rate_init=0.05)
+    clf.fit(X, y)
+    assert clf.n_iter_ < 300
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_loss_ is None
+    ref = SkClassifier(hidden_layer_sizes=(20,), early_stopping=True, random_state=0)
+    ref.fit(X, y)
+    assert ref.best_loss_ is None and ref.best_validation_score_ == max(ref.validation_scores_)
+
+
+def test_partial_fit_streams_and_needs_classes_first(rng):
+    X, y = classification(rng, 200, 5, "multiclass")
+    clf = MLPClassifier(hidden_layer_sizes=(10,), random_state=0, learning_rate_init=0.01)
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(X[:50], y[:50])
+    for s in range(0, 200, 50):
+        clf.partial_fit(X[s:s + 50], y[s:s + 50], classes=["cat", "dog", "emu"])
+    assert clf.n_iter_ == 4 and clf.t_ == 200 and len(clf.loss_curve_) == 4
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(X[:3], ["cat", "dog", "yak"])
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPClassifier(early_stopping=True).partial_fit(X, y, classes=["cat", "dog", "emu"])
+    reg = MLPRegressor(hidden_layer_sizes=(5,), random_state=0)
+    reg.partial_fit(X, X[:, 0])
+    reg.partial_fit(X, X[:, 0])
+    assert reg.n_iter_ == 2
+
+
+def test_warm_start_continues_from_the_fitted_weights(rng):
+    X, y = classification(rng, 80, 4, "binary")
+    a = MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=1, warm_start=True,
+                      batch_size=80, solver="sgd", momentum=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a.fit(X, y)
+        a.fit(X, y)
+        b = MLPClassifier(hidden_layer_sizes=(6,), max_iter=10, random_state=1, batch_size=80,
+                          solver="sgd", momentum=0.0).fit(X, y)
+    assert a.n_iter_ == 10
+    for p, q in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_sklearn_tooling(rng):
+    X, y = classification(rng, 150, 4, "multiclass")
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(16,),
+                                                         random_state=0, max_iter=300))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = cross_val_score(pipe, X, y, cv=3)
+    assert scores.mean() > 0.8
+    grid = GridSearchCV(pipe, {"mlpclassifier__alpha": [1e-4, 1e-1],
+                               "mlpclassifier__hidden_layer_sizes": [(8,), (16, 8)]}, cv=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        grid.fit(X, y)
+    assert grid.best_score_ > 0.8
+    assert set(grid.best_params_) == {"mlpclassifier__alpha",
+                                      "mlpclassifier__hidden_layer_sizes"}
+
+
+def test_coefs_are_live_views_and_survive_pickling(rng):
+    import pickle
+    X, y = classification(rng, 40, 3, "multiclass")
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    twin = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(twin.predict_proba(X), clf.predict_proba(X))
+    twin.coefs_[0][...] = 0
+    twin.intercepts_[0][...] = 0
+    assert np.array_equal(twin.network_.weights[0], np.zeros((3, 5)))
+    assert not np.array_equal(twin.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("params,err,match", [
+    (dict(solver="lbfgs"), ValueError, "lbfgs"),
+    (dict(activation="softplus"), ValueError, "activation"),
+    (dict(learning_rate="cyclic"), ValueError, "learning_rate"),
+    (dict(hidden_layer_sizes=(10, 0)), ValueError, "hidden_layer_sizes"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size="big"), TypeError, "batch_size"),
+    (dict(momentum=1.5), ValueError, "momentum"),
+    (dict(dtype="float16"), ValueError, "dtype"),
+    (dict(early_stopping="yes"), TypeError, "early_stopping"),
+])
+def test_unsupported_or_bad_parameters_raise_clearly(rng, params, err, match):
+    X, y = classification(rng, 20, 3, "multiclass")
+    with pytest.raises(err, match=match):
+        MLPClassifier(**params).fit(X, y)
+    with pytest.raises(TypeError, match="sample_weight"):
+        MLPClassifier().fit(X, y, sample_weight=np.ones(20))
+
+
+def test_feature_names_from_a_dataframe(rng):
+    pd = pytest.importorskip("pandas")
+    X, y = classification(rng, 40, 3, "binary")
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(df, y.astype(float))
+    assert list(reg.feature_names_in_) == ["a", "b", "c"]
+    assert reg.n_features_in_ == 3
+
+
+@pytest.mark.slow
+def test_mnist_accuracy_within_half_a_point_of_sklearn():
+    (x, y), (xt, yt) = fastnn.load_mnist()
+    x, y = x[:20000], y[:20000]
+    kw = dict(hidden_layer_sizes=(100,), solver="sgd", learning_rate_init=0.1, momentum=0.9,
+              batch_size=100, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(**kw).fit(x, y).score(xt, yt)
+        theirs = SkClassifier(**kw).fit(x, y).score(xt, yt)
+    assert ours >= theirs - 0.005, (ours, theirs)
+    assert ours > 0.95
