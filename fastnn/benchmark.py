@@ -253,8 +253,8 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
     return result
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None, prog=None):
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("--workload", choices=["classic", "wide", "all"], default="all")
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per system (median)")
     p.add_argument("--threads", type=int, default=None, help="fastnn/Numba threads")
@@ -272,7 +272,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)
-    return res
+    return 0
 
 
 if __name__ == "__main__":

@@ -111,3 +111,77 @@ def load_mnist(path=None):
         x /= np.float32(255.0)
         out.append((x, labels.astype(np.int64)))
     return tuple(out)
+
+
+def load_arrays(path):
+    """Training (and, if present, test) arrays from a ``.npz`` or ``.csv``
+    file, or MNIST IDX files from a directory.
+
+    Returns ``((x, y), test)`` where ``test`` is ``(x_test, y_test)`` or
+    ``None``.
+
+    * directory: the four MNIST IDX files (see :func:`load_mnist`);
+    * ``.npz``: arrays ``x_train``, ``y_train`` and optionally ``x_test``,
+      ``y_test``; or ``x``, ``y`` (never unpickled);
+    * ``.csv``: one row per sample, numbers only, the label or target in the
+      last column; a first row that is not numeric is taken as a header.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return load_mnist(p)
+    if not p.is_file():
+        raise FileNotFoundError(f"data path {path} does not exist")
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except Exception as e:
+            raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+        for xk, yk in (("x_train", "y_train"), ("x", "y"), ("X", "y")):
+            if xk in arrays and yk in arrays:
+                train = (_as_2d(arrays[xk], path, xk), arrays[yk])
+                test = None
+                if "x_test" in arrays and "y_test" in arrays:
+                    test = (_as_2d(arrays["x_test"], path, "x_test"), arrays["y_test"])
+                return train, test
+        raise ValueError(f"{path}: expected arrays 'x_train' and 'y_train' (or 'x' and 'y'), "
+                         f"found {sorted(arrays)}")
+    if suffix == ".csv":
+        import csv
+
+        with open(p, newline="") as f:
+            rows = [r for r in csv.reader(f) if r]
+        if rows:
+            try:
+                [float(v) for v in rows[0]]
+            except ValueError:
+                rows = rows[1:]  # header
+        if not rows:
+            raise ValueError(f"{path}: no data rows")
+        width = len(rows[0])
+        if width < 2:
+            raise ValueError(f"{path}: need at least one feature column and a label column")
+        for i, r in enumerate(rows):
+            if len(r) != width:
+                raise ValueError(f"{path}: row {i + 1} has {len(r)} columns, expected {width}")
+        try:
+            data = np.array(rows, dtype=np.float64)
+        except ValueError as e:
+            raise ValueError(f"{path}: non-numeric value ({e})") from None
+        y = data[:, -1]
+        if np.isfinite(y).all() and (y == np.round(y)).all():
+            y = y.astype(np.int64)
+        return (data[:, :-1], y), None
+    raise ValueError(f"{path}: unsupported data file (use a directory of IDX files, "
+                     f".npz or .csv)")
+
+
+def _as_2d(x, path, name):
+    if x.ndim > 2:
+        x = x.reshape(x.shape[0], -1)
+    if x.ndim != 2:
+        raise ValueError(f"{path}: '{name}' must be 2-D (samples, features), got {x.shape}")
+    if x.dtype == np.uint8:  # images: scale to [0, 1] as load_mnist does
+        x = x.astype(np.float32) / np.float32(255.0)
+    return x

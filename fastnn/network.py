@@ -447,6 +447,11 @@ class Network:
                 np.savez(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
+            # mkstemp makes the file private (0600); give it the permissions
+            # any new file gets under the process's umask.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -592,10 +597,13 @@ class ProgressBar:
         self.t0 = time.perf_counter()
 
     def __call__(self, done, total):
+        if done >= total:  # erase the bar: the caller prints the epoch's line
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            return
         filled = self.width * done // total
         elapsed = time.perf_counter() - self.t0
         eta = elapsed * (total - done) / done if done else 0.0
-        end = "\n" if done >= total else ""
         self.stream.write(f"\r  [{'#' * filled}{'.' * (self.width - filled)}] "
-                          f"{done}/{total} batches  {elapsed:5.1f}s  eta {eta:5.1f}s\x1b[K{end}")
+                          f"{done}/{total} batches  {elapsed:5.1f}s  eta {eta:5.1f}s\x1b[K")
         self.stream.flush()

@@ -211,7 +211,7 @@ def test_progress_bar_text():
     bar(5, 10)
     bar(10, 10)
     text = out.getvalue()
-    assert "[#####.....] 5/10 batches" in text and text.endswith("\n")
+    assert "[#####.....] 5/10 batches" in text and text.endswith("\r\x1b[K")
 
 
 def test_keyboard_interrupt_keeps_the_last_completed_epoch_and_history(rng):

@@ -1,0 +1,4 @@
+"""``python -m fastnn``: see :mod:`fastnn.cli`."""
+from .cli import run
+
+run()

@@ -1,0 +1,447 @@
+"""The ``fastnn`` command line: train, evaluate, predict, bench.
+
+    python -m fastnn train --epochs 10 --save model.npz --plot curves.png
+    python -m fastnn evaluate model.npz
+    python -m fastnn predict model.npz --input x.npy --output labels.npy
+    python -m fastnn bench --workload classic
+
+Errors (bad data, a missing file, a bad option value) end with one line on
+stderr and exit status 1; usage errors exit with status 2 (argparse).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import __version__, datasets, schedules
+from .network import HIDDEN, OPTIMIZERS, OUTPUTS, Network, TrainingDivergedError
+from .init import INITS
+
+
+class CLIError(Exception):
+    """An error reported as one line, exit status 1."""
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _layers(text):
+    try:
+        sizes = [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected hidden layer sizes like 100,50, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _data_help():
+    return ("a directory with the four MNIST IDX files, an .npz file (x_train, y_train "
+            "[, x_test, y_test]) or a .csv file (label in the last column); default: the "
+            "MNIST copy bundled with fastnn")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="fastnn", description="Train and use multi-layer perceptrons on the CPU.")
+    p.add_argument("--version", action="version", version=f"fastnn {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser("train", help="train a network and print a per-epoch table",
+                       description="Train a network (MNIST by default) and print one line "
+                                   "per epoch.")
+    t.add_argument("--data", help=_data_help())
+    t.add_argument("--layers", type=_layers, default=[100, 50], metavar="N,N,...",
+                   help="hidden layer sizes (default: 100,50)")
+    t.add_argument("--activation", choices=HIDDEN, default="relu")
+    t.add_argument("--output", choices=OUTPUTS, default=None,
+                   help="output head (default: softmax for integer labels, identity "
+                        "(regression) otherwise)")
+    t.add_argument("--init", choices=INITS, default="uniform")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    t.add_argument("--lr", type=float, default=0.5, help="learning rate (default: 0.5)")
+    t.add_argument("--schedule", choices=tuple(schedules.NAMES), default="constant",
+                   help="learning-rate schedule over the epochs")
+    t.add_argument("--momentum", type=float, default=0.0)
+    t.add_argument("--nesterov", action="store_true")
+    t.add_argument("--l2", type=float, default=0.0, help="L2 weight penalty")
+    t.add_argument("--batch-size", type=_positive_int, default=100)
+    t.add_argument("--epochs", type=int, default=5)
+    t.add_argument("--seed", type=int, default=8)
+    t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    t.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                   help="visit the samples in order every epoch")
+    t.add_argument("--validation-split", type=float, default=0.0, metavar="FRACTION",
+                   help="hold out this fraction of the training rows for validation")
+    t.add_argument("--early-stopping", action="store_true",
+                   help="stop when the validation loss stops improving (needs "
+                        "--validation-split) and keep the best epoch")
+    t.add_argument("--patience", type=_positive_int, default=10)
+    t.add_argument("--threads", type=_positive_int, default=None)
+    t.add_argument("--save", metavar="MODEL.npz", help="write the trained model here")
+    t.add_argument("--plot", metavar="CURVES.png",
+                   help="write loss and accuracy curves (needs matplotlib)")
+    t.add_argument("--json", metavar="HISTORY.json", help="write the history as JSON")
+    t.add_argument("--quiet", action="store_true", help="no table, no progress bar")
+
+    e = sub.add_parser("evaluate", help="loss, accuracy and confusion matrix on test data",
+                       description="Evaluate a saved model on the test set.")
+    e.add_argument("model", help="a model written by 'fastnn train --save'")
+    e.add_argument("--data", help=_data_help() + " (its test split is used)")
+
+    r = sub.add_parser("predict", help="write predictions for an input array",
+                       description="Predict with a saved model.")
+    r.add_argument("model")
+    r.add_argument("--input", required=True, metavar="X",
+                   help=".npy (2-D, or images), .npz (array 'x' or 'x_test') or .csv")
+    r.add_argument("--output", metavar="FILE",
+                   help=".npy or .csv; default: one prediction per line on stdout")
+    r.add_argument("--proba", action="store_true",
+                   help="write the output head's probabilities / values instead of labels")
+
+    b = sub.add_parser("bench", help="side-by-side speed comparison (see bench/compare.py)",
+                       add_help=False)
+    b.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+# ------------------------------------------------------------------ train
+def _load(data, need_test=False):
+    try:
+        if data is None:
+            train, test = datasets.load_mnist()
+        else:
+            train, test = datasets.load_arrays(data)
+    except FileNotFoundError as e:
+        raise CLIError(str(e)) from None
+    if need_test and test is None:
+        test = train  # a single-split file: evaluate on all of it
+    return train, test
+
+
+def _check_plot_backend():
+    try:
+        import matplotlib
+    except ImportError:
+        raise CLIError("--plot needs matplotlib: pip install 'fastnn[plot]'") from None
+    matplotlib.use("Agg")
+
+
+def plot_history(hist, path, title=""):
+    """Loss and accuracy per epoch (train, validation, test) into ``path``."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = np.arange(1, len(hist["loss"]) + 1)
+    classify = not np.isnan(hist["accuracy"]).all()
+    fig, axes = plt.subplots(1, 2 if classify else 1, figsize=(10 if classify else 5.5, 4),
+                             squeeze=False)
+    for a in axes.ravel():
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax = axes[0, 0]
+    ax.plot(epochs, hist["loss"], "o-", label="train (running mean)")
+    for key, label in (("val_loss", "validation"), ("test_loss", "test")):
+        if key in hist:
+            ax.plot(epochs, hist[key], "s-", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if classify:
+        ax = axes[0, 1]
+        ax.plot(epochs, 100 * np.asarray(hist["accuracy"]), "o-", label="train (running mean)")
+        for key, label in (("val_accuracy", "validation"), ("test_accuracy", "test")):
+            if key in hist:
+                ax.plot(epochs, 100 * np.asarray(hist[key]), "s-", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title("accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise CLIError(f"--plot: directory {d} does not exist")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _check_writable(path, flag):
+    if path is None:
+        return
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise CLIError(f"{flag}: directory {d} does not exist")
+
+
+class _Table:
+    """The per-epoch table, printed a line at a time."""
+
+    def __init__(self, classify, val, test, out):
+        self.cols = [("epoch", 5), ("loss", 8)] + ([("acc", 7)] if classify else [])
+        if val:
+            self.cols += [("val_loss", 8)] + ([("val_acc", 7)] if classify else [])
+        if test:
+            self.cols += [("test_loss", 9)] + ([("test_acc", 8)] if classify else [])
+        self.cols += [("lr", 9), ("time", 6)]
+        self.out = out
+        print("  ".join(f"{n:>{w}}" for n, w in self.cols), file=out, flush=True)
+
+    def row(self, values):
+        cells = []
+        for (name, w) in self.cols:
+            v = values[name]
+            if name == "epoch":
+                cells.append(f"{v:>{w}d}")
+            elif name.endswith("acc"):
+                cells.append(f"{100 * v:>{w - 1}.2f}%")
+            elif name == "time":
+                cells.append(f"{v:>{w - 1}.2f}s")
+            elif name == "lr":
+                cells.append(f"{v:>{w}.4g}")
+            else:
+                cells.append(f"{v:>{w}.4f}")
+        print("  ".join(cells), file=self.out, flush=True)
+
+
+def cmd_train(args, out):
+    if args.epochs < 0:
+        raise CLIError(f"--epochs must be >= 0, got {args.epochs}")
+    if args.plot:
+        _check_plot_backend()
+    _check_writable(args.save, "--save")
+    _check_writable(args.json, "--json")
+    if args.early_stopping and args.validation_split <= 0:
+        raise CLIError("--early-stopping needs --validation-split (e.g. 0.1)")
+    if args.threads:
+        from . import set_num_threads
+        import numba
+        set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    (x, y), test = _load(args.data)
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim != 2:
+        raise CLIError(f"training inputs must be 2-D (samples, features), got shape {x.shape}")
+    output = args.output
+    if output is None:
+        output = "softmax" if y.dtype.kind in "iu" and y.ndim == 1 else "identity"
+    if output == "softmax":
+        if y.dtype.kind not in "iu" or y.ndim != 1:
+            raise CLIError("softmax output needs integer class labels 0..K-1 (one column)")
+        if y.size and y.min() < 0:
+            raise CLIError(f"class labels must be >= 0, got {y.min()}")
+        n_out = int(y.max()) + 1 if y.size else 1
+        if test is not None and test[1].size:
+            n_out = max(n_out, int(np.max(test[1])) + 1)
+    else:
+        n_out = 1 if y.ndim == 1 else y.shape[1]
+    layers = [x.shape[1]] + args.layers + [n_out]
+    net = Network(layers, hidden=args.activation, output=output, init=args.init,
+                  seed=args.seed, dtype=args.dtype)
+    classify = output != "identity"
+    desc = (f"fastnn {__version__}: {'-'.join(map(str, layers))} {args.activation}/{output}, "
+            f"{args.optimizer} lr={args.lr:g} ({args.schedule}), batch {args.batch_size}, "
+            f"{args.epochs} epochs, {args.dtype}, {x.shape[0]} training rows")
+    if not args.quiet:
+        print(desc, file=out, flush=True)
+    table = None
+    if not args.quiet:
+        table = _Table(classify, args.validation_split > 0, test is not None, out)
+    test_hist = {"test_loss": [], "test_accuracy": []}
+
+    def per_epoch(n, h):
+        values = {"epoch": len(h["loss"]), "loss": h["loss"][-1], "acc": h["accuracy"][-1],
+                  "lr": h["lr"][-1], "time": h["seconds"][-1]}
+        if "val_loss" in h:
+            values.update(val_loss=h["val_loss"][-1], val_acc=h["val_accuracy"][-1])
+        if test is not None:
+            r = n.evaluate(*test)
+            test_hist["test_loss"].append(r["loss"])
+            test_hist["test_accuracy"].append(r.get("accuracy", float("nan")))
+            values.update(test_loss=r["loss"], test_acc=test_hist["test_accuracy"][-1])
+        if table is not None:
+            table.row(values)
+
+    t0 = time.perf_counter()
+    interrupted = False
+    try:
+        net.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov,
+                l2=args.l2, lr_schedule=args.schedule, shuffle=args.shuffle,
+                validation_split=args.validation_split, early_stopping=args.early_stopping,
+                patience=args.patience, callbacks=[per_epoch],
+                progress=not args.quiet)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"\ninterrupted: keeping the model after epoch {len(net.history['loss'])}",
+              file=sys.stderr, flush=True)
+    hist = dict(net.history)
+    n_done = len(hist["loss"])
+    if test is not None:
+        hist.update({k: v[:n_done] for k, v in test_hist.items()})
+    total = time.perf_counter() - t0
+    if not args.quiet:
+        msg = f"trained {n_done} epochs in {total:.2f}s"
+        if "best_epoch" in hist:
+            msg += f"; restored the best epoch ({hist['best_epoch']}, by validation loss)"
+        if test is not None and n_done:
+            r = net.evaluate(*test)
+            msg += f"; test loss {r['loss']:.4f}" + (
+                f", test accuracy {100 * r['accuracy']:.2f}%" if classify else "")
+        print(msg, file=out, flush=True)
+    if args.save:
+        net.save(args.save)
+        if not args.quiet:
+            print(f"saved the model to {args.save}", file=out)
+    if args.json:
+        record = {"command": "train", "layers": layers, "hidden": args.activation,
+                  "output": output, "optimizer": args.optimizer, "lr": args.lr,
+                  "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
+                  "dtype": args.dtype, "history": {k: (v if isinstance(v, int) else
+                                                       [float(a) for a in v])
+                                                   for k, v in hist.items()}}
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+    if args.plot and n_done:
+        plot_history(hist, args.plot, title="-".join(map(str, layers)) + f" {args.optimizer}")
+        if not args.quiet:
+            print(f"wrote the curves to {args.plot}", file=out)
+    return 130 if interrupted else 0
+
+
+# --------------------------------------------------------------- evaluate
+def _load_model(path):
+    if not os.path.isfile(path):
+        raise CLIError(f"model file {path} does not exist")
+    return Network.load(path)
+
+
+def confusion_matrix(y_true, y_pred, k):
+    m = np.zeros((k, k), dtype=np.int64)
+    np.add.at(m, (y_true, y_pred), 1)
+    return m
+
+
+def cmd_evaluate(args, out):
+    net = _load_model(args.model)
+    _, (xt, yt) = _load(args.data, need_test=True)
+    r = net.evaluate(xt, yt)
+    print(f"model {args.model}: {net}", file=out)
+    print(f"{len(xt)} test rows: loss {r['loss']:.4f}" + (
+        f", accuracy {100 * r['accuracy']:.2f}%" if "accuracy" in r else ""), file=out)
+    if net.output == "softmax":
+        k = net.n_outputs
+        labels = np.asarray(yt)
+        if labels.ndim == 2:
+            labels = labels.argmax(axis=1)
+        m = confusion_matrix(labels.astype(np.int64), net.predict(xt), k)
+        w = max(5, len(str(m.max())) + 1)
+        print("confusion matrix (rows: true class, columns: predicted class)", file=out)
+        print(" " * 6 + "".join(f"{j:>{w}d}" for j in range(k)), file=out)
+        for i in range(k):
+            print(f"{i:>5d} " + "".join(f"{v:>{w}d}" for v in m[i]), file=out)
+    return 0
+
+
+# ---------------------------------------------------------------- predict
+def _load_input(path):
+    if not os.path.isfile(path):
+        raise CLIError(f"input file {path} does not exist")
+    low = path.lower()
+    if low.endswith(".npy"):
+        try:
+            x = np.load(path, allow_pickle=False)
+        except Exception as e:
+            raise CLIError(f"{path}: not a readable .npy file ({e})") from None
+    elif low.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                key = next((k for k in ("x", "X", "x_test") if k in f.files), None)
+                if key is None:
+                    raise CLIError(f"{path}: expected an array 'x' or 'x_test', found {f.files}")
+                x = f[key]
+        except CLIError:
+            raise
+        except Exception as e:
+            raise CLIError(f"{path}: not a readable .npz file ({e})") from None
+    elif low.endswith(".csv"):
+        try:
+            x = np.loadtxt(path, delimiter=",", ndmin=2)
+        except ValueError as e:
+            raise CLIError(f"{path}: not a numeric CSV file ({e})") from None
+    else:
+        raise CLIError(f"{path}: unsupported input (use .npy, .npz or .csv)")
+    if x.ndim > 2:
+        x = x.reshape(x.shape[0], -1)
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / np.float32(255.0)
+    return x
+
+
+def cmd_predict(args, out):
+    net = _load_model(args.model)
+    _check_writable(args.output, "--output")
+    x = _load_input(args.input)
+    p = net.predict_proba(x) if args.proba else net.predict(x)
+    if args.output is None:
+        if p.ndim == 1:
+            np.savetxt(out, p, fmt="%d" if p.dtype.kind in "iu" else "%.7g")
+        else:
+            np.savetxt(out, p, fmt="%d" if p.dtype.kind in "iu" else "%.7g", delimiter=",")
+    elif args.output.lower().endswith(".csv"):
+        np.savetxt(args.output, p, fmt="%d" if p.dtype.kind in "iu" else "%.7g",
+                   delimiter=",")
+    elif args.output.lower().endswith(".npy"):
+        np.save(args.output, p)
+    else:
+        raise CLIError(f"--output {args.output}: use a .npy or .csv file name")
+    if args.output:
+        print(f"wrote {len(p)} predictions to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args, out):
+    from .benchmark import main as bench_main
+
+    return bench_main(args.args, prog="fastnn bench")
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "bench": cmd_bench}
+
+
+def main(argv=None, out=None):
+    out = out if out is not None else sys.stdout
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # Everything after 'bench' (including --help) belongs to the benchmark.
+        args = argparse.Namespace(command="bench", args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args, out)
+    except (CLIError, ValueError, TypeError, OSError, ImportError) as e:
+        if isinstance(e, TrainingDivergedError):
+            msg = str(e)
+        else:
+            msg = str(e) or type(e).__name__
+        print(f"fastnn {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+def run():  # console-script entry point
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The fastnn command line, driven in-process (and once as a subprocess)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import cli
+
+
+def run(capsys, *argv):
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture
+def data_npz(tmp_path, rng):
+    x = rng.standard_normal((300, 6)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=x[:240], y_train=y[:240], x_test=x[240:], y_test=y[240:])
+    return path, x, y
+
+
+def test_train_writes_model_history_and_plot(capsys, tmp_path, data_npz):
+    path, x, y = data_npz
+    model, hist, png = tmp_path / "m.npz", tmp_path / "h.json", tmp_path / "c.png"
+    rc, out, err = run(capsys, "train", "--data", str(path), "--layers", "16,8", "--epochs", "4",
+                       "--lr", "0.3", "--optimizer", "sgd", "--momentum", "0.5", "--seed", "1",
+                       "--save", str(model), "--json", str(hist), "--plot", str(png))
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("fastnn ") and "6-16-8-3" in lines[0]
+    assert lines[1].split() == ["epoch", "loss", "acc", "test_loss", "test_acc", "lr", "time"]
+    assert [ln.split()[0] for ln in lines[2:6]] == ["1", "2", "3", "4"]
+    record = json.loads(hist.read_text())
+    assert record["layers"] == [6, 16, 8, 3] and len(record["history"]["loss"]) == 4
+    assert len(record["history"]["test_accuracy"]) == 4
+    net = fastnn.Network.load(model)
+    final = net.evaluate(x[240:], y[240:])
+    assert record["history"]["test_loss"][-1] == pytest.approx(final["loss"])
+    assert f"test accuracy {100 * final['accuracy']:.2f}%" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_is_reproducible_and_matches_the_api(capsys, tmp_path, data_npz):
+    path, x, y = data_npz
+    m1 = tmp_path / "a.npz"
+    rc, out, _ = run(capsys, "train", "--data", str(path), "--layers", "5", "--epochs", "2",
+                     "--lr", "0.2", "--seed", "3", "--quiet", "--save", str(m1))
+    assert rc == 0 and out == ""
+    net = fastnn.Network([6, 5, 3], seed=3)
+    net.fit(x[:240], y[:240], epochs=2, lr=0.2, batch_size=100)
+    assert np.array_equal(fastnn.Network.load(m1).theta, net.theta)
+
+
+def test_train_csv_regression_with_validation_and_early_stopping(capsys, tmp_path, rng):
+    x = rng.standard_normal((200, 3))
+    t = x @ np.array([1.0, -2.0, 0.5]) + 0.3
+    csv = tmp_path / "r.csv"
+    csv.write_text("a,b,c,target\n" + "\n".join(",".join(f"{v:.6f}" for v in row)
+                                                 for row in np.column_stack([x, t])))
+    rc, out, err = run(capsys, "train", "--data", str(csv), "--layers", "8", "--lr", "0.05",
+                       "--epochs", "200", "--validation-split", "0.2", "--early-stopping",
+                       "--patience", "3", "--activation", "tanh")
+    assert rc == 0, err
+    assert "identity" in out.splitlines()[0]
+    assert out.splitlines()[1].split() == ["epoch", "loss", "val_loss", "lr", "time"]
+    assert "restored the best epoch" in out
+
+
+def test_evaluate_prints_the_confusion_matrix(capsys, tmp_path, data_npz):
+    path, x, y = data_npz
+    model = tmp_path / "m.npz"
+    assert run(capsys, "train", "--data", str(path), "--epochs", "3", "--quiet", "--save",
+               str(model))[0] == 0
+    rc, out, _ = run(capsys, "evaluate", str(model), "--data", str(path))
+    assert rc == 0
+    net = fastnn.Network.load(model)
+    pred = net.predict(x[240:])
+    m = np.zeros((3, 3), int)
+    np.add.at(m, (y[240:], pred), 1)
+    rows = out.splitlines()[-3:]
+    assert [list(map(int, r.split()[1:])) for r in rows] == m.tolist()
+    assert f"accuracy {100 * (pred == y[240:]).mean():.2f}%" in out
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_predict_writes_labels_and_probabilities(capsys, tmp_path, data_npz, suffix):
+    path, x, y = data_npz
+    model = tmp_path / "m.npz"
+    run(capsys, "train", "--data", str(path), "--epochs", "2", "--quiet", "--save", str(model))
+    np.save(tmp_path / "x.npy", x[:7])
+    net = fastnn.Network.load(model)
+    out_file = tmp_path / ("p" + suffix)
+    rc, _, err = run(capsys, "predict", str(model), "--input", str(tmp_path / "x.npy"),
+                     "--output", str(out_file))
+    assert rc == 0 and "wrote 7 predictions" in err
+    got = np.load(out_file) if suffix == ".npy" else np.loadtxt(out_file, dtype=int)
+    assert np.array_equal(got, net.predict(x[:7]))
+    rc, out, _ = run(capsys, "predict", str(model), "--input", str(tmp_path / "x.npy"),
+                     "--proba")
+    assert np.allclose(np.loadtxt(out.splitlines(), delimiter=","), net.predict_proba(x[:7]),
+                       rtol=1e-6)
+
+
+def test_train_on_bundled_mnist_reproduces_the_classic_log(capsys):
+    rc, out, _ = run(capsys, "train", "--epochs", "1", "--no-shuffle")
+    assert rc == 0
+    assert "92.38%" in out.splitlines()[2]
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["train", "--data", "/no/such/dir"], "does not exist"),
+    (["train", "--lr", "-1", "--epochs", "1"], "lr must be > 0"),
+    (["train", "--epochs", "-2"], "--epochs must be >= 0"),
+    (["train", "--early-stopping"], "needs --validation-split"),
+    (["train", "--save", "/no/such/dir/m.npz"], "directory /no/such/dir does not exist"),
+    (["evaluate", "/no/model.npz"], "does not exist"),
+    (["predict", "__MODEL__", "--input", "/no/x.npy"], "does not exist"),
+    (["predict", "__MODEL__", "--input", "__BADX__"], "features"),
+])
+def test_errors_are_one_line_with_status_1(capsys, tmp_path, argv, match):
+    net = fastnn.Network([784, 3, 10], seed=0)
+    net.save(tmp_path / "m.npz")
+    np.save(tmp_path / "bad.npy", np.zeros((2, 5)))
+    argv = [a.replace("__MODEL__", str(tmp_path / "m.npz")).replace(
+        "__BADX__", str(tmp_path / "bad.npy")) for a in argv]
+    rc, out, err = run(capsys, *argv)
+    assert rc == 1
+    assert len(err.strip().splitlines()) == 1 and match in err
+    assert "Traceback" not in err
+
+
+def test_a_corrupt_model_file_is_a_clear_error(capsys, tmp_path):
+    bad = tmp_path / "m.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    rc, _, err = run(capsys, "evaluate", str(bad))
+    assert rc == 1 and "not a readable fastnn model" in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["evaluate", "--help"],
+                                  ["predict", "--help"]])
+def test_help(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 0
+    assert "usage: fastnn" in capsys.readouterr().out
+
+
+def test_bad_flag_and_bad_choice_exit_2(capsys):
+    for argv in (["train", "--bogus"], ["train", "--optimizer", "lbfgs"], ["frobnicate"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 2
+        assert "error:" in capsys.readouterr().err
+
+
+def test_module_entry_point_and_bench_help():
+    r = subprocess.run([sys.executable, "-m", "fastnn", "bench", "--help"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "usage: fastnn bench" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "fastnn", "predict"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "--input" in r.stderr and "Traceback" not in r.stderr
