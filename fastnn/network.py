@@ -8,6 +8,8 @@ import os
 import sys
 import tempfile
 import time
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -135,7 +137,9 @@ class Network:
                                  f"{a.min()}..{a.max()}")
             return np.ascontiguousarray(a, dtype=np.int64), empty_t
         if a.dtype.kind == "b":
-            a = a.astype(self.dtype)
+            if self.output == "identity":
+                raise TypeError(f"{name} must hold numbers (regression targets), got booleans")
+            a = a.astype(self.dtype)  # 0/1 targets of a sigmoid output
         if a.ndim == 1:
             a = a.reshape(-1, 1)
         if a.ndim != 2 or a.shape[1] != K:
@@ -460,46 +464,117 @@ class Network:
 
     @classmethod
     def load(cls, path):
-        """Read a network written by :meth:`save` (never unpickles)."""
+        """Read a network written by :meth:`save`.
+
+        Never unpickles, and checks before allocating: the file must be a
+        zip of uncompressed ``.npy`` members (what :meth:`save` writes) whose
+        sizes fit in the file; every array's header (shape, dtype) is checked
+        against the format and the architecture before its data is read; the
+        format version, names and values (finite) are checked too. Anything
+        else raises ``ValueError`` naming the file and the problem.
+        """
+        path = os.fspath(path)
         try:
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except (OSError, ValueError, EOFError) as e:
+            with zipfile.ZipFile(path) as zf:
+                return cls._load_zip(zf, path)
+        except ValueError:
+            raise
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError,
+                RuntimeError, NotImplementedError) as e:
             raise ValueError(f"{path}: not a readable fastnn model file ({e})") from None
-        except Exception as e:  # zipfile.BadZipFile and friends
-            raise ValueError(f"{path}: not a readable fastnn model file ({e})") from None
-        for key in ("fastnn_format", "layers", "hidden", "output", "dtype"):
-            if key not in data:
-                raise ValueError(f"{path}: not a fastnn model file (no '{key}')")
-        version = data["fastnn_format"]
-        if version.shape != () or version.dtype.kind not in "iu" or int(version) != FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported fastnn format version {version!r}")
-        layers = data["layers"]
-        if layers.ndim != 1 or layers.dtype.kind not in "iu":
-            raise ValueError(f"{path}: malformed 'layers'")
+
+    @classmethod
+    def _load_zip(cls, zf, path):
+        def bad(msg):
+            return ValueError(f"{path}: {msg}")
+
+        infos = {}
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise bad(f"not a fastnn model file (member {info.filename!r})")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise bad("not a fastnn model file (compressed members)")
+            infos[info.filename[:-4]] = info
+        if sum(i.compress_size for i in infos.values()) > os.path.getsize(path):
+            raise bad("truncated or corrupted (members larger than the file)")
+
+        def read(name, shape=None, kinds=None, dtype=None, max_items=None):
+            info = infos.get(name)
+            if info is None:
+                raise bad(f"not a fastnn model file (no '{name}')")
+            with zf.open(info) as f:
+                try:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        hshape, fortran, hdtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        hshape, fortran, hdtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise ValueError(f"npy version {version}")
+                except ValueError as e:
+                    raise bad(f"malformed '{name}' ({e})") from None
+                if hdtype.hasobject:
+                    raise bad(f"'{name}' holds Python objects (refused: never unpickled)")
+                if shape is not None and tuple(hshape) != tuple(shape):
+                    raise bad(f"'{name}' has shape {tuple(hshape)}, expected {tuple(shape)}")
+                if kinds is not None and hdtype.kind not in kinds:
+                    raise bad(f"malformed '{name}' (dtype {hdtype})")
+                if dtype is not None and hdtype != dtype:
+                    raise bad(f"'{name}' has dtype {hdtype}, expected {dtype}")
+                n_items = int(np.prod(hshape, dtype=np.float64))
+                if max_items is not None and n_items > max_items:
+                    raise bad(f"malformed '{name}' (shape {tuple(hshape)})")
+                if n_items * hdtype.itemsize > info.file_size:
+                    raise bad(f"'{name}' is truncated")
+            with zf.open(info) as f:
+                try:
+                    return np.lib.format.read_array(f, allow_pickle=False)
+                except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+                    raise bad(f"'{name}' is unreadable ({e})") from None
+
+        version = read("fastnn_format", kinds="iu", max_items=1)
+        if version.shape != () or int(version) != FORMAT_VERSION:
+            raise bad(f"unsupported fastnn format version {version!r}")
+        layers = read("layers", kinds="iu", max_items=10_000)
+        if layers.ndim != 1:
+            raise bad("malformed 'layers'")
         strings = {}
         for key in ("hidden", "output", "dtype"):
-            if data[key].shape != () or data[key].dtype.kind != "U":
-                raise ValueError(f"{path}: malformed '{key}'")
-            strings[key] = str(data[key])
-        net = cls(layers.tolist(), hidden=strings["hidden"], output=strings["output"],
-                  init="uniform", seed=0, dtype=strings["dtype"])
-        n_layers = len(net.layers) - 1
+            a = read(key, shape=(), kinds="U", max_items=1)
+            strings[key] = str(a)
+        try:
+            sizes = V.check_layers(layers.tolist())
+            V.check_choice("hidden", strings["hidden"], HIDDEN)
+            V.check_choice("output", strings["output"], OUTPUTS)
+            dtype = V.check_dtype(strings["dtype"])
+        except (ValueError, TypeError) as e:
+            raise bad(f"invalid model description ({e})") from None
+        n_layers = len(sizes) - 1
         expected = {f"W{l}" for l in range(n_layers)} | {f"b{l}" for l in range(n_layers)}
-        extra = set(data) - expected - {"fastnn_format", "layers", "hidden", "output", "dtype"}
+        extra = set(infos) - expected - {"fastnn_format", "layers", "hidden", "output", "dtype"}
         if extra:
-            raise ValueError(f"{path}: unexpected arrays {sorted(extra)}")
+            raise bad(f"unexpected arrays {sorted(extra)}")
+        # Every parameter array must be in the file with its full size before
+        # the network (and its memory) is made.
+        arrays = {}
         for l in range(n_layers):
-            for name, dst in ((f"W{l}", net.weights[l]), (f"b{l}", net.biases[l])):
-                if name not in data:
-                    raise ValueError(f"{path}: missing '{name}'")
-                src = data[name]
-                if src.shape != dst.shape or src.dtype != dst.dtype:
-                    raise ValueError(f"{path}: '{name}' has shape {src.shape} dtype {src.dtype},"
-                                     f" expected {dst.shape} {dst.dtype}")
+            for name, shape in ((f"W{l}", (sizes[l], sizes[l + 1])), (f"b{l}", (sizes[l + 1],))):
+                info = infos.get(name)
+                if info is None:
+                    raise bad(f"missing '{name}'")
+                if info.file_size < int(np.prod(shape, dtype=np.float64)) * dtype.itemsize:
+                    raise bad(f"'{name}' is truncated")
+        for l in range(n_layers):
+            for name, shape in ((f"W{l}", (sizes[l], sizes[l + 1])), (f"b{l}", (sizes[l + 1],))):
+                src = read(name, shape=shape, dtype=dtype)
                 if not np.isfinite(src).all():
-                    raise ValueError(f"{path}: '{name}' contains NaN or infinity")
-                dst[...] = src
+                    raise bad(f"'{name}' contains NaN or infinity")
+                arrays[name] = src
+        net = cls(sizes, hidden=strings["hidden"], output=strings["output"], init="uniform",
+                  seed=0, dtype=dtype.name)
+        for l in range(n_layers):
+            net.weights[l][...] = arrays[f"W{l}"]
+            net.biases[l][...] = arrays[f"b{l}"]
         return net
 
     def __repr__(self):
@@ -526,9 +601,10 @@ class _Trainer:
     """The data of one ``fit`` prepared for the kernels (sparse forms, work
     buffers, visiting order); ``epoch`` runs one epoch."""
 
-    # Batches per compiled call when a progress bar is shown: the bar moves
-    # between calls, never inside the compiled loop.
-    PROGRESS_STEPS = 50
+    # An epoch runs as this many compiled calls (each a run of consecutive
+    # batches): a progress bar moves, and Ctrl-C is noticed, between calls,
+    # never inside the compiled loop. A call costs ~4 us of dispatch.
+    EPOCH_CHUNKS = 64
 
     def __init__(self, net, X, labels, T, batch_size, shuffle):
         n = X.shape[0]
@@ -563,7 +639,7 @@ class _Trainer:
             net._input_cache["csc_in_order"] = self.csc_ready
         report = _progress_reporter(progress)
         nb = self.n_batches
-        step = nb if report is None else max(1, -(-nb // self.PROGRESS_STEPS))
+        step = max(1, -(-nb // self.EPOCH_CHUNKS))
         totals = [0.0, 0.0, 0]
         for first in range(0, nb, step):
             last = min(nb, first + step)
