@@ -56,3 +56,17 @@ def test_classic_configuration_reaches_98_percent_within_30_epochs(mnist):
         if best >= 0.98:
             break
     assert best >= 0.98, best
+
+
+@pytest.mark.slow
+def test_fifty_epochs_stay_finite_and_accurate(mnist):
+    """The endurance run of the robustness issue: 50 classic epochs end with
+    finite parameters and ~98.2% test accuracy (bench/endurance.py measures
+    its memory)."""
+    (x, y), (xt, yt) = mnist
+    net = classic_net()
+    hist = net.fit(x, y, epochs=50, batch_size=100, lr=0.5, shuffle=False,
+                   validation_data=(xt, yt))
+    assert np.isfinite(net.theta).all()
+    assert np.isfinite(hist["loss"]).all()
+    assert hist["val_accuracy"][-1] >= 0.98, hist["val_accuracy"][-5:]
