@@ -434,6 +434,12 @@ def main(argv=None, out=None):
         args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args, out)
+    except BrokenPipeError:
+        # Output piped into e.g. `head`, which stopped reading: not an error
+        # worth a message. Point stdout at devnull so the exit flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (CLIError, ValueError, TypeError, OSError, ImportError) as e:
         if isinstance(e, TrainingDivergedError):
             msg = str(e)
