@@ -75,6 +75,11 @@ def _kernel_source_stamp():
     for path in sorted(_PACKAGE_DIR.glob("kernels/*.py")) + [Path(__file__).resolve()]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
+    # And the settings that change the machine code but not the sources
+    # (Numba's own cache key does not include `parallel`: without this,
+    # FASTNN_PARALLEL=0 loaded the cached parallel kernels).
+    h.update(repr((PARALLEL, sorted(FASTMATH), numba.config.CPU_FEATURES,
+                   numba.config.CPU_NAME)).encode())
     return h.hexdigest()
 
 

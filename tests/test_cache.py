@@ -5,6 +5,7 @@ before the thread pool was up ("Symbol not found: allocate_sched"), and a
 recursive call cycle whose cached code segfaulted. Each run below is a new
 process, so the second one (at least) loads every kernel from the cache.
 """
+import os
 import subprocess
 import sys
 
@@ -42,3 +43,15 @@ def test_cached_kernels_run_and_agree_with_fresh_ones():
     # Equal up to rounding: a fresh compile may pick a different (1-ulp)
     # transcendental implementation than the cached machine code.
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
+def test_cache_stamp_depends_on_the_parallel_setting():
+    """FASTNN_PARALLEL=0 must not load machine code compiled in parallel."""
+    code = "from fastnn import _config; print(_config._kernel_source_stamp())"
+    stamps = set()
+    for parallel in ("0", "1"):
+        env = dict(os.environ, FASTNN_PARALLEL=parallel)
+        out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        stamps.add(out)
+    assert len(stamps) == 2
