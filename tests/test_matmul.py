@@ -13,9 +13,12 @@ from fastnn import reference as R
 from fastnn.kernels import matmul as mm
 from fastnn.kernels.activations import CODES, IDENTITY
 
+# Below SERIAL_MAX_MACS the products run on the serial drivers.
 SHAPES = [(1, 1, 1), (1, 784, 100), (3, 5, 7), (4, 64, 64), (5, 63, 65),
           (7, 33, 129), (13, 17, 31), (2, 9, 200), (100, 784, 100),
-          (100, 100, 50), (50, 10, 10), (9, 3, 33), (6, 2, 96)]
+          (100, 100, 50), (50, 10, 10), (9, 3, 33), (6, 2, 96),
+          # past SERIAL_MAX_MACS: the parallel drivers, narrow and wide
+          (300, 100, 10), (130, 90, 47), (61, 200, 49)]
 
 
 def _data(rng, shape, dtype):
@@ -70,7 +73,8 @@ def test_gemm_nt(rng, dtype, M, K, N):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", list(CODES))
-@pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 784, 100), (3, 7, 10)])
+@pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 784, 100), (3, 7, 10),
+                                   (300, 100, 10)])
 def test_fused_bias_activation_epilogue(rng, dtype, act, M, K, N):
     A, B, b = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype), _data(rng, N, dtype)
     f, _ = R.ACTIVATIONS[act]
@@ -82,7 +86,8 @@ def test_fused_bias_activation_epilogue(rng, dtype, act, M, K, N):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", list(CODES))
-@pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 50, 100), (3, 7, 10)])
+@pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 50, 100), (3, 7, 10),
+                                   (300, 100, 10)])
 def test_fused_activation_derivative_epilogue(rng, dtype, act, M, K, N):
     f, fgrad = R.ACTIVATIONS[act]
     A, B = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype)

@@ -40,12 +40,12 @@ in registers: ``bias + activation`` for a dense forward, and multiplication
 by the activation derivative for a dense backward.
 """
 import numpy as np
-from numba import prange, types, uint64
+from numba import carray, prange, types, uint64
 from numba.extending import overload
 
 from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
-from .intrinsics import prefetch2d
+from .intrinsics import prefetch2d, stack_buffer
 
 # ---------------------------------------------------------------------------
 # naive references
@@ -153,7 +153,55 @@ def _make_tiles(MR, NR):
                 j0, jlo = _col_tile(t // nrow, nfull, N)
                 tile_tn(A, B, C, (t % nrow) * MR, j0, jlo, bias0, h0)
 
-    return tiles_nn, tiles_tn
+    ACC = MR * NR  # a compile-time constant for stack_buffer
+
+    @jit
+    def tiles_nn_serial(A, B, C, bias, act, H, dact):
+        """tiles_nn on the calling thread, for products too small to pay
+        for a parallel region (its start and join cost more than the
+        work). The accumulator is a stack buffer: a heap one (np.zeros
+        per tile) is not kept in registers outside a prange body."""
+        M, K = A.shape
+        N = B.shape[1]
+        nfull = N // NR
+        ncol = nfull + (1 if N % NR else 0)
+        nrow = (M + MR - 1) // MR
+        acc = carray(stack_buffer(ACC, C), (MR, NR))
+        for t in range(nrow * ncol):
+            j0, jlo = _col_tile(t // nrow, nfull, N)
+            i0 = (t % nrow) * MR
+            u0 = uint64(j0)
+            acc[:] = 0
+            for k in range(K):
+                for r in range(MR):
+                    a = A[min(i0 + r, M - 1), k]
+                    for j in range(uint64(NR)):
+                        acc[r, j] += a * B[k, u0 + j]
+            _store_inline(acc, C, i0, j0, jlo, bias, act, H, dact)
+
+    @jit
+    def tiles_tn_serial(A, B, C):
+        K, M = A.shape
+        N = B.shape[1]
+        nfull = N // NR
+        ncol = nfull + (1 if N % NR else 0)
+        nrow = (M + MR - 1) // MR
+        bias0 = np.empty(0, C.dtype)
+        h0 = np.empty((0, 0), C.dtype)
+        acc = carray(stack_buffer(ACC, C), (MR, NR))
+        for t in range(nrow * ncol):
+            j0, jlo = _col_tile(t // nrow, nfull, N)
+            i0 = (t % nrow) * MR
+            u0 = uint64(j0)
+            acc[:] = 0
+            for k in range(K):
+                for r in range(MR):
+                    a = A[k, min(i0 + r, M - 1)]
+                    for j in range(uint64(NR)):
+                        acc[r, j] += a * B[k, u0 + j]
+            _store_inline(acc, C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+
+    return tiles_nn, tiles_tn, tiles_nn_serial, tiles_tn_serial
 
 
 @jit_inline
@@ -225,6 +273,9 @@ def _store(acc, C, i0, j0, jlo, bias, act, H, dact):
                 C[i, u0 + lo + jj] = act_forward(v, act)
 
 
+_store_inline = jit_inline(_store.py_func)
+
+
 # Tile shapes. LLVM vectorises the column loop only when it has >= 48
 # iterations (shorter ones are fully unrolled into scalar code), so tiles
 # are 48 columns wide. Rows per tile fill the 32 vector registers with
@@ -240,8 +291,8 @@ NTASK = 32
 PF = 12
 MR32 = 8 if AVX512 else 2
 MR64 = 4 if AVX512 else 1
-_nn32, _tn32 = _make_tiles(MR32, NR)
-_nn64, _tn64 = _make_tiles(MR64, NR)
+_nn32, _tn32, _nn32s, _tn32s = _make_tiles(MR32, NR)
+_nn64, _tn64, _nn64s, _tn64s = _make_tiles(MR64, NR)
 
 
 # Dispatch on the dtype at typing time, so each specialisation compiles only
@@ -264,6 +315,26 @@ def _ov_tiles_nn(A, B, C, bias, act, H, dact):
 @overload(_tiles_tn, jit_options=dict(cache=CACHE))
 def _ov_tiles_tn(A, B, C):
     f = _tn32 if C.dtype == types.float32 else _tn64
+    return lambda A, B, C: f(A, B, C)
+
+
+def _tiles_nn_serial(A, B, C, bias, act, H, dact):
+    raise NotImplementedError  # only callable from compiled code
+
+
+def _tiles_tn_serial(A, B, C):
+    raise NotImplementedError  # only callable from compiled code
+
+
+@overload(_tiles_nn_serial, jit_options=dict(cache=CACHE))
+def _ov_tiles_nn_serial(A, B, C, bias, act, H, dact):
+    f = _nn32s if C.dtype == types.float32 else _nn64s
+    return lambda A, B, C, bias, act, H, dact: f(A, B, C, bias, act, H, dact)
+
+
+@overload(_tiles_tn_serial, jit_options=dict(cache=CACHE))
+def _ov_tiles_tn_serial(A, B, C):
+    f = _tn32s if C.dtype == types.float32 else _tn64s
     return lambda A, B, C: f(A, B, C)
 
 
@@ -303,7 +374,22 @@ def _narrow_nn(A, B, C, bias, act, H, dact):
     # breaks Numba's on-disk cache (cached code segfaulted).
     nob = np.empty(0, C.dtype)
     noh = np.empty((0, 0), C.dtype)
-    _tiles_nn(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
+    if _small(M, A.shape[1], NR):
+        _tiles_nn_serial(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
+    else:
+        _tiles_nn(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
+    if H.shape[0] == 0 and act == IDENTITY:
+        # The common case (a softmax/linear output layer): no per-element
+        # activation dispatch.
+        if bias.shape[0] > 0:
+            for i in range(M):
+                for j in range(N):
+                    C[i, j] = Cp[i, j] + bias[j]
+        else:
+            for i in range(M):
+                for j in range(N):
+                    C[i, j] = Cp[i, j]
+        return
     for i in range(M):
         for j in range(N):
             v = Cp[i, j]
@@ -320,10 +406,25 @@ def _narrow_tn(A, B, C):
     M = A.shape[1]
     N = B.shape[1]
     Cp = np.empty((M, NR), C.dtype)
-    _tiles_tn(A, _pad_columns(B, NR), Cp)
+    if _small(M, A.shape[0], NR):
+        _tiles_tn_serial(A, _pad_columns(B, NR), Cp)
+    else:
+        _tiles_tn(A, _pad_columns(B, NR), Cp)
     for i in range(M):
         for j in range(N):
             C[i, j] = Cp[i, j]
+
+
+# Products of at most this many multiply-adds (counted over whole tiles) run
+# on the calling thread: below it, starting and joining a parallel region
+# costs more than the second thread saves (measured on 2 cores: 100x10x50
+# 7 us parallel vs 3 us serial; break-even near 100x100x50).
+SERIAL_MAX_MACS = 400_000
+
+
+@jit
+def _small(M, K, N):
+    return (M + 7) // 8 * 8 * K * ((N + NR - 1) // NR * NR) <= SERIAL_MAX_MACS
 
 
 @jit
@@ -331,6 +432,8 @@ def gemm_nn_fused(A, B, C, bias, act, H, dact):
     """C = epilogue(A @ B); see :func:`_store` for the epilogue."""
     if B.shape[1] < NR:
         _narrow_nn(A, B, C, bias, act, H, dact)
+    elif _small(A.shape[0], A.shape[1], B.shape[1]):
+        _tiles_nn_serial(A, B, C, bias, act, H, dact)
     else:
         _tiles_nn(A, B, C, bias, act, H, dact)
 
@@ -340,12 +443,27 @@ def gemm_tn(A, B, C):
     """C = A.T @ B, with A (K, M), B (K, N), C (M, N)."""
     if B.shape[1] < NR:
         _narrow_tn(A, B, C)
+    elif _small(A.shape[1], A.shape[0], B.shape[1]):
+        _tiles_tn_serial(A, B, C)
     else:
         _tiles_tn(A, B, C)
 
 
-@jit_parallel
+@jit
 def transpose_into(B, BT):
+    """BT = B.T; small matrices on the calling thread (a parallel region
+    costs more than transposing a few thousand elements)."""
+    K, N = B.shape
+    if K * N <= 16384:
+        for j in range(N):
+            for k in range(K):
+                BT[j, k] = B[k, j]
+    else:
+        _transpose_parallel(B, BT)
+
+
+@jit_parallel
+def _transpose_parallel(B, BT):
     """BT = B.T (a packing step: lets gemm_nt reuse the row-major tile).
 
     Each task fills 8 rows of BT, walking B's columns in 128-row chunks: the
