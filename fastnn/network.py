@@ -154,13 +154,20 @@ class Network:
     def _model(self):
         return (self.theta, self._sizes, self._poff, self._acts)
 
-    def _work(self, cap):
-        """Activation/gradient buffers for ``cap`` rows, plus transpose scratch."""
+    def _work(self, cap, sparse=False):
+        """Activation/gradient buffers for ``cap`` rows, transpose scratch,
+        and (sparse first layer) aligned scratch for its W and dU copies."""
         width = int(self._hoff[-1])
         wt_size = max([self.layers[l] * self.layers[l + 1]
                        for l in range(1, len(self.layers) - 1)] + [0])
+        wa = da = np.zeros(0, self.dtype)
+        if sparse:
+            k, n = self.layers[0], self.layers[1]
+            npad = S.padded_width(n)
+            wa = _aligned_zeros(k * npad + S.SLACK, self.dtype)
+            da = _aligned_zeros(cap * npad + S.SLACK, self.dtype)
         return (np.empty(cap * width, self.dtype), np.empty(cap * width, self.dtype),
-                self._hoff, cap, np.empty(wt_size, self.dtype))
+                self._hoff, cap, np.empty(wt_size, self.dtype), wa, da)
 
     def _sparse_inputs(self, X, batch_size, shuffle, max_density=None):
         """Validate X (finite) and choose the first layer's path.
@@ -582,6 +589,15 @@ class Network:
                 f"output={self.output!r}, dtype={self.dtype.name!r})")
 
 
+def _aligned_zeros(n, dtype, align=64):
+    """A zeroed 1-D array of n elements whose data starts on an ``align``-byte
+    boundary (NumPy guarantees less)."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(n + align // dtype.itemsize, dtype)
+    start = (-raw.ctypes.data % align) // dtype.itemsize
+    return raw[start:start + n]
+
+
 def _check_callbacks(callbacks):
     if callbacks is None:
         return []
@@ -617,7 +633,7 @@ class _Trainer:
         self.sp, self.csc_ready = net._sparse_inputs(X, batch_size, shuffle)
         self.sparse = self.sp[0].size > 0
         dt = net.dtype
-        self.work = net._work(batch_size)
+        self.work = net._work(batch_size, self.sparse)
         self.grad = np.zeros_like(net.theta)
         self.order = np.arange(n, dtype=np.int64)
         gather = shuffle

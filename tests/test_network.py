@@ -10,7 +10,7 @@ from fastnn.kernels import train as K
 ACTS = ["relu", "sigmoid", "tanh", "identity"]
 HEADS = ["softmax", "sigmoid", "identity"]
 # Layer shapes with 1-wide layers, odd sizes and sizes past one column tile.
-ARCHS = [[3, 1], [1, 1, 1], [5, 7, 3], [13, 65, 33, 4], [30, 129, 2]]
+ARCHS = [[3, 1], [1, 1, 1], [5, 7, 3], [13, 65, 33, 4], [30, 129, 2], [9, 200, 3]]
 
 
 def make_data(rng, net, n):
@@ -44,7 +44,7 @@ def kernel_gradients(net, x, y, sparse=False):
         sp = K.dense_sp(net.theta)
     grad = np.full_like(net.theta, np.nan)
     loss, _ = K.forward_backward(net._model(), net._head, X, rows, 0, labels, T, sp,
-                                 grad, net._work(n))
+                                 grad, net._work(n, sparse))
     return loss, grad
 
 

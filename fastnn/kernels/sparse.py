@@ -96,22 +96,53 @@ def csr_fill(X, indptr, indices, values):
                 p += 1
 
 
+def padded_width(N):
+    """Row stride of the aligned copies: N rounded up to 16 elements (one
+    64-byte cache line of float32, two of float64)."""
+    return (N + 15) // 16 * 16
+
+
+# Readable elements needed after the last row of an aligned copy: the last
+# column group may reach up to _ACC - 1 elements past its row's width.
+SLACK = _ACC
+
+
 @jit
-def _group_cols(g, ncol, nfull, N):
-    """Start columns of the _TG column tiles of group g (tiles past the
-    last are clamped onto it: computed, not stored)."""
-    c0 = min(g * _TG, ncol - 1)
-    c1 = min(g * _TG + 1, ncol - 1)
-    c2 = min(g * _TG + 2, ncol - 1)
-    return (uint64(c0 * NR if c0 < nfull else N - NR),
-            uint64(c1 * NR if c1 < nfull else N - NR),
-            uint64(c2 * NR if c2 < nfull else N - NR))
+def pad_rows_into(A, buf):
+    """Copy A (R, N) into the first R rows of ``buf`` viewed as (R, Np) with
+    Np = padded_width(N), and return that view. ``buf`` is 64-byte aligned
+    and zeroed once by its owner; the pad columns are never written, so
+    they stay zero. Small copies (a batch's dU) stay on this thread."""
+    R, N = A.shape
+    Np = (N + 15) // 16 * 16
+    out = buf[:R * Np].reshape((R, Np))
+    if R * N <= 16384:
+        for r in range(R):
+            for j in range(uint64(N)):
+                out[r, j] = A[r, j]
+    else:
+        _copy_rows_parallel(A, out)
+    return out
+
+
+@jit_parallel
+def _copy_rows_parallel(A, out):
+    R, N = A.shape
+    for r0 in prange((R + 63) // 64):
+        for r in range(r0 * 64, min(R, r0 * 64 + 64)):
+            for j in range(uint64(N)):
+                out[r, j] = A[r, j]
 
 
 @jit_parallel(fastmath=FASTMATH_NO_REASSOC)
 def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
-    """Y[r] = act(X[rows[r]] @ W + b), X given in CSR form."""
-    K, N = W.shape
+    """Y[r] = act(X[rows[r]] @ W[:, :N] + b), X given in CSR form, N =
+    Y.shape[1].
+
+    For N >= NR, W is an aligned padded copy (:func:`pad_rows_into`): rows
+    64-byte aligned, at least ``SLACK`` readable elements after the last
+    row's start + N. Narrower W is read as is."""
+    N = Y.shape[1]
     if N < NR:
         for r in prange(rows.shape[0]):
             i = rows[r]
@@ -125,9 +156,11 @@ def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
             for j in range(N):
                 Y[r, j] = act_forward(Y[r, j] + b[j], act)
         return
-    nfull = N // NR
-    ncol = nfull + (1 if N % NR else 0)
-    ngroup = (ncol + _TG - 1) // _TG
+    # Column tiles of NR starting at multiples of NR: with W's rows 64-byte
+    # aligned every load is aligned (cache-line-split loads ran ~1.8x
+    # slower). Tiles past N read the slack after the row (never stored).
+    nt = (N + NR - 1) // NR
+    ngroup = (nt + _TG - 1) // _TG
     ntile = rows.shape[0] * ngroup
     ntask = min(ntile, NTASK)
     zero = Y.dtype.type(0)
@@ -139,7 +172,9 @@ def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
             i = rows[r]
             # All _TG column tiles at once, so each non-zero's row of W is
             # read in one sweep.
-            u0, u1, u2 = _group_cols(g, ncol, nfull, N)
+            u0 = uint64(g * _ACC)
+            u1 = u0 + uint64(NR)
+            u2 = u1 + uint64(NR)
             acc[:] = 0
             for p in range(indptr[i], indptr[i + 1]):
                 v = values[p]
@@ -153,22 +188,19 @@ def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
             # per activation over unsigned indices, so each vectorises: a
             # per-element act_forward() dispatch was scalar and cost more
             # than the products (~14 cycles per non-zero at MNIST density).
-            for c in range(min(_TG, ncol - g * _TG)):
-                ct = g * _TG + c
-                j0 = ct * NR if ct < nfull else N - NR
-                lo = uint64(ct * NR - j0)
-                u = uint64(j0) + lo
-                w = uint64(NR) - lo
+            for c in range(min(_TG, nt - g * _TG)):
+                u = uint64((g * _TG + c) * NR)
+                w = uint64(min(NR, N - (g * _TG + c) * NR))
                 if act == RELU:
                     for jj in range(w):
-                        v = acc[c, lo + jj] + b[u + jj]
+                        v = acc[c, jj] + b[u + jj]
                         Y[r, u + jj] = v if v > zero else zero
                 elif act == IDENTITY:
                     for jj in range(w):
-                        Y[r, u + jj] = acc[c, lo + jj] + b[u + jj]
+                        Y[r, u + jj] = acc[c, jj] + b[u + jj]
                 else:
                     for jj in range(w):
-                        Y[r, u + jj] = act_forward(acc[c, lo + jj] + b[u + jj], act)
+                        Y[r, u + jj] = act_forward(acc[c, jj] + b[u + jj], act)
 
 
 @jit
@@ -225,7 +257,9 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
 
     Row k of dW is ``sum over non-zeros (r, v) of column k of v * dU[r]``:
     it is accumulated in registers and written once, so tasks (runs of rows
-    k and column groups) write disjoint cells; dU stays in L1.
+    k and column groups) write disjoint cells; dU stays in L1. For N =
+    dW.shape[1] >= NR, dU is an aligned padded copy, as W in
+    :func:`sparse_dense_forward`.
     """
     K, N = dW.shape
     if N < NR:
@@ -238,9 +272,8 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
                 for j in range(N):
                     dW[k, j] += v * dU[r, j]
         return
-    nfull = N // NR
-    ncol = nfull + (1 if N % NR else 0)
-    ngroup = (ncol + _TG - 1) // _TG
+    nt = (N + NR - 1) // NR
+    ngroup = (nt + _TG - 1) // _TG
     ntile = K * ngroup
     ntask = min(ntile, NTASK)
     for task in prange(ntask):
@@ -248,7 +281,9 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
         for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
             k = t // ngroup
             g = t % ngroup
-            u0, u1, u2 = _group_cols(g, ncol, nfull, N)
+            u0 = uint64(g * _ACC)
+            u1 = u0 + uint64(NR)
+            u2 = u1 + uint64(NR)
             acc[:] = 0
             for p in range(colptr[k], colptr[k + 1]):
                 v = cvals[p]
@@ -257,10 +292,7 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
                     acc[0, j] += v * dU[r, u0 + j]
                     acc[1, j] += v * dU[r, u1 + j]
                     acc[2, j] += v * dU[r, u2 + j]
-            for c in range(min(_TG, ncol - g * _TG)):
-                ct = g * _TG + c
-                j0 = ct * NR if ct < nfull else N - NR
-                lo = uint64(ct * NR - j0)
-                u = uint64(j0) + lo
-                for jj in range(uint64(NR) - lo):
-                    dW[k, u + jj] = acc[c, lo + jj]
+            for c in range(min(_TG, nt - g * _TG)):
+                u = uint64((g * _TG + c) * NR)
+                for jj in range(uint64(min(NR, N - (g * _TG + c) * NR))):
+                    dW[k, u + jj] = acc[c, jj]

@@ -18,7 +18,9 @@ Arguments travel in tuples so signatures stay short:
 * ``model = (theta, sizes, poff, acts)``; ``acts[l]`` is layer l's
   activation code, the last one IDENTITY (the output non-linearity belongs
   to the loss ``head``).
-* ``work = (hbuf, dbuf, hoff, cap, wt)``.
+* ``work = (hbuf, dbuf, hoff, cap, wt, wa, da)``; ``wa``/``da`` are
+  64-byte-aligned zeroed scratch for the sparse first layer's aligned copies
+  of W and dU (empty on the dense path).
 * ``sp = (indptr, indices, values, base, colptr, rowpos, cvals)``: the
   training inputs in CSR form plus the per-batch CSC form (see
   :mod:`.sparse`); all empty when the first layer runs dense.
@@ -30,7 +32,8 @@ from .activations import IDENTITY
 from .dense import bias_backward, dense_backward, dense_forward
 from .losses import head_output, loss_forward_backward
 from .optim import adam_update, l2_backward, momentum_update, sgd_update
-from .sparse import (batch_csc_build, batch_nnz_offsets, sparse_dense_forward,
+from .matmul import NR
+from .sparse import (batch_csc_build, batch_nnz_offsets, pad_rows_into, sparse_dense_forward,
                      sparse_weight_grad)
 
 
@@ -69,7 +72,7 @@ def network_forward(model, X, rows, sp, work):
     Dense: the batch is ``X``. Sparse: the batch is rows ``rows`` of the CSR
     matrix in ``sp`` (``X`` is not read)."""
     theta, sizes, poff, acts = model
-    hbuf, dbuf, hoff, cap, wt = work
+    hbuf, dbuf, hoff, cap, wt, wa, da = work
     L = sizes.shape[0] - 1
     n = rows.shape[0] if is_sparse(sp) else X.shape[0]
     H = X
@@ -78,6 +81,8 @@ def network_forward(model, X, rows, sp, work):
         W = layer_W(theta, sizes, poff, l)
         b = layer_b(theta, sizes, poff, l)
         if l == 0 and is_sparse(sp):
+            if W.shape[1] >= NR:
+                W = pad_rows_into(W, wa)
             sparse_dense_forward(sp[0], sp[1], sp[2], rows, W, b, acts[l], Y)
         else:
             dense_forward(H, W, b, acts[l], Y)
@@ -92,7 +97,7 @@ def network_backward(model, X, batch, sp, grad, work, n):
     into ``grad``. ``batch`` is the batch's number (selects its CSC block
     when the first layer is sparse)."""
     theta, sizes, poff, acts = model
-    hbuf, dbuf, hoff, cap, wt = work
+    hbuf, dbuf, hoff, cap, wt, wa, da = work
     L = sizes.shape[0] - 1
     empty = np.empty((0, 0), theta.dtype)
     for l in range(L - 1, -1, -1):
@@ -107,6 +112,8 @@ def network_backward(model, X, batch, sp, grad, work, n):
             dX = layer_buf(dbuf, sizes, hoff, cap, l - 1, n)
             dense_backward(dU, Hin, W, dW, db, dX, wt[:N * K].reshape((N, K)), acts[l - 1])
         elif is_sparse(sp):
+            if N >= NR:
+                dU = pad_rows_into(dU, da)
             sparse_weight_grad(sp[4][batch], sp[5], sp[6], dU, dW)
             bias_backward(dU, db)
         else:
@@ -118,7 +125,7 @@ def network_backward(model, X, batch, sp, grad, work, n):
 def forward_backward(model, head, X, rows, batch, labels, T, sp, grad, work):
     """Loss and all gradients for one mini-batch; returns (loss, n_correct)."""
     sizes = model[1]
-    hbuf, dbuf, hoff, cap, wt = work
+    hbuf, dbuf, hoff, cap, wt, wa, da = work
     Z = network_forward(model, X, rows, sp, work)
     n = Z.shape[0]
     dZ = layer_buf(dbuf, sizes, hoff, cap, sizes.shape[0] - 2, n)
@@ -291,7 +298,7 @@ def dense_sp(theta):
 def evaluate_batches(X, labels, T, model, head, work):
     """(sum of per-row losses, n_correct) over X, ``cap`` rows at a time."""
     sizes = model[1]
-    hbuf, dbuf, hoff, cap, wt = work
+    hbuf, dbuf, hoff, cap, wt, wa, da = work
     sp = dense_sp(model[0])
     n = X.shape[0]
     loss_sum = 0.0
@@ -311,7 +318,7 @@ def evaluate_batches(X, labels, T, model, head, work):
 def predict_batches(X, model, head, work, out):
     """Logits (``head < 0``) or the head's output (probabilities, or values
     for regression) of every row of X into ``out``, ``cap`` rows at a time."""
-    hbuf, dbuf, hoff, cap, wt = work
+    hbuf, dbuf, hoff, cap, wt, wa, da = work
     sp = dense_sp(model[0])
     n = X.shape[0]
     for s in range(0, n, cap):
