@@ -423,8 +423,14 @@ SERIAL_MAX_MACS = 400_000
 
 
 @jit
+def tile_macs(M, K, N):
+    """Multiply-adds of an (M, K) @ (K, N) product counted over whole tiles."""
+    return (M + 7) // 8 * 8 * K * ((N + NR - 1) // NR * NR)
+
+
+@jit
 def _small(M, K, N):
-    return (M + 7) // 8 * 8 * K * ((N + NR - 1) // NR * NR) <= SERIAL_MAX_MACS
+    return tile_macs(M, K, N) <= SERIAL_MAX_MACS
 
 
 @jit
@@ -478,6 +484,44 @@ def _transpose_parallel(B, BT):
             for j in range(j0, j1):
                 for k in range(k0, min(K, k0 + 128)):
                     BT[j, k] = B[k, j]
+
+
+@jit
+def gemm_nn_fused_serial(A, B, C, bias, act, H, dact):
+    """gemm_nn_fused entirely on the calling thread (for use inside a
+    parallel region, or for small products)."""
+    N = B.shape[1]
+    if N < NR:
+        M = A.shape[0]
+        Cp = np.empty((M, NR), C.dtype)
+        _tiles_nn_serial(A, _pad_columns(B, NR), Cp, np.empty(0, C.dtype), IDENTITY,
+                         np.empty((0, 0), C.dtype), IDENTITY)
+        for i in range(M):
+            for j in range(N):
+                v = Cp[i, j]
+                if bias.shape[0] > 0:
+                    v += bias[j]
+                v = act_forward(v, act)
+                if H.shape[0] > 0:
+                    v *= act_grad(H[i, j], dact)
+                C[i, j] = v
+    else:
+        _tiles_nn_serial(A, B, C, bias, act, H, dact)
+
+
+@jit
+def gemm_tn_serial(A, B, C):
+    """gemm_tn entirely on the calling thread."""
+    N = B.shape[1]
+    if N < NR:
+        M = A.shape[1]
+        Cp = np.empty((M, NR), C.dtype)
+        _tiles_tn_serial(A, _pad_columns(B, NR), Cp)
+        for i in range(M):
+            for j in range(N):
+                C[i, j] = Cp[i, j]
+    else:
+        _tiles_tn_serial(A, B, C)
 
 
 @jit
