@@ -121,15 +121,17 @@ class TimeLayers:
         self.labels = rng.integers(0, 10, 100)
         self.T = np.zeros((0, 10), dtype)
         self.dZ = np.empty_like(self.Z)
+        self.bp = np.empty(0, dtype)  # packing scratch (unused at these widths)
         self.time_dense_forward(dtype)
         self.time_dense_backward(dtype)
         self.time_softmax_ce(dtype)
 
     def time_dense_forward(self, dtype):
-        dense.dense_forward(self.X, self.W, self.b, 1, self.Y)
+        dense.dense_forward(self.X, self.W, self.b, 1, self.Y, self.bp)
 
     def time_dense_backward(self, dtype):
-        dense.dense_backward(self.dU, self.X, self.W, self.dW, self.db, self.dX, self.WT, 1)
+        dense.dense_backward(self.dU, self.X, self.W, self.dW, self.db, self.dX, self.WT, 1,
+                             self.bp)
 
     def time_softmax_ce(self, dtype):
         losses.loss_forward_backward(losses.SOFTMAX_CE, self.Z, self.labels, self.T, self.dZ)

@@ -167,7 +167,23 @@ class Network:
             wa = _aligned_zeros(k * npad + S.SLACK, self.dtype)
             da = _aligned_zeros(cap * npad + S.SLACK, self.dtype)
         return (np.empty(cap * width, self.dtype), np.empty(cap * width, self.dtype),
-                self._hoff, cap, np.empty(wt_size, self.dtype), wa, da)
+                self._hoff, cap, np.empty(wt_size, self.dtype), wa, da,
+                np.empty(self._pack_size(cap), self.dtype))
+
+    def _pack_size(self, cap):
+        """Scratch the wide matmuls need to pack their B operand: weights
+        (forward), transposed weights (backward dX) and dU (weight
+        gradients), for those at least PACK_MIN_N columns wide."""
+        from .kernels.matmul import PACK_MIN_N, packed_size
+
+        n = self.layers
+        need = [0]
+        for l in range(len(n) - 1):
+            if n[l + 1] >= PACK_MIN_N:
+                need += [packed_size(n[l], n[l + 1]), packed_size(cap, n[l + 1])]
+            if l > 0 and n[l] >= PACK_MIN_N:
+                need.append(packed_size(n[l + 1], n[l]))
+        return max(need)
 
     def _sparse_inputs(self, X, batch_size, shuffle, max_density=None):
         """Validate X (finite) and choose the first layer's path.

@@ -348,3 +348,23 @@ def test_divergence_stops_with_a_clear_error_and_restores_parameters(rng, output
     assert np.isfinite(net.theta).all()
     assert np.array_equal(net.theta, before)
     assert issubclass(fastnn.TrainingDivergedError, ValueError)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_wide_layers_on_the_packed_matmul_path_match_reference(rng, monkeypatch, dtype, sparse):
+    """Layers >= PACK_MIN_N wide with batches large enough for the parallel
+    drivers: forward, both backward products and the sparse first layer
+    run on the packed-panel kernels; two epochs match the reference."""
+    from fastnn.kernels.matmul import PACK_MIN_N
+    net = fastnn.Network([40, 300, PACK_MIN_N + 14, 5], seed=2, dtype=dtype)
+    x, y = make_data(rng, net, 150)
+    x = x.astype(dtype)
+    if sparse:
+        x[rng.random(x.shape) < 0.7] = 0
+    monkeypatch.setattr(fastnn.network, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
+    params = ref_params(net)
+    ref_losses = [R.train_epoch(params, x.astype(np.float64), y, 0.05, 64) for _ in range(2)]
+    hist = net.fit(x, y, epochs=2, batch_size=64, lr=0.05, shuffle=False)
+    assert_close(hist["loss"], ref_losses, dtype, what="epoch losses")
+    assert_close(net.theta, flatten(params), dtype, what="parameters")

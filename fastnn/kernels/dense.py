@@ -10,18 +10,19 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import IDENTITY
-from .matmul import (gemm_nn_fused, gemm_nn_fused_serial, gemm_tn, gemm_tn_serial,
-                     tile_macs, transpose_into)
+from .matmul import (gemm_nn_fused_into, gemm_nn_fused_serial, gemm_tn_into,
+                     gemm_tn_serial, tile_macs, transpose_into)
 
 
 @jit
-def dense_forward(X, W, b, act, Y):
+def dense_forward(X, W, b, act, Y, bp):
     """Y = act(X @ W + b), one pass: bias and activation run in the matmul
     epilogue while each output tile is still in registers.
 
-    X (B, K), W (K, N), b (N,), Y (B, N) preallocated.
+    X (B, K), W (K, N), b (N,), Y (B, N) preallocated; ``bp`` is packing
+    scratch (see :func:`.matmul.gemm_nn_fused_into`).
     """
-    gemm_nn_fused(X, W, Y, b, act, np.empty((0, 0), Y.dtype), IDENTITY)
+    gemm_nn_fused_into(X, W, Y, b, act, np.empty((0, 0), Y.dtype), IDENTITY, bp)
 
 
 @jit
@@ -43,14 +44,15 @@ TWO_TASK_MAX_MACS = 2_000_000
 
 
 @jit
-def dense_backward(dU, X, W, dW, db, dX, WT, act_in):
+def dense_backward(dU, X, W, dW, db, dX, WT, act_in, bp):
     """Backward of ``U = X @ W + b`` given ``dU = dE/dU``.
 
     Writes ``dW = X.T @ dU`` and ``db = sum_rows(dU)``. If ``dX.size > 0``
     also writes ``dX = (dU @ W.T) * act_in'(X)``: the gradient with respect
     to the *pre-activation* of the layer below, whose output is ``X`` (pass
     ``act_in=IDENTITY`` for the plain ``dE/dX``). Fusing that derivative into
-    the matmul epilogue saves a pass over ``dX``. ``WT`` is (N, K) scratch.
+    the matmul epilogue saves a pass over ``dX``. ``WT`` is (N, K) scratch,
+    ``bp`` packing scratch.
 
     Each kernel writes disjoint output tiles, so no two threads ever
     accumulate into the same cell.
@@ -64,11 +66,11 @@ def dense_backward(dU, X, W, dW, db, dX, WT, act_in):
         # by rows each would pay a parallel start per product.)
         _backward_two_tasks(dU, X, W, dW, db, dX, WT, act_in)
         return
-    gemm_tn(X, dU, dW)
+    gemm_tn_into(X, dU, dW, bp)
     bias_backward(dU, db)
     if dX.shape[0] > 0:
         transpose_into(W, WT)
-        gemm_nn_fused(dU, WT, dX, np.empty(0, dX.dtype), IDENTITY, X, act_in)
+        gemm_nn_fused_into(dU, WT, dX, np.empty(0, dX.dtype), IDENTITY, X, act_in, bp)
 
 
 @jit_parallel

@@ -201,7 +201,52 @@ def _make_tiles(MR, NR):
                         acc[r, j] += a * B[k, u0 + j]
             _store_inline(acc, C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
 
-    return tiles_nn, tiles_tn, tiles_nn_serial, tiles_tn_serial
+    @jit_parallel
+    def tiles_nn_packed(A, Bp, C, bias, act, H, dact):
+        """tiles_nn reading B from column panels packed by pack_panels."""
+        M, K = A.shape
+        N = C.shape[1]
+        nfull = N // NR
+        nrow = (M + MR - 1) // MR
+        ntile = nrow * Bp.shape[0]
+        ntask = min(ntile, NTASK)
+        for task in prange(ntask):
+            for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
+                c = t // nrow
+                j0, jlo = _col_tile(c, nfull, N)
+                i0 = (t % nrow) * MR
+                acc = np.zeros((MR, NR), dtype=C.dtype)
+                for k in range(K):
+                    for r in range(MR):
+                        a = A[min(i0 + r, M - 1), k]
+                        for j in range(uint64(NR)):
+                            acc[r, j] += a * Bp[c, k, j]
+                _store(acc, C, i0, j0, jlo, bias, act, H, dact)
+
+    @jit_parallel
+    def tiles_tn_packed(A, Bp, C):
+        K, M = A.shape
+        N = C.shape[1]
+        nfull = N // NR
+        nrow = (M + MR - 1) // MR
+        ntile = nrow * Bp.shape[0]
+        ntask = min(ntile, NTASK)
+        bias0 = np.empty(0, C.dtype)
+        h0 = np.empty((0, 0), C.dtype)
+        for task in prange(ntask):
+            for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
+                c = t // nrow
+                j0, jlo = _col_tile(c, nfull, N)
+                i0 = (t % nrow) * MR
+                acc = np.zeros((MR, NR), dtype=C.dtype)
+                for k in range(K):
+                    for r in range(MR):
+                        a = A[k, min(i0 + r, M - 1)]
+                        for j in range(uint64(NR)):
+                            acc[r, j] += a * Bp[c, k, j]
+                _store(acc, C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+
+    return tiles_nn, tiles_tn, tiles_nn_serial, tiles_tn_serial, tiles_nn_packed, tiles_tn_packed
 
 
 @jit_inline
@@ -291,8 +336,8 @@ NTASK = 32
 PF = 12
 MR32 = 8 if AVX512 else 2
 MR64 = 4 if AVX512 else 1
-_nn32, _tn32, _nn32s, _tn32s = _make_tiles(MR32, NR)
-_nn64, _tn64, _nn64s, _tn64s = _make_tiles(MR64, NR)
+_nn32, _tn32, _nn32s, _tn32s, _nn32p, _tn32p = _make_tiles(MR32, NR)
+_nn64, _tn64, _nn64s, _tn64s, _nn64p, _tn64p = _make_tiles(MR64, NR)
 
 
 # Dispatch on the dtype at typing time, so each specialisation compiles only
@@ -336,6 +381,26 @@ def _ov_tiles_nn_serial(A, B, C, bias, act, H, dact):
 def _ov_tiles_tn_serial(A, B, C):
     f = _tn32s if C.dtype == types.float32 else _tn64s
     return lambda A, B, C: f(A, B, C)
+
+
+def _tiles_nn_packed(A, Bp, C, bias, act, H, dact):
+    raise NotImplementedError  # only callable from compiled code
+
+
+def _tiles_tn_packed(A, Bp, C):
+    raise NotImplementedError  # only callable from compiled code
+
+
+@overload(_tiles_nn_packed, jit_options=dict(cache=CACHE))
+def _ov_tiles_nn_packed(A, Bp, C, bias, act, H, dact):
+    f = _nn32p if C.dtype == types.float32 else _nn64p
+    return lambda A, Bp, C, bias, act, H, dact: f(A, Bp, C, bias, act, H, dact)
+
+
+@overload(_tiles_tn_packed, jit_options=dict(cache=CACHE))
+def _ov_tiles_tn_packed(A, Bp, C):
+    f = _tn32p if C.dtype == types.float32 else _tn64p
+    return lambda A, Bp, C: f(A, Bp, C)
 
 
 @jit
@@ -433,26 +498,90 @@ def _small(M, K, N):
     return tile_macs(M, K, N) <= SERIAL_MAX_MACS
 
 
+# Wide products read B from packed column panels: B's rows are N elements
+# apart, and for N in the hundreds or more (a multiple of 1024 float32 is
+# the worst case: every row a new 4 KiB page, all in one L1 set) the tiles
+# walking a panel row by row ran at half speed. Packing each 48-column panel
+# contiguously (one parallel pass over B per product) restored it:
+# 256x1024 @ 1024x1024 ~130 -> ~260 GFLOP/s, on par with OpenBLAS.
+PACK_MIN_N = 256
+
+
 @jit
-def gemm_nn_fused(A, B, C, bias, act, H, dact):
-    """C = epilogue(A @ B); see :func:`_store` for the epilogue."""
-    if B.shape[1] < NR:
+def packed_size(K, N):
+    """Elements of scratch pack_panels needs for a (K, N) matrix."""
+    return (N + NR - 1) // NR * K * NR
+
+
+@jit_parallel
+def pack_panels(B, Bp):
+    """Bp[c, k, :] = B[k, j0(c):j0(c)+NR] for every column tile c (the last
+    one shifted to end at N, as the tiles are)."""
+    K, N = B.shape
+    nfull = N // NR
+    for c in prange(Bp.shape[0]):
+        j0, jlo = _col_tile(c, nfull, N)
+        u0 = uint64(j0)
+        for k in range(K):
+            for j in range(uint64(NR)):
+                Bp[c, k, j] = B[k, u0 + j]
+
+
+@jit
+def _panels(B, bp):
+    """B packed into ``bp`` (allocated if too small), as (ncol, K, NR)."""
+    K, N = B.shape
+    size = packed_size(K, N)
+    if bp.shape[0] < size:
+        bp = np.empty(size, B.dtype)
+    Bp = bp[:size].reshape(((N + NR - 1) // NR, K, NR))
+    pack_panels(B, Bp)
+    return Bp
+
+
+@jit
+def gemm_nn_fused_into(A, B, C, bias, act, H, dact, bp):
+    """C = epilogue(A @ B); see :func:`_store` for the epilogue. ``bp`` is
+    scratch for packing B (see PACK_MIN_N); too small (e.g. empty) means
+    allocate."""
+    M, K = A.shape
+    N = B.shape[1]
+    if N < NR:
         _narrow_nn(A, B, C, bias, act, H, dact)
-    elif _small(A.shape[0], A.shape[1], B.shape[1]):
+    elif _small(M, K, N):
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
+    elif N >= PACK_MIN_N:
+        _tiles_nn_packed(A, _panels(B, bp), C, bias, act, H, dact)
     else:
         _tiles_nn(A, B, C, bias, act, H, dact)
 
 
 @jit
-def gemm_tn(A, B, C):
-    """C = A.T @ B, with A (K, M), B (K, N), C (M, N)."""
-    if B.shape[1] < NR:
+def gemm_tn_into(A, B, C, bp):
+    """C = A.T @ B, with A (K, M), B (K, N), C (M, N); ``bp`` as in
+    :func:`gemm_nn_fused_into`."""
+    K, M = A.shape
+    N = B.shape[1]
+    if N < NR:
         _narrow_tn(A, B, C)
-    elif _small(A.shape[1], A.shape[0], B.shape[1]):
+    elif _small(M, K, N):
         _tiles_tn_serial(A, B, C)
+    elif N >= PACK_MIN_N:
+        _tiles_tn_packed(A, _panels(B, bp), C)
     else:
         _tiles_tn(A, B, C)
+
+
+@jit
+def gemm_nn_fused(A, B, C, bias, act, H, dact):
+    """C = epilogue(A @ B), packing scratch allocated when needed."""
+    gemm_nn_fused_into(A, B, C, bias, act, H, dact, np.empty(0, C.dtype))
+
+
+@jit
+def gemm_tn(A, B, C):
+    """C = A.T @ B, with A (K, M), B (K, N), C (M, N)."""
+    gemm_tn_into(A, B, C, np.empty(0, C.dtype))
 
 
 @jit

@@ -18,7 +18,8 @@ Arguments travel in tuples so signatures stay short:
 * ``model = (theta, sizes, poff, acts)``; ``acts[l]`` is layer l's
   activation code, the last one IDENTITY (the output non-linearity belongs
   to the loss ``head``).
-* ``work = (hbuf, dbuf, hoff, cap, wt, wa, da)``; ``wa``/``da`` are
+* ``work = (hbuf, dbuf, hoff, cap, wt, wa, da, bp)``: ``bp`` is scratch
+  for packing the wide matmuls' B operand; ``wa``/``da`` are
   64-byte-aligned zeroed scratch for the sparse first layer's aligned copies
   of W and dU (empty on the dense path).
 * ``sp = (indptr, indices, values, base, colptr, rowpos, cvals)``: the
@@ -72,7 +73,7 @@ def network_forward(model, X, rows, sp, work):
     Dense: the batch is ``X``. Sparse: the batch is rows ``rows`` of the CSR
     matrix in ``sp`` (``X`` is not read)."""
     theta, sizes, poff, acts = model
-    hbuf, dbuf, hoff, cap, wt, wa, da = work
+    hbuf, dbuf, hoff, cap, wt, wa, da, bp = work
     L = sizes.shape[0] - 1
     n = rows.shape[0] if is_sparse(sp) else X.shape[0]
     H = X
@@ -85,7 +86,7 @@ def network_forward(model, X, rows, sp, work):
                 W = pad_rows_into(W, wa)
             sparse_dense_forward(sp[0], sp[1], sp[2], rows, W, b, acts[l], Y)
         else:
-            dense_forward(H, W, b, acts[l], Y)
+            dense_forward(H, W, b, acts[l], Y, bp)
         H = Y
     return H
 
@@ -97,7 +98,7 @@ def network_backward(model, X, batch, sp, grad, work, n):
     into ``grad``. ``batch`` is the batch's number (selects its CSC block
     when the first layer is sparse)."""
     theta, sizes, poff, acts = model
-    hbuf, dbuf, hoff, cap, wt, wa, da = work
+    hbuf, dbuf, hoff, cap, wt, wa, da, bp = work
     L = sizes.shape[0] - 1
     empty = np.empty((0, 0), theta.dtype)
     for l in range(L - 1, -1, -1):
@@ -110,7 +111,8 @@ def network_backward(model, X, batch, sp, grad, work, n):
         if l > 0:
             Hin = layer_buf(hbuf, sizes, hoff, cap, l - 1, n)
             dX = layer_buf(dbuf, sizes, hoff, cap, l - 1, n)
-            dense_backward(dU, Hin, W, dW, db, dX, wt[:N * K].reshape((N, K)), acts[l - 1])
+            dense_backward(dU, Hin, W, dW, db, dX, wt[:N * K].reshape((N, K)), acts[l - 1],
+                           bp)
         elif is_sparse(sp):
             if N >= NR:
                 dU = pad_rows_into(dU, da)
@@ -118,14 +120,14 @@ def network_backward(model, X, batch, sp, grad, work, n):
             bias_backward(dU, db)
         else:
             # No gradient w.r.t. the input data.
-            dense_backward(dU, X, W, dW, db, empty, empty, IDENTITY)
+            dense_backward(dU, X, W, dW, db, empty, empty, IDENTITY, bp)
 
 
 @jit
 def forward_backward(model, head, X, rows, batch, labels, T, sp, grad, work):
     """Loss and all gradients for one mini-batch; returns (loss, n_correct)."""
     sizes = model[1]
-    hbuf, dbuf, hoff, cap, wt, wa, da = work
+    hbuf, dbuf, hoff, cap, wt, wa, da, bp = work
     Z = network_forward(model, X, rows, sp, work)
     n = Z.shape[0]
     dZ = layer_buf(dbuf, sizes, hoff, cap, sizes.shape[0] - 2, n)
@@ -298,7 +300,7 @@ def dense_sp(theta):
 def evaluate_batches(X, labels, T, model, head, work):
     """(sum of per-row losses, n_correct) over X, ``cap`` rows at a time."""
     sizes = model[1]
-    hbuf, dbuf, hoff, cap, wt, wa, da = work
+    hbuf, dbuf, hoff, cap, wt, wa, da, bp = work
     sp = dense_sp(model[0])
     n = X.shape[0]
     loss_sum = 0.0
@@ -318,7 +320,7 @@ def evaluate_batches(X, labels, T, model, head, work):
 def predict_batches(X, model, head, work, out):
     """Logits (``head < 0``) or the head's output (probabilities, or values
     for regression) of every row of X into ``out``, ``cap`` rows at a time."""
-    hbuf, dbuf, hoff, cap, wt, wa, da = work
+    hbuf, dbuf, hoff, cap, wt, wa, da, bp = work
     sp = dense_sp(model[0])
     n = X.shape[0]
     for s in range(0, n, cap):
