@@ -89,7 +89,10 @@ class Network:
         acts = [A.CODES[self.hidden]] * (n_layers - 1) + [A.IDENTITY]
         self._acts = np.array(acts, dtype=np.int64)
         self._head = Lo.CODES[self.output]
-        self.theta = np.zeros(poff[-1], dtype=self.dtype)
+        # Aligned, with slack after the end: the sparse first layer reads
+        # W in place when its rows are 64-byte aligned, and its last column
+        # group reads up to SLACK elements past the last row.
+        self.theta = _aligned_zeros(poff[-1] + S.SLACK, self.dtype)[:poff[-1]]
         self.weights, self.biases = [], []
         for l in range(n_layers):
             k, n, o = sizes[l], sizes[l + 1], poff[l]
@@ -166,7 +169,8 @@ class Network:
             npad = S.padded_width(n)
             wa = _aligned_zeros(k * npad + S.SLACK, self.dtype)
             da = _aligned_zeros(cap * npad + S.SLACK, self.dtype)
-        return (np.empty(cap * width, self.dtype), np.empty(cap * width, self.dtype),
+        return (np.empty(cap * width, self.dtype),
+                _aligned_zeros(cap * width + S.SLACK, self.dtype)[:cap * width],
                 self._hoff, cap, np.empty(wt_size, self.dtype), wa, da,
                 np.empty(self._pack_size(cap), self.dtype))
 
@@ -174,13 +178,13 @@ class Network:
         """Scratch the wide matmuls need to pack their B operand: weights
         (forward), transposed weights (backward dX) and dU (weight
         gradients), for those at least PACK_MIN_N columns wide."""
-        from .kernels.matmul import PACK_MIN_N, packed_size
+        from .kernels.matmul import PACK_MIN_N, packed_size, tn_packed_size
 
         n = self.layers
         need = [0]
         for l in range(len(n) - 1):
             if n[l + 1] >= PACK_MIN_N:
-                need += [packed_size(n[l], n[l + 1]), packed_size(cap, n[l + 1])]
+                need += [packed_size(n[l], n[l + 1]), tn_packed_size(cap, n[l], n[l + 1])]
             if l > 0 and n[l] >= PACK_MIN_N:
                 need.append(packed_size(n[l + 1], n[l]))
         return max(need)
@@ -650,7 +654,7 @@ class _Trainer:
         self.sparse = self.sp[0].size > 0
         dt = net.dtype
         self.work = net._work(batch_size, self.sparse)
-        self.grad = np.zeros_like(net.theta)
+        self.grad = _aligned_zeros(net.theta.size, net.dtype)
         self.order = np.arange(n, dtype=np.int64)
         gather = shuffle
         self.bufs = (np.empty((batch_size if gather and not self.sparse else 0, X.shape[1]), dt),

@@ -10,7 +10,7 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import IDENTITY
-from .matmul import (gemm_nn_fused_into, gemm_nn_fused_serial, gemm_tn_into,
+from .matmul import (gemm_nn_fused_into, gemm_nn_fused_serial, gemm_nt_fused_into, gemm_tn_into,
                      gemm_tn_serial, tile_macs, transpose_into)
 
 
@@ -69,8 +69,7 @@ def dense_backward(dU, X, W, dW, db, dX, WT, act_in, bp):
     gemm_tn_into(X, dU, dW, bp)
     bias_backward(dU, db)
     if dX.shape[0] > 0:
-        transpose_into(W, WT)
-        gemm_nn_fused_into(dU, WT, dX, np.empty(0, dX.dtype), IDENTITY, X, act_in, bp)
+        gemm_nt_fused_into(dU, W, dX, np.empty(0, dX.dtype), IDENTITY, X, act_in, WT, bp)
 
 
 @jit_parallel

@@ -108,6 +108,13 @@ SLACK = _ACC
 
 
 @jit
+def is_aligned(A):
+    """Rows of A start on 64-byte boundaries (as the aligned copies'),
+    so the sparse kernels can read A in place."""
+    return A.shape[1] % 16 == 0 and A.ctypes.data % 64 == 0
+
+
+@jit
 def pad_rows_into(A, buf):
     """Copy A (R, N) into the first R rows of ``buf`` viewed as (R, Np) with
     Np = padded_width(N), and return that view. ``buf`` is 64-byte aligned
@@ -139,9 +146,10 @@ def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
     """Y[r] = act(X[rows[r]] @ W[:, :N] + b), X given in CSR form, N =
     Y.shape[1].
 
-    For N >= NR, W is an aligned padded copy (:func:`pad_rows_into`): rows
-    64-byte aligned, at least ``SLACK`` readable elements after the last
-    row's start + N. Narrower W is read as is."""
+    For N >= NR, W's rows are 64-byte aligned (:func:`is_aligned`, or an
+    aligned padded copy from :func:`pad_rows_into`) and at least ``SLACK``
+    elements are readable after the last row's start + N (the owner of W
+    allocates them). Narrower W is read as is."""
     N = Y.shape[1]
     if N < NR:
         for r in prange(rows.shape[0]):
