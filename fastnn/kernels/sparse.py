@@ -6,7 +6,7 @@ per image), and the first layer's forward product and weight gradient are
 
 * forward ``Y = act(X[rows] @ W + b)`` reads X in CSR form (built once per
   ``fit``): per batch row, each non-zero ``(k, v)`` adds ``v * W[k]`` to
-  partial sums held in registers (3 tiles of 48 columns at a time; the
+  partial sums held in registers (_G = 112 columns at a time; the
   accumulators live in a stack buffer, see :mod:`.intrinsics`, or LLVM
   would reload and store them at every non-zero).
 * weight gradient ``dW = X_batch.T @ dU`` reads the batch in CSC form
@@ -29,11 +29,15 @@ from numba import carray, prange, uint64
 from .._config import FASTMATH_NO_REASSOC, jit, jit_parallel
 from .activations import IDENTITY, RELU, act_forward
 from .intrinsics import stack_buffer
-from .matmul import NR, NTASK
+from .matmul import NTASK
 
-_TG = 3  # column tiles computed together (3 x 48 = 144 columns)
-_ACC = 144  # = _TG * NR, a literal: the size of the stack accumulator
-assert _ACC == _TG * NR
+# Columns computed per pass over a row's non-zeros: one loop of _G
+# iterations (LLVM vectorises it into _G/16 zmm accumulators; loops shorter
+# than 48 iterations stay scalar). 112 = 7 cache lines of float32: the
+# classic 100-wide layer reads 7 lines of W per non-zero, not the 9 a
+# 3 x 48 group read, and these kernels are bound by L2 -> L1 traffic
+# (measured: forward 37 -> 31 us per classic batch).
+_G = 112
 
 
 @jit_parallel
@@ -103,8 +107,8 @@ def padded_width(N):
 
 
 # Readable elements needed after the last row of an aligned copy: the last
-# column group may reach up to _ACC - 1 elements past its row's width.
-SLACK = _ACC
+# column group may reach up to _G - 1 elements past its row's width.
+SLACK = _G
 
 
 @jit
@@ -146,69 +150,50 @@ def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
     """Y[r] = act(X[rows[r]] @ W[:, :N] + b), X given in CSR form, N =
     Y.shape[1].
 
-    For N >= NR, W's rows are 64-byte aligned (:func:`is_aligned`, or an
-    aligned padded copy from :func:`pad_rows_into`) and at least ``SLACK``
-    elements are readable after the last row's start + N (the owner of W
-    allocates them). Narrower W is read as is."""
+    W's rows are 64-byte aligned (:func:`is_aligned`, or an aligned padded
+    copy from :func:`pad_rows_into`) and at least ``SLACK`` elements are
+    readable after the last row's start + N (the owner of W allocates
+    them)."""
     N = Y.shape[1]
-    if N < NR:
-        for r in prange(rows.shape[0]):
-            i = rows[r]
-            for j in range(N):
-                Y[r, j] = 0
-            for p in range(indptr[i], indptr[i + 1]):
-                v = values[p]
-                k = indices[p]
-                for j in range(N):
-                    Y[r, j] += v * W[k, j]
-            for j in range(N):
-                Y[r, j] = act_forward(Y[r, j] + b[j], act)
-        return
-    # Column tiles of NR starting at multiples of NR: with W's rows 64-byte
+    # Column groups of _G starting at multiples of _G: with W's rows 64-byte
     # aligned every load is aligned (cache-line-split loads ran ~1.8x
-    # slower). Tiles past N read the slack after the row (never stored).
-    nt = (N + NR - 1) // NR
-    ngroup = (nt + _TG - 1) // _TG
-    ntile = rows.shape[0] * ngroup
+    # slower). Columns past N read the slack after the row (never stored).
+    ngroup = (N + _G - 1) // _G
+    nb = rows.shape[0]
+    ntile = nb * ngroup
     ntask = min(ntile, NTASK)
     zero = Y.dtype.type(0)
     for task in prange(ntask):
-        acc = carray(stack_buffer(_ACC, Y), (_TG, NR))
+        acc = carray(stack_buffer(_G, Y), (_G,))
         for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
-            r = t // ngroup
-            g = t % ngroup
+            # Column-group-major: a task's consecutive tiles reuse one
+            # K x _G slice of W.
+            g = t // nb
+            r = t % nb
             i = rows[r]
-            # All _TG column tiles at once, so each non-zero's row of W is
-            # read in one sweep.
-            u0 = uint64(g * _ACC)
-            u1 = u0 + uint64(NR)
-            u2 = u1 + uint64(NR)
+            u0 = uint64(g * _G)
             acc[:] = 0
             for p in range(indptr[i], indptr[i + 1]):
                 v = values[p]
                 k = indices[p]
-                for j in range(uint64(NR)):
-                    acc[0, j] += v * W[k, u0 + j]
-                    acc[1, j] += v * W[k, u1 + j]
-                    acc[2, j] += v * W[k, u2 + j]
+                for j in range(uint64(_G)):
+                    acc[j] += v * W[k, u0 + j]
             # Stores written out here: passing `acc` to a helper would let
             # its address escape and cost the register promotion. One loop
             # per activation over unsigned indices, so each vectorises: a
             # per-element act_forward() dispatch was scalar and cost more
             # than the products (~14 cycles per non-zero at MNIST density).
-            for c in range(min(_TG, nt - g * _TG)):
-                u = uint64((g * _TG + c) * NR)
-                w = uint64(min(NR, N - (g * _TG + c) * NR))
-                if act == RELU:
-                    for jj in range(w):
-                        v = acc[c, jj] + b[u + jj]
-                        Y[r, u + jj] = v if v > zero else zero
-                elif act == IDENTITY:
-                    for jj in range(w):
-                        Y[r, u + jj] = acc[c, jj] + b[u + jj]
-                else:
-                    for jj in range(w):
-                        Y[r, u + jj] = act_forward(acc[c, jj] + b[u + jj], act)
+            w = uint64(min(_G, N - g * _G))
+            if act == RELU:
+                for jj in range(w):
+                    v = acc[jj] + b[u0 + jj]
+                    Y[r, u0 + jj] = v if v > zero else zero
+            elif act == IDENTITY:
+                for jj in range(w):
+                    Y[r, u0 + jj] = acc[jj] + b[u0 + jj]
+            else:
+                for jj in range(w):
+                    Y[r, u0 + jj] = act_forward(acc[jj] + b[u0 + jj], act)
 
 
 @jit
@@ -265,42 +250,24 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
 
     Row k of dW is ``sum over non-zeros (r, v) of column k of v * dU[r]``:
     it is accumulated in registers and written once, so tasks (runs of rows
-    k and column groups) write disjoint cells; dU stays in L1. For N =
-    dW.shape[1] >= NR, dU is an aligned padded copy, as W in
-    :func:`sparse_dense_forward`.
+    k and column groups) write disjoint cells; dU stays in L1. dU's rows are
+    aligned with slack after them, as W's in :func:`sparse_dense_forward`.
     """
     K, N = dW.shape
-    if N < NR:
-        for k in prange(K):
-            for j in range(N):
-                dW[k, j] = 0
-            for p in range(colptr[k], colptr[k + 1]):
-                v = cvals[p]
-                r = rowpos[p]
-                for j in range(N):
-                    dW[k, j] += v * dU[r, j]
-        return
-    nt = (N + NR - 1) // NR
-    ngroup = (nt + _TG - 1) // _TG
+    ngroup = (N + _G - 1) // _G
     ntile = K * ngroup
     ntask = min(ntile, NTASK)
     for task in prange(ntask):
-        acc = carray(stack_buffer(_ACC, dW), (_TG, NR))
+        acc = carray(stack_buffer(_G, dW), (_G,))
         for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
             k = t // ngroup
             g = t % ngroup
-            u0 = uint64(g * _ACC)
-            u1 = u0 + uint64(NR)
-            u2 = u1 + uint64(NR)
+            u0 = uint64(g * _G)
             acc[:] = 0
             for p in range(colptr[k], colptr[k + 1]):
                 v = cvals[p]
                 r = rowpos[p]
-                for j in range(uint64(NR)):
-                    acc[0, j] += v * dU[r, u0 + j]
-                    acc[1, j] += v * dU[r, u1 + j]
-                    acc[2, j] += v * dU[r, u2 + j]
-            for c in range(min(_TG, nt - g * _TG)):
-                u = uint64((g * _TG + c) * NR)
-                for jj in range(uint64(min(NR, N - (g * _TG + c) * NR))):
-                    dW[k, u + jj] = acc[c, jj]
+                for j in range(uint64(_G)):
+                    acc[j] += v * dU[r, u0 + j]
+            for jj in range(uint64(min(_G, N - g * _G))):
+                dW[k, u0 + jj] = acc[jj]

@@ -33,7 +33,6 @@ from .activations import IDENTITY
 from .dense import bias_backward, dense_backward, dense_forward
 from .losses import head_output, loss_forward_backward
 from .optim import adam_update, l2_backward, momentum_update, sgd_update
-from .matmul import NR
 from .sparse import (batch_csc_build, batch_nnz_offsets, is_aligned, pad_rows_into,
                      sparse_dense_forward,
                      sparse_weight_grad)
@@ -83,7 +82,7 @@ def network_forward(model, X, rows, sp, work):
         W = layer_W(theta, sizes, poff, l)
         b = layer_b(theta, sizes, poff, l)
         if l == 0 and is_sparse(sp):
-            if W.shape[1] >= NR and not is_aligned(W):
+            if not is_aligned(W):
                 W = pad_rows_into(W, wa)
             sparse_dense_forward(sp[0], sp[1], sp[2], rows, W, b, acts[l], Y)
         else:
@@ -115,7 +114,7 @@ def network_backward(model, X, batch, sp, grad, work, n):
             dense_backward(dU, Hin, W, dW, db, dX, wt[:N * K].reshape((N, K)), acts[l - 1],
                            bp)
         elif is_sparse(sp):
-            if N >= NR and not is_aligned(dU):
+            if not is_aligned(dU):
                 dU = pad_rows_into(dU, da)
             sparse_weight_grad(sp[4][batch], sp[5], sp[6], dU, dW)
             bias_backward(dU, db)
