@@ -1,5 +1,5 @@
 """Side-by-side training speed: fastnn against its NumPy reference and, when
-installed, PyTorch, JAX and scikit-learn, in one process and one run.
+installed, PyTorch, JAX and scikit-learn, in one run.
 
 Every system trains the same network on the same MNIST data with the same
 hyper-parameters (plain mini-batch SGD, no shuffling), one epoch per call
@@ -7,6 +7,12 @@ hyper-parameters (plain mini-batch SGD, no shuffling), one epoch per call
 Each system runs a warm-up epoch and then the timed epochs back to back; the
 table shows the median seconds per epoch. Run it with ``python bench/compare.py`` or
 ``fastnn bench``.
+
+By default each system's block runs in a fresh Python process, one after
+the other: libraries sharing a process disturb each other's timings (after
+heavy OpenBLAS calls its threads keep spinning; with JAX's CPU client
+created before fastnn's first ``fit``, fastnn's epochs ran ~15% slower, a
+cause not pinned down). ``--same-process`` runs them all in this process.
 """
 import argparse
 import json
@@ -42,17 +48,20 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def matmul_peak(reps=20):
-    """Median GFLOP/s of np.matmul at 512^3 float32 (the machine's BLAS)."""
+def matmul_peak(reps=30):
+    """Peak GFLOP/s of np.matmul at 512^3 float32 (the machine's BLAS): the
+    best of ``reps`` calls after a warm-up (a peak, so the best call; the
+    median moved with the machine's noise, ~170-260)."""
     a = np.random.default_rng(0).random((512, 512), dtype=np.float32)
     out = np.empty_like(a)
-    np.matmul(a, a, out=out)
+    for _ in range(5):
+        np.matmul(a, a, out=out)
     times = []
     for _ in range(reps):
         t = time.perf_counter()
         np.matmul(a, a, out=out)
         times.append(time.perf_counter() - t)
-    return 2 * 512 ** 3 / statistics.median(times) / 1e9
+    return 2 * 512 ** 3 / min(times) / 1e9
 
 
 # --------------------------------------------------------------------------
@@ -184,8 +193,50 @@ class SklearnSystem:
 SYSTEMS = [FastnnSystem, ReferenceSystem, TorchSystem, JaxSystem, SklearnSystem]
 
 
+def _block(key, wl, epochs, dtype, x=None, y=None):
+    """One system's block: a warm-up epoch (compilation, caches, thread
+    pools), then ``epochs`` timed epochs back to back. Returns the epoch
+    times, or a string saying why the system was skipped.
+
+    Blocks, not interleaved rounds: after a NumPy/BLAS call OpenBLAS's
+    worker threads keep spinning for a while, and on a 2-core machine an
+    epoch of another system started inside that window was measured up to
+    ~50 ms slower (for fastnn and PyTorch alike)."""
+    if x is None:
+        import fastnn
+
+        (x, y), _ = fastnn.load_mnist()
+        x = x.astype(dtype)
+    spec = WORKLOADS[wl]
+    cls = {c.key: c for c in SYSTEMS}[key]
+    try:
+        system = cls(x, y, spec["layers"], spec["batch_size"], spec["lr"], dtype)
+    except ImportError as e:
+        return f"not installed ({e.name})"
+    time.sleep(1.0)  # let threads of whatever ran before go back to sleep
+    system.epoch()
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        system.epoch()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def _block_in_subprocess(key, wl, epochs, threads, dtype):
+    import subprocess
+
+    code = ("import json, sys, fastnn; from fastnn import benchmark as b; "
+            f"fastnn.set_num_threads({threads}); "
+            f"print(json.dumps(b._block({key!r}, {wl!r}, {epochs}, {dtype!r})))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
-        systems=None, out=sys.stdout):
+        systems=None, out=sys.stdout, isolate=True):
     import fastnn
 
     if threads:
@@ -200,6 +251,7 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
         "threads": threads,
         "dtype": dtype,
         "epochs_timed": epochs,
+        "process_per_system": isolate,
         "np_matmul_512_gflops": round(peak, 1),
         "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
         "workloads": {},
@@ -210,27 +262,18 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
     for wl in workloads:
         spec = WORKLOADS[wl]
         flops = epoch_flops(spec["layers"], x.shape[0])
-        live = []
+        times = {}
         for cls in SYSTEMS:
             if systems and cls.key not in systems:
                 continue
-            try:
-                live.append(cls(x, y, spec["layers"], spec["batch_size"], spec["lr"], dtype))
-            except ImportError as e:
-                result["skipped"][cls.name] = f"not installed ({e.name})"
-        times = {s.name: [] for s in live}
-        for s in live:
-            # One block per system: a warm-up epoch (compilation, caches,
-            # thread pools), then the timed epochs back to back. Blocks, not
-            # interleaved rounds: after a NumPy/BLAS call OpenBLAS's worker
-            # threads keep spinning for a while, and on a 2-core machine an
-            # epoch of another system started inside that window was
-            # measured up to ~50 ms slower (for fastnn and PyTorch alike).
-            s.epoch()
-            for _ in range(epochs):
-                t = time.perf_counter()
-                s.epoch()
-                times[s.name].append(time.perf_counter() - t)
+            if isolate:
+                ts = _block_in_subprocess(cls.key, wl, epochs, threads, dtype)
+            else:
+                ts = _block(cls.key, wl, epochs, dtype, x, y)
+            if isinstance(ts, str):
+                result["skipped"][cls.name] = ts
+            else:
+                times[cls.name] = ts
         base = statistics.median(times["fastnn"]) if "fastnn" in times else None
         rows = []
         for name, ts in times.items():
@@ -262,13 +305,16 @@ def main(argv=None, prog=None):
     p.add_argument("--only", nargs="+", default=None,
                    help="systems to run: fastnn reference torch jax sklearn")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--same-process", action="store_true",
+                   help="run every system in this process (default: a fresh process each)")
     args = p.parse_args(argv)
     if args.epochs < 1:
         p.error("--epochs must be >= 1")
     wls = ("classic", "wide") if args.workload == "all" else (args.workload,)
     if args.threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    res = run(wls, args.epochs, args.threads, args.dtype, args.only)
+    res = run(wls, args.epochs, args.threads, args.dtype, args.only,
+              isolate=not args.same_process)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

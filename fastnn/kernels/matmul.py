@@ -35,6 +35,18 @@ Tiles are independent: ``NTASK`` parallel tasks take contiguous runs of
 them, all writes disjoint. ``gemm_nt`` transposes B into scratch (blocked,
 parallel) and reuses the ``nn`` tile.
 
+Three regimes, chosen per call by size (measured on 2 cores):
+
+* small (at most ``SERIAL_MAX_MACS`` multiply-adds over whole tiles): the
+  tiles run on the calling thread with a stack accumulator; starting and
+  joining a parallel region cost more than the second thread saved;
+* medium: the parallel tiles read B in place;
+* wide (N >= ``PACK_MIN_N``): B is first packed into contiguous 48-column
+  panels (and, for ``tn``, A into contiguous row tiles), then the parallel
+  tiles read the packed copies; with rows of B hundreds of elements apart
+  the in-place tiles ran at half speed. ``gemm_nt_fused_into`` packs W.T
+  straight from W instead of transposing it first.
+
 The fused variants run an *epilogue* on each finished tile while it is still
 in registers: ``bias + activation`` for a dense forward, and multiplication
 by the activation derivative for a dense backward.

@@ -1,0 +1,22 @@
+"""The side-by-side benchmark runs and reports what it measured (one timed
+epoch only: correctness of the harness, not speed)."""
+import io
+import json
+
+from fastnn import benchmark
+
+
+def test_compare_runs_each_system_in_its_own_process_and_writes_json(tmp_path):
+    out = io.StringIO()
+    res = benchmark.run(("classic",), epochs=1, systems=["fastnn", "reference", "jax"],
+                        out=out)
+    rows = {r["system"]: r for r in res["workloads"]["classic"]["results"]}
+    assert rows["fastnn"]["vs_fastnn"] == 1.0
+    ref = rows["fastnn.reference (NumPy)"]
+    assert ref["s_per_epoch"] > 0 and ref["gflops"] > 0 and len(ref["all_epochs"]) == 1
+    # JAX: measured when installed, otherwise skipped with a note, never an error.
+    assert "JAX (jit, lax.scan)" in rows or "not installed" in res["skipped"]["JAX (jit, lax.scan)"]
+    assert res["process_per_system"] is True
+    text = out.getvalue()
+    assert "classic: [784, 100, 50, 10]" in text and "fastnn.reference (NumPy)" in text
+    json.dumps(res)  # serialisable as the --json output
