@@ -75,13 +75,15 @@ class TimeMatmul:
 
 class TrackMatmulGflops:
     """GFLOP/s of gemm_nn and of np.matmul (median of 20 calls), float32."""
-    params = ["classic", "512"]
+    params = ["classic", "512", "wide"]
     param_names = ["shape"]
     unit = "GFLOP/s"
+    SHAPES = {"classic": (100, 784, 100), "512": (512, 512, 512),
+              "wide": (256, 1024, 1024)}  # the wide workload's hidden layer
 
     def _gflops(self, shape, fn):
         import time
-        M, K, N = (100, 784, 100) if shape == "classic" else (512, 512, 512)
+        M, K, N = self.SHAPES[shape]
         rng = np.random.default_rng(0)
         A = rng.random((M, K), dtype=np.float32)
         B = rng.random((K, N), dtype=np.float32)
