@@ -467,7 +467,7 @@ def _pad_columns(B, NRp):
 
 
 @jit
-def _narrow_nn(A, B, C, bias, act, H, dact):
+def _narrow_nn(A, B, C, bias, act, H, dact, serial):
     # Outputs narrower than a tile: LLVM leaves loops of < 48 iterations
     # scalar, so B is zero-padded to one tile width, the product computed
     # with the vector tiles into scratch, and the N real columns copied out
@@ -480,7 +480,7 @@ def _narrow_nn(A, B, C, bias, act, H, dact):
     # breaks Numba's on-disk cache (cached code segfaulted).
     nob = np.empty(0, C.dtype)
     noh = np.empty((0, 0), C.dtype)
-    if _small(M, A.shape[1], NR):
+    if serial or _small(M, A.shape[1], NR):
         _tiles_nn_serial(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
     else:
         _tiles_nn(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
@@ -508,11 +508,11 @@ def _narrow_nn(A, B, C, bias, act, H, dact):
 
 
 @jit
-def _narrow_tn(A, B, C):
+def _narrow_tn(A, B, C, serial):
     M = A.shape[1]
     N = B.shape[1]
     Cp = np.empty((M, NR), C.dtype)
-    if _small(M, A.shape[0], NR):
+    if serial or _small(M, A.shape[0], NR):
         _tiles_tn_serial(A, _pad_columns(B, NR), Cp)
     else:
         _tiles_tn(A, _pad_columns(B, NR), Cp)
@@ -638,7 +638,7 @@ def gemm_nn_fused_into(A, B, C, bias, act, H, dact, bp):
     M, K = A.shape
     N = B.shape[1]
     if N < NR:
-        _narrow_nn(A, B, C, bias, act, H, dact)
+        _narrow_nn(A, B, C, bias, act, H, dact, False)
     elif _small(M, K, N):
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
     elif N >= PACK_MIN_N:
@@ -654,7 +654,7 @@ def gemm_tn_into(A, B, C, bp):
     K, M = A.shape
     N = B.shape[1]
     if N < NR:
-        _narrow_tn(A, B, C)
+        _narrow_tn(A, B, C, False)
     elif _small(M, K, N):
         _tiles_tn_serial(A, B, C)
     elif N >= PACK_MIN_N:
@@ -709,22 +709,9 @@ def _transpose_parallel(B, BT):
 @jit
 def gemm_nn_fused_serial(A, B, C, bias, act, H, dact):
     """gemm_nn_fused entirely on the calling thread (for use inside a
-    parallel region, or for small products)."""
-    N = B.shape[1]
-    if N < NR:
-        M = A.shape[0]
-        Cp = np.empty((M, NR), C.dtype)
-        _tiles_nn_serial(A, _pad_columns(B, NR), Cp, np.empty(0, C.dtype), IDENTITY,
-                         np.empty((0, 0), C.dtype), IDENTITY)
-        for i in range(M):
-            for j in range(N):
-                v = Cp[i, j]
-                if bias.shape[0] > 0:
-                    v += bias[j]
-                v = act_forward(v, act)
-                if H.shape[0] > 0:
-                    v *= act_grad(H[i, j], dact)
-                C[i, j] = v
+    parallel region)."""
+    if B.shape[1] < NR:
+        _narrow_nn(A, B, C, bias, act, H, dact, True)
     else:
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
 
@@ -732,14 +719,8 @@ def gemm_nn_fused_serial(A, B, C, bias, act, H, dact):
 @jit
 def gemm_tn_serial(A, B, C):
     """gemm_tn entirely on the calling thread."""
-    N = B.shape[1]
-    if N < NR:
-        M = A.shape[1]
-        Cp = np.empty((M, NR), C.dtype)
-        _tiles_tn_serial(A, _pad_columns(B, NR), Cp)
-        for i in range(M):
-            for j in range(N):
-                C[i, j] = Cp[i, j]
+    if B.shape[1] < NR:
+        _narrow_tn(A, B, C, True)
     else:
         _tiles_tn_serial(A, B, C)
 
