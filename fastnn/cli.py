@@ -385,30 +385,25 @@ def _load_input(path):
             raise CLIError(f"{path}: not a numeric CSV file ({e})") from None
     else:
         raise CLIError(f"{path}: unsupported input (use .npy, .npz or .csv)")
-    if x.ndim > 2:
-        x = x.reshape(x.shape[0], -1)
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / np.float32(255.0)
-    return x
+    try:
+        return datasets.as_2d(x, path, "input")
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def cmd_predict(args, out):
     net = _load_model(args.model)
     _check_writable(args.output, "--output")
+    suffix = os.path.splitext(args.output)[1].lower() if args.output else ".csv"
+    if suffix not in (".csv", ".npy"):
+        raise CLIError(f"--output {args.output}: use a .npy or .csv file name")
     x = _load_input(args.input)
     p = net.predict_proba(x) if args.proba else net.predict(x)
-    if args.output is None:
-        if p.ndim == 1:
-            np.savetxt(out, p, fmt="%d" if p.dtype.kind in "iu" else "%.7g")
-        else:
-            np.savetxt(out, p, fmt="%d" if p.dtype.kind in "iu" else "%.7g", delimiter=",")
-    elif args.output.lower().endswith(".csv"):
-        np.savetxt(args.output, p, fmt="%d" if p.dtype.kind in "iu" else "%.7g",
-                   delimiter=",")
-    elif args.output.lower().endswith(".npy"):
+    if suffix == ".npy":
         np.save(args.output, p)
-    else:
-        raise CLIError(f"--output {args.output}: use a .npy or .csv file name")
+    else:  # CSV, to the file or to stdout
+        np.savetxt(args.output or out, p, fmt="%d" if p.dtype.kind in "iu" else "%.7g",
+                   delimiter=",")
     if args.output:
         print(f"wrote {len(p)} predictions to {args.output}", file=sys.stderr)
     return 0

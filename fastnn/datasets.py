@@ -140,10 +140,10 @@ def load_arrays(path):
             raise ValueError(f"{path}: not a readable .npz file ({e})") from None
         for xk, yk in (("x_train", "y_train"), ("x", "y"), ("X", "y")):
             if xk in arrays and yk in arrays:
-                train = (_as_2d(arrays[xk], path, xk), arrays[yk])
+                train = (as_2d(arrays[xk], path, xk), arrays[yk])
                 test = None
                 if "x_test" in arrays and "y_test" in arrays:
-                    test = (_as_2d(arrays["x_test"], path, "x_test"), arrays["y_test"])
+                    test = (as_2d(arrays["x_test"], path, "x_test"), arrays["y_test"])
                 return train, test
         raise ValueError(f"{path}: expected arrays 'x_train' and 'y_train' (or 'x' and 'y'), "
                          f"found {sorted(arrays)}")
@@ -177,7 +177,9 @@ def load_arrays(path):
                      f".npz or .csv)")
 
 
-def _as_2d(x, path, name):
+def as_2d(x, path, name):
+    """Samples as rows: images (n, h, w) flattened, uint8 pixels scaled to
+    [0, 1] as load_mnist does; anything else not 2-D is an error."""
     if x.ndim > 2:
         x = x.reshape(x.shape[0], -1)
     if x.ndim != 2:

@@ -237,24 +237,17 @@ class _BaseMLP(BaseEstimator):
         # scikit-learn's squared loss is averaged over the outputs too.
         loss_scale = n_out if head == "identity" else 1
         state = self._opt_state
-        snapshot = [np.empty_like(a) for a in (net.theta, net._rng_state) + state]
         best = None
         try:
             for _ in range(1 if incremental else self.max_iter):
                 opt[1] = self._lr
-                for dst, src in zip(snapshot, (net.theta, net._rng_state) + state):
-                    dst[...] = src
-                try:
-                    loss_sum, pen_sum, _ = trainer.epoch(tuple(opt), state, None)
-                    if not (np.isfinite(loss_sum) and np.isfinite(net.theta).all()):
-                        raise TrainingDivergedError(
-                            f"training diverged in iteration {self.n_iter_ + 1}; the parameters "
-                            f"were restored to those before it. Try a smaller "
-                            f"learning_rate_init than {self.learning_rate_init}.")
-                except BaseException:
-                    for src, dst in zip(snapshot, (net.theta, net._rng_state) + state):
-                        dst[...] = src
-                    raise
+                result = trainer.guarded_epoch(tuple(opt), state, None)
+                if result is None:
+                    raise TrainingDivergedError(
+                        f"training diverged in iteration {self.n_iter_ + 1}; the parameters "
+                        f"were restored to those before it. Try a smaller "
+                        f"learning_rate_init than {self.learning_rate_init}.")
+                loss_sum, pen_sum, _ = result
                 self.n_iter_ += 1
                 self.loss_ = (loss_sum / loss_scale + pen_sum) / n
                 self.t_ += n
@@ -318,17 +311,13 @@ class _BaseMLP(BaseEstimator):
 
     # Pickling: coefs_/intercepts_ are views into the network's parameters.
     def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        state = dict(state)
+        state = dict(super().__getstate__())
         state.pop("coefs_", None)
         state.pop("intercepts_", None)
         return state
 
     def __setstate__(self, state):
-        if hasattr(super(), "__setstate__"):
-            super().__setstate__(state)
-        else:
-            self.__dict__.update(state)
+        super().__setstate__(state)
         if "network_" in self.__dict__:
             self._views()
 

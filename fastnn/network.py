@@ -346,9 +346,6 @@ class Network:
             hist.update(val_loss=[], val_accuracy=[])
         self.history = hist
         state = self._opt_state["arrays"]
-        # What an epoch changes, restored if it diverges or is interrupted.
-        saved = (self.theta, self._rng_state) + state
-        snapshot = [np.empty_like(a) for a in saved]
         best = (np.inf, None, 0)  # (val_loss, parameters, epoch)
         stale = 0
         for epoch in range(1, epochs + 1):
@@ -358,22 +355,13 @@ class Network:
                 raise ValueError(f"lr_schedule gave lr={lr} for epoch {epoch}; need a "
                                  f"finite rate > 0")
             opt[1] = lr
-            for dst, src in zip(snapshot, saved):
-                dst[...] = src
-            try:
-                loss_sum, pen_sum, correct = trainer.epoch(tuple(opt), state, progress)
-            except KeyboardInterrupt:
-                for src, dst in zip(snapshot, saved):
-                    dst[...] = src
-                raise
-            if not (np.isfinite(loss_sum) and np.isfinite(pen_sum)
-                    and np.isfinite(self.theta).all()):
-                for src, dst in zip(snapshot, saved):
-                    dst[...] = src
+            result = trainer.guarded_epoch(tuple(opt), state, progress)
+            if result is None:
                 raise TrainingDivergedError(
-                    f"training diverged in epoch {epoch} (loss {loss_sum / n}); the "
+                    f"training diverged in epoch {epoch} (NaN or infinite loss); the "
                     f"parameters were restored to those before that epoch. Try a "
                     f"smaller learning rate than lr={lr}.")
+            loss_sum, pen_sum, correct = result
             hist["seconds"].append(time.perf_counter() - t0)
             hist["loss"].append((loss_sum + pen_sum) / n)
             hist["accuracy"].append(correct / n if classify else float("nan"))
@@ -661,6 +649,32 @@ class _Trainer:
                      np.empty(batch_size if gather and labels.size else 0, np.int64),
                      np.empty((batch_size if gather and T.size else 0, T.shape[1]), dt))
         self.n_batches = -(-n // batch_size)
+        self._snapshot = None  # guarded_epoch's copy of what an epoch changes
+
+    def guarded_epoch(self, opt, state, progress):
+        """:meth:`epoch`, undone if it does not finish well: what it changes
+        (parameters, shuffling stream, optimizer ``state``) is restored if
+        it raises (e.g. ``KeyboardInterrupt``) or diverges (NaN/inf loss or
+        parameters). Returns the epoch's sums, or None if it diverged."""
+        net = self.net
+        saved = (net.theta, net._rng_state) + tuple(state)
+        if self._snapshot is None or len(self._snapshot) != len(saved):
+            self._snapshot = [np.empty_like(a) for a in saved]
+        for dst, src in zip(self._snapshot, saved):
+            dst[...] = src
+        try:
+            sums = self.epoch(opt, state, progress)
+        except BaseException:
+            self._restore(saved)
+            raise
+        if not (np.isfinite(sums[0]) and np.isfinite(sums[1]) and np.isfinite(net.theta).all()):
+            self._restore(saved)
+            return None
+        return sums
+
+    def _restore(self, saved):
+        for src, dst in zip(self._snapshot, saved):
+            dst[...] = src
 
     def epoch(self, opt, state, progress):
         net = self.net

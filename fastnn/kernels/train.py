@@ -279,16 +279,6 @@ def train_batches(X, labels, T, model, head, grad, state, opt, batch_size, shuff
 
 
 @jit
-def train_epoch(X, labels, T, model, head, grad, state, opt, batch_size, shuffle,
-                order, rng_state, sp, csc_ready, work, bufs):
-    """One whole epoch: :func:`epoch_begin` then every batch."""
-    epoch_begin(order, rng_state, shuffle, sp, csc_ready, batch_size)
-    n_batches = (order.shape[0] + batch_size - 1) // batch_size
-    return train_batches(X, labels, T, model, head, grad, state, opt, batch_size,
-                         shuffle, order, sp, work, bufs, 0, n_batches)
-
-
-@jit
 def dense_sp(theta):
     # The "no sparse data" tuple, typed like a real one.
     i64 = np.empty(0, np.int64)
