@@ -5,32 +5,58 @@
     >>> net = fastnn.Network([784, 100, 50, 10], seed=8)
     >>> hist = net.fit(x, y, epochs=2, lr=0.5, shuffle=False)
     >>> net.evaluate(xt, yt)["accuracy"]
-"""
-import numba
 
-from . import datasets, reference
-from .datasets import load_mnist
-from .network import Network, TrainingDivergedError
+The names below are loaded on first use (PEP 562): ``import fastnn`` itself
+costs milliseconds and imports neither Numba nor scikit-learn, so the
+command line can react to Ctrl-C (or ``--help``) before the heavy imports.
+"""
+import importlib
 
 __version__ = "0.1.0"
 
+# public name -> (module, attribute or None for the module itself)
+_LAZY = {
+    "Network": (".network", "Network"),
+    "TrainingDivergedError": (".network", "TrainingDivergedError"),
+    "load_mnist": (".datasets", "load_mnist"),
+    "datasets": (".datasets", None),
+    "reference": (".reference", None),
+    "schedules": (".schedules", None),
+    "MLPClassifier": (".estimators", "MLPClassifier"),
+    "MLPRegressor": (".estimators", "MLPRegressor"),
+}
+
 
 def __getattr__(name):
-    # The scikit-learn estimators load scikit-learn: only when asked for.
-    if name in ("MLPClassifier", "MLPRegressor"):
-        from . import estimators
-        return getattr(estimators, name)
-    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'fastnn' has no attribute {name!r}") from None
+    mod = importlib.import_module(module, __name__)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
 
 
 def set_num_threads(n):
     """Threads used by the compiled kernels (at most the CPU count)."""
+    import numba
+
+    from . import _config  # noqa: F401  (threading layer chosen first)
     numba.set_num_threads(n)
 
 
 def get_num_threads():
+    import numba
+
+    from . import _config  # noqa: F401
     return numba.get_num_threads()
 
 
-__all__ = ["Network", "MLPClassifier", "MLPRegressor", "TrainingDivergedError", "datasets", "load_mnist", "reference", "set_num_threads",
-           "get_num_threads", "__version__"]
+__all__ = ["Network", "MLPClassifier", "MLPRegressor", "TrainingDivergedError", "datasets",
+           "load_mnist", "reference", "schedules", "set_num_threads", "get_num_threads",
+           "__version__"]

@@ -23,6 +23,12 @@ from pathlib import Path
 
 import numba
 
+from . import interrupts
+
+# A Ctrl-C must not be swallowed by a compile (see interrupts.py): installed
+# before the first kernel is defined.
+interrupts.install()
+
 # Why no 'nnan'/'ninf': fit() must detect a diverging loss (NaN/inf), and the
 # stable sigmoid/softmax rely on exp() overflowing to inf correctly.
 # Why no 'afn': approximate exp/log would break float64 parity with NumPy.

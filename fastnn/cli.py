@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from . import __version__, datasets, schedules
+from . import __version__, datasets, interrupts, schedules
 from .network import HIDDEN, OPTIMIZERS, OUTPUTS, Network, TrainingDivergedError
 from .init import INITS
 
@@ -287,11 +287,27 @@ def cmd_train(args, out):
                 progress=not args.quiet)
     except KeyboardInterrupt:
         interrupted = True
-        print(f"\ninterrupted: keeping the model after epoch {len(net.history['loss'])}",
-              file=sys.stderr, flush=True)
-    hist = dict(net.history)
+    # From here on the outputs are written whatever happens: a Ctrl-C now is
+    # acted on once they are complete.
+    with interrupts.deferred():
+        return _finish_train(args, net, layers, output, classify, test, test_hist, t0,
+                             interrupted, out)
+
+
+def _finish_train(args, net, layers, output, classify, test, test_hist, t0, interrupted, out):
+    hist = dict(getattr(net, "history", None) or {"loss": [], "accuracy": []})
     n_done = len(hist["loss"])
+    if interrupted:
+        print(f"\ninterrupted: keeping the model after epoch {n_done}"
+              + ("" if n_done else " (no epoch completed: nothing is saved)"),
+              file=sys.stderr, flush=True)
     if test is not None:
+        # An interrupt can land between an epoch's end and its test
+        # evaluation: the missing entry is that of the current model.
+        if n_done and len(test_hist["test_loss"]) < n_done:
+            r = net.evaluate(*test)
+            test_hist["test_loss"].append(r["loss"])
+            test_hist["test_accuracy"].append(r.get("accuracy", float("nan")))
         hist.update({k: v[:n_done] for k, v in test_hist.items()})
     total = time.perf_counter() - t0
     if not args.quiet:
@@ -303,7 +319,7 @@ def cmd_train(args, out):
             msg += f"; test loss {r['loss']:.4f}" + (
                 f", test accuracy {100 * r['accuracy']:.2f}%" if classify else "")
         print(msg, file=out, flush=True)
-    if args.save:
+    if args.save and (n_done or not interrupted):
         net.save(args.save)
         if not args.quiet:
             print(f"saved the model to {args.save}", file=out)
@@ -311,9 +327,9 @@ def cmd_train(args, out):
         record = {"command": "train", "layers": layers, "hidden": args.activation,
                   "output": output, "optimizer": args.optimizer, "lr": args.lr,
                   "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
-                  "dtype": args.dtype, "history": {k: (v if isinstance(v, int) else
-                                                       [float(a) for a in v])
-                                                   for k, v in hist.items()}}
+                  "dtype": args.dtype, "interrupted": interrupted,
+                  "history": {k: (v if isinstance(v, int) else [float(a) for a in v])
+                              for k, v in hist.items()}}
         with open(args.json, "w") as f:
             json.dump(record, f, indent=1)
     if args.plot and n_done:
@@ -429,6 +445,11 @@ def main(argv=None, out=None):
         args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args, out)
+    except KeyboardInterrupt:
+        # Outside a training run (loading data, compiling, writing files):
+        # nothing to keep; the shell's status for Ctrl-C.
+        print("\ninterrupted", file=sys.stderr, flush=True)
+        return 130
     except BrokenPipeError:
         # Output piped into e.g. `head`, which stopped reading: not an error
         # worth a message. Point stdout at devnull so the exit flush is quiet.
@@ -444,5 +465,5 @@ def main(argv=None, out=None):
         return 1
 
 
-def run():  # console-script entry point
+def run():
     sys.exit(main())

@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from . import schedules
+from . import interrupts, schedules
 from . import validation as V
 from .init import INITS, init_params
 from .kernels import activations as A
@@ -665,7 +665,8 @@ class _Trainer:
         try:
             sums = self.epoch(opt, state, progress)
         except BaseException:
-            self._restore(saved)
+            with interrupts.deferred():  # a second Ctrl-C must not cut the restore short
+                self._restore(saved)
             raise
         if not (np.isfinite(sums[0]) and np.isfinite(sums[1]) and np.isfinite(net.theta).all()):
             self._restore(saved)
@@ -700,6 +701,7 @@ class _Trainer:
                 totals[i] += r[i]
             if report is not None:
                 report(last, nb)
+            interrupts.check()  # a Ctrl-C swallowed while compiling (see interrupts.py)
         return tuple(totals)
 
 
