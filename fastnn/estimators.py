@@ -49,9 +49,10 @@ except ImportError as e:  # pragma: no cover - exercised without scikit-learn
     raise ImportError("fastnn.MLPClassifier/MLPRegressor need scikit-learn >= 1.6: "
                       "pip install 'fastnn[sklearn]'") from e
 
+from . import training
 from . import validation as V
-from .kernels import train as K
-from .network import Network, TrainingDivergedError, _Trainer
+from .network import Network
+from .stopping import ScikitLearnRule
 
 ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "identity": "identity"}
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
@@ -155,24 +156,29 @@ class _BaseMLP(BaseEstimator):
             W[...] = self._rs.uniform(-bound, bound, W.shape)
             b[...] = self._rs.uniform(-bound, bound, b.shape)
         # fastnn's shuffling stream, seeded from the same random state.
-        net._rng_state = np.random.SeedSequence(
-            int(self._rs.randint(0, 2 ** 31 - 1))).generate_state(1, np.uint64)
+        net.engine = training.EngineState(int(self._rs.randint(0, 2 ** 31 - 1)))
         self.network_ = net
         self._views()
-        self.n_iter_ = 0
-        self.t_ = 0
         self.n_layers_ = len(layer_units)
         self.n_outputs_ = layer_units[-1]
         self.loss_curve_ = []
-        self._no_improvement_count = 0
+        self._rule = ScikitLearnRule(self.learning_rate_init)
+        self._publish_rule()
+
+    def _publish_rule(self):
+        """scikit-learn's fitted attributes from the stopping rule's state."""
+        rule = self._rule
+        self.n_iter_ = rule.n_iter
+        self.t_ = rule.t
+        self._no_improvement_count = rule.no_improvement_count
         if self.early_stopping:
-            self.validation_scores_ = []
-            self.best_validation_score_ = -np.inf
+            self.validation_scores_ = rule.validation_scores
+            self.best_validation_score_ = rule.best_validation_score
             self.best_loss_ = None
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
-            self.best_loss_ = np.inf
+            self.best_loss_ = rule.best_loss
 
     def _views(self):
         self.coefs_ = list(self.network_.weights)
@@ -197,14 +203,19 @@ class _BaseMLP(BaseEstimator):
                              f"(layers {list(self.network_.layers)}, now {layer_units}); "
                              f"refit with warm_start=False")
         net = self.network_
-        if self.warm_start and not incremental and self.early_stopping:
-            self.validation_scores_ = self.validation_scores_ or []
-            self.best_validation_score_ = (-np.inf if self.best_validation_score_ is None
-                                           else self.best_validation_score_)
-        if not incremental or not hasattr(self, "_opt_state"):
-            kind = K.ADAM if self.solver == "adam" else K.SGD
-            self._opt_state = net._fresh_state(kind)["arrays"]
-            self._lr = float(self.learning_rate_init)
+        sgd = self.solver == "sgd"
+        opt = training.optimizer(self.solver, self.learning_rate_init,
+                                 self.momentum if sgd else 0.0, bool(self.nesterovs_momentum),
+                                 self.beta_1, self.beta_2, self.epsilon, self.alpha,
+                                 l2_per_row=True)
+        # The optimizer state carries over between partial_fit calls only.
+        state = training.state_for(net.engine, opt, net.theta, keep=incremental)
+        rule = self._rule
+        rule.configure(sgd=sgd, learning_rate=self.learning_rate,
+                       learning_rate_init=self.learning_rate_init, power_t=self.power_t,
+                       tol=self.tol, n_iter_no_change=self.n_iter_no_change,
+                       early_stopping=self.early_stopping, verbose=self.verbose,
+                       reset_rate=not incremental)
 
         X_val = y_val = None
         if self.early_stopping:
@@ -229,73 +240,38 @@ class _BaseMLP(BaseEstimator):
             batch_size = min(self.batch_size, n)
         Xd = np.ascontiguousarray(X, dtype=net.dtype)
         T = np.ascontiguousarray(T, dtype=net.dtype)
-        trainer = _Trainer(net, Xd, labels, T, batch_size, self.shuffle)
-        sgd = self.solver == "sgd"
-        opt = net._optimizer(self.solver, self._lr, self.momentum if sgd else 0.0,
-                             bool(self.nesterovs_momentum), self.beta_1, self.beta_2,
-                             self.epsilon, self.alpha, l2_per_row=True)
-        # scikit-learn's squared loss is averaged over the outputs too.
-        loss_scale = n_out if head == "identity" else 1
-        state = self._opt_state
-        best = None
+        trainer = net.trainer(Xd, labels, T, batch_size, self.shuffle)
+
+        def validate():
+            return {"validation_score": self._score(X_val, y_val)}
+
+        def report(epoch, record):
+            self.loss_ = record["loss"]
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print("Iteration %d, loss = %.8f" % (rule.n_iter + 1, self.loss_))
+                if "validation_score" in record:
+                    print("Validation score: %f" % record["validation_score"])
+
+        def max_iter_reached(owner, history):
+            if not incremental and rule.n_iter == self.max_iter and not rule.stopped:
+                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                              "reached and the optimization hasn't converged yet.",
+                              ConvergenceWarning)
+
         try:
-            for _ in range(1 if incremental else self.max_iter):
-                opt[1] = self._lr
-                result = trainer.guarded_epoch(tuple(opt), state, None)
-                if result is None:
-                    raise TrainingDivergedError(
-                        f"training diverged in iteration {self.n_iter_ + 1}; the parameters "
-                        f"were restored to those before it. Try a smaller "
-                        f"learning_rate_init than {self.learning_rate_init}.")
-                loss_sum, pen_sum, _ = result
-                self.n_iter_ += 1
-                self.loss_ = (loss_sum / loss_scale + pen_sum) / n
-                self.t_ += n
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                if self.early_stopping:
-                    score = self._score(X_val, y_val)
-                    self.validation_scores_.append(score)
-                    if self.verbose:
-                        print("Validation score: %f" % score)
-                    if score < self.best_validation_score_ + self.tol:
-                        self._no_improvement_count += 1
-                    else:
-                        self._no_improvement_count = 0
-                    if score > self.best_validation_score_:
-                        self.best_validation_score_ = score
-                        best = net.theta.copy()
-                else:
-                    if self.loss_ > self.best_loss_ - self.tol:
-                        self._no_improvement_count += 1
-                    else:
-                        self._no_improvement_count = 0
-                    self.best_loss_ = min(self.best_loss_, self.loss_)
-                if sgd and self.learning_rate == "invscaling":
-                    self._lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-                if self._no_improvement_count > self.n_iter_no_change:
-                    what = "Validation score" if self.early_stopping else "Training loss"
-                    msg = (f"{what} did not improve more than tol={self.tol:f} for "
-                           f"{self.n_iter_no_change} consecutive epochs.")
-                    if sgd and self.learning_rate == "adaptive" and self._lr > 1e-6:
-                        self._lr /= 5.0
-                        self._no_improvement_count = 0
-                        if self.verbose:
-                            print(msg + f" Setting learning rate to {self._lr:f}")
-                    else:
-                        if self.verbose:
-                            print(msg + " Stopping.")
-                        break
-                if not incremental and self.n_iter_ == self.max_iter:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                                  "reached and the optimization hasn't converged yet.",
-                                  ConvergenceWarning)
+            training.run_epochs(
+                trainer, opt, state, rule, 1 if incremental else self.max_iter, history={},
+                validate=validate if self.early_stopping else None, callbacks=[max_iter_reached],
+                report=report, classify=False,
+                # scikit-learn's squared loss is averaged over the outputs too.
+                loss_scale=n_out if head == "identity" else 1)
         except KeyboardInterrupt:
             # As scikit-learn: keep the model of the last completed epoch.
             warnings.warn("Training interrupted by user.")
-        if self.early_stopping and best is not None:
-            net.theta[...] = best
+        finally:
+            self._publish_rule()
+        rule.finish(net.theta)
         return self
 
     def fit(self, X, y):

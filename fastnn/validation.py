@@ -8,7 +8,13 @@ import numbers
 
 import numpy as np
 
+from .kernels import activations, losses
+
+# Option tables: the values each named option accepts.
 DTYPES = ("float32", "float64")
+HIDDEN = tuple(activations.CODES)   # hidden-layer activations
+OUTPUTS = tuple(losses.CODES)       # output heads (each with its loss)
+OPTIMIZERS = ("sgd", "adam")
 
 
 def check_choice(name, value, choices):
@@ -92,3 +98,101 @@ def as_float_matrix(name, x, dtype, n_features=None, check_finite=True):
     if check_finite:
         scan_matrix(name, a)
     return a
+
+
+def check_targets(y, n, output, n_outputs, dtype, name="y"):
+    """Targets of ``n`` rows for an ``output`` head with ``n_outputs``
+    columns, as ``(labels int64, targets 2-D dtype)`` with the unused one
+    empty: class labels (or one-hot rows) for softmax, values for the
+    sigmoid (in [0, 1]) and identity heads."""
+    K = n_outputs
+    a = np.asarray(y)
+    if a.shape[:1] != (n,):
+        raise ValueError(f"{name} has {a.shape[0] if a.ndim else 0} rows but x has {n}")
+    if a.dtype.kind not in "iubf":
+        raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
+    empty_l = np.zeros(0, np.int64)
+    empty_t = np.zeros((0, K), dtype)
+    if output == "softmax":
+        if a.ndim == 2:
+            if a.shape[1] != K:
+                raise ValueError(f"one-hot {name} has {a.shape[1]} columns, expected {K}")
+            if not (np.isin(a, (0, 1)).all() and (a.sum(axis=1) == 1).all()):
+                raise ValueError(f"{name} rows must be one-hot (a single 1, rest 0)")
+            a = a.argmax(axis=1)
+        elif a.ndim != 1:
+            raise ValueError(f"{name} must be labels (n,) or one-hot (n, {K}), got shape {a.shape}")
+        if a.dtype.kind == "f":
+            if not (np.isfinite(a).all() and (a == np.round(a)).all()):
+                raise ValueError(f"{name} labels must be integers 0..{K - 1}")
+        if a.dtype.kind == "b":
+            raise TypeError(f"{name} labels must be integers, got booleans")
+        if a.min() < 0 or a.max() >= K:
+            raise ValueError(f"{name} labels must be in 0..{K - 1}, got range "
+                             f"{a.min()}..{a.max()}")
+        return np.ascontiguousarray(a, dtype=np.int64), empty_t
+    if a.dtype.kind == "b":
+        if output == "identity":
+            raise TypeError(f"{name} must hold numbers (regression targets), got booleans")
+        a = a.astype(dtype)  # 0/1 targets of a sigmoid output
+    if a.ndim == 1:
+        a = a.reshape(-1, 1)
+    if a.ndim != 2 or a.shape[1] != K:
+        raise ValueError(f"{name} must have shape ({n},) or ({n}, {K}), got {np.shape(y)}")
+    t = np.ascontiguousarray(a, dtype=dtype)
+    if not np.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    if output == "sigmoid" and ((t < 0) | (t > 1)).any():
+        raise ValueError(f"{name} targets for a sigmoid output must lie in [0, 1]")
+    return empty_l, t
+
+
+def check_callbacks(callbacks):
+    """A list of callables ``f(net, history)``."""
+    if callbacks is None:
+        return []
+    if callable(callbacks):
+        return [callbacks]
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise TypeError("callbacks must be a callable or a list of callables") from None
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables f(net, history), got {cb!r}")
+    return callbacks
+
+
+def check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def split_validation(X, labels, T, validation_data, validation_split, check_x, check_y):
+    """((X, labels, T) to train on, (X_val, labels_val, T_val) or None):
+    ``validation_data`` checked with ``check_x``/``check_y``, or the last
+    ``validation_split`` fraction of the rows (before any shuffling)."""
+    if validation_data is not None:
+        if validation_split > 0:
+            raise ValueError("give validation_data or validation_split, not both")
+        try:
+            xv, yv = validation_data
+        except (TypeError, ValueError):
+            raise TypeError("validation_data must be a pair (x_val, y_val)") from None
+        Xv = check_x(xv, "validation_data x")
+        return (X, labels, T), (Xv,) + check_y(yv, Xv.shape[0], "validation_data y")
+    if validation_split == 0:
+        return (X, labels, T), None
+    n = X.shape[0]
+    n_val = int(round(n * validation_split))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"validation_split={validation_split} leaves {n - n_val} "
+                         f"training and {n_val} validation rows of {n}; need >= 1 each")
+    n -= n_val
+
+    def rows(a, lo, hi):
+        return a[lo:hi] if a.size else a
+
+    return ((X[:n], rows(labels, 0, n), rows(T, 0, n)),
+            (X[n:], rows(labels, n, None), rows(T, n, None)))

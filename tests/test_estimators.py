@@ -76,7 +76,7 @@ def test_classifier_matches_sklearn_step_for_step(rng, params, kind, activation)
         theirs = SkClassifier(**kw).fit(X, y)
     assert ours.n_iter_ == theirs.n_iter_
     if params.get("learning_rate") == "adaptive":
-        assert ours._lr < params["learning_rate_init"]  # the rate was divided
+        assert ours._rule.lr < params["learning_rate_init"]  # the rate was divided
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-10)

@@ -1,8 +1,9 @@
 """Tiled matmul kernels against the naive loops and NumPy (in float64).
 
 Shapes include 1, odd sizes, and sizes that are not multiples of the row
-tile (4) or the column tiles (64 float32 / 32 float64), both narrower and
-wider than one tile.
+tile (``layout.MR32``/``MR64`` rows) or of the ``layout.NR``-column tile, both
+narrower and wider than one tile, on each of the three regimes (serial,
+parallel, packed).
 """
 import numpy as np
 import pytest

@@ -4,6 +4,8 @@ import pytest
 
 from conftest import DTYPES, assert_close
 import fastnn
+import fastnn.inputs  # noqa: F401
+import fastnn.training  # noqa: F401
 from fastnn import reference as R
 from fastnn.kernels import train as K
 
@@ -33,18 +35,19 @@ def ref_params(net):
 def kernel_gradients(net, x, y, sparse=False):
     """(loss, flat gradient) from the compiled forward_backward, with the
     first layer on the dense or the sparse (CSR/CSC) path."""
-    X = net._x(x)
+    from fastnn import inputs, memory
+    X = net.check_x(x)
     n = X.shape[0]
-    labels, T = net._y(y, n)
+    labels, T = net.check_y(y, n)
     rows = np.arange(n, dtype=np.int64)
     if sparse:
-        sp, _ = net._sparse_inputs(X, n, False, max_density=1.0)
+        sp, _, _ = inputs.prepare(X, net.dtype, n, False, None, max_density=1.0)
         K.prepare_sparse_batches(sp, rows, n)
     else:
-        sp = K.dense_sp(net.theta)
+        sp = K.no_sparse_input(net.theta)
     grad = np.full_like(net.theta, np.nan)
-    loss, _ = K.forward_backward(net._model(), net._head, X, rows, 0, labels, T, sp,
-                                 grad, net._work(n, sparse))
+    loss, _ = K.forward_backward(net.model(), net.head, X, rows, 0, labels, T, sp,
+                                 grad, memory.work_buffers(net.layout, n, net.dtype, sparse))
     return loss, grad
 
 
@@ -115,10 +118,10 @@ def test_training_trajectory_matches_reference(rng, monkeypatch, dtype, momentum
     x = x.astype(dtype)
     if sparse:
         x[rng.random(x.shape) < 0.6] = 0
-    monkeypatch.setattr(fastnn.network, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
+    monkeypatch.setattr(fastnn.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
     params = ref_params(net)
     velocity = [[np.zeros_like(W), np.zeros_like(b)] for W, b in params]
-    state = net._rng_state.copy()
+    state = net.engine.shuffle_state.copy()
     order = np.arange(53)
     ref_losses = []
     for epoch in range(3):
@@ -291,7 +294,7 @@ def test_repeated_fits_equal_one_long_fit_on_the_sparse_path(rng, shuffle):
     b = fastnn.Network([12, 50, 3], seed=4)
     a.fit(x, y, epochs=2, batch_size=16, lr=0.2, shuffle=shuffle)
     b.fit(x, y, epochs=1, batch_size=16, lr=0.2, shuffle=shuffle)
-    assert b._input_cache is not None  # the sparse path was taken
+    assert b.engine.input_cache is not None  # the sparse path was taken
     b.fit(x, y, epochs=1, batch_size=16, lr=0.2, shuffle=shuffle)
     assert np.array_equal(a.theta, b.theta)
 
@@ -308,7 +311,7 @@ def test_changed_data_between_fits_is_not_served_from_the_cache(rng):
     a.fit(x2, y, epochs=1, batch_size=10, lr=0.2, shuffle=False)
     b = fastnn.Network([10, 20, 3], seed=1)
     b.fit(x, y, epochs=1, batch_size=10, lr=0.2, shuffle=False)
-    b._input_cache = None
+    b.engine.input_cache = None
     b.fit(x2, y, epochs=1, batch_size=10, lr=0.2, shuffle=False)
     assert np.array_equal(a.theta, b.theta)
 
@@ -362,7 +365,7 @@ def test_wide_layers_on_the_packed_matmul_path_match_reference(rng, monkeypatch,
     x = x.astype(dtype)
     if sparse:
         x[rng.random(x.shape) < 0.7] = 0
-    monkeypatch.setattr(fastnn.network, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
+    monkeypatch.setattr(fastnn.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
     params = ref_params(net)
     ref_losses = [R.train_epoch(params, x.astype(np.float64), y, 0.05, 64) for _ in range(2)]
     hist = net.fit(x, y, epochs=2, batch_size=64, lr=0.05, shuffle=False)

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import DTYPES, assert_close
 import fastnn
+import fastnn.inputs  # noqa: F401
+import fastnn.training  # noqa: F401
 from fastnn import reference as R
 from fastnn import schedules
 from fastnn.kernels import train as K
@@ -37,11 +39,11 @@ def test_optimizer_trajectory_matches_reference(rng, monkeypatch, dtype, shuffle
     x = x.astype(dtype)
     if sparse:
         x[rng.random(x.shape) < 0.6] = 0
-    monkeypatch.setattr(fastnn.network, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
+    monkeypatch.setattr(fastnn.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
     params = ref_params(net)
     ropt = R.Optimizer(params, kind=opt["optimizer"], **{
         k: v for k, v in opt.items() if k != "optimizer"}, l2_per_row=per_row)
-    state = net._rng_state.copy()
+    state = net.engine.shuffle_state.copy()
     ref_losses = []
     for epoch in range(3):
         order = np.arange(53)
@@ -51,11 +53,13 @@ def test_optimizer_trajectory_matches_reference(rng, monkeypatch, dtype, shuffle
                                         output, order=order, optimizer=ropt))
     if per_row:
         # scikit-learn's alpha: the estimators pass it this way.
-        trainer = fastnn.network._Trainer(net, net._x(x), *net._y(y, 53), 8, shuffle)
-        net._opt_state = net._fresh_state(K.SGD)
-        o = net._optimizer(**opt, l2_per_row=True)
-        hist = net._train(trainer, o, schedules.Constant(), 3, None, False, 1, 0.0, [],
-                          False, False)
+        from fastnn import stopping, training
+        trainer = net.trainer(net.check_x(x), *net.check_y(y, 53), 8, shuffle)
+        o = training.optimizer(opt.pop("optimizer"), l2_per_row=True,
+                               **opt)
+        hist = training.run_epochs(trainer, o, training.fresh_state(o.kind, net.theta),
+                                   stopping.ScheduleAndPatience(schedules.Constant(), o.lr), 3,
+                                   history=training.new_history(False))
     else:
         hist = net.fit(x, y, epochs=3, batch_size=8, shuffle=shuffle, **opt)
     assert_close(hist["loss"], ref_losses, dtype, what="epoch losses")
@@ -207,7 +211,7 @@ def test_progress_reports_between_chunks_without_changing_results(rng):
 def test_progress_bar_text():
     import io
     out = io.StringIO()
-    bar = fastnn.network.ProgressBar(width=10, stream=out)
+    bar = fastnn.training.ProgressBar(width=10, stream=out)
     bar(5, 10)
     bar(10, 10)
     text = out.getvalue()

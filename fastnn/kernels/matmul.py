@@ -55,9 +55,11 @@ import numpy as np
 from numba import carray, prange, types, uint64
 from numba.extending import overload
 
-from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
+from .._config import CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import prefetch2d, stack_buffer
+from .layout import (MR32, MR64, NR, NTASK, PACK_MIN_N, PF, SERIAL_MAX_MACS,  # noqa: F401
+                     SMALL_COPY_ELEMENTS, packed_size, tile_macs, tn_packed_size)
 
 # ---------------------------------------------------------------------------
 # naive references
@@ -99,9 +101,17 @@ def gemm_nt_naive(A, B, C):
 
 
 # ---------------------------------------------------------------------------
-# register tiles (one pair of functions per tile shape, generated at import)
+# register tiles (one set of functions per tile shape, generated at import)
 # ---------------------------------------------------------------------------
-def _make_tiles(MR, NR):
+@jit_inline
+def _grid(M, N, MR):
+    """Tile grid of an (M, N) output: full column tiles, column tiles
+    (the last one shifted left to end at N), row tiles."""
+    nfull = N // NR
+    return nfull, nfull + (1 if N % NR else 0), (M + MR - 1) // MR
+
+
+def _make_tiles(MR):
     @jit_inline
     def tile_nn(A, B, C, i0, j0, jlo, bias, act, H, dact):
         """C[i0:i0+MR, j0:j0+NR] = epilogue(A[rows] @ B[:, cols]).
@@ -139,9 +149,7 @@ def _make_tiles(MR, NR):
     def tiles_nn(A, B, C, bias, act, H, dact):
         M = A.shape[0]
         N = B.shape[1]
-        nfull = N // NR
-        ncol = nfull + (1 if N % NR else 0)
-        nrow = (M + MR - 1) // MR
+        nfull, ncol, nrow = _grid(M, N, MR)
         ntile = nrow * ncol
         ntask = min(ntile, NTASK)
         for task in prange(ntask):
@@ -153,9 +161,7 @@ def _make_tiles(MR, NR):
     def tiles_tn(A, B, C):
         M = A.shape[1]
         N = B.shape[1]
-        nfull = N // NR
-        ncol = nfull + (1 if N % NR else 0)
-        nrow = (M + MR - 1) // MR
+        nfull, ncol, nrow = _grid(M, N, MR)
         ntile = nrow * ncol
         ntask = min(ntile, NTASK)
         bias0 = np.empty(0, C.dtype)
@@ -175,9 +181,7 @@ def _make_tiles(MR, NR):
         per tile) is not kept in registers outside a prange body."""
         M, K = A.shape
         N = B.shape[1]
-        nfull = N // NR
-        ncol = nfull + (1 if N % NR else 0)
-        nrow = (M + MR - 1) // MR
+        nfull, ncol, nrow = _grid(M, N, MR)
         acc = carray(stack_buffer(ACC, C), (MR, NR))
         for t in range(nrow * ncol):
             j0, jlo = _col_tile(t // nrow, nfull, N)
@@ -195,9 +199,7 @@ def _make_tiles(MR, NR):
     def tiles_tn_serial(A, B, C):
         K, M = A.shape
         N = B.shape[1]
-        nfull = N // NR
-        ncol = nfull + (1 if N % NR else 0)
-        nrow = (M + MR - 1) // MR
+        nfull, ncol, nrow = _grid(M, N, MR)
         bias0 = np.empty(0, C.dtype)
         h0 = np.empty((0, 0), C.dtype)
         acc = carray(stack_buffer(ACC, C), (MR, NR))
@@ -218,9 +220,8 @@ def _make_tiles(MR, NR):
         """tiles_nn reading B from column panels packed by pack_panels."""
         M, K = A.shape
         N = C.shape[1]
-        nfull = N // NR
-        nrow = (M + MR - 1) // MR
-        ntile = nrow * Bp.shape[0]
+        nfull, ncol, nrow = _grid(M, N, MR)
+        ntile = nrow * ncol
         ntask = min(ntile, NTASK)
         for task in prange(ntask):
             for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
@@ -362,86 +363,56 @@ def _store(acc, C, i0, j0, jlo, bias, act, H, dact):
 _store_inline = jit_inline(_store.py_func)
 
 
-# Tile shapes. LLVM vectorises the column loop only when it has >= 48
-# iterations (shorter ones are fully unrolled into scalar code), so tiles
-# are 48 columns wide. Rows per tile fill the 32 vector registers with
-# accumulators: 8 x 3 zmm (float32) or 4 x 6 zmm (float64). Without AVX-512
-# (16 ymm registers) fewer rows avoid spills.
-NR = 48
-# Parallel tasks per product, each a contiguous run of tiles in column-panel
-# order: consecutive tiles reuse one K x NR panel of B from L2 while A stays
-# cached. (Row-major order streamed all of B per row block; with B larger
-# than L2, e.g. 1024 x 1024, that ran at half speed.)
-NTASK = 32
-# Rows of B prefetched ahead by the tiles (see kernels/intrinsics.py).
-PF = 12
-MR32 = 8 if AVX512 else 2
-MR64 = 4 if AVX512 else 1
-_nn32, _tn32, _nn32s, _tn32s, _nn32p, _tn32p = _make_tiles(MR32, NR)
-_nn64, _tn64, _nn64s, _tn64s, _nn64p, _tn64p = _make_tiles(MR64, NR)
+_nn32, _tn32, _nn32s, _tn32s, _nn32p, _tn32p = _make_tiles(MR32)
+_nn64, _tn64, _nn64s, _tn64s, _nn64p, _tn64p = _make_tiles(MR64)
 
 
-# Dispatch on the dtype at typing time, so each specialisation compiles only
+# Dispatch on C's dtype at typing time, so each specialisation compiles only
 # its own tile shape. (A runtime `if C.itemsize == 4` compiled both tile
-# drivers for both dtypes: twice the cold-start compile time.)
-def _tiles_nn(A, B, C, bias, act, H, dact):
-    raise NotImplementedError  # only callable from compiled code
+# drivers for both dtypes: twice the cold-start compile time.) One factory
+# per argument list; each returns a function callable from compiled code.
+def _by_dtype_nn(f32, f64):
+    def run(A, B, C, bias, act, H, dact):
+        raise NotImplementedError  # only callable from compiled code
+
+    @overload(run, jit_options=dict(cache=CACHE))
+    def _typed(A, B, C, bias, act, H, dact):
+        f = f32 if C.dtype == types.float32 else f64
+        return lambda A, B, C, bias, act, H, dact: f(A, B, C, bias, act, H, dact)
+
+    return run
 
 
-def _tiles_tn(A, B, C):
-    raise NotImplementedError  # only callable from compiled code
+def _by_dtype_tn(f32, f64):
+    def run(A, B, C):
+        raise NotImplementedError  # only callable from compiled code
+
+    @overload(run, jit_options=dict(cache=CACHE))
+    def _typed(A, B, C):
+        f = f32 if C.dtype == types.float32 else f64
+        return lambda A, B, C: f(A, B, C)
+
+    return run
 
 
-@overload(_tiles_nn, jit_options=dict(cache=CACHE))
-def _ov_tiles_nn(A, B, C, bias, act, H, dact):
-    f = _nn32 if C.dtype == types.float32 else _nn64
-    return lambda A, B, C, bias, act, H, dact: f(A, B, C, bias, act, H, dact)
+def _by_dtype_scratch(f32, f64):
+    def run(A, B, C, bp):
+        raise NotImplementedError  # only callable from compiled code
+
+    @overload(run, jit_options=dict(cache=CACHE))
+    def _typed(A, B, C, bp):
+        f = f32 if C.dtype == types.float32 else f64
+        return lambda A, B, C, bp: f(A, B, C, bp)
+
+    return run
 
 
-@overload(_tiles_tn, jit_options=dict(cache=CACHE))
-def _ov_tiles_tn(A, B, C):
-    f = _tn32 if C.dtype == types.float32 else _tn64
-    return lambda A, B, C: f(A, B, C)
-
-
-def _tiles_nn_serial(A, B, C, bias, act, H, dact):
-    raise NotImplementedError  # only callable from compiled code
-
-
-def _tiles_tn_serial(A, B, C):
-    raise NotImplementedError  # only callable from compiled code
-
-
-@overload(_tiles_nn_serial, jit_options=dict(cache=CACHE))
-def _ov_tiles_nn_serial(A, B, C, bias, act, H, dact):
-    f = _nn32s if C.dtype == types.float32 else _nn64s
-    return lambda A, B, C, bias, act, H, dact: f(A, B, C, bias, act, H, dact)
-
-
-@overload(_tiles_tn_serial, jit_options=dict(cache=CACHE))
-def _ov_tiles_tn_serial(A, B, C):
-    f = _tn32s if C.dtype == types.float32 else _tn64s
-    return lambda A, B, C: f(A, B, C)
-
-
-def _tiles_nn_packed(A, Bp, C, bias, act, H, dact):
-    raise NotImplementedError  # only callable from compiled code
-
-
-def _gemm_tn_packed(A, B, C, bp):
-    raise NotImplementedError  # only callable from compiled code
-
-
-@overload(_tiles_nn_packed, jit_options=dict(cache=CACHE))
-def _ov_tiles_nn_packed(A, Bp, C, bias, act, H, dact):
-    f = _nn32p if C.dtype == types.float32 else _nn64p
-    return lambda A, Bp, C, bias, act, H, dact: f(A, Bp, C, bias, act, H, dact)
-
-
-@overload(_gemm_tn_packed, jit_options=dict(cache=CACHE))
-def _ov_gemm_tn_packed(A, B, C, bp):
-    f = _tn32p if C.dtype == types.float32 else _tn64p
-    return lambda A, B, C, bp: f(A, B, C, bp)
+_tiles_nn = _by_dtype_nn(_nn32, _nn64)
+_tiles_nn_serial = _by_dtype_nn(_nn32s, _nn64s)
+_tiles_nn_packed = _by_dtype_nn(_nn32p, _nn64p)
+_tiles_tn = _by_dtype_tn(_tn32, _tn64)
+_tiles_tn_serial = _by_dtype_tn(_tn32s, _tn64s)
+_gemm_tn_packed = _by_dtype_scratch(_tn32p, _tn64p)
 
 
 @jit
@@ -521,43 +492,9 @@ def _narrow_tn(A, B, C, serial):
             C[i, j] = Cp[i, j]
 
 
-# Products of at most this many multiply-adds (counted over whole tiles) run
-# on the calling thread: below it, starting and joining a parallel region
-# costs more than the second thread saves (measured on 2 cores: 100x10x50
-# 7 us parallel vs 3 us serial; break-even near 100x100x50).
-SERIAL_MAX_MACS = 400_000
-
-
-@jit
-def tile_macs(M, K, N):
-    """Multiply-adds of an (M, K) @ (K, N) product counted over whole tiles."""
-    return (M + 7) // 8 * 8 * K * ((N + NR - 1) // NR * NR)
-
-
 @jit
 def _small(M, K, N):
     return tile_macs(M, K, N) <= SERIAL_MAX_MACS
-
-
-# Wide products read B from packed column panels: B's rows are N elements
-# apart, and for N in the hundreds or more (a multiple of 1024 float32 is
-# the worst case: every row a new 4 KiB page, all in one L1 set) the tiles
-# walking a panel row by row ran at half speed. Packing each 48-column panel
-# contiguously (one parallel pass over B per product) restored it:
-# 256x1024 @ 1024x1024 ~130 -> ~260 GFLOP/s, on par with OpenBLAS.
-PACK_MIN_N = 256
-
-
-@jit
-def packed_size(K, N):
-    """Elements of scratch pack_panels needs for a (K, N) matrix."""
-    return (N + NR - 1) // NR * K * NR
-
-
-def tn_packed_size(K, M, N):
-    """Scratch for a packed tn product, A (K, M) and B (K, N): B's panels
-    plus A's row tiles (rows rounded up to 8, the largest MR)."""
-    return packed_size(K, N) + (M + 7) // 8 * 8 * K
 
 
 @jit_parallel
@@ -680,7 +617,7 @@ def transpose_into(B, BT):
     """BT = B.T; small matrices on the calling thread (a parallel region
     costs more than transposing a few thousand elements)."""
     K, N = B.shape
-    if K * N <= 16384:
+    if K * N <= SMALL_COPY_ELEMENTS:
         for j in range(N):
             for k in range(K):
                 BT[j, k] = B[k, j]

@@ -29,15 +29,9 @@ from numba import carray, prange, uint64
 from .._config import FASTMATH_NO_REASSOC, jit, jit_parallel
 from .activations import IDENTITY, RELU, act_forward
 from .intrinsics import stack_buffer
-from .matmul import NTASK
-
-# Columns computed per pass over a row's non-zeros: one loop of _G
-# iterations (LLVM vectorises it into _G/16 zmm accumulators; loops shorter
-# than 48 iterations stay scalar). 112 = 7 cache lines of float32: the
-# classic 100-wide layer reads 7 lines of W per non-zero, not the 9 a
-# 3 x 48 group read, and these kernels are bound by L2 -> L1 traffic
-# (measured: forward 37 -> 31 us per classic batch).
-_G = 112
+from .layout import ALIGN_ELEMENTS, NTASK, SLACK, SMALL_COPY_ELEMENTS, padded_width  # noqa: F401
+from .layout import SPARSE_GROUP as _G
+from .rng import GOLDEN_GAMMA, splitmix64_mix
 
 
 @jit_parallel
@@ -67,13 +61,10 @@ def _scan(X, B, keys, counts, rowhash):
 def _position_keys(d):
     """d fixed pseudo-random 64-bit keys (SplitMix64 from a constant seed)."""
     keys = np.empty(d, np.uint64)
-    s = np.uint64(0x243F6A8885A308D3)
+    s = np.uint64(0x243F6A8885A308D3)  # any fixed seed (pi's digits)
     for k in range(d):
-        s += np.uint64(0x9E3779B97F4A7C15)
-        z = s
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        keys[k] = z ^ (z >> np.uint64(31))
+        s += GOLDEN_GAMMA
+        keys[k] = splitmix64_mix(s)
     return keys
 
 
@@ -117,22 +108,11 @@ def csr_fill(X, indptr, indices, values):
                 p += 1
 
 
-def padded_width(N):
-    """Row stride of the aligned copies: N rounded up to 16 elements (one
-    64-byte cache line of float32, two of float64)."""
-    return (N + 15) // 16 * 16
-
-
-# Readable elements needed after the last row of an aligned copy: the last
-# column group may reach up to _G - 1 elements past its row's width.
-SLACK = _G
-
-
 @jit
 def is_aligned(A):
     """Rows of A start on 64-byte boundaries (as the aligned copies'),
     so the sparse kernels can read A in place."""
-    return A.shape[1] % 16 == 0 and A.ctypes.data % 64 == 0
+    return A.shape[1] % ALIGN_ELEMENTS == 0 and A.ctypes.data % 64 == 0
 
 
 @jit
@@ -142,9 +122,9 @@ def pad_rows_into(A, buf):
     and zeroed once by its owner; the pad columns are never written, so
     they stay zero. Small copies (a batch's dU) stay on this thread."""
     R, N = A.shape
-    Np = (N + 15) // 16 * 16
+    Np = (N + ALIGN_ELEMENTS - 1) // ALIGN_ELEMENTS * ALIGN_ELEMENTS
     out = buf[:R * Np].reshape((R, Np))
-    if R * N <= 16384:
+    if R * N <= SMALL_COPY_ELEMENTS:
         for r in range(R):
             for j in range(uint64(N)):
                 out[r, j] = A[r, j]

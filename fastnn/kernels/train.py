@@ -1,30 +1,19 @@
-"""Whole-network drivers: forward, backward, one SGD step, one epoch.
+"""Whole-network drivers: forward, backward, one update, runs of batches.
 
-Memory layout (built once per ``fit`` by :class:`fastnn.network.Network`):
+Memory layout (sizes and allocation in :mod:`fastnn.memory`; the bundles are
+defined with shape comments in :mod:`.bundles`):
 
-* ``theta``: every parameter in one flat vector; layer ``l`` holds
+* ``model.theta``: every parameter in one flat vector; layer ``l`` holds
   ``W_l`` (``sizes[l] x sizes[l+1]``, row-major) at ``poff[l]`` followed by
-  ``b_l``. ``grad`` and ``vel`` share this layout.
-* ``hbuf``: the outputs of every layer for up to ``cap`` rows; layer ``l``'s
-  output (``rows x sizes[l+1]``) starts at ``cap * hoff[l]``. ``dbuf`` holds
-  ``dE/dU`` for each layer in the same layout.
-* ``wt``: scratch for one transposed weight matrix (the largest one needed).
+  ``b_l``. ``grad`` and the optimizer state share this layout.
+* ``work.hbuf``: the outputs of every layer for up to ``cap`` rows; layer
+  ``l``'s output (``rows x sizes[l+1]``) starts at ``cap * hoff[l]``.
+  ``work.dbuf`` holds ``dE/dU`` of each layer in the same layout.
 
 Views into these flat buffers are ``reshape``s of contiguous slices: free,
-and the last, shorter mini-batch uses the same buffers.
-
-Arguments travel in tuples so signatures stay short:
-
-* ``model = (theta, sizes, poff, acts)``; ``acts[l]`` is layer l's
-  activation code, the last one IDENTITY (the output non-linearity belongs
-  to the loss ``head``).
-* ``work = (hbuf, dbuf, hoff, cap, wt, wa, da, bp)``: ``bp`` is scratch
-  for packing the wide matmuls' B operand; ``wa``/``da`` are
-  64-byte-aligned zeroed scratch for the sparse first layer's aligned copies
-  of W and dU (empty on the dense path).
-* ``sp = (indptr, indices, values, base, colptr, rowpos, cvals)``: the
-  training inputs in CSR form plus the per-batch CSC form (see
-  :mod:`.sparse`); all empty when the first layer runs dense.
+and the last, shorter mini-batch uses the same buffers. ``acts[l]`` is layer
+l's activation code; the last is IDENTITY (the output non-linearity belongs
+to the loss ``head``).
 """
 import numpy as np
 
@@ -32,10 +21,11 @@ from .._config import jit
 from .activations import IDENTITY
 from .dense import bias_backward, dense_backward, dense_forward
 from .losses import head_output, loss_forward_backward
+from .bundles import ADAM, SparseInput
 from .optim import adam_update, l2_backward, momentum_update, sgd_update
+from .rng import splitmix64
 from .sparse import (batch_csc_build, batch_nnz_offsets, is_aligned, pad_rows_into,
-                     sparse_dense_forward,
-                     sparse_weight_grad)
+                     sparse_dense_forward, sparse_weight_grad)
 
 
 @jit
@@ -63,7 +53,7 @@ def layer_buf(buf, sizes, hoff, cap, l, rows):
 
 @jit
 def is_sparse(sp):
-    return sp[0].shape[0] > 0
+    return sp.indptr.shape[0] > 0
 
 
 @jit
@@ -72,21 +62,19 @@ def network_forward(model, X, rows, sp, work):
 
     Dense: the batch is ``X``. Sparse: the batch is rows ``rows`` of the CSR
     matrix in ``sp`` (``X`` is not read)."""
-    theta, sizes, poff, acts = model
-    hbuf, dbuf, hoff, cap, wt, wa, da, bp = work
-    L = sizes.shape[0] - 1
+    sizes = model.sizes
     n = rows.shape[0] if is_sparse(sp) else X.shape[0]
     H = X
-    for l in range(L):
-        Y = layer_buf(hbuf, sizes, hoff, cap, l, n)
-        W = layer_W(theta, sizes, poff, l)
-        b = layer_b(theta, sizes, poff, l)
+    for l in range(sizes.shape[0] - 1):
+        Y = layer_buf(work.hbuf, sizes, work.hoff, work.cap, l, n)
+        W = layer_W(model.theta, sizes, model.poff, l)
+        b = layer_b(model.theta, sizes, model.poff, l)
         if l == 0 and is_sparse(sp):
             if not is_aligned(W):
-                W = pad_rows_into(W, wa)
-            sparse_dense_forward(sp[0], sp[1], sp[2], rows, W, b, acts[l], Y)
+                W = pad_rows_into(W, work.wa)
+            sparse_dense_forward(sp.indptr, sp.indices, sp.values, rows, W, b, model.acts[l], Y)
         else:
-            dense_forward(H, W, b, acts[l], Y, bp)
+            dense_forward(H, W, b, model.acts[l], Y, work.bp)
         H = Y
     return H
 
@@ -97,93 +85,70 @@ def network_backward(model, X, batch, sp, grad, work, n):
     in ``dbuf`` and the forward's outputs in ``hbuf``. Writes every gradient
     into ``grad``. ``batch`` is the batch's number (selects its CSC block
     when the first layer is sparse)."""
-    theta, sizes, poff, acts = model
-    hbuf, dbuf, hoff, cap, wt, wa, da, bp = work
-    L = sizes.shape[0] - 1
-    empty = np.empty((0, 0), theta.dtype)
-    for l in range(L - 1, -1, -1):
-        K = sizes[l]
-        N = sizes[l + 1]
-        dU = layer_buf(dbuf, sizes, hoff, cap, l, n)
-        W = layer_W(theta, sizes, poff, l)
+    sizes, poff = model.sizes, model.poff
+    hoff, cap = work.hoff, work.cap
+    empty = np.empty((0, 0), model.theta.dtype)
+    for l in range(sizes.shape[0] - 2, -1, -1):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        dU = layer_buf(work.dbuf, sizes, hoff, cap, l, n)
+        W = layer_W(model.theta, sizes, poff, l)
         dW = layer_W(grad, sizes, poff, l)
         db = layer_b(grad, sizes, poff, l)
         if l > 0:
-            Hin = layer_buf(hbuf, sizes, hoff, cap, l - 1, n)
-            dX = layer_buf(dbuf, sizes, hoff, cap, l - 1, n)
-            dense_backward(dU, Hin, W, dW, db, dX, wt[:N * K].reshape((N, K)), acts[l - 1],
-                           bp)
+            Hin = layer_buf(work.hbuf, sizes, hoff, cap, l - 1, n)
+            dX = layer_buf(work.dbuf, sizes, hoff, cap, l - 1, n)
+            WT = work.wt[:n_out * n_in].reshape((n_out, n_in))
+            dense_backward(dU, Hin, W, dW, db, dX, WT, model.acts[l - 1], work.bp)
         elif is_sparse(sp):
             if not is_aligned(dU):
-                dU = pad_rows_into(dU, da)
-            sparse_weight_grad(sp[4][batch], sp[5], sp[6], dU, dW)
+                dU = pad_rows_into(dU, work.da)
+            sparse_weight_grad(sp.colptr[batch], sp.rowpos, sp.cvals, dU, dW)
             bias_backward(dU, db)
         else:
             # No gradient w.r.t. the input data.
-            dense_backward(dU, X, W, dW, db, empty, empty, IDENTITY, bp)
+            dense_backward(dU, X, W, dW, db, empty, empty, IDENTITY, work.bp)
 
 
 @jit
 def forward_backward(model, head, X, rows, batch, labels, T, sp, grad, work):
     """Loss and all gradients for one mini-batch; returns (loss, n_correct)."""
-    sizes = model[1]
-    hbuf, dbuf, hoff, cap, wt, wa, da, bp = work
+    sizes = model.sizes
     Z = network_forward(model, X, rows, sp, work)
     n = Z.shape[0]
-    dZ = layer_buf(dbuf, sizes, hoff, cap, sizes.shape[0] - 2, n)
+    dZ = layer_buf(work.dbuf, sizes, work.hoff, work.cap, sizes.shape[0] - 2, n)
     loss, correct = loss_forward_backward(head, Z, labels, T, dZ)
     network_backward(model, X, batch, sp, grad, work, n)
     return loss, correct
 
 
-# Optimizer codes (``opt[0]``).
-SGD = 0
-ADAM = 1
-
-
 @jit
 def apply_update(model, grad, state, opt, rows):
-    """Add the L2 term to ``grad`` and update ``theta`` in place.
+    """Add the L2 term to ``grad`` and update ``model.theta`` in place
+    (:class:`.bundles.Optimizer` settings, :class:`.bundles.OptimizerState`).
 
-    ``opt = (kind, lr, momentum, nesterov, beta1, beta2, eps, l2,
-    l2_per_row)``; ``state = (vel, sq, step)``: momentum velocity or Adam's
-    first moment, Adam's second moment, and the step counter (int64[1]).
     The L2 coefficient is ``l2`` per step, or ``l2 / rows`` with
     ``l2_per_row`` (scikit-learn's ``alpha``, whose penalty is divided by
     the batch's rows). Returns the penalty ``0.5*coef*sum(W**2)`` that the
     batch's loss includes.
     """
-    theta, sizes, poff, acts = model
-    kind, lr, momentum, nesterov, b1, b2, eps, l2, l2_per_row = opt
-    vel, sq, step = state
+    theta = model.theta
+    dt = theta.dtype.type
     penalty = 0.0
-    if l2 > 0:
-        coef = l2 / rows if l2_per_row else l2
-        penalty = 0.5 * coef * l2_backward(theta, grad, sizes, poff, theta.dtype.type(coef))
-    step[0] += 1
-    if kind == ADAM:
-        t = step[0]
-        lr_t = lr * np.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
-        dt = theta.dtype.type
-        adam_update(theta, grad, vel, sq, dt(lr_t), dt(b1), dt(b2), dt(eps))
-    elif momentum == 0:
-        sgd_update(theta, grad, theta.dtype.type(lr))
+    if opt.l2 > 0:
+        coef = opt.l2 / rows if opt.l2_per_row else opt.l2
+        penalty = 0.5 * coef * l2_backward(theta, grad, model.sizes, model.poff, dt(coef))
+    state.step[0] += 1
+    if opt.kind == ADAM:
+        t = state.step[0]
+        lr_t = opt.lr * np.sqrt(1.0 - opt.beta2 ** t) / (1.0 - opt.beta1 ** t)
+        adam_update(theta, grad, state.vel, state.sq, dt(lr_t), dt(opt.beta1), dt(opt.beta2),
+                    dt(opt.eps))
+    elif opt.momentum == 0:
+        sgd_update(theta, grad, dt(opt.lr))
     else:
-        dt = theta.dtype.type
-        momentum_update(theta, grad, vel, dt(lr), dt(momentum), nesterov)
+        momentum_update(theta, grad, state.vel, dt(opt.lr), dt(opt.momentum), opt.nesterov)
     return penalty
-
-
-@jit
-def splitmix64(state):
-    """Next 64-bit value of the SplitMix64 generator; ``state`` is a uint64
-    array of length 1, advanced in place (reproducible across platforms and
-    independent of NumPy's and Numba's global generators)."""
-    state[0] += np.uint64(0x9E3779B97F4A7C15)
-    z = state[0]
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
 
 
 @jit
@@ -211,8 +176,9 @@ def gather_labels(src, idx, dst):
 @jit
 def prepare_sparse_batches(sp, order, batch_size):
     """(Re)build the per-batch CSC blocks for the visiting ``order``."""
-    batch_nnz_offsets(sp[0], order, batch_size, sp[3])
-    batch_csc_build(sp[0], sp[1], sp[2], order, batch_size, sp[3], sp[4], sp[5], sp[6])
+    batch_nnz_offsets(sp.indptr, order, batch_size, sp.base)
+    batch_csc_build(sp.indptr, sp.indices, sp.values, order, batch_size, sp.base, sp.colptr,
+                    sp.rowpos, sp.cvals)
 
 
 @jit
@@ -231,39 +197,38 @@ def epoch_begin(order, rng_state, shuffle, sp, csc_ready, batch_size):
 
 
 @jit
-def train_batches(X, labels, T, model, head, grad, state, opt, batch_size, shuffle,
-                  order, sp, work, bufs, first, last):
+def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last):
     """Mini-batches ``first..last-1`` of the epoch set up by
-    :func:`epoch_begin` (batch ``j`` is rows ``order[j*batch_size:...]``;
+    :func:`epoch_begin` (batch ``j`` is rows ``data.order[j*batch_size:...]``;
     the last one may be shorter), updating ``model`` in place.
 
-    With ``shuffle`` each batch is gathered into ``bufs = (xbuf, lbuf,
-    tbuf)``; without it batches are zero-copy slices. A sparse first layer
-    reads its batch straight from the CSR form, so X is never gathered.
+    With ``data.shuffle`` each batch is gathered into ``bufs``; without it
+    batches are zero-copy slices. A sparse first layer reads its batch
+    straight from the CSR form, so X is never gathered.
 
     Returns (sum of per-row losses, sum of per-row L2 penalties, number of
     rows predicted right), each measured on a batch just before its update.
     """
+    X, labels, T, order = data.X, data.labels, data.T, data.order
     n = order.shape[0]
-    xbuf, lbuf, tbuf = bufs
     sparse = is_sparse(sp)
     loss_sum = 0.0
     pen_sum = 0.0
     correct = 0
     for j in range(first, last):
-        s = j * batch_size
-        e = min(n, s + batch_size)
+        s = j * data.batch_size
+        e = min(n, s + data.batch_size)
         rows = e - s
         idx = order[s:e]
-        if shuffle:
-            xb = xbuf[:0]
+        if data.shuffle:
+            xb = bufs.x[:0]
             if not sparse:
-                xb = xbuf[:rows]
+                xb = bufs.x[:rows]
                 gather_rows(X, idx, xb)
-            lb = lbuf[:min(rows, lbuf.shape[0])]
+            lb = bufs.labels[:min(rows, bufs.labels.shape[0])]
             if labels.shape[0] > 0:
                 gather_labels(labels, idx, lb)
-            tb = tbuf[:min(rows, tbuf.shape[0])]
+            tb = bufs.T[:min(rows, bufs.T.shape[0])]
             if T.shape[0] > 0:
                 gather_rows(T, idx, tb)
         else:
@@ -279,26 +244,27 @@ def train_batches(X, labels, T, model, head, grad, state, opt, batch_size, shuff
 
 
 @jit
-def dense_sp(theta):
-    # The "no sparse data" tuple, typed like a real one.
+def no_sparse_input(theta):
+    """The "first layer runs dense" SparseInput, typed like a real one."""
     i64 = np.empty(0, np.int64)
-    return (i64, np.empty(0, np.int32), np.empty(0, theta.dtype), i64,
-            np.empty((0, 0), np.int64), np.empty(0, np.int32), np.empty(0, theta.dtype))
+    return SparseInput(i64, np.empty(0, np.int32), np.empty(0, theta.dtype), i64,
+                       np.empty((0, 0), np.int64), np.empty(0, np.int32),
+                       np.empty(0, theta.dtype))
 
 
 @jit
 def evaluate_batches(X, labels, T, model, head, work):
     """(sum of per-row losses, n_correct) over X, ``cap`` rows at a time."""
-    sizes = model[1]
-    hbuf, dbuf, hoff, cap, wt, wa, da, bp = work
-    sp = dense_sp(model[0])
+    sizes = model.sizes
+    cap = work.cap
+    sp = no_sparse_input(model.theta)
     n = X.shape[0]
     loss_sum = 0.0
     correct = 0
     for s in range(0, n, cap):
         e = min(n, s + cap)
-        Z = network_forward(model, X[s:e], sp[0], sp, work)
-        dZ = layer_buf(dbuf, sizes, hoff, cap, sizes.shape[0] - 2, e - s)
+        Z = network_forward(model, X[s:e], sp.indptr, sp, work)
+        dZ = layer_buf(work.dbuf, sizes, work.hoff, cap, sizes.shape[0] - 2, e - s)
         loss, c = loss_forward_backward(head, Z, labels[s:min(e, labels.shape[0])],
                                         T[s:min(e, T.shape[0])], dZ)
         loss_sum += loss * (e - s)
@@ -310,12 +276,12 @@ def evaluate_batches(X, labels, T, model, head, work):
 def predict_batches(X, model, head, work, out):
     """Logits (``head < 0``) or the head's output (probabilities, or values
     for regression) of every row of X into ``out``, ``cap`` rows at a time."""
-    hbuf, dbuf, hoff, cap, wt, wa, da, bp = work
-    sp = dense_sp(model[0])
+    cap = work.cap
+    sp = no_sparse_input(model.theta)
     n = X.shape[0]
     for s in range(0, n, cap):
         e = min(n, s + cap)
-        Z = network_forward(model, X[s:e], sp[0], sp, work)
+        Z = network_forward(model, X[s:e], sp.indptr, sp, work)
         if head < 0:
             out[s:e, :] = Z
         else:

@@ -1,0 +1,86 @@
+"""The kernels' argument bundles: named tuples with shape comments.
+
+Numba passes a ``NamedTuple`` of arrays and scalars to compiled code at no
+cost (it is a struct of its fields), so drivers read ``work.hbuf`` and
+``sp.colptr`` instead of unpacking positional tuples. Each bundle is built
+in one place: :mod:`fastnn.memory` (``Model``, ``Work``), :mod:`fastnn.inputs`
+(``SparseInput``) and :mod:`fastnn.training` (``TrainData``, ``Optimizer``,
+``OptimizerState``, ``BatchBuffers``).
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Model(NamedTuple):
+    """A network's parameters and the layout to find each layer in them."""
+    theta: np.ndarray  # (n_params,) float: W_l (sizes[l] x sizes[l+1], row-major), then b_l
+    sizes: np.ndarray  # (L+1,) int64: layer widths, input first
+    poff: np.ndarray   # (L+1,) int64: offset of W_l in theta; poff[L] = n_params
+    acts: np.ndarray   # (L,) int64: activation code of each layer; the last is IDENTITY
+
+
+class Work(NamedTuple):
+    """Activation and gradient buffers for batches of up to ``cap`` rows."""
+    hbuf: np.ndarray   # (cap * hoff[L],): layer l's output (rows x sizes[l+1]) at cap*hoff[l]
+    dbuf: np.ndarray   # same layout: dE/dU of each layer; 64-byte aligned
+    hoff: np.ndarray   # (L+1,) int64: prefix sums of sizes[1:]
+    cap: int           # rows the buffers hold
+    wt: np.ndarray     # scratch for one transposed hidden-layer weight matrix
+    wa: np.ndarray     # aligned scratch: the sparse first layer's padded copy of W (else empty)
+    da: np.ndarray     # aligned scratch: its padded copy of dU (else empty)
+    bp: np.ndarray     # scratch for packing the wide matmuls' operands
+
+
+class SparseInput(NamedTuple):
+    """Training inputs in CSR form, and each mini-batch's CSC form (all
+    empty when the first layer runs dense)."""
+    indptr: np.ndarray   # (n+1,) int64: row i's non-zeros are indptr[i]:indptr[i+1]
+    indices: np.ndarray  # (nnz,) int32: their columns
+    values: np.ndarray   # (nnz,) float: their values
+    base: np.ndarray     # (n_batches+1,) int64: first CSC slot of each batch
+    colptr: np.ndarray   # (n_batches, d+1) int64: column k of batch b = colptr[b,k]:colptr[b,k+1]
+    rowpos: np.ndarray   # (nnz,) int32: row of each CSC slot within its batch
+    cvals: np.ndarray    # (nnz,) float: value of each CSC slot
+
+
+class TrainData(NamedTuple):
+    """One fit's training rows and the epoch's visiting order."""
+    X: np.ndarray        # (n, d) float, C-contiguous (not read when the first layer is sparse)
+    labels: np.ndarray   # (n,) int64 class labels (softmax head), else empty
+    T: np.ndarray        # (n, K) float targets (sigmoid/identity heads), else (0, K)
+    order: np.ndarray    # (n,) int64: batch j is rows order[j*batch_size:(j+1)*batch_size]
+    batch_size: int
+    shuffle: bool        # gather batches through BatchBuffers (else zero-copy slices)
+
+
+class BatchBuffers(NamedTuple):
+    """Where a shuffled batch is gathered (empty when not needed)."""
+    x: np.ndarray        # (batch_size, d) float (dense first layer only)
+    labels: np.ndarray   # (batch_size,) int64
+    T: np.ndarray        # (batch_size, K) float
+
+
+# Optimizer kinds.
+SGD = 0
+ADAM = 1
+
+
+class Optimizer(NamedTuple):
+    """Update rule settings for one epoch (``lr`` is set per epoch)."""
+    kind: int            # SGD or ADAM
+    lr: float
+    momentum: float      # SGD: 0 = plain SGD
+    nesterov: bool
+    beta1: float         # Adam
+    beta2: float
+    eps: float
+    l2: float            # penalty 0.5*l2*sum(W**2) per batch (weights only)
+    l2_per_row: bool     # l2 / batch rows (scikit-learn's alpha) instead of l2
+
+
+class OptimizerState(NamedTuple):
+    """What the update rule carries from step to step."""
+    vel: np.ndarray      # (n_params,): momentum velocity, or Adam's first moment
+    sq: np.ndarray       # (n_params,): Adam's second moment (empty for SGD)
+    step: np.ndarray     # (1,) int64: updates made

@@ -1,0 +1,79 @@
+"""Tile shapes, work splits and size thresholds of the kernels, in one place.
+
+Each value was chosen by measurement on 2 cores (the why is next to it);
+:mod:`.matmul` and :mod:`.sparse` use them, :mod:`fastnn.memory` sizes the
+scratch buffers with :func:`packed_size` and :func:`tn_packed_size`.
+"""
+from .._config import AVX512, jit
+
+# --- dense register tiles (matmul.py) --------------------------------------
+# Columns per tile. LLVM vectorises a column loop only when it has >= 48
+# iterations (shorter ones are fully unrolled into scalar code).
+NR = 48
+# Rows per tile: enough accumulators to fill the vector registers, 8 x 3 zmm
+# (float32) or 4 x 6 zmm (float64) of AVX-512's 32. Without AVX-512 (16 ymm
+# registers) fewer rows avoid spills.
+MR32 = 8 if AVX512 else 2
+MR64 = 4 if AVX512 else 1
+MAX_MR = 8  # the largest MR: scratch for packed row tiles is sized with it
+# Parallel tasks per product, each a contiguous run of tiles in column-panel
+# order: consecutive tiles reuse one K x NR panel of B from L2 while A stays
+# cached. (Row-major order streamed all of B per row block; with B larger
+# than L2, e.g. 1024 x 1024, that ran at half speed.) Also the task count
+# of the sparse kernels.
+NTASK = 32
+# Rows of B prefetched ahead by the tiles (see intrinsics.py).
+PF = 12
+
+# Products of at most this many multiply-adds (counted over whole tiles) run
+# on the calling thread: below it, starting and joining a parallel region
+# costs more than the second thread saves (measured: 100x10x50 7 us
+# parallel vs 3 us serial; break-even near 100x100x50).
+SERIAL_MAX_MACS = 400_000
+
+# Wide products read B from packed column panels: B's rows are N elements
+# apart, and for N in the hundreds or more (a multiple of 1024 float32 is
+# the worst case: every row a new 4 KiB page, all in one L1 set) the tiles
+# walking a panel row by row ran at half speed. Packing each 48-column panel
+# contiguously restored it: 256x1024 @ 1024x1024 ~130 -> ~260 GFLOP/s.
+PACK_MIN_N = 256
+
+# Copies and transposes of at most this many elements stay on the calling
+# thread: a parallel region costs more than moving a few thousand values.
+SMALL_COPY_ELEMENTS = 16384
+
+# --- sparse first layer (sparse.py) ----------------------------------------
+# Columns computed per pass over a row's non-zeros: one loop of SPARSE_GROUP
+# iterations (vectorised into 7 zmm accumulators). 112 = 7 cache lines of
+# float32: the classic 100-wide layer reads 7 lines of W per non-zero, not
+# the 9 a 3 x 48 group read (forward 37 -> 31 us per classic batch).
+SPARSE_GROUP = 112
+# Readable elements needed after the last row of an aligned copy: the last
+# column group may reach up to SPARSE_GROUP - 1 elements past its row.
+SLACK = SPARSE_GROUP
+# Row alignment of the sparse kernels' operands, in elements (64 bytes of
+# float32: cache-line-split loads ran ~1.8x slower).
+ALIGN_ELEMENTS = 16
+
+
+def padded_width(n):
+    """Row stride of the aligned copies: n rounded up to ALIGN_ELEMENTS."""
+    return (n + ALIGN_ELEMENTS - 1) // ALIGN_ELEMENTS * ALIGN_ELEMENTS
+
+
+@jit
+def packed_size(K, N):
+    """Elements of scratch pack_panels needs for a (K, N) matrix."""
+    return (N + NR - 1) // NR * K * NR
+
+
+@jit
+def tile_macs(M, K, N):
+    """Multiply-adds of an (M, K) @ (K, N) product counted over whole tiles."""
+    return (M + MAX_MR - 1) // MAX_MR * MAX_MR * K * ((N + NR - 1) // NR * NR)
+
+
+def tn_packed_size(K, M, N):
+    """Scratch for a packed tn product, A (K, M) and B (K, N): B's panels
+    plus A's row tiles (rows rounded up to MAX_MR)."""
+    return packed_size(K, N) + (M + MAX_MR - 1) // MAX_MR * MAX_MR * K

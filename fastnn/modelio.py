@@ -1,0 +1,163 @@
+"""The model file: a ``.npz`` written atomically, read without unpickling.
+
+Format (version ``FORMAT_VERSION``): uncompressed ``.npy`` members
+``fastnn_format`` (int), ``layers`` (int64), ``hidden``, ``output``,
+``dtype`` (strings), and ``W{l}`` (fan_in, fan_out), ``b{l}`` (fan_out,) per
+layer, in the model's dtype.
+"""
+import os
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+
+from . import validation
+
+FORMAT_VERSION = 1
+
+
+def write_model(path, description, weights, biases):
+    """Write the model to ``path`` atomically: a temporary file in the same
+    directory, flushed to disk, then renamed over ``path``."""
+    path = os.fspath(path)
+    arrays = {
+        "fastnn_format": np.array(FORMAT_VERSION),
+        "layers": np.array(description["layers"], dtype=np.int64),
+        "hidden": np.array(description["hidden"]),
+        "output": np.array(description["output"]),
+        "dtype": np.array(description["dtype"]),
+    }
+    for l, (W, b) in enumerate(zip(weights, biases)):
+        arrays[f"W{l}"] = W
+        arrays[f"b{l}"] = b
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".fastnn-", suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); give it the permissions
+        # any new file gets under the process's umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_model(path):
+    """``(description, weights, biases)`` of a file written by
+    :func:`write_model`.
+
+    Never unpickles, and checks before allocating: the file must be a zip of
+    uncompressed ``.npy`` members whose sizes fit in the file; every array's
+    header (shape, dtype) is checked against the format and the architecture
+    before its data is read; the format version, names and values (finite)
+    are checked too. Anything else raises ``ValueError`` naming the file.
+    """
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return _read_zip(zf, path)
+    except ValueError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError,
+            RuntimeError, NotImplementedError) as e:
+        raise ValueError(f"{path}: not a readable fastnn model file ({e})") from None
+
+
+def _read_zip(zf, path):
+    def bad(msg):
+        return ValueError(f"{path}: {msg}")
+
+    infos = {}
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+            raise bad(f"not a fastnn model file (member {info.filename!r})")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise bad("not a fastnn model file (compressed members)")
+        infos[info.filename[:-4]] = info
+    if sum(i.compress_size for i in infos.values()) > os.path.getsize(path):
+        raise bad("truncated or corrupted (members larger than the file)")
+
+    def read(name, shape=None, kinds=None, dtype=None, max_items=None):
+        info = infos.get(name)
+        if info is None:
+            raise bad(f"not a fastnn model file (no '{name}')")
+        with zf.open(info) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    hshape, fortran, hdtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    hshape, fortran, hdtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"npy version {version}")
+            except ValueError as e:
+                raise bad(f"malformed '{name}' ({e})") from None
+            if hdtype.hasobject:
+                raise bad(f"'{name}' holds Python objects (refused: never unpickled)")
+            if shape is not None and tuple(hshape) != tuple(shape):
+                raise bad(f"'{name}' has shape {tuple(hshape)}, expected {tuple(shape)}")
+            if kinds is not None and hdtype.kind not in kinds:
+                raise bad(f"malformed '{name}' (dtype {hdtype})")
+            if dtype is not None and hdtype != dtype:
+                raise bad(f"'{name}' has dtype {hdtype}, expected {dtype}")
+            n_items = int(np.prod(hshape, dtype=np.float64))
+            if max_items is not None and n_items > max_items:
+                raise bad(f"malformed '{name}' (shape {tuple(hshape)})")
+            if n_items * hdtype.itemsize > info.file_size:
+                raise bad(f"'{name}' is truncated")
+        with zf.open(info) as f:
+            try:
+                return np.lib.format.read_array(f, allow_pickle=False)
+            except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+                raise bad(f"'{name}' is unreadable ({e})") from None
+
+    version = read("fastnn_format", kinds="iu", max_items=1)
+    if version.shape != () or int(version) != FORMAT_VERSION:
+        raise bad(f"unsupported fastnn format version {version!r}")
+    layers = read("layers", kinds="iu", max_items=10_000)
+    if layers.ndim != 1:
+        raise bad("malformed 'layers'")
+    strings = {}
+    for key in ("hidden", "output", "dtype"):
+        a = read(key, shape=(), kinds="U", max_items=1)
+        strings[key] = str(a)
+    try:
+        sizes = validation.check_layers(layers.tolist())
+        validation.check_choice("hidden", strings["hidden"], validation.HIDDEN)
+        validation.check_choice("output", strings["output"], validation.OUTPUTS)
+        dtype = validation.check_dtype(strings["dtype"])
+    except (ValueError, TypeError) as e:
+        raise bad(f"invalid model description ({e})") from None
+    n_layers = len(sizes) - 1
+    expected = {f"W{l}" for l in range(n_layers)} | {f"b{l}" for l in range(n_layers)}
+    extra = set(infos) - expected - {"fastnn_format", "layers", "hidden", "output", "dtype"}
+    if extra:
+        raise bad(f"unexpected arrays {sorted(extra)}")
+    # Every parameter array must be in the file with its full size before
+    # the network (and its memory) is made.
+    arrays = {}
+    for l in range(n_layers):
+        for name, shape in ((f"W{l}", (sizes[l], sizes[l + 1])), (f"b{l}", (sizes[l + 1],))):
+            info = infos.get(name)
+            if info is None:
+                raise bad(f"missing '{name}'")
+            if info.file_size < int(np.prod(shape, dtype=np.float64)) * dtype.itemsize:
+                raise bad(f"'{name}' is truncated")
+    for l in range(n_layers):
+        for name, shape in ((f"W{l}", (sizes[l], sizes[l + 1])), (f"b{l}", (sizes[l + 1],))):
+            src = read(name, shape=shape, dtype=dtype)
+            if not np.isfinite(src).all():
+                raise bad(f"'{name}' contains NaN or infinity")
+            arrays[name] = src
+    description = {"layers": sizes, "hidden": strings["hidden"], "output": strings["output"],
+                   "dtype": dtype.name}
+    return description, [arrays[f"W{l}"] for l in range(n_layers)], \
+        [arrays[f"b{l}"] for l in range(n_layers)]

@@ -1,0 +1,237 @@
+"""The training engine: one fit's data made ready for the kernels, epochs
+run in compiled chunks with rollback on interrupt or divergence, and the one
+epoch loop that ``Network.fit``/``partial_fit`` and the scikit-learn
+estimators drive. What to do after each epoch (learning rate, stopping,
+keeping the best parameters) is delegated to a policy (:mod:`.stopping`).
+"""
+import math
+import sys
+import time
+
+import numpy as np
+
+from . import inputs, interrupts, validation
+from .kernels import train as train_kernels
+from .kernels.bundles import ADAM, SGD, BatchBuffers, Optimizer, OptimizerState, TrainData
+from .memory import aligned_zeros, work_buffers
+
+OPTIMIZER_KINDS = {"sgd": SGD, "adam": ADAM}
+
+
+class TrainingDivergedError(FloatingPointError, ValueError):
+    """The loss or a parameter became NaN or infinite during ``fit``."""
+
+
+class EngineState:
+    """What training keeps on a network between fits: the shuffling stream
+    (SplitMix64 state), the sparse forms of the last inputs, and the
+    optimizer state that ``partial_fit`` continues."""
+
+    def __init__(self, seed):
+        self.shuffle_state = np.random.SeedSequence(seed).generate_state(1, np.uint64)
+        self.input_cache = None       # inputs.InputCache
+        self.optimizer_state = None   # (kind, OptimizerState)
+
+    def __getstate__(self):
+        # The sparse-input cache is large and only a speed-up: not pickled.
+        return {"shuffle_state": self.shuffle_state, "optimizer_state": self.optimizer_state}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.input_cache = None
+
+
+def optimizer(name="sgd", lr=0.1, momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999,
+              eps=1e-8, l2=0.0, l2_per_row=False):
+    """Checked optimizer settings (:class:`Optimizer`)."""
+    validation.check_choice("optimizer", name, validation.OPTIMIZERS)
+    lr = validation.check_float("lr", lr, 0, low_open=True)
+    momentum = validation.check_float("momentum", momentum, 0, 1, high_open=True)
+    nesterov = validation.check_bool("nesterov", nesterov)
+    beta1 = validation.check_float("beta1", beta1, 0, 1, high_open=True)
+    beta2 = validation.check_float("beta2", beta2, 0, 1, high_open=True)
+    eps = validation.check_float("eps", eps, 0, low_open=True)
+    l2 = validation.check_float("l2", l2, 0)
+    return Optimizer(OPTIMIZER_KINDS[name], lr, momentum, nesterov, beta1, beta2, eps, l2,
+                     bool(l2_per_row))
+
+
+def fresh_state(kind, theta):
+    """Zero optimizer state for ``kind`` (Adam needs the second moment)."""
+    sq = np.zeros_like(theta) if kind == ADAM else np.zeros(0, theta.dtype)
+    return OptimizerState(np.zeros_like(theta), sq, np.zeros(1, np.int64))
+
+
+def state_for(engine, opt, theta, keep):
+    """The optimizer state to train with: the engine's, if ``keep`` and it
+    belongs to the same kind of optimizer, else a fresh one (kept on the
+    engine for the next ``partial_fit``)."""
+    held = engine.optimizer_state
+    if not keep or held is None or held[0] != opt.kind:
+        engine.optimizer_state = (opt.kind, fresh_state(opt.kind, theta))
+    return engine.optimizer_state[1]
+
+
+class Trainer:
+    """The data of one fit prepared for the kernels (sparse forms, work
+    buffers, visiting order); :meth:`guarded_epoch` runs one epoch."""
+
+    # An epoch runs as this many compiled calls (each a run of consecutive
+    # batches): a progress bar moves, and Ctrl-C is noticed, between calls,
+    # never inside the compiled loop. A call costs ~4 us of dispatch.
+    EPOCH_CHUNKS = 64
+
+    def __init__(self, layout, model, head, engine, X, labels, T, batch_size, shuffle):
+        n = X.shape[0]
+        batch_size = min(validation.check_int("batch_size", batch_size, 1), n)
+        shuffle = validation.check_bool("shuffle", shuffle)
+        self.model, self.head, self.engine, self.n = model, head, engine, n
+        dtype = model.theta.dtype
+        self.sp, self.csc_ready, engine.input_cache = inputs.prepare(
+            X, dtype, batch_size, shuffle, engine.input_cache)
+        self.sparse = engine.input_cache is not None
+        self.work = work_buffers(layout, batch_size, dtype, self.sparse)
+        self.grad = aligned_zeros(model.theta.size, dtype)
+        self.data = TrainData(X, labels, T, np.arange(n, dtype=np.int64), batch_size, shuffle)
+        gather = shuffle
+        self.bufs = BatchBuffers(
+            np.empty((batch_size if gather and not self.sparse else 0, X.shape[1]), dtype),
+            np.empty(batch_size if gather and labels.size else 0, np.int64),
+            np.empty((batch_size if gather and T.size else 0, T.shape[1]), dtype))
+        self.n_batches = -(-n // batch_size)
+        self._snapshot = None  # what the running epoch changes, as it was before it
+        self._saved = None
+
+    def guarded_epoch(self, opt, state, progress):
+        """:meth:`epoch`, undone if it does not finish well: what it changes
+        (parameters, shuffling stream, optimizer ``state``) is restored if
+        it raises (e.g. ``KeyboardInterrupt``) or diverges (NaN/inf loss or
+        parameters). Returns the epoch's sums, or None if it diverged."""
+        theta = self.model.theta
+        self._saved = (theta, self.engine.shuffle_state) + tuple(state)
+        if self._snapshot is None or len(self._snapshot) != len(self._saved):
+            self._snapshot = [np.empty_like(a) for a in self._saved]
+        for dst, src in zip(self._snapshot, self._saved):
+            dst[...] = src
+        try:
+            sums = self.epoch(opt, state, progress)
+        except BaseException:
+            self.rollback()
+            raise
+        if not (np.isfinite(sums[0]) and np.isfinite(sums[1]) and np.isfinite(theta).all()):
+            self.rollback()
+            return None
+        return sums
+
+    def rollback(self):
+        """Undo the last guarded epoch (also after it returned: an interrupt
+        while its validation ran)."""
+        with interrupts.deferred():  # a second Ctrl-C must not cut the restore short
+            for src, dst in zip(self._snapshot, self._saved):
+                dst[...] = src
+
+    def epoch(self, opt, state, progress):
+        cache = self.engine.input_cache
+        if cache is not None:  # invalid while (and if interrupted while) rebuilding
+            cache.csc_in_order = self.csc_ready
+        data = self.data
+        train_kernels.epoch_begin(data.order, self.engine.shuffle_state, data.shuffle, self.sp,
+                                  self.csc_ready, data.batch_size)
+        # The CSC blocks now follow `order`: still valid next epoch (and next
+        # fit) unless shuffling reorders the rows.
+        self.csc_ready = not data.shuffle
+        if cache is not None:
+            cache.csc_in_order = self.csc_ready
+        report = progress_reporter(progress)
+        nb = self.n_batches
+        step = max(1, -(-nb // self.EPOCH_CHUNKS))
+        totals = [0.0, 0.0, 0]
+        for first in range(0, nb, step):
+            last = min(nb, first + step)
+            r = train_kernels.train_batches(data, self.model, self.head, self.grad, state, opt,
+                                            self.sp, self.work, self.bufs, first, last)
+            for i in range(3):
+                totals[i] += r[i]
+            if report is not None:
+                report(last, nb)
+            interrupts.check()  # a Ctrl-C swallowed while compiling (see interrupts.py)
+        return tuple(totals)
+
+
+def new_history(validating):
+    keys = ["loss", "accuracy", "lr", "seconds"] + (["val_loss", "val_accuracy"]
+                                                     if validating else [])
+    return {k: [] for k in keys}
+
+
+def run_epochs(trainer, opt, state, policy, max_epochs, *, history, validate=None,
+               progress=None, callbacks=(), owner=None, report=None, loss_scale=1.0,
+               classify=True):
+    """The epoch loop. Each epoch: the rate from ``policy.learning_rate``,
+    a guarded epoch (divergence raises :class:`TrainingDivergedError`),
+    ``validate()`` (a dict of extra entries), then the epoch's entries are
+    appended to ``history`` together -- an interrupt before that undoes the
+    epoch, so the parameters always match the history. Then ``report(epoch,
+    record)``, ``policy.after_epoch`` and ``callbacks`` (``f(owner,
+    history)``; True stops). The training loss is ``(loss_sum / loss_scale +
+    penalty_sum) / rows``."""
+    n = trainer.n
+    for i in range(max_epochs):
+        t0 = time.perf_counter()
+        lr = policy.learning_rate(i)
+        sums = trainer.guarded_epoch(opt._replace(lr=lr), state, progress)
+        if sums is None:
+            raise TrainingDivergedError(policy.divergence_message(i + 1, lr))
+        loss_sum, pen_sum, correct = sums
+        record = {"loss": (loss_sum / loss_scale + pen_sum) / n,
+                  "accuracy": correct / n if classify else math.nan, "lr": lr,
+                  "seconds": time.perf_counter() - t0}
+        if validate is not None:
+            try:
+                record.update(validate())
+            except BaseException:
+                trainer.rollback()
+                raise
+        for key, value in record.items():
+            history.setdefault(key, []).append(value)
+        if report is not None:
+            report(i + 1, record)
+        stop = policy.after_epoch(record, trainer.model.theta, n)
+        for cb in callbacks:
+            if cb(owner, history) is True:
+                stop = True
+        if stop:
+            break
+    return history
+
+
+def progress_reporter(progress):
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        return ProgressBar() if sys.stderr.isatty() else None
+    if callable(progress):
+        return progress
+    raise TypeError(f"progress must be True, False or a callable f(done, total), "
+                    f"got {progress!r}")
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr, redrawn in place."""
+
+    def __init__(self, width=30, stream=None):
+        self.width = width
+        self.stream = stream if stream is not None else sys.stderr
+        self.t0 = time.perf_counter()
+
+    def __call__(self, done, total):
+        if done >= total:  # erase the bar: the caller prints the epoch's line
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            return
+        filled = self.width * done // total
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed * (total - done) / done if done else 0.0
+        self.stream.write(f"\r  [{'#' * filled}{'.' * (self.width - filled)}] "
+                          f"{done}/{total} batches  {elapsed:5.1f}s  eta {eta:5.1f}s\x1b[K")
+        self.stream.flush()

@@ -1,0 +1,113 @@
+"""The sparse first-layer kernels (kernels/sparse.py) on their own, against
+NumPy: CSR construction, the input scan, the per-batch CSC form, the
+forward product and the weight gradient, on awkward shapes in both dtypes."""
+import numpy as np
+import pytest
+
+from conftest import DTYPES, assert_close
+from fastnn import inputs
+from fastnn.kernels import sparse as S
+from fastnn.kernels.activations import CODES, IDENTITY
+from fastnn.kernels.layout import SLACK, padded_width
+from fastnn.memory import aligned_zeros
+
+SHAPES = [(1, 1), (7, 3), (33, 130), (64, 784), (5, 17)]  # (rows, features)
+
+
+def _sparse_matrix(rng, n, d, dtype, density=0.3):
+    x = rng.standard_normal((n, d)).astype(dtype)
+    x[rng.random((n, d)) >= density] = 0
+    return x
+
+
+def _csr(x):
+    sp, _, _ = inputs.prepare(x, x.dtype, x.shape[0], False, None, max_density=1.0)
+    return sp
+
+
+def _aligned_copy(A):
+    """A in a 64-byte aligned buffer with padded rows and slack after it."""
+    R, N = A.shape
+    buf = aligned_zeros(R * padded_width(N) + SLACK, A.dtype)
+    return S.pad_rows_into(np.ascontiguousarray(A), buf)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,d", SHAPES)
+def test_scan_and_csr_match_numpy(rng, dtype, n, d):
+    x = _sparse_matrix(rng, n, d, dtype)
+    counts = np.empty(n, np.int64)
+    rowhash = np.empty(n, np.uint64)
+    assert S.scan_rows(x, counts, rowhash) == 0
+    np.testing.assert_array_equal(counts, (x != 0).sum(axis=1))
+    sp = _csr(x)
+    for i in range(n):
+        cols = sp.indices[sp.indptr[i]:sp.indptr[i + 1]]
+        np.testing.assert_array_equal(cols, np.flatnonzero(x[i]))
+        np.testing.assert_array_equal(sp.values[sp.indptr[i]:sp.indptr[i + 1]], x[i, cols])
+    x[n // 2, d // 2] = np.nan
+    assert S.scan_rows(x, counts, rowhash) == 1
+
+
+def test_fingerprint_changes_with_any_value_or_order(rng):
+    x = _sparse_matrix(rng, 20, 30, np.float64)
+
+    def fp(a):
+        counts = np.empty(a.shape[0], np.int64)
+        rowhash = np.empty(a.shape[0], np.uint64)
+        S.scan_rows(a, counts, rowhash)
+        return int(S.fingerprint(rowhash))
+
+    base = fp(x)
+    y = x.copy()
+    y[3] = y[3, ::-1]
+    z = x.copy()
+    z[0, np.flatnonzero(z[0])[0]] *= 1 + 1e-15
+    assert len({base, fp(y), fp(z), fp(x.copy())}) == 3
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,d", SHAPES)
+@pytest.mark.parametrize("width", [1, 100, 113, 300])
+@pytest.mark.parametrize("act", ["relu", "tanh", "identity"])
+def test_forward_matches_numpy(rng, dtype, n, d, width, act):
+    x = _sparse_matrix(rng, n, d, dtype)
+    W = rng.standard_normal((d, width)).astype(dtype)
+    b = rng.standard_normal(width).astype(dtype)
+    sp = _csr(x)
+    rows = rng.permutation(n).astype(np.int64)[:max(1, n - 1)]
+    Y = np.empty((rows.size, width), dtype)
+    S.sparse_dense_forward(sp.indptr, sp.indices, sp.values, rows, _aligned_copy(W), b,
+                           CODES[act], Y)
+    u = x[rows].astype(np.float64) @ W + b
+    expected = {"relu": np.maximum(u, 0), "tanh": np.tanh(u), "identity": u}[act]
+    assert_close(Y, expected, dtype, scale=np.abs(x[rows]) @ np.abs(W) + 1, what="forward")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,d", SHAPES)
+@pytest.mark.parametrize("width", [1, 50, 112, 250])
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_batch_csc_and_weight_gradient_match_numpy(rng, dtype, n, d, width, batch_size):
+    from fastnn.kernels.train import prepare_sparse_batches
+
+    x = _sparse_matrix(rng, n, d, dtype)
+    sp, _, _ = inputs.prepare(x, x.dtype, batch_size, True, None, max_density=1.0)
+    order = rng.permutation(n).astype(np.int64)
+    prepare_sparse_batches(sp, order, batch_size)
+    for b in range(-(-n // batch_size)):
+        idx = order[b * batch_size:(b + 1) * batch_size]
+        dU = rng.standard_normal((idx.size, width)).astype(dtype)
+        dW = np.full((d, width), np.nan, dtype)
+        S.sparse_weight_grad(sp.colptr[b], sp.rowpos, sp.cvals, _aligned_copy(dU), dW)
+        expected = x[idx].astype(np.float64).T @ dU
+        assert_close(dW, expected, dtype, scale=np.abs(x[idx]).T @ np.abs(dU) + 1,
+                     what=f"dW of batch {b}")
+
+
+def test_unaligned_operands_are_detected(rng):
+    W = aligned_zeros(64 * 32 + 16, np.float32)
+    assert S.is_aligned(W[:64 * 32].reshape(64, 32))
+    assert not S.is_aligned(W[1:1 + 64 * 32].reshape(64, 32))
+    assert not S.is_aligned(W[:64 * 30].reshape(64, 30))
+    assert IDENTITY == CODES["identity"]
