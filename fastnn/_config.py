@@ -5,7 +5,8 @@ defined here, so changing (say) caching or fast-math is a one-line edit.
 
 Environment overrides (read once at import):
 
-``FASTNN_CACHE=0``     do not write/read Numba's on-disk cache.
+``FASTNN_CACHE=0``     do not write/read Numba's on-disk cache (where it is
+                       kept otherwise: see kernel_cache.py).
 ``FASTNN_PARALLEL=0``  compile the ``prange`` kernels serially (debugging,
                        or to compare against the serial schedule).
 
@@ -23,11 +24,12 @@ from pathlib import Path
 
 import numba
 
-from . import interrupts
+from . import compile_notice, interrupts, kernel_cache
 
 # A Ctrl-C must not be swallowed by a compile (see interrupts.py): installed
 # before the first kernel is defined.
 interrupts.install()
+compile_notice.install()  # "compiling kernels ... (first run only)" on stderr
 
 # Why no 'nnan'/'ninf': fit() must detect a diverging loss (NaN/inf), and the
 # stable sigmoid/softmax rely on exp() overflowing to inf correctly.
@@ -75,10 +77,11 @@ def _prefer_512_bit_vectors():
 _prefer_512_bit_vectors()
 
 
-def _kernel_source_stamp():
+def kernel_source_stamp():
     """One hash over every module that holds kernels (and this config)."""
     h = hashlib.sha256()
-    for path in sorted(_PACKAGE_DIR.glob("kernels/*.py")) + [Path(__file__).resolve()]:
+    for path in sorted(_PACKAGE_DIR.glob("kernels/*.py")) + [Path(__file__).resolve(),
+                                                           _PACKAGE_DIR / "kernel_cache.py"]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     # And the settings that change the machine code but not the sources
@@ -89,39 +92,11 @@ def _kernel_source_stamp():
     return h.hexdigest()
 
 
-def _install_cache_stamp():
-    # Numba invalidates a cached kernel only when *its own* file changes, so
-    # an edit to (say) activations.py would leave stale machine code inlined
-    # into cached kernels of matmul.py. fastnn's kernels are stamped instead
-    # with a hash of all kernel sources: any edit recompiles them all.
-    try:
-        from numba.core import caching
-        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
-        bases = [getattr(caching, n, None) or getattr(caching, "_" + n)
-                 for n in ("InTreeCacheLocator", "UserWideCacheLocator")]
-    except AttributeError:  # an unknown Numba layout: keep its default
-        return
-    stamp = _kernel_source_stamp()
-
-    def make(base):
-        class Locator(base):
-            def get_source_stamp(self):
-                return stamp
-
-            @classmethod
-            def from_function(cls, py_func, py_file):
-                if not Path(py_file).resolve().is_relative_to(_PACKAGE_DIR):
-                    return None
-                return super().from_function(py_func, py_file)
-
-        Locator.__name__ = "Fastnn" + base.__name__
-        return Locator
-
-    impl._locator_classes[0:0] = [make(b) for b in bases]
-
-
 if CACHE:
-    _install_cache_stamp()
+    # Where kernels are cached (NUMBA_CACHE_DIR, the package, a per-user
+    # directory), stamped with all kernel sources, integrity-checked: see
+    # kernel_cache.py.
+    kernel_cache.install(kernel_source_stamp())
 
 
 def jit(fn=None, **kw):

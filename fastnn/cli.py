@@ -219,6 +219,9 @@ class _Table:
 
 
 def cmd_train(args, out):
+    if args.quiet:
+        from . import compile_notice
+        compile_notice.enable(False)
     if args.epochs < 0:
         raise CLIError(f"--epochs must be >= 0, got {args.epochs}")
     if args.plot:

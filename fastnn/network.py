@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from . import modelio, schedules, training, validation
+from . import compile_notice, modelio, schedules, training, validation
 from .init import INITS, init_params
 from .kernels import activations, losses
 from .kernels import train as train_kernels
@@ -175,6 +175,7 @@ class Network:
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         work = work_buffers(self.layout, min(X.shape[0], EVAL_ROWS), self.dtype)
         train_kernels.predict_batches(X, self.model(), head, work, out)
+        compile_notice.done()
         return out
 
     def predict_proba(self, x):
@@ -197,6 +198,7 @@ class Network:
         work = work_buffers(self.layout, min(X.shape[0], EVAL_ROWS), self.dtype)
         loss_sum, correct = train_kernels.evaluate_batches(X, labels, T, self.model(), self.head,
                                                            work)
+        compile_notice.done()
         r = {"loss": loss_sum / X.shape[0]}
         if self.output != "identity":
             r["accuracy"] = correct / X.shape[0]

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from . import inputs, interrupts, validation
+from . import compile_notice, inputs, interrupts, validation
 from .kernels import train as train_kernels
 from .kernels.bundles import ADAM, SGD, BatchBuffers, Optimizer, OptimizerState, TrainData
 from .memory import aligned_zeros, work_buffers
@@ -152,6 +152,7 @@ class Trainer:
                                             self.sp, self.work, self.bufs, first, last)
             for i in range(3):
                 totals[i] += r[i]
+            compile_notice.done()
             if report is not None:
                 report(last, nb)
             interrupts.check()  # a Ctrl-C swallowed while compiling (see interrupts.py)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+from pathlib import Path
 
 SCRIPT = r"""
 import numpy as np, fastnn
@@ -47,7 +49,7 @@ def test_cached_kernels_run_and_agree_with_fresh_ones():
 
 def test_cache_stamp_depends_on_the_parallel_setting():
     """FASTNN_PARALLEL=0 must not load machine code compiled in parallel."""
-    code = "from fastnn import _config; print(_config._kernel_source_stamp())"
+    code = "from fastnn import _config; print(_config.kernel_source_stamp())"
     stamps = set()
     for parallel in ("0", "1"):
         env = dict(os.environ, FASTNN_PARALLEL=parallel)
@@ -55,3 +57,94 @@ def test_cache_stamp_depends_on_the_parallel_setting():
                              capture_output=True, text=True).stdout.strip()
         stamps.add(out)
     assert len(stamps) == 2
+
+
+# ---------------------------------------------------------------- locations
+# A few small kernels (compiled in seconds): the input scan and fingerprint.
+SMALL = r"""
+import numpy as np
+import pytest
+from pathlib import Path
+from fastnn.kernels import sparse
+x = np.arange(12.0).reshape(3, 4)
+counts = np.empty(3, np.int64)
+h = np.empty(3, np.uint64)
+print(sparse.scan_rows(x, counts, h), counts.tolist(), int(sparse.fingerprint(h)))
+"""
+
+
+def _run(env, code=SMALL, cwd=None):
+    r = subprocess.run([sys.executable, "-c", code], env=dict(env, NUMBA_DEBUG_CACHE="1"),
+                       capture_output=True, text=True, timeout=900, cwd=cwd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    loaded = sum("data loaded from" in l for l in lines)
+    saved = sum("data saved to" in l for l in lines)
+    result = [l for l in lines if not l.startswith("[cache]")]
+    return result, loaded, saved, r.stderr
+
+
+def test_numba_cache_dir_is_honoured_and_reused(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    first, loaded, saved, _ = _run(env)
+    assert saved > 0 and list(tmp_path.rglob("*.nbi"))
+    second, loaded, saved, err = _run(env)
+    assert second == first and loaded > 0 and saved == 0
+    assert "compiling" not in err  # warm: no compile notice
+
+
+def test_a_damaged_cache_is_recompiled_with_one_warning(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    good, _, _, _ = _run(env)
+    index = next(p for p in tmp_path.rglob("*fingerprint*.nbi"))
+    data = next(p for p in tmp_path.rglob("*scan_rows*.nbc"))
+    index.write_bytes(index.read_bytes()[:7])              # truncated index
+    raw = bytearray(data.read_bytes())
+    for i in range(len(raw) // 2, len(raw) // 2 + 64):    # flipped bytes in machine code
+        raw[i] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    out, loaded, saved, err = _run(env)
+    assert out == good
+    assert err.count("fastnn:") == 1 and "recompiling" in err  # reported once
+    assert saved >= 2  # both entries rewritten
+    out, loaded, saved, err = _run(env)
+    assert out == good and saved == 0 and "recompiling" not in err
+    index.write_bytes(b"garbage\x00\xff" * 10)             # not a pickle at all
+    out, _, _, err = _run(env)
+    assert out == good and "recompiling" in err
+
+
+def test_read_only_install_uses_its_cache_through_a_per_user_copy(tmp_path):
+    """The package directory is not writable (a system or Docker install):
+    its kernels cached at install time are copied into the user's cache
+    once, not compiled again; with no writable home, a per-user temporary
+    directory is used. (Tests run as root, for whom no directory is
+    read-only: the child process is told the package directory is not
+    writable, the one thing a read-only file system changes.)"""
+    import shutil
+
+    import fastnn
+    site = tmp_path / "site"
+    shutil.copytree(os.path.dirname(fastnn.__file__), site / "fastnn",
+                    ignore=shutil.ignore_patterns("*.nbi", "*.nbc"))
+    env = dict(os.environ, PYTHONPATH=str(site))
+    env.pop("NUMBA_CACHE_DIR", None)
+    env.pop("XDG_CACHE_HOME", None)
+    good, _, saved, _ = _run(env, cwd=tmp_path)  # fills the package's cache (the install)
+    assert saved > 0
+    read_only = (f"import fastnn.kernel_cache as kc\n"
+                 f"w = kc._writable\n"
+                 f"kc._writable = lambda p: not p.startswith({str(site)!r}) and w(p)\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    out, loaded, saved, err = _run(dict(env, HOME=str(home)), read_only + SMALL, tmp_path)
+    assert out == good and loaded > 0 and saved == 0, err[-2000:]
+    assert list((home / ".cache" / "fastnn").rglob("*.nbi"))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    no_home = tmp_path / "not-a-directory"  # no writable home, even for root
+    no_home.write_text("")
+    out, loaded, saved, err = _run(dict(env, HOME=str(no_home), TMPDIR=str(tmp)),
+                                   read_only + SMALL, tmp_path)
+    assert out == good and loaded > 0 and saved == 0, err[-2000:]
+    assert list(tmp.rglob("*.nbi"))

@@ -1,0 +1,209 @@
+"""Where fastnn's compiled kernels are cached, and a cache that cannot hurt.
+
+Numba caches machine code next to the source (``__pycache__``) and, on its
+own, invalidates a kernel only when *its* file changes; it fails with "no
+locator available" where no directory is writable, and a damaged cache file
+raises on every later run (a flipped byte in the machine code crashes it).
+fastnn's kernels get instead:
+
+* **a stamp over all kernel sources and the code-changing settings**, so an
+  edit of any kernel file (or ``FASTNN_PARALLEL``, the CPU target) recompiles
+  them all (see ``_config.kernel_source_stamp``);
+* **a location that works everywhere**, first that applies:
+  ``NUMBA_CACHE_DIR`` if set; the package's ``__pycache__`` if writable; a
+  per-user directory (``$XDG_CACHE_HOME/fastnn`` or ``~/.cache/fastnn``);
+  a per-user directory under the system's temporary directory. When the
+  package directory is read-only (system site-packages, a Docker image, a
+  shared cluster), the kernels cached there at install time are copied into
+  the per-user directory the first time, instead of being compiled again;
+* **integrity**: every data file fastnn writes carries a SHA-256 of its
+  bytes, checked before anything is unpickled or loaded; an unreadable
+  index or a mismatching file is reported once as a warning and the kernel
+  is recompiled (and the entry rewritten). Two processes compiling the same
+  kernel at once both succeed: Numba writes each file under a temporary
+  name and renames it.
+"""
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+_MAGIC = b"FNNC1"  # header of fastnn's checked cache data files
+_DIGEST = 32
+_our_paths = set()  # cache directories holding fastnn's kernels
+_warned = []
+
+
+def user_cache_dir():
+    """The per-user cache directory (not created)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fastnn")
+
+
+def temp_cache_dir():
+    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return os.path.join(tempfile.gettempdir(), f"fastnn-cache-{uid}")
+
+
+def _writable(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+        return True
+    except OSError:
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _seed_from_install(src, dst):
+    """Copy the kernels cached at install time (``src``, read-only) into
+    ``dst`` once per process; files already there are kept."""
+    try:
+        names = [n for n in os.listdir(src) if n.endswith((".nbi", ".nbc"))]
+    except OSError:
+        return
+    for name in names:
+        target = os.path.join(dst, name)
+        if not os.path.exists(target):
+            try:
+                tmp = f"{target}.tmp.{os.getpid()}"
+                shutil.copyfile(os.path.join(src, name), tmp)
+                os.replace(tmp, target)
+            except OSError:
+                return
+
+
+def install(stamp):
+    """Put fastnn's locators in front of Numba's (for fastnn's files only)
+    and make its cache files checked. ``stamp`` replaces Numba's per-file
+    source stamp."""
+    try:
+        from numba.core import caching
+        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+        base = getattr(caching, "_CacheLocator")
+        source_backed = getattr(caching, "_SourceFileBackedLocatorMixin")
+        index_file = caching.IndexDataCacheFile
+    except AttributeError:  # an unknown Numba layout: keep its defaults
+        return False
+
+    class FastnnLocator(source_backed, base):
+        def __init__(self, py_func, py_file, path):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = path
+            _our_paths.add(path)
+
+        def get_cache_path(self):
+            return self._cache_path
+
+        def get_source_stamp(self):
+            return stamp
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not Path(py_file).resolve().is_relative_to(PACKAGE_DIR):
+                return None  # not fastnn's: Numba's own locators decide
+            in_tree = os.path.join(os.path.dirname(py_file), "__pycache__")
+            sub = base.get_suitable_cache_subpath(py_file)
+            from numba.core import config
+            if config.CACHE_DIR:
+                return cls(py_func, py_file, os.path.join(config.CACHE_DIR, sub))
+            if _writable(in_tree):
+                return cls(py_func, py_file, in_tree)
+            for root in (user_cache_dir(), temp_cache_dir()):
+                path = os.path.join(root, sub)
+                if _writable(path):
+                    _seed_from_install(in_tree, path)
+                    return cls(py_func, py_file, path)
+            return None  # nowhere to write: Numba reports it
+
+    impl._locator_classes[0:0] = [FastnnLocator]
+    _check_cache_files(index_file)
+    return True
+
+
+def _warn_once(message):
+    if not _warned:
+        _warned.append(message)
+        warnings.warn(f"fastnn: {message}; recompiling it (reported once)", RuntimeWarning,
+                      stacklevel=3)
+
+
+def _check_cache_files(index_file):
+    """Wrap Numba's cache file class so fastnn's files carry and check a
+    SHA-256 of their bytes, and a damaged index is a cache miss."""
+    if getattr(index_file, "_fastnn_checked", False):
+        return
+    load_index, save_data, load_data = (index_file._load_index, index_file._save_data,
+                                        index_file._load_data)
+    from numba.core import caching
+    log = getattr(caching, "_cache_log", lambda *a: None)  # NUMBA_DEBUG_CACHE output
+
+    def ours(self):
+        return self._cache_path in _our_paths
+
+    def _load_index(self):
+        if not ours(self):
+            return load_index(self)
+        try:
+            return load_index(self)
+        except Exception as e:  # truncated or garbage: UnpicklingError, EOFError, ...
+            _warn_once(f"the kernel cache index {self._index_path} is unreadable "
+                       f"({type(e).__name__})")
+            try:
+                os.unlink(self._index_path)
+            except OSError:
+                pass
+            return {}
+
+    def _save_data(self, name, data):
+        if not ours(self):
+            return save_data(self, name, data)
+        payload = self._dump(data)
+        path = self._data_path(name)
+        with self._open_for_write(path) as f:
+            f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+        log("[cache] data saved to %r", path)
+
+    def _load_data(self, name):
+        if not ours(self):
+            return load_data(self, name)
+        import pickle
+
+        path = self._data_path(name)
+        with open(path, "rb") as f:
+            raw = f.read()
+        head = len(_MAGIC) + _DIGEST
+        payload = raw[head:]
+        if raw[:len(_MAGIC)] != _MAGIC or hashlib.sha256(payload).digest() != raw[
+                len(_MAGIC):head]:
+            _warn_once(f"the cached kernel {path} is damaged (checksum mismatch)")
+            return None
+        try:
+            data = pickle.loads(payload)
+        except Exception as e:
+            _warn_once(f"the cached kernel {path} is unreadable ({type(e).__name__})")
+            return None
+        log("[cache] data loaded from %r", path)
+        return data
+
+    def load(self, key):
+        # Numba's own load() turns only OSError into a miss.
+        overloads = self._load_index()
+        data_name = overloads.get(key)
+        if data_name is None:
+            return None
+        try:
+            return self._load_data(data_name)
+        except OSError:
+            return None
+
+    index_file._load_index = _load_index
+    index_file._save_data = _save_data
+    index_file._load_data = _load_data
+    index_file.load = load
+    index_file._fastnn_checked = True
