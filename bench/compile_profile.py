@@ -56,6 +56,8 @@ class Rec(event.Listener):
             stack[-1][2] += dt
         name = getattr(disp, "py_func", None)
         name = f"{name.__module__}.{name.__qualname__}" if name else str(disp)
+        if "--signatures" in sys.argv:
+            name += str(tuple(ev.data["args"]))
         records.append((name, dt, dt - child))
 event.register("numba:compile", Rec())
 T0 = time.perf_counter()
@@ -64,9 +66,10 @@ print("@@" + json.dumps({"records": records, "total": time.perf_counter() - T0})
 """
 
 
-def profile(code):
+def profile(code, signatures=False):
     env = dict(os.environ, FASTNN_CACHE="0")
-    out = subprocess.run([sys.executable, "-c", RECORDER, code], env=env, check=True,
+    extra = ["--signatures"] if signatures else []
+    out = subprocess.run([sys.executable, "-c", RECORDER, code] + extra, env=env, check=True,
                          capture_output=True, text=True).stdout
     line = next(l for l in out.splitlines() if l.startswith("@@"))
     return json.loads(line[2:])
@@ -81,9 +84,10 @@ def table(result, top):
         a[2] += self_time
     rows = sorted(agg.items(), key=lambda kv: -kv[1][2])
     compiled = sum(v[2] for v in agg.values())
-    lines = [f"{'function':64s} {'n':>3s} {'self s':>7s} {'incl s':>7s}"]
+    width = max([64] + [len(name) for name, _ in rows[:top]])
+    lines = [f"{'function':{width}s} {'n':>3s} {'self s':>7s} {'incl s':>7s}"]
     for name, (n, incl, self_time) in rows[:top]:
-        lines.append(f"{name[-64:]:64s} {n:3d} {self_time:7.2f} {incl:7.2f}")
+        lines.append(f"{name:{width}s} {n:3d} {self_time:7.2f} {incl:7.2f}")
     lines.append(f"{len(agg)} functions, {sum(v[0] for v in agg.values())} compilations: "
                  f"{compiled:.1f} s compiling of {result['total']:.1f} s from import to end")
     return "\n".join(lines)
@@ -93,10 +97,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", choices=list(SCENARIOS) + ["all"], default="classic")
     p.add_argument("--top", type=int, default=20)
+    p.add_argument("--signatures", action="store_true",
+                   help="one row per (function, argument types)")
     args = p.parse_args(argv)
     for name in (SCENARIOS if args.scenario == "all" else [args.scenario]):
         print(f"\n== {name} (cold: FASTNN_CACHE=0)")
-        print(table(profile(SCENARIOS[name]), args.top), flush=True)
+        print(table(profile(SCENARIOS[name], args.signatures), args.top), flush=True)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,17 @@ def build_parser():
     r.add_argument("--proba", action="store_true",
                    help="write the output head's probabilities / values instead of labels")
 
+    c = sub.add_parser("compile", help="compile the kernels ahead of time (fills the cache)",
+                       description="Compile fastnn's kernels for this CPU in parallel "
+                                   "processes, so later runs start at once (e.g. "
+                                   "'RUN python -m fastnn compile --all' in a Dockerfile).")
+    c.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=["float32"],
+                   help="precisions to compile for (default: float32)")
+    c.add_argument("--all", action="store_true",
+                   help="every precision, for writable and read-only input arrays")
+    c.add_argument("--jobs", type=_positive_int, default=None,
+                   help="processes (default: one per core)")
+
     b = sub.add_parser("bench", help="side-by-side speed comparison (see bench/compare.py)",
                        add_help=False)
     b.add_argument("args", nargs=argparse.REMAINDER)
@@ -428,6 +439,14 @@ def cmd_predict(args, out):
     return 0
 
 
+def cmd_compile(args, out):
+    from . import warmup
+
+    if args.all:
+        return warmup.main(warmup.DTYPES, (False, True), args.jobs, out)
+    return warmup.main(tuple(dict.fromkeys(args.dtype)), (False,), args.jobs, out)
+
+
 def cmd_bench(args, out):
     from .benchmark import main as bench_main
 
@@ -435,7 +454,7 @@ def cmd_bench(args, out):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "bench": cmd_bench}
+            "compile": cmd_compile, "bench": cmd_bench}
 
 
 def main(argv=None, out=None):

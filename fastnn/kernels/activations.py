@@ -10,12 +10,19 @@ only has to keep its output for the backward pass.
 """
 import math
 
+import numpy as np
+
 from .._config import jit
 
-IDENTITY = 0
-RELU = 1
-SIGMOID = 2
-TANH = 3
+# NumPy integers, not Python ints: Numba types a Python int constant passed
+# to a kernel as a literal and compiles a separate specialisation for it
+# (gemm_nn_fused_into(..., act=IDENTITY) apart from (..., act=<int64>)),
+# which cost ~15 s of a ~55 s cold start; a branch on a run-time code
+# outside the inner loops costs nothing measurable.
+IDENTITY = np.int64(0)
+RELU = np.int64(1)
+SIGMOID = np.int64(2)
+TANH = np.int64(3)
 
 CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
 
