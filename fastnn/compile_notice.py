@@ -18,6 +18,7 @@ DELAY = 1.0
 _enabled = [os.environ.get("FASTNN_QUIET", "0") in ("", "0")]
 _lock = threading.Lock()
 _burst = {}  # the compiles since the last done(): t0, timer, printed
+compiles = [0]  # compilations started in this process (any function)
 
 
 def enable(on=True):
@@ -53,6 +54,7 @@ def install():
 
     class Notice(event.Listener):
         def on_start(self, ev):
+            compiles[0] += 1
             if _burst.get("open") or not _enabled[0]:
                 return
             func = getattr((ev.data or {}).get("dispatcher"), "py_func", None)

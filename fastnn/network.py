@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from . import compile_notice, modelio, schedules, training, validation
+from . import compile_notice, modelio, schedules, threads, training, validation
 from .init import INITS, init_params
 from .kernels import activations, losses
 from .kernels import train as train_kernels
@@ -174,7 +174,8 @@ class Network:
     def _forward(self, X, head):
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         work = work_buffers(self.layout, min(X.shape[0], EVAL_ROWS), self.dtype)
-        train_kernels.predict_batches(X, self.model(), head, work, out)
+        threads.run_with(threads.preferred(), train_kernels.predict_batches, X, self.model(),
+                         head, work, out)
         compile_notice.done()
         return out
 
@@ -196,8 +197,8 @@ class Network:
 
     def _evaluate(self, X, labels, T):
         work = work_buffers(self.layout, min(X.shape[0], EVAL_ROWS), self.dtype)
-        loss_sum, correct = train_kernels.evaluate_batches(X, labels, T, self.model(), self.head,
-                                                           work)
+        loss_sum, correct = threads.run_with(threads.preferred(), train_kernels.evaluate_batches,
+                                             X, labels, T, self.model(), self.head, work)
         compile_notice.done()
         r = {"loss": loss_sum / X.shape[0]}
         if self.output != "identity":

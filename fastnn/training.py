@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from . import compile_notice, inputs, interrupts, validation
+from . import compile_notice, inputs, interrupts, threads, validation
 from .kernels import train as train_kernels
 from .kernels.bundles import ADAM, SGD, BatchBuffers, Optimizer, OptimizerState, TrainData
 from .memory import aligned_zeros, work_buffers
@@ -148,15 +148,42 @@ class Trainer:
         totals = [0.0, 0.0, 0]
         for first in range(0, nb, step):
             last = min(nb, first + step)
-            r = train_kernels.train_batches(data, self.model, self.head, self.grad, state, opt,
-                                            self.sp, self.work, self.bufs, first, last)
-            for i in range(3):
-                totals[i] += r[i]
+            n_threads, probe = threads.chooser.pick()
+            if probe == 1 and last - first > 1:
+                # One batch on this thread alone, to measure it.
+                self._run(1, first, first + 1, opt, state, totals, True)
+                first += 1
+            elif probe is not None and last - first > 2:
+                # The pool, measured on the chunk after one unmeasured batch
+                # that wakes its threads (see threads.py).
+                self._run(probe, first, first + 1, opt, state, totals, None)
+                first += 1
+                n_threads = probe
+            self._run(n_threads, first, last, opt, state, totals,
+                      probe is not None and n_threads == probe)
             compile_notice.done()
             if report is not None:
                 report(last, nb)
             interrupts.check()  # a Ctrl-C swallowed while compiling (see interrupts.py)
         return tuple(totals)
+
+    def _run(self, n_threads, first, last, opt, state, totals, probe):
+        """Batches first..last-1 on ``n_threads`` threads, timed for the
+        thread chooser (see threads.py; ``probe`` None: not timed); adds
+        their sums to ``totals``."""
+        # A call that compiles, or loads the kernel from the disk cache, says
+        # nothing about speed.
+        compiled = compile_notice.compiles[0], len(train_kernels.train_batches.overloads)
+        t0 = time.perf_counter()
+        r = threads.run_with(n_threads, train_kernels.train_batches, self.data, self.model,
+                             self.head, self.grad, state, opt, self.sp, self.work, self.bufs,
+                             first, last)
+        rows = min(self.n, last * self.data.batch_size) - first * self.data.batch_size
+        if probe is not None and compiled == (compile_notice.compiles[0],
+                                              len(train_kernels.train_batches.overloads)):
+            threads.chooser.record(n_threads, rows, time.perf_counter() - t0, probe)
+        for i in range(3):
+            totals[i] += r[i]
 
 
 def new_history(validating):

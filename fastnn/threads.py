@@ -1,0 +1,103 @@
+"""How many threads a training chunk uses when the CPU is shared.
+
+Numba's parallel regions are fork-join: a region ends when every thread of
+the pool has done its share. Alone on the machine a join costs about a
+microsecond; when another process (a second fit, ``pytest -n 2``, a Dask
+worker, a busy loop) holds one of the cores, a join waits for a thread that
+is not running, and OpenMP's spin-waiting threads burn the time slices the
+others need. Measured on 2 cores (``bench/shared_cpu.py``, classic epoch on
+20k rows): alone 0.062 s; two processes at once 9.3 s each (150x); beside a
+CPU hog 0.36 s (5.9x). OpenMP's passive wait policy fixed the pair but
+slowed the lone run 2.4x; a shorter spin count (``GOMP_SPINCOUNT``) left it
+at 9x.
+
+So the engine measures instead of guessing: it times its chunks of batches
+on the user's thread count and, every few seconds, one batch on a single
+thread (the calling thread: no region to join), and runs on whichever is
+faster per row; a chunk much slower than the other choice's rate switches
+at once. On one thread it re-tries the pool after 0.5 s, doubling up to
+8 s while the pool keeps losing, so a shared run notices soon after the
+other process is gone, and the lone run pays one batch every 8 s. ``FASTNN_ADAPTIVE_THREADS=0`` turns it off; a user's own thread
+count (``fastnn.set_num_threads``, ``NUMBA_NUM_THREADS``) is the parallel
+choice, and 1 thread means nothing to choose.
+"""
+import os
+import time
+
+import numba
+
+ENABLED = os.environ.get("FASTNN_ADAPTIVE_THREADS", "1") != "0"
+SERIAL_PROBE = 8.0   # s between one-batch probes of 1 thread while parallel wins
+FIRST_PROBE = 0.5    # s before re-trying the pool while 1 thread wins ...
+MAX_PROBE = 8.0      # ... doubling up to this while it keeps losing
+SWITCH = 1.5         # switch at once when the current choice gets this much slower
+SMOOTHING = 0.3      # weight of the newest measurement in the running rate
+
+
+class ThreadChooser:
+    """Per-process state: the measured seconds per row of each choice.
+
+    Parallel (the user's thread count) is measured on whole chunks, after
+    one unmeasured batch that wakes the pool (its threads fall asleep while
+    one thread works, and a team-size change makes the next region slow:
+    a one-batch probe of the pool measured 3.1 us/row where its chunks ran
+    at 1.9). One thread is measured on single batches."""
+
+    def __init__(self):
+        self.rate = {}           # threads -> seconds per row (running mean)
+        self.current = None
+        self.interval = FIRST_PROBE
+        self.last_probe = time.perf_counter()
+
+    def pick(self):
+        """(threads for the chunk, threads to probe first or None)."""
+        n = numba.get_num_threads()
+        if not ENABLED or n == 1:
+            return n, None
+        if self.current not in (n, 1):
+            self.current = n
+        other = 1 if self.current == n else n
+        wait = SERIAL_PROBE if other == 1 else self.interval
+        if other not in self.rate or time.perf_counter() - self.last_probe >= wait:
+            return self.current, other
+        return self.current, None
+
+    def record(self, threads, rows, seconds, probe=False):
+        r = seconds / max(rows, 1)
+        old = self.rate.get(threads)
+        # A probe replaces the old figure (conditions may have changed since);
+        # the running choice's chunks are smoothed.
+        self.rate[threads] = r if old is None or probe else (1 - SMOOTHING) * old + SMOOTHING * r
+        others = [t for t in self.rate if t != threads]
+        if probe:
+            self.last_probe = time.perf_counter()
+            if self.rate[threads] < self.rate.get(self.current, 0.0):
+                self.current = threads          # the probe won: switch
+                self.interval = FIRST_PROBE
+            elif threads > 1:
+                self.interval = min(MAX_PROBE, self.interval * 2)
+        elif others and self.rate[threads] > SWITCH * self.rate[others[0]]:
+            # The current choice got much slower (another process took a
+            # core, or left it): take the other one now.
+            self.current = others[0]
+            self.last_probe = time.perf_counter()
+            self.interval = FIRST_PROBE
+
+
+chooser = ThreadChooser()
+
+
+def preferred():
+    """The thread count training currently runs on (for predict/evaluate)."""
+    n = numba.get_num_threads()
+    return chooser.current if ENABLED and chooser.current in (1, n) else n
+def run_with(threads, fn, *args):
+    """``fn(*args)`` with ``threads`` Numba threads on this thread."""
+    previous = numba.get_num_threads()
+    if threads == previous:
+        return fn(*args)
+    numba.set_num_threads(threads)
+    try:
+        return fn(*args)
+    finally:
+        numba.set_num_threads(previous)
