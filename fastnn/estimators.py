@@ -41,6 +41,7 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
+    from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import (_check_partial_fit_first_call,
                                           check_classification_targets, type_of_target,
                                           unique_labels)
@@ -55,6 +56,8 @@ from .network import Network
 from .stopping import ScikitLearnRule
 
 ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "identity": "identity"}
+SOLVERS = ("lbfgs", "sgd", "adam")
+STOCHASTIC_SOLVERS = ("sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 
 
@@ -108,9 +111,7 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError("hidden_layer_sizes must be positive integers, got "
                                  f"{self.hidden_layer_sizes!r}")
         V.check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        if self.solver == "lbfgs":
-            raise ValueError("solver='lbfgs' is not supported by fastnn; use 'adam' or 'sgd'")
-        V.check_choice("solver", self.solver, ("sgd", "adam"))
+        V.check_choice("solver", self.solver, SOLVERS)
         V.check_float("alpha", self.alpha, 0)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             V.check_int("batch_size", self.batch_size, 1)
@@ -161,9 +162,11 @@ class _BaseMLP(BaseEstimator):
         self._views()
         self.n_layers_ = len(layer_units)
         self.n_outputs_ = layer_units[-1]
-        self.loss_curve_ = []
-        self._rule = ScikitLearnRule(self.learning_rate_init)
-        self._publish_rule()
+        self.n_iter_ = 0
+        if self.solver in STOCHASTIC_SOLVERS:  # as scikit-learn: no curve for lbfgs
+            self.loss_curve_ = []
+            self._rule = ScikitLearnRule(self.learning_rate_init)
+            self._publish_rule()
 
     def _publish_rule(self):
         """scikit-learn's fitted attributes from the stopping rule's state."""
@@ -203,6 +206,12 @@ class _BaseMLP(BaseEstimator):
                              f"(layers {list(self.network_.layers)}, now {layer_units}); "
                              f"refit with warm_start=False")
         net = self.network_
+        if self.solver == "lbfgs":
+            return self._fit_lbfgs(net, X, labels, T, n_out, head)
+        if not hasattr(self, "_rule"):  # warm start from an lbfgs fit
+            self.loss_curve_ = []
+            self._rule = ScikitLearnRule(self.learning_rate_init)
+            self._rule.n_iter = self.n_iter_
         sgd = self.solver == "sgd"
         opt = training.optimizer(self.solver, self.learning_rate_init,
                                  self.momentum if sgd else 0.0, bool(self.nesterovs_momentum),
@@ -274,6 +283,46 @@ class _BaseMLP(BaseEstimator):
         rule.finish(net.theta)
         return self
 
+    def _fit_lbfgs(self, net, X, labels, T, n_out, head):
+        """Full batch L-BFGS-B (scipy) on the compiled loss and gradient,
+        with scikit-learn's objective, options and iteration count."""
+        from scipy.optimize import minimize
+
+        Xd = np.ascontiguousarray(X, dtype=net.dtype)
+        T = np.ascontiguousarray(T, dtype=net.dtype)
+        objective = training.full_batch_objective(
+            net.layout, net.model(), net.head, Xd, labels, T, l2=self.alpha,
+            # scikit-learn's squared loss is averaged over the outputs too.
+            loss_scale=n_out if head == "identity" else 1)
+        x0 = net.theta.astype(np.float64)
+        result = minimize(objective, x0, method="L-BFGS-B", jac=True,
+                          options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                   "gtol": self.tol})
+        net.theta[...] = result.x
+        self.n_iter_ = min(int(result.nit), self.max_iter)
+        self.loss_ = float(result.fun)
+        if result.status != 0:
+            message = result.message
+            if isinstance(message, bytes):
+                message = message.decode("latin1")
+            warnings.warn(
+                f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                f"(status={result.status}):\n{message}.\n\nIncrease the number of "
+                f"iterations to improve the convergence (max_iter={self.max_iter}).\nYou "
+                f"might also want to scale the data as shown in:\n    "
+                f"https://scikit-learn.org/stable/modules/preprocessing.html",
+                ConvergenceWarning, stacklevel=3)
+        if not np.isfinite(net.theta).all():
+            raise ValueError("Solver produced non-finite parameter weights. The input data "
+                             "may contain large values and need to be preprocessed.")
+        return self
+
+    def _check_solver(self):
+        if self.solver not in STOCHASTIC_SOLVERS:
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
     def fit(self, X, y):
         """Fit the model to ``X`` (n_samples, n_features) and ``y``."""
         return self._fit(X, y, incremental=False)
@@ -336,6 +385,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         T = self._label_binarizer.transform(y).astype(np.float64)
         return np.zeros(0, np.int64), T, "sigmoid"
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, classes=None):
         """One epoch over ``(X, y)``; ``classes`` (all labels) is required on
         the first call."""
@@ -383,6 +433,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.out_activation_ = "identity"
         return np.zeros(0, np.int64), T, "identity"
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y):
         """One epoch over ``(X, y)``, continuing the optimizer state."""
         return self._fit(X, y, incremental=True)

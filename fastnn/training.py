@@ -263,3 +263,47 @@ class ProgressBar:
         self.stream.write(f"\r  [{'#' * filled}{'.' * (self.width - filled)}] "
                           f"{done}/{total} batches  {elapsed:5.1f}s  eta {eta:5.1f}s\x1b[K")
         self.stream.flush()
+
+
+def full_batch_objective(layout, model, head, X, labels, T, l2=0.0, loss_scale=1.0):
+    """``f(theta) -> (loss, gradient)`` over all of X for a full-batch
+    solver (L-BFGS): the mean loss divided by ``loss_scale`` plus
+    ``0.5 * l2 * sum(W**2) / rows``, and the gradient of the mean loss plus
+    ``l2 * W / rows`` (scikit-learn's objective for ``alpha = l2``), both in
+    float64. Sets ``model.theta`` to each point it is asked about."""
+    from .memory import EVAL_ROWS
+
+    n = X.shape[0]
+    theta = model.theta
+    dtype = theta.dtype
+    work = work_buffers(layout, min(n, EVAL_ROWS), dtype)
+    grad = aligned_zeros(theta.size, dtype)
+    total = np.empty(theta.size, dtype)
+    weights = np.zeros(theta.size, bool)
+    for l in range(len(layout.sizes) - 1):
+        o = int(layout.poff[l])
+        weights[o:o + int(layout.sizes[l] * layout.sizes[l + 1])] = True
+
+    # Between calls the solver runs single-threaded (and BLAS threads may
+    # spin): the pool's regions then waited on woken or contended threads,
+    # and the pool ran 10x slower than one thread on digits. Measure both.
+    chooser = threads.ThreadChooser()
+
+    def objective(x):
+        theta[...] = x
+        current, probe = chooser.pick()
+        use = probe if probe is not None else current
+        kernel = train_kernels.full_batch_gradient
+        before = compile_notice.compiles[0], len(kernel.overloads)
+        t0 = time.perf_counter()
+        loss = threads.run_with(use, kernel, X, labels, T, model, head, work, grad, total)
+        if before == (compile_notice.compiles[0], len(kernel.overloads)):
+            chooser.record(use, n, time.perf_counter() - t0, probe is not None)
+        interrupts.check()
+        compile_notice.done()
+        w = theta[weights].astype(np.float64)
+        g = total.astype(np.float64)
+        g[weights] += (l2 / n) * w
+        return loss / loss_scale + 0.5 * l2 * float(w @ w) / n, g
+
+    return objective

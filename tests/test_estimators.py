@@ -188,7 +188,6 @@ def test_coefs_are_live_views_and_survive_pickling(rng):
 
 
 @pytest.mark.parametrize("params,err,match", [
-    (dict(solver="lbfgs"), ValueError, "lbfgs"),
     (dict(activation="softplus"), ValueError, "activation"),
     (dict(learning_rate="cyclic"), ValueError, "learning_rate"),
     (dict(hidden_layer_sizes=(10, 0)), ValueError, "hidden_layer_sizes"),
@@ -230,3 +229,99 @@ def test_mnist_accuracy_within_half_a_point_of_sklearn():
         theirs = SkClassifier(**kw).fit(x, y).score(xt, yt)
     assert ours >= theirs - 0.005, (ours, theirs)
     assert ours > 0.95
+
+
+# ------------------------------------------------------------------ lbfgs
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "logistic"])
+def test_lbfgs_objective_equals_sklearn(rng, kind, activation):
+    """The full-batch loss and gradient (compiled kernels) equal
+    scikit-learn's _loss_grad_lbfgs at the same point."""
+    from fastnn import training
+
+    X, y = classification(rng, 70, 5, kind)
+    kw = dict(hidden_layer_sizes=(7, 4), activation=activation, solver="lbfgs", max_iter=1,
+              random_state=2, alpha=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(dtype="float64", **kw).fit(X, y)
+        theirs = SkClassifier(**kw).fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        a[...] = b  # the same point
+    net = ours.network_
+    labels, T = net.check_y(ours._targets(y, False)[0] if kind == "multiclass" else
+                            ours._label_binarizer.transform(y), len(y))
+    f = training.full_batch_objective(net.layout, net.model(), net.head, X, labels, T, l2=0.1)
+    loss, grad = f(net.theta.copy())
+    Y = theirs._label_binarizer.transform(y).astype(float)
+    units = [X.shape[1], 7, 4, theirs.n_outputs_]
+    acts = [X] + [None] * 3
+    deltas = [None] * 3
+    cg = [np.empty((a, b)) for a, b in zip(units[:-1], units[1:])]
+    ig = [np.empty(b) for b in units[1:]]
+    sk_loss, sk_grad = theirs._loss_grad_lbfgs(
+        np.concatenate([c.ravel() for c in theirs.coefs_] + list(theirs.intercepts_)), X, Y,
+        None, acts, deltas, cg, ig)
+    assert loss == pytest.approx(sk_loss, rel=1e-10)
+    ours_grad = np.concatenate([grad[net.layout.poff[l]:net.layout.poff[l] + c.size]
+                                for l, c in enumerate(theirs.coefs_)] +
+                               [grad[net.layout.poff[l] + c.size:net.layout.poff[l + 1]]
+                                for l, c in enumerate(theirs.coefs_)])
+    np.testing.assert_allclose(ours_grad, sk_grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_lbfgs_classifier_matches_sklearn(rng, kind, activation):
+    """Full-batch L-BFGS on the compiled loss and gradient follows
+    scikit-learn's lbfgs run: same iterations, coefficients to ~1e-6."""
+    X, y = classification(rng, 80, 5, kind)
+    # 25 iterations, alpha 1e-2: L-BFGS amplifies rounding differences (our
+    # sigmoid vs scipy's expit differ in the last bit) on long runs over
+    # near-separable data.
+    kw = dict(hidden_layer_sizes=(7, 4), activation=activation, solver="lbfgs", max_iter=25,
+              random_state=2, alpha=1e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(dtype="float64", **kw).fit(X, y)
+        theirs = SkClassifier(**kw).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    # (abs: scikit-learn clips probabilities at eps in the log-loss, fastnn does not)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-5, abs=1e-7)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    assert not hasattr(ours, "loss_curve_") and not hasattr(theirs, "loss_curve_")
+
+
+@pytest.mark.parametrize("n_targets", [1, 3])
+def test_lbfgs_regressor_matches_sklearn(rng, n_targets):
+    X = rng.standard_normal((60, 4))
+    y = np.tanh(X @ rng.standard_normal((4, n_targets)))
+    y = y.ravel() if n_targets == 1 else y
+    kw = dict(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=80, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPRegressor(dtype="float64", **kw).fit(X, y)
+        theirs = SkRegressor(**kw).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6, atol=1e-7)
+
+
+def test_lbfgs_has_no_partial_fit_warns_like_sklearn_and_warm_starts(rng):
+    X, y = classification(rng, 60, 4, "multiclass")
+    clf = MLPClassifier(solver="lbfgs", max_iter=3, random_state=0, dtype="float64")
+    assert not hasattr(clf, "partial_fit")
+    assert hasattr(MLPClassifier(solver="adam"), "partial_fit")
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+        clf.fit(X, y)
+    sk = SkClassifier(solver="lbfgs", max_iter=3, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        sk.fit(X, y)
+    assert clf.n_iter_ == sk.n_iter_ == 3
+    clf.set_params(warm_start=True, max_iter=200)
+    before = clf.loss_
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert clf.loss_ < before  # continued from the fitted coefficients

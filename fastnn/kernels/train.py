@@ -286,3 +286,26 @@ def predict_batches(X, model, head, work, out):
             out[s:e, :] = Z
         else:
             head_output(head, Z, out[s:e])
+
+
+@jit
+def full_batch_gradient(X, labels, T, model, head, work, grad, total):
+    """Mean loss over every row of X, and its gradient into ``total``
+    (``grad`` is per-chunk scratch): the objective of full-batch solvers
+    such as L-BFGS, computed ``work.cap`` rows at a time with the training
+    kernels (dense first layer)."""
+    n = X.shape[0]
+    sp = no_sparse_input(model.theta)
+    for i in range(total.shape[0]):
+        total[i] = 0
+    loss = 0.0
+    for s in range(0, n, work.cap):
+        e = min(n, s + work.cap)
+        chunk_loss, _ = forward_backward(model, head, X[s:e], sp.indptr, 0,
+                                         labels[s:min(e, labels.shape[0])],
+                                         T[s:min(e, T.shape[0])], sp, grad, work)
+        w = (e - s) / n
+        loss += chunk_loss * w
+        for i in range(total.shape[0]):
+            total[i] += grad[i] * w
+    return loss
