@@ -1,7 +1,7 @@
 """scikit-learn compatible estimators: ``MLPClassifier`` and ``MLPRegressor``.
 
 Drop-in replacements for :class:`sklearn.neural_network.MLPClassifier` and
-``MLPRegressor`` with the stochastic solvers (``"sgd"``, ``"adam"``): the
+``MLPRegressor`` (solvers ``"lbfgs"``, ``"sgd"``, ``"adam"``): the
 same constructor parameters with the same meanings and defaults, the same
 fitted attributes and methods. Training runs on fastnn's compiled kernels
 through a :class:`fastnn.Network` (``network_``); this module only maps
@@ -18,12 +18,16 @@ scikit-learn's conventions onto it:
   validation score with ``early_stopping`` (best parameters restored);
   ``learning_rate="adaptive"`` divides the rate by 5 instead of stopping;
   ``"invscaling"`` sets ``learning_rate_init / (t_ + 1) ** power_t`` after
-  each epoch (scikit-learn's rule, ``t_`` = samples seen).
+  each epoch (scikit-learn's rule, ``t_`` = samples seen); the decisions
+  live in :class:`fastnn.stopping.ScikitLearnRule`;
+* ``solver="lbfgs"``: scipy's L-BFGS-B on the compiled full-batch objective
+  (:func:`fastnn.training.full_batch_objective`);
+* ``dtype``: None (default) follows ``X`` as scikit-learn does (float32
+  stays float32, anything else is float64); "float32"/"float64" force it.
 
-Differences: ``solver="lbfgs"`` and ``sample_weight`` are not supported (a
-clear error); shuffling uses fastnn's own seeded generator, so with the
-same ``random_state`` the batches differ from scikit-learn's; ``dtype``
-(``"float32"`` default) sets the precision of training and prediction.
+Differences: ``sample_weight`` is not supported (a clear error); shuffling
+uses fastnn's own seeded generator, so with the same ``random_state`` the
+batches differ from scikit-learn's.
 Sparse ``X`` is accepted and densified (fastnn's first layer finds the
 zeros again and skips them).
 
@@ -70,7 +74,7 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype="float32"):
+                 dtype=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -125,12 +129,13 @@ class _BaseMLP(BaseEstimator):
         V.check_float("beta_1", self.beta_1, 0, 1, high_open=True)
         V.check_float("beta_2", self.beta_2, 0, 1, high_open=True)
         V.check_float("epsilon", self.epsilon, 0, low_open=True)
-        V.check_int("n_iter_no_change", self.n_iter_no_change, 1)
+        if not (isinstance(self.n_iter_no_change, float) and self.n_iter_no_change == np.inf):
+            V.check_int("n_iter_no_change", self.n_iter_no_change, 1)
         V.check_int("max_fun", self.max_fun, 1)
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        return [int(s) for s in hls], V.check_dtype(self.dtype)
+        return [int(s) for s in hls], None if self.dtype is None else V.check_dtype(self.dtype)
 
     def _validate_X(self, X, reset, y=None):
         kw = dict(accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=reset)
@@ -187,6 +192,27 @@ class _BaseMLP(BaseEstimator):
         self.coefs_ = list(self.network_.weights)
         self.intercepts_ = list(self.network_.biases)
 
+    def _sync_params(self):
+        """Make ``coefs_``/``intercepts_`` the model again: arrays a user
+        assigned (``est.coefs_ = ...``, ``est.coefs_[0] = ...``) are copied
+        into the network (shapes checked), then the lists hold its views."""
+        net = self.network_
+        for name, views in (("coefs_", net.weights), ("intercepts_", net.biases)):
+            given = getattr(self, name)
+            if len(given) != len(views):
+                raise ValueError(f"{name} has {len(given)} arrays, the network has "
+                                 f"{len(views)} layers")
+            for l, (a, view) in enumerate(zip(given, views)):
+                if a is view:
+                    continue
+                a = np.asarray(a)
+                if a.shape != view.shape:
+                    raise ValueError(f"{name}[{l}] has shape {a.shape}, expected {view.shape}")
+                if not np.isfinite(a).all():
+                    raise ValueError(f"{name}[{l}] contains NaN or infinity")
+                view[...] = a
+        self._views()
+
     def _fit(self, X, y, incremental):
         hidden, dtype = self._check_params()
         if y is None:
@@ -199,6 +225,9 @@ class _BaseMLP(BaseEstimator):
         labels, T, head = self._targets(y, first and not incremental)
         n_out = T.shape[1] if T.size else len(self.classes_)
         layer_units = [X.shape[1]] + hidden + [n_out]
+        if dtype is None:  # as scikit-learn: float32 X trains in float32, else float64
+            dtype = self.network_.dtype if not first else np.dtype(
+                np.float32 if X.dtype == np.float32 else np.float64)
         if first:
             self._initialize(layer_units, dtype, head)
         elif list(self.network_.layers) != layer_units or self.network_.dtype != dtype:
@@ -206,12 +235,12 @@ class _BaseMLP(BaseEstimator):
                              f"(layers {list(self.network_.layers)}, now {layer_units}); "
                              f"refit with warm_start=False")
         net = self.network_
+        self._sync_params()
         if self.solver == "lbfgs":
             return self._fit_lbfgs(net, X, labels, T, n_out, head)
         if not hasattr(self, "_rule"):  # warm start from an lbfgs fit
             self.loss_curve_ = []
             self._rule = ScikitLearnRule(self.learning_rate_init)
-            self._rule.n_iter = self.n_iter_
         sgd = self.solver == "sgd"
         opt = training.optimizer(self.solver, self.learning_rate_init,
                                  self.momentum if sgd else 0.0, bool(self.nesterovs_momentum),
@@ -247,7 +276,7 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
                               "It is going to be clipped")
             batch_size = min(self.batch_size, n)
-        Xd = np.ascontiguousarray(X, dtype=net.dtype)
+        Xd = V.cast_float("X", X, net.dtype)
         T = np.ascontiguousarray(T, dtype=net.dtype)
         trainer = net.trainer(Xd, labels, T, batch_size, self.shuffle)
 
@@ -278,6 +307,12 @@ class _BaseMLP(BaseEstimator):
         except KeyboardInterrupt:
             # As scikit-learn: keep the model of the last completed epoch.
             warnings.warn("Training interrupted by user.")
+        except training.TrainingDivergedError:
+            # With early stopping scikit-learn keeps its best validation
+            # model when the loss blows up; without it fastnn raises (the
+            # parameters are those before the diverging epoch).
+            if not (self.early_stopping and rule.best_params is not None):
+                raise
         finally:
             self._publish_rule()
         rule.finish(net.theta)
@@ -288,7 +323,7 @@ class _BaseMLP(BaseEstimator):
         with scikit-learn's objective, options and iteration count."""
         from scipy.optimize import minimize
 
-        Xd = np.ascontiguousarray(X, dtype=net.dtype)
+        Xd = V.cast_float("X", X, net.dtype)
         T = np.ascontiguousarray(T, dtype=net.dtype)
         objective = training.full_batch_objective(
             net.layout, net.model(), net.head, Xd, labels, T, l2=self.alpha,
@@ -331,6 +366,7 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X):
         """Head output (probabilities or values) for validated X."""
         check_is_fitted(self)
+        self._sync_params()
         X, _ = self._validate_X(X, reset=False)
         return self.network_.predict_proba(X)
 
@@ -374,9 +410,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
                                  f"has {self.classes_}. 'y' has {classes}.")
         kind = self._label_binarizer.y_type_
-        if kind != "multilabel-indicator" and len(self.classes_) < 2:
-            raise ValueError(f"MLPClassifier needs samples of at least 2 classes in the data, "
-                             f"but the data contains only one class: {self.classes_[0]!r}")
         if kind == "multiclass":
             self.out_activation_ = "softmax"
             labels = np.searchsorted(self.classes_, y).astype(np.int64)

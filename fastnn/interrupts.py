@@ -47,10 +47,21 @@ def _unraisable_hook(previous):
                 and issubclass(unraisable.exc_type, KeyboardInterrupt)):
             _pending = True
             return
+        if _half_built_llvm_object(unraisable):
+            return
         previous(unraisable)
 
     hook.fastnn_interrupts = True
     return hook
+
+
+def _half_built_llvm_object(unraisable):
+    # An interrupt that lands inside an llvmlite object's constructor leaves
+    # an object without its handle; its finaliser then fails harmlessly with
+    # "no attribute '_as_parameter_'": noise after a Ctrl-C, not an error.
+    where = getattr(unraisable.object, "__qualname__", "")
+    return (where.endswith("__del__") and isinstance(unraisable.exc_value, AttributeError)
+            and "_as_parameter_" in str(unraisable.exc_value))
 
 
 def install():

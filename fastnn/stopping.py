@@ -63,13 +63,13 @@ class ScikitLearnRule:
 
     def __init__(self, learning_rate_init):
         self.lr = float(learning_rate_init)
-        self.n_iter = 0                 # epochs over all calls (n_iter_)
+        self.n_iter = 0                 # epochs of the current call (n_iter_)
         self.t = 0                      # samples seen (t_)
         self.no_improvement_count = 0
         self.best_loss = math.inf
         self.best_validation_score = -math.inf
         self.validation_scores = []
-        self.best_params = None         # of the current call (early stopping)
+        self.best_params = None         # of the best validation score (early stopping)
         self.stopped = False
 
     def configure(self, *, sgd, learning_rate, learning_rate_init, power_t, tol,
@@ -79,8 +79,8 @@ class ScikitLearnRule:
         self.early_stopping, self.verbose = early_stopping, verbose
         if reset_rate:
             self.lr = float(learning_rate_init)
-        self.best_params = None
         self.stopped = False
+        self.n_iter = 0  # as scikit-learn: n_iter_ counts this call's epochs
 
     def learning_rate(self, i):
         return self.lr

@@ -94,10 +94,25 @@ def as_float_matrix(name, x, dtype, n_features=None, check_finite=True):
         raise ValueError(f"{name} is empty (0 samples)")
     if n_features is not None and a.shape[1] != n_features:
         raise ValueError(f"{name} has {a.shape[1]} features but the network expects {n_features}")
-    a = np.ascontiguousarray(a, dtype=dtype)
+    a = cast_float(name, a, dtype)
     if check_finite:
         scan_matrix(name, a)
     return a
+
+
+def cast_float(name, a, dtype):
+    """``a`` as a C-contiguous array of ``dtype`` (copied only if needed);
+    finite values too large for ``dtype`` (float64 data given to a float32
+    model) are an error that says so, not "NaN or infinity" later."""
+    dtype = np.dtype(dtype)
+    try:
+        with np.errstate(over="raise"):
+            return np.ascontiguousarray(a, dtype=dtype)
+    except FloatingPointError:
+        big = float(np.nanmax(np.abs(a[np.isfinite(a)])))
+        raise ValueError(f"{name} holds values up to {big:.3g}, beyond the range of "
+                         f"{dtype.name} ({np.finfo(dtype).max:.3g}); use dtype='float64' or "
+                         f"scale the inputs") from None
 
 
 def check_targets(y, n, output, n_outputs, dtype, name="y"):

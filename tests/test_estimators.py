@@ -128,7 +128,8 @@ def test_partial_fit_streams_and_needs_classes_first(rng):
         clf.partial_fit(X[:50], y[:50])
     for s in range(0, 200, 50):
         clf.partial_fit(X[s:s + 50], y[s:s + 50], classes=["cat", "dog", "emu"])
-    assert clf.n_iter_ == 4 and clf.t_ == 200 and len(clf.loss_curve_) == 4
+    # As scikit-learn: n_iter_ counts the call's epochs, t_ and the curve all.
+    assert clf.n_iter_ == 1 and clf.t_ == 200 and len(clf.loss_curve_) == 4
     with pytest.raises(ValueError, match="classes"):
         clf.partial_fit(X[:3], ["cat", "dog", "yak"])
     with pytest.raises(ValueError, match="early_stopping"):
@@ -136,7 +137,7 @@ def test_partial_fit_streams_and_needs_classes_first(rng):
     reg = MLPRegressor(hidden_layer_sizes=(5,), random_state=0)
     reg.partial_fit(X, X[:, 0])
     reg.partial_fit(X, X[:, 0])
-    assert reg.n_iter_ == 2
+    assert reg.n_iter_ == 1 and reg.t_ == 400
 
 
 def test_warm_start_continues_from_the_fitted_weights(rng):
@@ -149,7 +150,7 @@ def test_warm_start_continues_from_the_fitted_weights(rng):
         a.fit(X, y)
         b = MLPClassifier(hidden_layer_sizes=(6,), max_iter=10, random_state=1, batch_size=80,
                           solver="sgd", momentum=0.0).fit(X, y)
-    assert a.n_iter_ == 10
+    assert a.n_iter_ == 5 and a.t_ == b.t_ == 800  # n_iter_: this call's (as scikit-learn)
     for p, q in zip(a.coefs_, b.coefs_):
         np.testing.assert_array_equal(p, q)
 
@@ -325,3 +326,109 @@ def test_lbfgs_has_no_partial_fit_warns_like_sklearn_and_warm_starts(rng):
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)
     assert clf.loss_ < before  # continued from the fitted coefficients
+
+
+# ------------------------------------------------------- drop-in fidelity
+def test_n_iter_counts_each_fit_call_as_sklearn(rng):
+    X, y = classification(rng, 60, 4, "multiclass")
+    kw = dict(hidden_layer_sizes=(5,), max_iter=4, random_state=0, warm_start=True,
+              batch_size=60)
+    ours, theirs = MLPClassifier(dtype="float64", **kw), SkClassifier(**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ours, theirs):
+            est.fit(X, y)
+            est.fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 4
+    assert ours.t_ == theirs.t_ == 8 * 60
+    for est in (ours, theirs):
+        est.partial_fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 1
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+
+
+def test_convergence_warning_exactly_when_sklearn_warns(rng):
+    X, y = classification(rng, 60, 4, "binary")
+    for max_iter in (3, 500):
+        kw = dict(hidden_layer_sizes=(5,), max_iter=max_iter, random_state=0, batch_size=60,
+                  learning_rate_init=0.05)
+        with warnings.catch_warnings(record=True) as ours_w:
+            warnings.simplefilter("always")
+            MLPClassifier(dtype="float64", **kw).fit(X, y)
+        with warnings.catch_warnings(record=True) as theirs_w:
+            warnings.simplefilter("always")
+            SkClassifier(**kw).fit(X, y)
+        count = [sum(issubclass(w.category, ConvergenceWarning) for w in ws)
+                 for ws in (ours_w, theirs_w)]
+        assert count[0] == count[1], (max_iter, count)
+
+
+def test_n_iter_no_change_inf_is_accepted(rng):
+    X, y = classification(rng, 40, 3, "multiclass")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(n_iter_no_change=np.inf, max_iter=7, random_state=0).fit(X, y)
+        theirs = SkClassifier(n_iter_no_change=np.inf, max_iter=7, random_state=0).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_ == 7
+
+
+def test_assigned_coefs_are_the_model(rng):
+    X, y = classification(rng, 50, 4, "multiclass")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0,
+                          dtype="float64").fit(X, y)
+        b = MLPClassifier(hidden_layer_sizes=(6,), max_iter=50, random_state=1,
+                          dtype="float64").fit(X, y)
+    assert not np.array_equal(a.predict_proba(X), b.predict_proba(X))
+    a.coefs_ = [c.copy() for c in b.coefs_]          # replace the lists
+    a.intercepts_[0] = b.intercepts_[0].copy()       # or items
+    a.intercepts_[1] = b.intercepts_[1].copy()
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    a.partial_fit(X, y)                              # continues from them
+    b.partial_fit(X, y)
+    assert a.n_iter_ == 1
+    with pytest.raises(ValueError, match=r"coefs_\[0\] has shape"):
+        a.coefs_[0] = np.zeros((2, 2))
+        a.predict(X)
+
+
+def test_single_class_y_is_accepted_as_sklearn_does(rng):
+    X = rng.standard_normal((30, 3))
+    y = np.full(30, "only")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(max_iter=5, random_state=0).fit(X, y)
+        theirs = SkClassifier(max_iter=5, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    assert ours.predict_proba(X).shape == theirs.predict_proba(X).shape
+
+
+@pytest.mark.parametrize("x_dtype,expected", [(np.float32, np.float32),
+                                              (np.float64, np.float64),
+                                              (np.int64, np.float64)])
+def test_dtype_follows_the_input_by_default(rng, x_dtype, expected):
+    X = (rng.standard_normal((40, 3)) * 3).astype(x_dtype)
+    y = rng.standard_normal(40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    assert reg.coefs_[0].dtype == expected and reg.predict(X).dtype == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fast = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0,
+                            dtype="float32").fit(X, y)
+    assert fast.coefs_[0].dtype == np.float32
+
+
+def test_float64_values_beyond_float32_are_named_as_such(rng):
+    X = rng.standard_normal((20, 3))
+    X[3, 1] = 3e39
+    y = rng.integers(0, 2, 20)
+    with pytest.raises(ValueError, match="beyond the range of float32"):
+        MLPClassifier(dtype="float32", max_iter=2).fit(X, y)
+    with pytest.raises(ValueError, match="beyond the range of float32"):
+        fastnn.Network([3, 2], dtype="float32").fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(max_iter=2).fit(X, y)  # float64 by default: fine
