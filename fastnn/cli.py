@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -192,11 +193,44 @@ def plot_history(hist, path, title=""):
 
 
 def _check_writable(path, flag):
+    """Refuse an output that cannot be written before any work is done
+    (training for an hour, then failing at the save, loses the model)."""
     if path is None:
         return
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d):
         raise CLIError(f"{flag}: directory {d} does not exist")
+    if os.path.isdir(path):
+        raise CLIError(f"{flag} {path}: is a directory")
+    try:
+        tempfile.TemporaryFile(dir=d).close()
+    except OSError as e:
+        raise CLIError(f"{flag} {path}: cannot write in {d} ({e.strerror})") from None
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise CLIError(f"{flag} {path}: the file is not writable")
+
+
+def _write_atomically(path, write):
+    """``write(f)`` into a temporary file beside ``path``, then rename it
+    over ``path``: a full disk or an interrupt leaves the previous file
+    whole, never a partial one."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".fastnn-out-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
+        raise
 
 
 class _Table:
@@ -239,6 +273,7 @@ def cmd_train(args, out):
         _check_plot_backend()
     _check_writable(args.save, "--save")
     _check_writable(args.json, "--json")
+    _check_writable(args.plot, "--plot")
     if args.early_stopping and args.validation_split <= 0:
         raise CLIError("--early-stopping needs --validation-split (e.g. 0.1)")
     if args.threads:
@@ -334,7 +369,14 @@ def _finish_train(args, net, layers, output, classify, test, test_hist, t0, inte
                 f", test accuracy {100 * r['accuracy']:.2f}%" if classify else "")
         print(msg, file=out, flush=True)
     if args.save and (n_done or not interrupted):
-        net.save(args.save)
+        try:
+            net.save(args.save)
+        except OSError as e:
+            # Keep the trained model somewhere, and say where.
+            rescue = os.path.join(tempfile.gettempdir(),
+                                  f"fastnn-model-{os.getpid()}-{int(time.time())}.npz")
+            net.save(rescue)
+            raise CLIError(f"{e}; the trained model was saved to {rescue} instead") from None
         if not args.quiet:
             print(f"saved the model to {args.save}", file=out)
     if args.json:
@@ -344,8 +386,8 @@ def _finish_train(args, net, layers, output, classify, test, test_hist, t0, inte
                   "dtype": args.dtype, "interrupted": interrupted,
                   "history": {k: (v if isinstance(v, int) else [float(a) for a in v])
                               for k, v in hist.items()}}
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=1)
+        text = json.dumps(record, indent=1).encode()
+        _write_atomically(args.json, lambda f: f.write(text))
     if args.plot and n_done:
         plot_history(hist, args.plot, title="-".join(map(str, layers)) + f" {args.optimizer}")
         if not args.quiet:
@@ -429,11 +471,13 @@ def cmd_predict(args, out):
         raise CLIError(f"--output {args.output}: use a .npy or .csv file name")
     x = _load_input(args.input)
     p = net.predict_proba(x) if args.proba else net.predict(x)
+    fmt = "%d" if p.dtype.kind in "iu" else "%.7g"
     if suffix == ".npy":
-        np.save(args.output, p)
-    else:  # CSV, to the file or to stdout
-        np.savetxt(args.output or out, p, fmt="%d" if p.dtype.kind in "iu" else "%.7g",
-                   delimiter=",")
+        _write_atomically(args.output, lambda f: np.save(f, p))
+    elif args.output:
+        _write_atomically(args.output, lambda f: np.savetxt(f, p, fmt=fmt, delimiter=","))
+    else:  # CSV on stdout
+        np.savetxt(out, p, fmt=fmt, delimiter=",")
     if args.output:
         print(f"wrote {len(p)} predictions to {args.output}", file=sys.stderr)
     return 0

@@ -298,12 +298,13 @@ class _BaseMLP(BaseEstimator):
                               ConvergenceWarning)
 
         try:
-            training.run_epochs(
-                trainer, opt, state, rule, 1 if incremental else self.max_iter, history={},
-                validate=validate if self.early_stopping else None, callbacks=[max_iter_reached],
-                report=report, classify=False,
-                # scikit-learn's squared loss is averaged over the outputs too.
-                loss_scale=n_out if head == "identity" else 1)
+            with net.engine.exclusive():
+                training.run_epochs(
+                    trainer, opt, state, rule, 1 if incremental else self.max_iter, history={},
+                    validate=validate if self.early_stopping else None, callbacks=[max_iter_reached],
+                    report=report, classify=False,
+                    # scikit-learn's squared loss is averaged over the outputs too.
+                    loss_scale=n_out if head == "identity" else 1)
         except KeyboardInterrupt:
             # As scikit-learn: keep the model of the last completed epoch.
             warnings.warn("Training interrupted by user.")
@@ -330,9 +331,10 @@ class _BaseMLP(BaseEstimator):
             # scikit-learn's squared loss is averaged over the outputs too.
             loss_scale=n_out if head == "identity" else 1)
         x0 = net.theta.astype(np.float64)
-        result = minimize(objective, x0, method="L-BFGS-B", jac=True,
-                          options={"maxfun": self.max_fun, "maxiter": self.max_iter,
-                                   "gtol": self.tol})
+        with net.engine.exclusive():
+            result = minimize(objective, x0, method="L-BFGS-B", jac=True,
+                              options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                       "gtol": self.tol})
         net.theta[...] = result.x
         self.n_iter_ = min(int(result.nit), self.max_iter)
         self.loss_ = float(result.fun)

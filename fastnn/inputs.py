@@ -2,7 +2,7 @@
 per-batch CSC form, chosen by measured density and reused across fits."""
 import numpy as np
 
-from . import validation
+from . import threads, validation
 from .kernels import sparse as sparse_kernels
 from .kernels.bundles import SparseInput
 from .kernels.train import no_sparse_input
@@ -46,7 +46,8 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
     sparse_kernels.csr_indptr(counts, indptr)
     indices = np.empty(nnz, np.int32)
     values = np.empty(nnz, dtype)
-    sparse_kernels.csr_fill(X, indptr, indices, values)
+    with threads.serialized():
+        sparse_kernels.csr_fill(X, indptr, indices, values)
     n_batches = -(-n // batch_size)
     sp = SparseInput(indptr, indices, values, np.empty(n_batches + 1, np.int64),
                      np.empty((n_batches, d + 1), np.int64), np.empty(nnz, np.int32),

@@ -32,7 +32,12 @@ def write_model(path, description, weights, biases):
         arrays[f"W{l}"] = W
         arrays[f"b{l}"] = b
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".fastnn-", suffix=".npz.tmp")
+    remove_stale_temporaries(d)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{TEMP_PREFIX}{os.getpid()}-",
+                                   suffix=TEMP_SUFFIX)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -44,10 +49,47 @@ def write_model(path, description, weights, biases):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            # Name the user's file, not the temporary one.
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
         raise
+
+
+TEMP_PREFIX = ".fastnn-"
+TEMP_SUFFIX = ".npz.tmp"
+
+
+def remove_stale_temporaries(directory):
+    """Delete temporary files of saves whose process no longer exists (a
+    save killed with SIGKILL cannot clean up after itself). Their names
+    carry the writer's process id."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+            continue
+        pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def read_model(path):
@@ -81,6 +123,10 @@ def _read_zip(zf, path):
             raise bad(f"not a fastnn model file (member {info.filename!r})")
         if info.compress_type != zipfile.ZIP_STORED:
             raise bad("not a fastnn model file (compressed members)")
+        if info.file_size != info.compress_size:
+            raise bad("truncated or corrupted (a member's sizes disagree)")
+        if info.filename[:-4] in infos:
+            raise bad(f"corrupted (member {info.filename!r} appears twice)")
         infos[info.filename[:-4]] = info
     if sum(i.compress_size for i in infos.values()) > os.path.getsize(path):
         raise bad("truncated or corrupted (members larger than the file)")

@@ -48,6 +48,9 @@ class Network:
         if seed is not None:
             validation.check_int("seed", seed, 0)
         init_scale = validation.check_float("init_scale", init_scale, 0, low_open=True)
+        if init == "uniform" and init_scale > float(np.finfo(self.dtype).max):
+            raise ValueError(f"init_scale={init_scale:g} is beyond the range of "
+                             f"{self.dtype.name} ({np.finfo(self.dtype).max:.3g})")
         self._allocate()
         for (W, b), (W0, b0) in zip(zip(self.weights, self.biases),
                                     init_params(self.layers, init, init_scale, seed)):
@@ -77,6 +80,8 @@ class Network:
         return self.layout.model(self.theta, self.acts)
 
     def check_x(self, x, name="x", check_finite=True):
+        if hasattr(x, "toarray") and hasattr(x, "nnz"):  # scipy.sparse: densified
+            x = x.toarray()
         return validation.as_float_matrix(name, x, self.dtype, self.n_inputs, check_finite)
 
     def check_y(self, y, n, name="y"):
@@ -127,6 +132,12 @@ class Network:
         if early_stopping and val is None:
             raise ValueError("early_stopping needs validation_data or validation_split > 0")
         policy = ScheduleAndPatience(schedule, opt.lr, bool(early_stopping), patience, min_delta)
+        with self.engine.exclusive():
+            return self._fit(X, labels, T, opt, policy, epochs, batch_size, shuffle, val,
+                             callbacks, progress, verbose)
+
+    def _fit(self, X, labels, T, opt, policy, epochs, batch_size, shuffle, val, callbacks,
+             progress, verbose):
         self.history = hist = training.new_history(val is not None)
         trainer = self.trainer(X, labels, T, batch_size, shuffle)
         state = training.state_for(self.engine, opt, self.theta, keep=False)
@@ -163,11 +174,13 @@ class Network:
         opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2)
         X = self.check_x(x, check_finite=False)
         labels, T = self.check_y(y, X.shape[0])
-        trainer = self.trainer(X, labels, T, batch_size, shuffle)
-        state = training.state_for(self.engine, opt, self.theta, keep=True)
-        self.history = hist = training.new_history(False)
-        training.run_epochs(trainer, opt, state, ScheduleAndPatience(schedules.Constant(), opt.lr),
-                            1, history=hist, classify=self.output != "identity")
+        with self.engine.exclusive():
+            trainer = self.trainer(X, labels, T, batch_size, shuffle)
+            state = training.state_for(self.engine, opt, self.theta, keep=True)
+            self.history = hist = training.new_history(False)
+            training.run_epochs(trainer, opt, state,
+                                ScheduleAndPatience(schedules.Constant(), opt.lr), 1,
+                                history=hist, classify=self.output != "identity")
         return {"loss": hist["loss"][-1], "accuracy": hist["accuracy"][-1]}
 
     # ------------------------------------------------------------ inference

@@ -21,7 +21,9 @@ other process is gone, and the lone run pays one batch every 8 s. ``FASTNN_ADAPT
 count (``fastnn.set_num_threads``, ``NUMBA_NUM_THREADS``) is the parallel
 choice, and 1 thread means nothing to choose.
 """
+import contextlib
 import os
+import threading
 import time
 
 import numba
@@ -91,13 +93,30 @@ def preferred():
     """The thread count training currently runs on (for predict/evaluate)."""
     n = numba.get_num_threads()
     return chooser.current if ENABLED and chooser.current in (1, n) else n
+_workqueue_lock = threading.Lock()
+
+
+def serialized():
+    """A lock around calls of parallel kernels where Numba's threading
+    layer is ``workqueue`` (used where OpenMP and TBB are missing): it is
+    not thread-safe, and concurrent regions from two Python threads abort
+    the process ("Concurrent access has been detected"). A no-op with the
+    OpenMP and TBB layers."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # not started yet
+        layer = None
+    return _workqueue_lock if layer == "workqueue" else contextlib.nullcontext()
+
+
 def run_with(threads, fn, *args):
     """``fn(*args)`` with ``threads`` Numba threads on this thread."""
-    previous = numba.get_num_threads()
-    if threads == previous:
-        return fn(*args)
-    numba.set_num_threads(threads)
-    try:
-        return fn(*args)
-    finally:
-        numba.set_num_threads(previous)
+    with serialized():
+        previous = numba.get_num_threads()
+        if threads == previous:
+            return fn(*args)
+        numba.set_num_threads(threads)
+        try:
+            return fn(*args)
+        finally:
+            numba.set_num_threads(previous)

@@ -4,8 +4,10 @@ epoch loop that ``Network.fit``/``partial_fit`` and the scikit-learn
 estimators drive. What to do after each epoch (learning rate, stopping,
 keeping the best parameters) is delegated to a policy (:mod:`.stopping`).
 """
+import contextlib
 import math
 import sys
+import threading
 import time
 
 import numpy as np
@@ -16,6 +18,8 @@ from .kernels.bundles import ADAM, SGD, BatchBuffers, Optimizer, OptimizerState,
 from .memory import aligned_zeros, work_buffers
 
 OPTIMIZER_KINDS = {"sgd": SGD, "adam": ADAM}
+# Inputs larger than this are named as the likely cause of a divergence.
+INPUT_SCALE_WARN = 1e4
 
 
 class TrainingDivergedError(FloatingPointError, ValueError):
@@ -31,6 +35,20 @@ class EngineState:
         self.shuffle_state = np.random.SeedSequence(seed).generate_state(1, np.uint64)
         self.input_cache = None       # inputs.InputCache
         self.optimizer_state = None   # (kind, OptimizerState)
+        self._busy = threading.Lock()
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """One training run at a time per network: a second ``fit`` from
+        another thread would interleave updates of the same parameters (and
+        histories) in no reproducible order, so it is refused."""
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("this network is already training (fit or partial_fit running "
+                               "in another thread); wait for it, or train a copy")
+        try:
+            yield
+        finally:
+            self._busy.release()
 
     def __getstate__(self):
         # The sparse-input cache is large and only a speed-up: not pickled.
@@ -39,6 +57,7 @@ class EngineState:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.input_cache = None
+        self._busy = threading.Lock()
 
 
 def optimizer(name="sgd", lr=0.1, momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999,
@@ -123,6 +142,11 @@ class Trainer:
             return None
         return sums
 
+    def input_scale(self):
+        """Largest |x| of the training inputs (for error messages)."""
+        x = self.sp.values if self.sparse else self.data.X
+        return float(np.abs(x).max()) if x.size else 0.0
+
     def rollback(self):
         """Undo the last guarded epoch (also after it returned: an interrupt
         while its validation ran)."""
@@ -135,8 +159,9 @@ class Trainer:
         if cache is not None:  # invalid while (and if interrupted while) rebuilding
             cache.csc_in_order = self.csc_ready
         data = self.data
-        train_kernels.epoch_begin(data.order, self.engine.shuffle_state, data.shuffle, self.sp,
-                                  self.csc_ready, data.batch_size)
+        with threads.serialized():
+            train_kernels.epoch_begin(data.order, self.engine.shuffle_state, data.shuffle,
+                                      self.sp, self.csc_ready, data.batch_size)
         # The CSC blocks now follow `order`: still valid next epoch (and next
         # fit) unless shuffling reorders the rows.
         self.csc_ready = not data.shuffle
@@ -209,7 +234,13 @@ def run_epochs(trainer, opt, state, policy, max_epochs, *, history, validate=Non
         lr = policy.learning_rate(i)
         sums = trainer.guarded_epoch(opt._replace(lr=lr), state, progress)
         if sums is None:
-            raise TrainingDivergedError(policy.divergence_message(i + 1, lr))
+            message = policy.divergence_message(i + 1, lr)
+            scale = trainer.input_scale()
+            if scale > INPUT_SCALE_WARN:
+                message += (f" The inputs reach |x| = {scale:.3g}: scale them first (e.g. "
+                            f"to [0, 1] or zero mean and unit variance); no learning rate "
+                            f"trains well on such values.")
+            raise TrainingDivergedError(message)
         loss_sum, pen_sum, correct = sums
         record = {"loss": (loss_sum / loss_scale + pen_sum) / n,
                   "accuracy": correct / n if classify else math.nan, "lr": lr,

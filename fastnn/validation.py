@@ -75,10 +75,13 @@ def scan_matrix(name, a):
     """(non-zeros per row, 64-bit fingerprint of the data) of a C-contiguous
     float matrix, in one compiled pass; raises if it holds NaN or inf."""
     from .kernels.sparse import fingerprint, scan_rows
+    from .threads import serialized
 
     counts = np.empty(a.shape[0], np.int64)
     rowhash = np.empty(a.shape[0], np.uint64)
-    if scan_rows(a, counts, rowhash):
+    with serialized():
+        bad = scan_rows(a, counts, rowhash)
+    if bad:
         raise ValueError(f"{name} contains NaN or infinity")
     return counts, int(fingerprint(rowhash))
 

@@ -1,0 +1,235 @@
+"""Robustness under real faults (round 2): threads, numbers, files and the
+command line. Each case gives a clear error naming the argument or path,
+or correct behaviour, and loses nothing."""
+import errno
+import json
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import cli, modelio
+
+
+def data(rng, n=300, d=12, k=3):
+    return rng.random((n, d)).astype(np.float32), rng.integers(0, k, n)
+
+
+# ----------------------------------------------------------------- threads
+def test_a_second_fit_on_a_training_network_is_refused(rng):
+    x, y = data(rng, 3000, 40)
+    net = fastnn.Network([40, 64, 3], seed=0)
+    net.fit(x, y, epochs=1)  # compiled
+    started, errors = threading.Event(), []
+
+    def slow_callback(n, h):
+        started.set()
+        second.join(timeout=60)
+
+    def second_fit():
+        started.wait(60)
+        try:
+            net.fit(x, y, epochs=1)
+        except RuntimeError as e:
+            errors.append(str(e))
+
+    second = threading.Thread(target=second_fit)
+    second.start()
+    net.fit(x, y, epochs=2, callbacks=[slow_callback])
+    second.join()
+    assert errors and "already training" in errors[0]
+    assert len(net.history["loss"]) == 2
+    net.fit(x, y, epochs=1)  # and free again afterwards
+
+
+def test_concurrent_predict_is_safe_under_the_workqueue_layer():
+    code = r"""
+import numpy as np, fastnn, numba
+from concurrent.futures import ThreadPoolExecutor
+rng = np.random.default_rng(0)
+x = rng.random((3000, 30))
+net = fastnn.Network([30, 300, 5], seed=0)
+net.fit(x, rng.integers(0, 5, 3000), epochs=1)
+assert numba.threading_layer() == "workqueue"
+chunks = [x[i::5] for i in range(5)] * 4
+serial = [net.predict_proba(c) for c in chunks]
+with ThreadPoolExecutor(6) as pool:
+    par = list(pool.map(net.predict_proba, chunks))
+assert all(np.array_equal(a, b) for a, b in zip(serial, par))
+print("ok")
+"""
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+# ----------------------------------------------------------------- numbers
+def test_an_init_scale_beyond_the_dtype_is_refused():
+    with pytest.raises(ValueError, match="init_scale.*float32"):
+        fastnn.Network([4, 3], init_scale=1e39, dtype="float32")
+    fastnn.Network([4, 3], init_scale=1e39, dtype="float64")
+
+
+def test_divergence_from_huge_inputs_names_the_input_scale(rng):
+    x, y = data(rng)
+    net = fastnn.Network([12, 8, 3], seed=0)
+    with pytest.raises(fastnn.TrainingDivergedError, match=r"inputs reach \|x\| = .*scale"):
+        net.fit(x.astype(np.float64) * 1e30, y, epochs=1, lr=0.1)
+
+
+def test_sparse_matrices_train_like_dense_ones(rng):
+    sparse = pytest.importorskip("scipy.sparse")
+    x, y = data(rng)
+    x[x < 0.7] = 0
+    a = fastnn.Network([12, 8, 3], seed=0)
+    b = fastnn.Network([12, 8, 3], seed=0)
+    a.fit(x, y, epochs=2)
+    b.fit(sparse.csr_matrix(x), y, epochs=2)
+    np.testing.assert_array_equal(a.theta, b.theta)
+    np.testing.assert_array_equal(a.predict(x), b.predict(sparse.csc_matrix(x)))
+
+
+def test_interrupt_during_validation_keeps_history_and_parameters_consistent(rng,
+                                                                             monkeypatch):
+    x, y = data(rng)
+    net = fastnn.Network([12, 8, 3], seed=0)
+    calls = []
+    real = net._evaluate
+
+    def evaluate(*a):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a)
+
+    net.fit(x, y, epochs=1)
+    monkeypatch.setattr(net, "_evaluate", evaluate)
+    after_one = []
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(x, y, epochs=3, validation_split=0.2,
+                callbacks=[lambda n, h: after_one.append(n.theta.copy())])
+    h = net.history
+    assert {len(v) for v in h.values()} == {1}
+    np.testing.assert_array_equal(net.theta, after_one[0])
+
+
+# ------------------------------------------------------------------- files
+def test_save_cleans_up_after_killed_saves_and_names_the_users_path(tmp_path, rng):
+    net = fastnn.Network([4, 3], seed=0)
+    dead = tmp_path / f"{modelio.TEMP_PREFIX}999999999-abcd{modelio.TEMP_SUFFIX}"
+    live = tmp_path / f"{modelio.TEMP_PREFIX}{os.getppid()}-abcd{modelio.TEMP_SUFFIX}"
+    dead.write_bytes(b"x" * 100)
+    live.write_bytes(b"x")
+    net.save(tmp_path / "m.npz")
+    assert not dead.exists() and live.exists()
+    with pytest.raises(OSError, match=str(tmp_path / "nope" / "m.npz")):
+        net.save(tmp_path / "nope" / "m.npz")
+
+
+def test_sigkilled_saves_leave_nothing_behind_on_the_next_save(tmp_path):
+    code = (r"import os, signal, numpy as np, fastnn, fastnn.modelio as m"
+            "\nnet = fastnn.Network([784, 512, 10], seed=0)"
+            "\nreal = np.savez"
+            "\ndef savez(f, **a):\n    real(f, **a)\n    os.kill(os.getpid(), signal.SIGKILL)"
+            "\nnp.savez = savez"
+            f"\nnet.save({str(tmp_path / 'm.npz')!r})")
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", code], timeout=300)
+        assert r.returncode == -9
+    # each save removes the temporaries of the killed ones before it
+    assert len(list(tmp_path.glob(f"{modelio.TEMP_PREFIX}*"))) == 1
+    fastnn.Network([4, 3]).save(tmp_path / "other.npz")
+    assert list(tmp_path.glob(f"{modelio.TEMP_PREFIX}*")) == []
+
+
+def _forge(path, src, edit):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            edit(zout, info, zin.read(info))
+
+
+def test_forged_member_sizes_and_duplicates_are_refused(tmp_path):
+    good = tmp_path / "good.npz"
+    fastnn.Network([4, 3], seed=0).save(good)
+    dup = tmp_path / "dup.npz"
+
+    def duplicate(zout, info, raw):
+        zout.writestr(info, raw)
+        if info.filename == "W0.npy":
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                zout.writestr(info, raw)
+
+    _forge(dup, good, duplicate)
+    with pytest.raises(ValueError, match="appears twice"):
+        fastnn.Network.load(dup)
+    raw = bytearray(good.read_bytes())
+    # Central directory entry of the first member: claim a 4 GB file size.
+    cd = raw.rfind(b"PK\x01\x02", 0, len(raw))
+    first = raw.find(b"PK\x01\x02")
+    raw[first + 24:first + 28] = (0xFFFFFFF0).to_bytes(4, "little")
+    forged = tmp_path / "forged.npz"
+    forged.write_bytes(bytes(raw))
+    assert cd >= first
+    with pytest.raises(ValueError):
+        fastnn.Network.load(forged)
+
+
+# ------------------------------------------------------------ command line
+@pytest.fixture
+def dataset(tmp_path, rng):
+    x, y = data(rng, 200)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y)
+    return str(tmp_path / "d.npz")
+
+
+def test_train_refuses_an_unwritable_output_before_training(tmp_path, dataset, capsys):
+    out = tmp_path / "a-directory"
+    out.mkdir()
+    for flag in ("--save", "--json", "--plot"):
+        assert cli.main(["train", "--data", dataset, "--epochs", "1", flag, str(out)]) == 1
+        err = capsys.readouterr().err
+        assert "is a directory" in err and "epoch" not in err
+
+
+def test_a_failed_save_keeps_the_model_elsewhere_and_says_where(tmp_path, dataset, capsys,
+                                                                monkeypatch):
+    real = fastnn.Network.save
+    calls = []
+
+    def save(self, path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, f"cannot write {path}: No space left on device")
+        return real(self, path)
+
+    monkeypatch.setattr(fastnn.Network, "save", save)
+    assert cli.main(["train", "--data", dataset, "--epochs", "1", "--quiet",
+                     "--save", str(tmp_path / "m.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "No space left" in err and "saved to" in err
+    fastnn.Network.load(calls[1])
+    os.unlink(calls[1])
+
+
+def test_outputs_are_written_atomically(tmp_path, dataset, monkeypatch):
+    hist = tmp_path / "h.json"
+    hist.write_text('{"previous": true}')
+    real = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert cli.main(["train", "--data", dataset, "--epochs", "1", "--quiet",
+                     "--json", str(hist)]) == 1
+    assert json.loads(hist.read_text()) == {"previous": True}
+    monkeypatch.setattr(os, "fsync", real)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".fastnn")] == []
