@@ -28,8 +28,8 @@ scikit-learn's conventions onto it:
 Differences: ``sample_weight`` is not supported (a clear error); shuffling
 uses fastnn's own seeded generator, so with the same ``random_state`` the
 batches differ from scikit-learn's.
-Sparse ``X`` is accepted and densified (fastnn's first layer finds the
-zeros again and skips them).
+Sparse ``X`` (scipy CSR/CSC) stays sparse: the first layer reads its CSR
+arrays (lbfgs densifies it).
 
 scikit-learn is needed for this module only (``pip install fastnn[sklearn]``).
 """
@@ -54,7 +54,7 @@ except ImportError as e:  # pragma: no cover - exercised without scikit-learn
     raise ImportError("fastnn.MLPClassifier/MLPRegressor need scikit-learn >= 1.6: "
                       "pip install 'fastnn[sklearn]'") from e
 
-from . import training
+from . import inputs, training
 from . import validation as V
 from .network import Network
 from .stopping import ScikitLearnRule
@@ -146,8 +146,6 @@ class _BaseMLP(BaseEstimator):
                                  y_numeric=not isinstance(self, ClassifierMixin), **kw)
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y, warn=True)
-        if hasattr(X, "toarray"):
-            X = X.toarray()
         return X, y
 
     # ----------------------------------------------------------- training
@@ -276,7 +274,11 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
                               "It is going to be clipped")
             batch_size = min(self.batch_size, n)
-        Xd = V.cast_float("X", X, net.dtype)
+        # Sparse X stays sparse: the first layer reads its CSR arrays.
+        if inputs.is_scipy_sparse(X):
+            Xd = net.check_x(X, "X")
+        else:
+            Xd = V.cast_float("X", X, net.dtype)
         T = np.ascontiguousarray(T, dtype=net.dtype)
         trainer = net.trainer(Xd, labels, T, batch_size, self.shuffle)
 
@@ -324,6 +326,8 @@ class _BaseMLP(BaseEstimator):
         with scikit-learn's objective, options and iteration count."""
         from scipy.optimize import minimize
 
+        if inputs.is_scipy_sparse(X):
+            X = X.toarray()  # the full-batch objective runs the dense first layer
         Xd = V.cast_float("X", X, net.dtype)
         T = np.ascontiguousarray(T, dtype=net.dtype)
         objective = training.full_batch_objective(

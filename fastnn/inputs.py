@@ -25,13 +25,41 @@ class InputCache:
         self.csc_in_order = False
 
 
+def is_scipy_sparse(x):
+    return hasattr(x, "tocsr") and hasattr(x, "nnz")
+
+
+def from_csr(X, dtype, batch_size=None):
+    """:class:`SparseInput` over a checked scipy CSR matrix (its arrays are
+    used in place when their types fit), with room for the per-batch CSC
+    form when ``batch_size`` is given."""
+    n, d = X.shape
+    nnz = X.nnz
+    n_batches = -(-n // batch_size) if batch_size else 0
+    return SparseInput(np.ascontiguousarray(X.indptr, np.int64),
+                       np.ascontiguousarray(X.indices, np.int32),
+                       np.ascontiguousarray(X.data, dtype),
+                       np.empty(n_batches + 1, np.int64),
+                       np.empty((n_batches, d + 1), np.int64),
+                       np.empty(nnz if batch_size else 0, np.int32),
+                       np.empty(nnz if batch_size else 0, dtype))
+
+
+def dense_placeholder(X, dtype):
+    """What the kernels get as X when the first layer reads ``sp``."""
+    return np.empty((0, X.shape[1]), dtype)
+
+
 def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
     """Validate X (finite) and choose the first layer's path.
 
     Returns ``(sp, csc_ready, cache)``: ``sp`` is a :class:`SparseInput`
     (all empty on the dense path), ``csc_ready`` whether its CSC blocks can
     be used as they are, and the :class:`InputCache` to keep (None when
-    dense)."""
+    dense). A scipy sparse X (checked by ``validation.as_sparse``) always
+    takes the sparse path, from its own CSR arrays; it is not cached."""
+    if is_scipy_sparse(X):
+        return from_csr(X, dtype, batch_size), False, None
     if max_density is None:
         max_density = SPARSE_MAX_DENSITY
     counts, fp = validation.scan_matrix("x", X)

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from . import compile_notice, modelio, schedules, threads, training, validation
+from . import compile_notice, inputs, modelio, schedules, threads, training, validation
 from .init import INITS, init_params
 from .kernels import activations, losses
 from .kernels import train as train_kernels
@@ -80,8 +80,10 @@ class Network:
         return self.layout.model(self.theta, self.acts)
 
     def check_x(self, x, name="x", check_finite=True):
-        if hasattr(x, "toarray") and hasattr(x, "nnz"):  # scipy.sparse: densified
-            x = x.toarray()
+        """x as the kernels take it: a C-contiguous float matrix, or a scipy
+        sparse matrix as CSR (the first layer reads it in place)."""
+        if inputs.is_scipy_sparse(x):
+            return validation.as_sparse(name, x, self.dtype, self.n_inputs)
         return validation.as_float_matrix(name, x, self.dtype, self.n_inputs, check_finite)
 
     def check_y(self, y, n, name="y"):
@@ -184,11 +186,21 @@ class Network:
         return {"loss": hist["loss"][-1], "accuracy": hist["accuracy"][-1]}
 
     # ------------------------------------------------------------ inference
+    def _rows(self, X):
+        """(dense X or placeholder, SparseInput, row ids, work buffers)."""
+        n = X.shape[0]
+        sparse = inputs.is_scipy_sparse(X)
+        work = work_buffers(self.layout, min(n, EVAL_ROWS), self.dtype, sparse)
+        if sparse:
+            return (inputs.dense_placeholder(X, self.dtype), inputs.from_csr(X, self.dtype),
+                    np.arange(n, dtype=np.int64), work)
+        return X, train_kernels.no_sparse_input(self.theta), np.empty(0, np.int64), work
+
     def _forward(self, X, head):
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
-        work = work_buffers(self.layout, min(X.shape[0], EVAL_ROWS), self.dtype)
-        threads.run_with(threads.preferred(), train_kernels.predict_batches, X, self.model(),
-                         head, work, out)
+        Xd, sp, rows, work = self._rows(X)
+        threads.run_with(threads.preferred(), train_kernels.predict_batches, Xd, sp, rows,
+                         self.model(), head, work, out)
         compile_notice.done()
         return out
 
@@ -209,9 +221,10 @@ class Network:
         return Z
 
     def _evaluate(self, X, labels, T):
-        work = work_buffers(self.layout, min(X.shape[0], EVAL_ROWS), self.dtype)
+        Xd, sp, rows, work = self._rows(X)
         loss_sum, correct = threads.run_with(threads.preferred(), train_kernels.evaluate_batches,
-                                             X, labels, T, self.model(), self.head, work)
+                                             Xd, sp, rows, labels, T, self.model(), self.head,
+                                             work)
         compile_notice.done()
         r = {"loss": loss_sum / X.shape[0]}
         if self.output != "identity":

@@ -108,7 +108,9 @@ class Trainer:
         dtype = model.theta.dtype
         self.sp, self.csc_ready, engine.input_cache = inputs.prepare(
             X, dtype, batch_size, shuffle, engine.input_cache)
-        self.sparse = engine.input_cache is not None
+        self.sparse = self.sp.indptr.size > 0
+        if inputs.is_scipy_sparse(X):
+            X = inputs.dense_placeholder(X, dtype)
         self.work = work_buffers(layout, batch_size, dtype, self.sparse)
         self.grad = aligned_zeros(model.theta.size, dtype)
         self.data = TrainData(X, labels, T, np.arange(n, dtype=np.int64), batch_size, shuffle)

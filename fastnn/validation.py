@@ -214,3 +214,23 @@ def split_validation(X, labels, T, validation_data, validation_split, check_x, c
 
     return ((X[:n], rows(labels, 0, n), rows(T, 0, n)),
             (X[n:], rows(labels, n, None), rows(T, n, None)))
+
+
+def as_sparse(name, x, dtype, n_features=None):
+    """A scipy sparse matrix as CSR with sorted indices and ``dtype`` values
+    (copied only if needed), checked like a dense one."""
+    x = x.tocsr()
+    if x.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    if n_features is not None and x.shape[1] != n_features:
+        raise ValueError(f"{name} has {x.shape[1]} features but the network expects {n_features}")
+    if x.dtype != dtype:
+        x = x.astype(dtype)
+    if not x.has_sorted_indices:
+        x = x.sorted_indices()
+    x.sum_duplicates()
+    if not np.isfinite(x.data).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return x

@@ -233,3 +233,26 @@ def test_outputs_are_written_atomically(tmp_path, dataset, monkeypatch):
     assert json.loads(hist.read_text()) == {"previous": True}
     monkeypatch.setattr(os, "fsync", real)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".fastnn")] == []
+
+
+def test_sparse_inputs_stay_sparse_in_fit_predict_and_the_estimators(rng):
+    sparse = pytest.importorskip("scipy.sparse")
+    X = sparse.random(400, 3000, density=0.01, format="csr", random_state=0, dtype=np.float64)
+    y = np.asarray(X[:, :50].sum(axis=1)).ravel() > np.median(np.asarray(X[:, :50].sum(axis=1)))
+    y = y.astype(int)
+    dense = X.toarray()
+    a = fastnn.Network([3000, 16, 2], seed=0, dtype="float64")
+    b = fastnn.Network([3000, 16, 2], seed=0, dtype="float64")
+    a.fit(dense, y, epochs=2, batch_size=32, validation_split=0.25)
+    b.fit(X, y, epochs=2, batch_size=32, validation_split=0.25)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a.predict_proba(dense), b.predict_proba(X.tocsc()), rtol=1e-10)
+    assert b.evaluate(X, y)["loss"] == pytest.approx(a.evaluate(dense, y)["loss"], rel=1e-10)
+    from fastnn import MLPClassifier
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        c1 = MLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0).fit(dense, y)
+        c2 = MLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0).fit(X, y)
+    np.testing.assert_allclose(c1.predict_proba(dense), c2.predict_proba(X), rtol=1e-9)

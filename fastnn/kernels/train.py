@@ -253,17 +253,18 @@ def no_sparse_input(theta):
 
 
 @jit
-def evaluate_batches(X, labels, T, model, head, work):
-    """(sum of per-row losses, n_correct) over X, ``cap`` rows at a time."""
+def evaluate_batches(X, sp, rows, labels, T, model, head, work):
+    """(sum of per-row losses, n_correct) over X, ``cap`` rows at a time.
+    With a sparse first layer the rows come from ``sp`` (CSR), and
+    ``rows`` is ``arange(n)`` (X is not read)."""
     sizes = model.sizes
     cap = work.cap
-    sp = no_sparse_input(model.theta)
-    n = X.shape[0]
+    n = rows.shape[0] if is_sparse(sp) else X.shape[0]
     loss_sum = 0.0
     correct = 0
     for s in range(0, n, cap):
         e = min(n, s + cap)
-        Z = network_forward(model, X[s:e], sp.indptr, sp, work)
+        Z = network_forward(model, X[s:min(e, X.shape[0])], rows[s:e], sp, work)
         dZ = layer_buf(work.dbuf, sizes, work.hoff, cap, sizes.shape[0] - 2, e - s)
         loss, c = loss_forward_backward(head, Z, labels[s:min(e, labels.shape[0])],
                                         T[s:min(e, T.shape[0])], dZ)
@@ -273,15 +274,15 @@ def evaluate_batches(X, labels, T, model, head, work):
 
 
 @jit
-def predict_batches(X, model, head, work, out):
+def predict_batches(X, sp, rows, model, head, work, out):
     """Logits (``head < 0``) or the head's output (probabilities, or values
-    for regression) of every row of X into ``out``, ``cap`` rows at a time."""
+    for regression) of every row into ``out``, ``cap`` rows at a time; rows
+    from X, or from ``sp`` (CSR) with ``rows = arange(n)``."""
     cap = work.cap
-    sp = no_sparse_input(model.theta)
-    n = X.shape[0]
+    n = rows.shape[0] if is_sparse(sp) else X.shape[0]
     for s in range(0, n, cap):
         e = min(n, s + cap)
-        Z = network_forward(model, X[s:e], sp.indptr, sp, work)
+        Z = network_forward(model, X[s:min(e, X.shape[0])], rows[s:e], sp, work)
         if head < 0:
             out[s:e, :] = Z
         else:
