@@ -358,6 +358,58 @@ class _BaseMLP(BaseEstimator):
                              "may contain large values and need to be preprocessed.")
         return self
 
+    def to_sklearn(self):
+        """A fitted scikit-learn estimator with these parameters (float64),
+        whose ``predict_proba``/``predict`` equal this one's to rounding."""
+        from sklearn import neural_network
+
+        check_is_fitted(self)
+        self._sync_params()
+        cls = getattr(neural_network, type(self).__name__)
+        params = {k: v for k, v in self.get_params().items() if k != "dtype"}
+        est = cls(**params)
+        est.coefs_ = [np.array(c, dtype=np.float64) for c in self.coefs_]
+        est.intercepts_ = [np.array(b, dtype=np.float64) for b in self.intercepts_]
+        for name in ("n_layers_", "n_outputs_", "out_activation_", "n_iter_", "n_features_in_",
+                     "feature_names_in_", "classes_", "_label_binarizer", "loss_", "t_",
+                     "loss_curve_", "best_loss_", "validation_scores_",
+                     "best_validation_score_"):
+            if hasattr(self, name):
+                setattr(est, name, getattr(self, name))
+        return est
+
+    @classmethod
+    def from_sklearn(cls, est, dtype=None):
+        """This estimator from a fitted scikit-learn MLP (its parameters and
+        fitted weights), for fastnn's predict and further training."""
+        check_is_fitted(est)
+        params = est.get_params()
+        ours = cls(**params, dtype=dtype)
+        layers = [est.coefs_[0].shape[0]] + [c.shape[1] for c in est.coefs_]
+        X_dtype = np.dtype(dtype) if dtype is not None else est.coefs_[0].dtype
+        head = {"softmax": "softmax", "logistic": "sigmoid", "identity": "identity"}[
+            est.out_activation_]
+        ours._rs = check_random_state(ours.random_state)
+        net = Network(layers, hidden=ACTIVATIONS[ours.activation], output=head, seed=0,
+                      dtype=V.check_dtype(X_dtype))
+        for W, b, c, i in zip(net.weights, net.biases, est.coefs_, est.intercepts_):
+            W[...] = c
+            b[...] = i
+        ours.network_ = net
+        ours._views()
+        for name in ("n_layers_", "n_outputs_", "out_activation_", "n_iter_", "n_features_in_",
+                     "feature_names_in_", "classes_", "_label_binarizer", "loss_", "t_",
+                     "loss_curve_"):
+            if hasattr(est, name):
+                setattr(ours, name, getattr(est, name))
+        if ours.solver in STOCHASTIC_SOLVERS:
+            ours._rule = ScikitLearnRule(ours.learning_rate_init)
+            ours._rule.t = getattr(est, "t_", 0)
+            ours.loss_curve_ = list(getattr(est, "loss_curve_", []))
+            ours._publish_rule()
+            ours.n_iter_ = getattr(est, "n_iter_", 0)
+        return ours
+
     def _check_solver(self):
         if self.solver not in STOCHASTIC_SOLVERS:
             raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
@@ -464,6 +516,30 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     the parameters, attributes and methods of
     :class:`sklearn.neural_network.MLPRegressor` (stochastic solvers).
     Single and multi-output."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 loss="squared_error", dtype=None):
+        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
+                         batch_size=batch_size, learning_rate=learning_rate,
+                         learning_rate_init=learning_rate_init, power_t=power_t,
+                         max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
+                         verbose=verbose, warm_start=warm_start, momentum=momentum,
+                         nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+                         validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+                         epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+                         dtype=dtype)
+        self.loss = loss
+
+    def _check_params(self):
+        if self.loss != "squared_error":
+            raise ValueError(f"loss={self.loss!r} is not supported by fastnn's MLPRegressor "
+                             f"(only 'squared_error')")
+        return super()._check_params()
 
     def _targets(self, y, reset):
         T = np.asarray(y, dtype=np.float64)

@@ -268,6 +268,22 @@ class Network:
         self._allocate()
         self.theta[...] = theta
 
+    def summary(self):
+        """A table of the layers: shapes, parameter counts, activation, dtype,
+        and the first layer's kernel path of the last fit (dense/sparse)."""
+        rows = [("layer", "shape", "params", "activation")]
+        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
+            act = self.hidden if l < len(self.weights) - 1 else f"{self.output} (head)"
+            rows.append((f"dense {l}", f"{W.shape[0]} -> {W.shape[1]}", f"{W.size + b.size:,}",
+                         act))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) for r in rows]
+        path = "sparse (CSR)" if self.engine.input_cache is not None else "dense"
+        lines.append(f"{self.theta.size:,} parameters, {self.dtype.name} "
+                     f"({self.theta.nbytes / 2**20:.2f} MiB); first layer of the last fit: "
+                     f"{path}")
+        return "\n".join(lines)
+
     def __repr__(self):
         return (f"Network({list(self.layers)}, hidden={self.hidden!r}, "
                 f"output={self.output!r}, dtype={self.dtype.name!r})")

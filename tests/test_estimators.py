@@ -432,3 +432,38 @@ def test_float64_values_beyond_float32_are_named_as_such(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         MLPClassifier(max_iter=2).fit(X, y)  # float64 by default: fine
+
+
+# ------------------------------------------------------------ model exchange
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel", "regression"])
+def test_round_trip_with_sklearn(rng, kind):
+    if kind == "regression":
+        X = rng.standard_normal((60, 4))
+        y = X @ rng.standard_normal((4, 2))
+        ours_cls, sk_cls = MLPRegressor, SkRegressor
+    else:
+        X, y = classification(rng, 60, 4, kind)
+        ours_cls, sk_cls = MLPClassifier, SkClassifier
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = ours_cls(hidden_layer_sizes=(6,), max_iter=20, random_state=0).fit(X, y)
+        sk = ours.to_sklearn()
+        assert type(sk) is sk_cls
+        proba = "predict_proba" if kind != "regression" else "predict"
+        np.testing.assert_allclose(getattr(sk, proba)(X), getattr(ours, proba)(X), rtol=1e-12)
+        np.testing.assert_array_equal(sk.predict(X), ours.predict(X))
+        theirs = sk_cls(hidden_layer_sizes=(5, 3), max_iter=30, random_state=1).fit(X, y)
+        back = ours_cls.from_sklearn(theirs)
+        np.testing.assert_allclose(getattr(back, proba)(X), getattr(theirs, proba)(X),
+                                   rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(back.predict(X), theirs.predict(X))
+        if kind != "multilabel":
+            back.partial_fit(X, y)  # and trains on
+        assert back.score(X, y) > 0 or kind == "regression"
+
+
+def test_network_summary_lists_layers_and_parameters():
+    net = fastnn.Network([784, 100, 50, 10], dtype="float64")
+    text = net.summary()
+    assert "784 -> 100" in text and "78,500" in text and "84,060 parameters" in text
+    assert "float64" in text and len(repr(net).splitlines()) == 1
