@@ -111,6 +111,12 @@ def build_parser():
     r.add_argument("--proba", action="store_true",
                    help="write the output head's probabilities / values instead of labels")
 
+    x = sub.add_parser("export", help="convert a saved model (ONNX)",
+                       description="Write a saved model in another format.")
+    x.add_argument("model", help="a model written by 'fastnn train --save'")
+    x.add_argument("--onnx", required=True, metavar="OUT.onnx",
+                   help="write an ONNX model (opset 17; needs the onnx package)")
+
     c = sub.add_parser("compile", help="compile the kernels ahead of time (fills the cache)",
                        description="Compile fastnn's kernels for this CPU in parallel "
                                    "processes, so later runs start at once (e.g. "
@@ -483,6 +489,14 @@ def cmd_predict(args, out):
     return 0
 
 
+def cmd_export(args, out):
+    net = _load_model(args.model)
+    _check_writable(args.onnx, "--onnx")
+    net.to_onnx(args.onnx)
+    print(f"wrote {args.onnx} (ONNX opset 17, input 'input', output 'output')", file=out)
+    return 0
+
+
 def cmd_compile(args, out):
     from . import warmup
 
@@ -498,7 +512,7 @@ def cmd_bench(args, out):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "compile": cmd_compile, "bench": cmd_bench}
+            "export": cmd_export, "compile": cmd_compile, "bench": cmd_bench}
 
 
 def main(argv=None, out=None):

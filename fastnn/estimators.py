@@ -358,6 +358,14 @@ class _BaseMLP(BaseEstimator):
                              "may contain large values and need to be preprocessed.")
         return self
 
+    def to_onnx(self, path=None):
+        """The fitted network as ONNX (see :meth:`fastnn.Network.to_onnx`):
+        its output is the output layer's activation (class probabilities of
+        the softmax, or per-output logistic probabilities, or values)."""
+        check_is_fitted(self)
+        self._sync_params()
+        return self.network_.to_onnx(path)
+
     def to_sklearn(self):
         """A fitted scikit-learn estimator with these parameters (float64),
         whose ``predict_proba``/``predict`` equal this one's to rounding."""

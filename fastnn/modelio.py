@@ -58,6 +58,26 @@ def write_model(path, description, weights, biases):
         raise
 
 
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 TEMP_PREFIX = ".fastnn-"
 TEMP_SUFFIX = ".npz.tmp"
 

@@ -268,6 +268,13 @@ class Network:
         self._allocate()
         self.theta[...] = theta
 
+    def to_onnx(self, path=None):
+        """An ``onnx.ModelProto`` of this network (opset 17, input ``input``,
+        output ``output`` = ``predict_proba``, dynamic batch); written to
+        ``path`` if given. Needs ``pip install "fastnn[onnx]"``."""
+        from .onnx_export import to_onnx
+        return to_onnx(self, path)
+
     def summary(self):
         """A table of the layers: shapes, parameter counts, activation, dtype,
         and the first layer's kernel path of the last fit (dense/sparse)."""

@@ -1,0 +1,55 @@
+"""ONNX export: a fastnn network as an ``onnx.ModelProto``.
+
+The graph is what the kernels compute: per layer ``Gemm(x, W, b)`` (W is
+stored (fan_in, fan_out), as ONNX's Gemm takes B without transposing), then
+``Relu``/``Sigmoid``/``Tanh`` (identity: nothing) for hidden layers, and
+the head: ``Softmax`` (axis 1), ``Sigmoid``, or nothing for regression.
+Input ``input`` and output ``output`` have a dynamic batch dimension
+``batch``; the element type is the model's (float32 or float64); opset 17.
+Needs the optional ``onnx`` package (``pip install "fastnn[onnx]"``).
+"""
+import numpy as np
+
+OPSET = 17
+HIDDEN_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": None}
+HEAD_OPS = {"softmax": "Softmax", "sigmoid": "Sigmoid", "identity": None}
+
+
+def to_onnx(net, path=None, name="fastnn"):
+    """The network as an ONNX model; also written to ``path`` if given."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as e:
+        raise ImportError("ONNX export needs the onnx package: pip install 'fastnn[onnx]'") from e
+    elem = TensorProto.FLOAT if net.dtype == np.float32 else TensorProto.DOUBLE
+    nodes, inits = [], []
+    current = "input"
+    n_layers = len(net.weights)
+    for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+        inits += [numpy_helper.from_array(np.ascontiguousarray(W), f"W{l}"),
+                  numpy_helper.from_array(np.ascontiguousarray(b), f"b{l}")]
+        out = f"u{l}"
+        nodes.append(helper.make_node("Gemm", [current, f"W{l}", f"b{l}"], [out],
+                                      name=f"dense{l}"))
+        current = out
+        op = HIDDEN_OPS[net.hidden] if l < n_layers - 1 else HEAD_OPS[net.output]
+        if op is not None:
+            kw = {"axis": 1} if op == "Softmax" else {}
+            nodes.append(helper.make_node(op, [current], [f"h{l}"], name=f"{op.lower()}{l}",
+                                          **kw))
+            current = f"h{l}"
+    nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("input", elem, ["batch", net.n_inputs])],
+        [helper.make_tensor_value_info("output", elem, ["batch", net.n_outputs])],
+        initializer=inits)
+    model = helper.make_model(graph, producer_name="fastnn",
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = min(model.ir_version, 9)  # readable by current onnxruntime
+    onnx.checker.check_model(model)
+    if path is not None:
+        from .modelio import atomic_write_bytes
+        atomic_write_bytes(path, model.SerializeToString())
+    return model
