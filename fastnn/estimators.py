@@ -25,8 +25,11 @@ scikit-learn's conventions onto it:
 * ``dtype``: None (default) follows ``X`` as scikit-learn does (float32
   stays float32, anything else is float64); "float32"/"float64" force it.
 
-Differences: ``sample_weight`` is not supported (a clear error); shuffling
-uses fastnn's own seeded generator, so with the same ``random_state`` the
+``sample_weight`` (fit, partial_fit): the loss of each batch is the
+weighted mean and ``alpha`` is divided by the batch's weight sum, as in
+scikit-learn >= 1.7; the early-stopping score is weighted too.
+
+Differences: shuffling uses fastnn's own seeded generator, so with the same ``random_state`` the
 batches differ from scikit-learn's.
 Sparse ``X`` (scipy CSR/CSC) stays sparse: the first layer reads its CSR
 arrays (lbfgs densifies it).
@@ -211,7 +214,7 @@ class _BaseMLP(BaseEstimator):
                 view[...] = a
         self._views()
 
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, incremental, sample_weight=None):
         hidden, dtype = self._check_params()
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
@@ -220,6 +223,7 @@ class _BaseMLP(BaseEstimator):
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         X, y = self._validate_X(X, reset=first, y=y)
+        sw = None if sample_weight is None else V.check_sample_weight(sample_weight, X.shape[0])
         labels, T, head = self._targets(y, first and not incremental)
         n_out = T.shape[1] if T.size else len(self.classes_)
         layer_units = [X.shape[1]] + hidden + [n_out]
@@ -235,7 +239,7 @@ class _BaseMLP(BaseEstimator):
         net = self.network_
         self._sync_params()
         if self.solver == "lbfgs":
-            return self._fit_lbfgs(net, X, labels, T, n_out, head)
+            return self._fit_lbfgs(net, X, labels, T, n_out, head, sw)
         if not hasattr(self, "_rule"):  # warm start from an lbfgs fit
             self.loss_curve_ = []
             self._rule = ScikitLearnRule(self.learning_rate_init)
@@ -253,7 +257,7 @@ class _BaseMLP(BaseEstimator):
                        early_stopping=self.early_stopping, verbose=self.verbose,
                        reset_rate=not incremental)
 
-        X_val = y_val = None
+        X_val = y_val = sw_val = None
         if self.early_stopping:
             stratify = y if isinstance(self, ClassifierMixin) and y.ndim == 1 else None
             idx = np.arange(X.shape[0])
@@ -263,6 +267,8 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
             X_val, y_val = X[va], y[va]
+            if sw is not None:
+                sw_val, sw = sw[va], sw[tr]
             X = X[tr]
             labels = labels[tr] if labels.size else labels
             T = T[tr] if T.size else T
@@ -280,10 +286,10 @@ class _BaseMLP(BaseEstimator):
         else:
             Xd = V.cast_float("X", X, net.dtype)
         T = np.ascontiguousarray(T, dtype=net.dtype)
-        trainer = net.trainer(Xd, labels, T, batch_size, self.shuffle)
+        trainer = net.trainer(Xd, labels, T, batch_size, self.shuffle, sw)
 
         def validate():
-            return {"validation_score": self._score(X_val, y_val)}
+            return {"validation_score": self._score(X_val, y_val, sw_val)}
 
         def report(epoch, record):
             self.loss_ = record["loss"]
@@ -321,7 +327,7 @@ class _BaseMLP(BaseEstimator):
         rule.finish(net.theta)
         return self
 
-    def _fit_lbfgs(self, net, X, labels, T, n_out, head):
+    def _fit_lbfgs(self, net, X, labels, T, n_out, head, sample_weight=None):
         """Full batch L-BFGS-B (scipy) on the compiled loss and gradient,
         with scikit-learn's objective, options and iteration count."""
         from scipy.optimize import minimize
@@ -333,7 +339,7 @@ class _BaseMLP(BaseEstimator):
         objective = training.full_batch_objective(
             net.layout, net.model(), net.head, Xd, labels, T, l2=self.alpha,
             # scikit-learn's squared loss is averaged over the outputs too.
-            loss_scale=n_out if head == "identity" else 1)
+            loss_scale=n_out if head == "identity" else 1, sample_weight=sample_weight)
         x0 = net.theta.astype(np.float64)
         with net.engine.exclusive():
             result = minimize(objective, x0, method="L-BFGS-B", jac=True,
@@ -424,9 +430,10 @@ class _BaseMLP(BaseEstimator):
                                  f"{self.solver} is not stochastic.")
         return True
 
-    def fit(self, X, y):
-        """Fit the model to ``X`` (n_samples, n_features) and ``y``."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to ``X`` (n_samples, n_features) and ``y``;
+        ``sample_weight`` weighs each row's loss (scikit-learn >= 1.7)."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     # ---------------------------------------------------------- inference
     def _forward(self, X):
@@ -485,7 +492,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return np.zeros(0, np.int64), T, "sigmoid"
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over ``(X, y)``; ``classes`` (all labels) is required on
         the first call."""
         if _check_partial_fit_first_call(self, classes):
@@ -494,7 +501,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities, columns ordered as ``classes_``."""
@@ -515,8 +522,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             p = p.ravel()
         return self._label_binarizer.inverse_transform(p)
 
-    def _score(self, X, y):
-        return accuracy_score(y, self.predict(X))
+    def _score(self, X, y, sample_weight=None):
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -557,16 +564,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return np.zeros(0, np.int64), T, "identity"
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over ``(X, y)``, continuing the optimizer state."""
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
         p = self._forward(X)
         return p.ravel() if p.shape[1] == 1 else p
 
-    def _score(self, X, y):
+    def _score(self, X, y, sample_weight=None):
         p = self.predict(X)
         if not np.isfinite(p).all():
             return np.nan
-        return r2_score(y, p)
+        return r2_score(y, p, sample_weight=sample_weight)

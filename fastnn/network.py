@@ -89,10 +89,10 @@ class Network:
     def check_y(self, y, n, name="y"):
         return validation.check_targets(y, n, self.output, self.n_outputs, self.dtype, name)
 
-    def trainer(self, X, labels, T, batch_size, shuffle):
+    def trainer(self, X, labels, T, batch_size, shuffle, sample_weight=None):
         """A :class:`fastnn.training.Trainer` for checked data."""
         return training.Trainer(self.layout, self.model(), self.head, self.engine, X, labels, T,
-                                batch_size, shuffle)
+                                batch_size, shuffle, sample_weight)
 
     # ------------------------------------------------------------- training
     def fit(self, x, y, epochs=1, batch_size=100, lr=0.1, optimizer="sgd", momentum=0.0,

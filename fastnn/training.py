@@ -100,7 +100,8 @@ class Trainer:
     # never inside the compiled loop. A call costs ~4 us of dispatch.
     EPOCH_CHUNKS = 64
 
-    def __init__(self, layout, model, head, engine, X, labels, T, batch_size, shuffle):
+    def __init__(self, layout, model, head, engine, X, labels, T, batch_size, shuffle,
+                 sample_weight=None):
         n = X.shape[0]
         batch_size = min(validation.check_int("batch_size", batch_size, 1), n)
         shuffle = validation.check_bool("shuffle", shuffle)
@@ -113,12 +114,15 @@ class Trainer:
             X = inputs.dense_placeholder(X, dtype)
         self.work = work_buffers(layout, batch_size, dtype, self.sparse)
         self.grad = aligned_zeros(model.theta.size, dtype)
-        self.data = TrainData(X, labels, T, np.arange(n, dtype=np.int64), batch_size, shuffle)
+        w = np.empty(0, np.float64) if sample_weight is None else sample_weight
+        self.data = TrainData(X, labels, T, w, np.arange(n, dtype=np.int64), batch_size,
+                              shuffle)
         gather = shuffle
         self.bufs = BatchBuffers(
             np.empty((batch_size if gather and not self.sparse else 0, X.shape[1]), dtype),
             np.empty(batch_size if gather and labels.size else 0, np.int64),
-            np.empty((batch_size if gather and T.size else 0, T.shape[1]), dtype))
+            np.empty((batch_size if gather and T.size else 0, T.shape[1]), dtype),
+            np.empty(batch_size if gather and w.size else 0, np.float64))
         self.n_batches = -(-n // batch_size)
         self._snapshot = None  # what the running epoch changes, as it was before it
         self._saved = None
@@ -298,15 +302,20 @@ class ProgressBar:
         self.stream.flush()
 
 
-def full_batch_objective(layout, model, head, X, labels, T, l2=0.0, loss_scale=1.0):
+def full_batch_objective(layout, model, head, X, labels, T, l2=0.0, loss_scale=1.0,
+                         sample_weight=None):
     """``f(theta) -> (loss, gradient)`` over all of X for a full-batch
     solver (L-BFGS): the mean loss divided by ``loss_scale`` plus
     ``0.5 * l2 * sum(W**2) / rows``, and the gradient of the mean loss plus
     ``l2 * W / rows`` (scikit-learn's objective for ``alpha = l2``), both in
-    float64. Sets ``model.theta`` to each point it is asked about."""
+    float64; with ``sample_weight`` the weighted mean, and the sum of the
+    weights for ``rows``. Sets ``model.theta`` to each point it is asked
+    about."""
     from .memory import EVAL_ROWS
 
     n = X.shape[0]
+    sw = np.empty(0, np.float64) if sample_weight is None else sample_weight
+    norm = float(sw.sum()) if sw.size else n
     theta = model.theta
     dtype = theta.dtype
     work = work_buffers(layout, min(n, EVAL_ROWS), dtype)
@@ -329,14 +338,14 @@ def full_batch_objective(layout, model, head, X, labels, T, l2=0.0, loss_scale=1
         kernel = train_kernels.full_batch_gradient
         before = compile_notice.compiles[0], len(kernel.overloads)
         t0 = time.perf_counter()
-        loss = threads.run_with(use, kernel, X, labels, T, model, head, work, grad, total)
+        loss = threads.run_with(use, kernel, X, labels, T, sw, model, head, work, grad, total)
         if before == (compile_notice.compiles[0], len(kernel.overloads)):
             chooser.record(use, n, time.perf_counter() - t0, probe is not None)
         interrupts.check()
         compile_notice.done()
-        w = theta[weights].astype(np.float64)
+        W = theta[weights].astype(np.float64)
         g = total.astype(np.float64)
-        g[weights] += (l2 / n) * w
-        return loss / loss_scale + 0.5 * l2 * float(w @ w) / n, g
+        g[weights] += (l2 / norm) * W
+        return loss / loss_scale + 0.5 * l2 * float(W @ W) / norm, g
 
     return objective

@@ -234,3 +234,22 @@ def as_sparse(name, x, dtype, n_features=None):
     if not np.isfinite(x.data).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return x
+
+
+def check_sample_weight(sample_weight, n):
+    """Per-row weights: 1-D float64 of length n, finite, >= 0, not all 0."""
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "iuf" or w.dtype.kind == "b":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {w.dtype}")
+    if w.ndim == 0:
+        w = np.full(n, float(w))
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinity")
+    if (w < 0).any():
+        raise ValueError("sample_weight must be >= 0")
+    if not (w > 0).any():
+        raise ValueError("sample_weight must not be all zero")
+    return w

@@ -202,8 +202,8 @@ def test_unsupported_or_bad_parameters_raise_clearly(rng, params, err, match):
     X, y = classification(rng, 20, 3, "multiclass")
     with pytest.raises(err, match=match):
         MLPClassifier(**params).fit(X, y)
-    with pytest.raises(TypeError, match="sample_weight"):
-        MLPClassifier().fit(X, y, sample_weight=np.ones(20))
+    with pytest.raises(ValueError, match="loss"):
+        MLPRegressor(loss="poisson").fit(X, np.abs(X[:, 0]))
 
 
 def test_feature_names_from_a_dataframe(rng):
@@ -467,3 +467,53 @@ def test_network_summary_lists_layers_and_parameters():
     text = net.summary()
     assert "784 -> 100" in text and "78,500" in text and "84,060 parameters" in text
     assert "float64" in text and len(repr(net).splitlines()) == 1
+
+
+# ----------------------------------------------------------- sample_weight
+@pytest.mark.parametrize("params", [dict(solver="adam"), dict(solver="sgd", alpha=0.1),
+                                    dict(solver="lbfgs", alpha=0.01)])
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "regression"])
+def test_sample_weight_follows_sklearn(rng, params, kind):
+    if kind == "regression":
+        X = rng.standard_normal((60, 4))
+        y = X @ rng.standard_normal((4, 2))
+        ours_cls, sk_cls = MLPRegressor, SkRegressor
+    else:
+        X, y = classification(rng, 60, 4, kind)
+        ours_cls, sk_cls = MLPClassifier, SkClassifier
+    sw = rng.random(60) * 3
+    sw[:5] = 0
+    kw = dict(hidden_layer_sizes=(6,), activation="tanh", max_iter=15, random_state=0,
+              batch_size=60, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = ours_cls(dtype="float64", **kw).fit(X, y, sample_weight=sw)
+        theirs = sk_cls(**kw).fit(X, y, sample_weight=sw)
+        plain = ours_cls(dtype="float64", **kw).fit(X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    if params["solver"] != "lbfgs":
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+    assert not np.allclose(ours.coefs_[0], plain.coefs_[0])  # the weights mattered
+
+
+def test_sample_weight_in_partial_fit_and_early_stopping_and_errors(rng):
+    X, y = classification(rng, 120, 4, "multiclass")
+    sw = rng.random(120) + 0.5
+    kw = dict(hidden_layer_sizes=(6,), random_state=0, batch_size=120)
+    ours = MLPClassifier(dtype="float64", **kw)
+    theirs = SkClassifier(**kw)
+    for est in (ours, theirs):
+        est.partial_fit(X, y, sw, classes=np.unique(y))
+        est.partial_fit(X, y, sample_weight=sw)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        es = MLPClassifier(early_stopping=True, max_iter=30, random_state=0, **{
+            k: v for k, v in kw.items() if k != "random_state"}).fit(X, y, sample_weight=sw)
+    assert len(es.validation_scores_) == es.n_iter_
+    for bad, err in [(np.ones(5), ValueError), (-sw, ValueError), (np.zeros(120), ValueError),
+                     (np.full(120, np.nan), ValueError)]:
+        with pytest.raises(err, match="sample_weight"):
+            MLPClassifier(max_iter=2).fit(X, y, sample_weight=bad)

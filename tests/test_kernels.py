@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+NO_W = np.empty(0, np.float64)  # no sample weights
+
 from conftest import DTYPES, assert_close
 from fastnn import reference as R
 from fastnn.kernels import losses as L
@@ -26,7 +28,7 @@ def test_loss_head_matches_reference(rng, dtype, head, B, K):
     Z = (3 * rng.standard_normal((B, K))).astype(dtype)
     labels, T = _targets(rng, head, B, K, dtype)
     dZ = np.full((B, K), np.nan, dtype)
-    loss, correct = L.loss_forward_backward(L.CODES[head], Z, labels, T, dZ)
+    loss, correct = L.loss_forward_backward(L.CODES[head], Z, labels, T, NO_W, dZ)
     y = labels if head == "softmax" else T
     ref_loss, ref_dz = R.LOSSES[head](Z.astype(np.float64), y)
     assert_close(loss, ref_loss, dtype, what=f"{head} loss")
@@ -38,7 +40,7 @@ def test_loss_head_matches_reference(rng, dtype, head, B, K):
 def test_softmax_ce_gradient_is_p_minus_onehot_over_n(dtype):
     Z = np.array([[0.0, 0.0], [np.log(3.0), 0.0]], dtype)
     dZ = np.empty_like(Z)
-    loss, correct = L.softmax_ce_forward_backward(Z, np.array([0, 1]), dZ)
+    loss, correct = L.softmax_ce_forward_backward(Z, np.array([0, 1]), NO_W, dZ)
     # row 0: p = (1/2, 1/2), t = 0; row 1: p = (3/4, 1/4), t = 1
     assert_close(dZ, np.array([[-0.25, 0.25], [0.375, -0.375]]), dtype)
     assert_close(loss, (np.log(2) + np.log(4)) / 2, dtype)
@@ -49,7 +51,7 @@ def test_softmax_ce_gradient_is_p_minus_onehot_over_n(dtype):
 def test_softmax_ce_stable_for_huge_logits(dtype):
     Z = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, -1e4]], dtype)
     dZ = np.empty_like(Z)
-    loss, _ = L.softmax_ce_forward_backward(Z, np.array([1, 2, 0]), dZ)
+    loss, _ = L.softmax_ce_forward_backward(Z, np.array([1, 2, 0]), NO_W, dZ)
     assert np.isfinite(loss) and np.isfinite(dZ).all()
     # row 0 picks a class 2e4 below the max; rows 1-2 are uniform-ish.
     assert_close(loss, (2e4 + np.log(3) + np.log(2)) / 3, dtype)
@@ -68,7 +70,7 @@ def test_sigmoid_stable_for_huge_inputs(dtype):
     assert_close(P[0, :3], [1.0, 0.0, 0.5], dtype)
     dZ = np.empty_like(Z)
     T = np.array([[1, 0, 1, 0, 1]], dtype)
-    loss, _ = L.sigmoid_bce_forward_backward(Z, T, dZ)
+    loss, _ = L.sigmoid_bce_forward_backward(Z, T, NO_W, dZ)
     assert np.isfinite(loss) and np.isfinite(dZ).all()
     assert_close(loss, np.log(2) + 40 + 40, dtype)
     assert act_forward(dtype(1e4), CODES["sigmoid"]) == 1.0

@@ -46,7 +46,8 @@ def kernel_gradients(net, x, y, sparse=False):
     else:
         sp = K.no_sparse_input(net.theta)
     grad = np.full_like(net.theta, np.nan)
-    loss, _ = K.forward_backward(net.model(), net.head, X, rows, 0, labels, T, sp,
+    loss, _ = K.forward_backward(net.model(), net.head, X, rows, 0, labels, T,
+                                 np.empty(0), sp,
                                  grad, memory.work_buffers(net.layout, n, net.dtype, sparse))
     return loss, grad
 

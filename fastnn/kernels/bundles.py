@@ -49,6 +49,7 @@ class TrainData(NamedTuple):
     X: np.ndarray        # (n, d) float, C-contiguous (not read when the first layer is sparse)
     labels: np.ndarray   # (n,) int64 class labels (softmax head), else empty
     T: np.ndarray        # (n, K) float targets (sigmoid/identity heads), else (0, K)
+    w: np.ndarray        # (n,) float64 sample weights, or empty (every row weighs 1)
     order: np.ndarray    # (n,) int64: batch j is rows order[j*batch_size:(j+1)*batch_size]
     batch_size: int
     shuffle: bool        # gather batches through BatchBuffers (else zero-copy slices)
@@ -59,6 +60,7 @@ class BatchBuffers(NamedTuple):
     x: np.ndarray        # (batch_size, d) float (dense first layer only)
     labels: np.ndarray   # (batch_size,) int64
     T: np.ndarray        # (batch_size, K) float
+    w: np.ndarray        # (batch_size,) float64 (with sample weights)
 
 
 # Optimizer kinds.
@@ -76,7 +78,7 @@ class Optimizer(NamedTuple):
     beta2: float
     eps: float
     l2: float            # penalty 0.5*l2*sum(W**2) per batch (weights only)
-    l2_per_row: bool     # l2 / batch rows (scikit-learn's alpha) instead of l2
+    l2_per_row: bool     # l2 / batch rows, or / the batch's sample weights (scikit-learn's alpha)
 
 
 class OptimizerState(NamedTuple):

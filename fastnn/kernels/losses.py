@@ -2,8 +2,8 @@
 
 Every head takes the last layer's linear output ``Z`` (B, K), writes
 ``dZ = dE/dZ`` and returns ``(loss, n_correct)``, where ``loss`` is the mean
-over the ``B`` rows (accumulated in float64) and ``dZ`` is the exact
-derivative of that mean. ``n_correct`` counts rows predicted right
+over the ``B`` rows (accumulated in float64; with sample weights ``w`` the
+weighted mean) and ``dZ`` is the exact derivative of that mean. ``n_correct`` counts rows predicted right
 (argmax for softmax, every output thresholded at 0.5 for sigmoid; 0 for
 regression).
 
@@ -29,9 +29,22 @@ CODES = {"softmax": SOFTMAX_CE, "sigmoid": SIGMOID_BCE, "identity": IDENTITY_MSE
 
 
 @jit
-def softmax_ce_forward_backward(Z, labels, dZ):
+def weight_normaliser(w, B):
+    """1 / (sum of the batch's sample weights), or 1/B without weights
+    (``w`` empty). All-zero weights give 0: no loss, no gradient."""
+    if w.shape[0] == 0:
+        return 1.0 / B
+    s = 0.0
+    for i in range(B):
+        s += w[i]
+    return 1.0 / s if s > 0 else 0.0
+
+
+@jit
+def softmax_ce_forward_backward(Z, labels, w, dZ):
     B, K = Z.shape
-    inv_b = 1.0 / B
+    inv_b = weight_normaliser(w, B)
+    weighted = w.shape[0] > 0
     loss = 0.0
     correct = 0
     for i in range(B):
@@ -48,13 +61,14 @@ def softmax_ce_forward_backward(Z, labels, dZ):
             dZ[i, k] = e
             s += e
         t = labels[i]
-        loss += math.log(s) + m - Z[i, t]
+        wi = w[i] if weighted else 1.0
+        loss += wi * (math.log(s) + m - Z[i, t])
         if am == t:
             correct += 1
-        scale = inv_b / s
+        scale = wi * inv_b / s
         for k in range(K):
             dZ[i, k] *= scale
-        dZ[i, t] -= inv_b
+        dZ[i, t] -= wi * inv_b
     return loss * inv_b, correct
 
 
@@ -65,19 +79,21 @@ def softplus(x):
 
 
 @jit
-def sigmoid_bce_forward_backward(Z, T, dZ):
+def sigmoid_bce_forward_backward(Z, T, w, dZ):
     B, K = Z.shape
-    inv_b = 1.0 / B
+    inv_b = weight_normaliser(w, B)
+    weighted = w.shape[0] > 0
     loss = 0.0
     correct = 0
     for i in range(B):
         ok = True
+        wi = w[i] if weighted else 1.0
         for k in range(K):
             z = Z[i, k]
             t = T[i, k]
-            loss += softplus(z) - t * z
+            loss += wi * (softplus(z) - t * z)
             p = sigmoid(z)
-            dZ[i, k] = (p - t) * inv_b
+            dZ[i, k] = (p - t) * (wi * inv_b)
             if (p > 0.5) != (t > 0.5):
                 ok = False
         if ok:
@@ -86,27 +102,30 @@ def sigmoid_bce_forward_backward(Z, T, dZ):
 
 
 @jit
-def squared_error_forward_backward(Z, T, dZ):
+def squared_error_forward_backward(Z, T, w, dZ):
     B, K = Z.shape
-    inv_b = 1.0 / B
+    inv_b = weight_normaliser(w, B)
+    weighted = w.shape[0] > 0
     loss = 0.0
     for i in range(B):
+        wi = w[i] if weighted else 1.0
         for k in range(K):
             d = Z[i, k] - T[i, k]
-            loss += 0.5 * d * d
-            dZ[i, k] = d * inv_b
+            loss += wi * (0.5 * d * d)
+            dZ[i, k] = d * (wi * inv_b)
     return loss * inv_b, 0
 
 
 @jit
-def loss_forward_backward(head, Z, labels, T, dZ):
+def loss_forward_backward(head, Z, labels, T, w, dZ):
     """Dispatch on the head code. ``labels`` (int64) is read by softmax,
-    ``T`` (float) by the other heads."""
+    ``T`` (float) by the other heads; ``w`` are per-row sample weights (empty:
+    none), making the loss a weighted mean (scikit-learn's ``sample_weight``)."""
     if head == SOFTMAX_CE:
-        return softmax_ce_forward_backward(Z, labels, dZ)
+        return softmax_ce_forward_backward(Z, labels, w, dZ)
     if head == SIGMOID_BCE:
-        return sigmoid_bce_forward_backward(Z, T, dZ)
-    return squared_error_forward_backward(Z, T, dZ)
+        return sigmoid_bce_forward_backward(Z, T, w, dZ)
+    return squared_error_forward_backward(Z, T, w, dZ)
 
 
 @jit

@@ -111,13 +111,13 @@ def network_backward(model, X, batch, sp, grad, work, n):
 
 
 @jit
-def forward_backward(model, head, X, rows, batch, labels, T, sp, grad, work):
+def forward_backward(model, head, X, rows, batch, labels, T, w, sp, grad, work):
     """Loss and all gradients for one mini-batch; returns (loss, n_correct)."""
     sizes = model.sizes
     Z = network_forward(model, X, rows, sp, work)
     n = Z.shape[0]
     dZ = layer_buf(work.dbuf, sizes, work.hoff, work.cap, sizes.shape[0] - 2, n)
-    loss, correct = loss_forward_backward(head, Z, labels, T, dZ)
+    loss, correct = loss_forward_backward(head, Z, labels, T, w, dZ)
     network_backward(model, X, batch, sp, grad, work, n)
     return loss, correct
 
@@ -129,14 +129,15 @@ def apply_update(model, grad, state, opt, rows):
 
     The L2 coefficient is ``l2`` per step, or ``l2 / rows`` with
     ``l2_per_row`` (scikit-learn's ``alpha``, whose penalty is divided by
-    the batch's rows). Returns the penalty ``0.5*coef*sum(W**2)`` that the
+    the batch's rows, or by the sum of its sample weights: pass that as
+    ``rows``). Returns the penalty ``0.5*coef*sum(W**2)`` that the
     batch's loss includes.
     """
     theta = model.theta
     dt = theta.dtype.type
     penalty = 0.0
     if opt.l2 > 0:
-        coef = opt.l2 / rows if opt.l2_per_row else opt.l2
+        coef = (opt.l2 / rows if rows > 0 else 0.0) if opt.l2_per_row else opt.l2
         penalty = 0.5 * coef * l2_backward(theta, grad, model.sizes, model.poff, dt(coef))
     state.step[0] += 1
     if opt.kind == ADAM:
@@ -209,7 +210,7 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     Returns (sum of per-row losses, sum of per-row L2 penalties, number of
     rows predicted right), each measured on a batch just before its update.
     """
-    X, labels, T, order = data.X, data.labels, data.T, data.order
+    X, labels, T, order, w = data.X, data.labels, data.T, data.order, data.w
     n = order.shape[0]
     sparse = is_sparse(sp)
     loss_sum = 0.0
@@ -231,12 +232,21 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
             tb = bufs.T[:min(rows, bufs.T.shape[0])]
             if T.shape[0] > 0:
                 gather_rows(T, idx, tb)
+            wb = bufs.w[:min(rows, bufs.w.shape[0])]
+            if w.shape[0] > 0:
+                gather_labels(w, idx, wb)
         else:
             xb = X[s:e]
             lb = labels[s:min(e, labels.shape[0])]
             tb = T[s:min(e, T.shape[0])]
-        loss, c = forward_backward(model, head, xb, idx, j, lb, tb, sp, grad, work)
-        pen = apply_update(model, grad, state, opt, rows)
+            wb = w[s:min(e, w.shape[0])]
+        loss, c = forward_backward(model, head, xb, idx, j, lb, tb, wb, sp, grad, work)
+        norm = float(rows)
+        if wb.shape[0] > 0:
+            norm = 0.0
+            for i in range(wb.shape[0]):
+                norm += wb[i]
+        pen = apply_update(model, grad, state, opt, norm)
         loss_sum += loss * rows
         pen_sum += pen * rows
         correct += c
@@ -267,7 +277,7 @@ def evaluate_batches(X, sp, rows, labels, T, model, head, work):
         Z = network_forward(model, X[s:min(e, X.shape[0])], rows[s:e], sp, work)
         dZ = layer_buf(work.dbuf, sizes, work.hoff, cap, sizes.shape[0] - 2, e - s)
         loss, c = loss_forward_backward(head, Z, labels[s:min(e, labels.shape[0])],
-                                        T[s:min(e, T.shape[0])], dZ)
+                                        T[s:min(e, T.shape[0])], np.empty(0, np.float64), dZ)
         loss_sum += loss * (e - s)
         correct += c
     return loss_sum, correct
@@ -290,23 +300,35 @@ def predict_batches(X, sp, rows, model, head, work, out):
 
 
 @jit
-def full_batch_gradient(X, labels, T, model, head, work, grad, total):
-    """Mean loss over every row of X, and its gradient into ``total``
-    (``grad`` is per-chunk scratch): the objective of full-batch solvers
-    such as L-BFGS, computed ``work.cap`` rows at a time with the training
-    kernels (dense first layer)."""
+def full_batch_gradient(X, labels, T, w, model, head, work, grad, total):
+    """Mean loss over every row of X (weighted by ``w`` unless it is empty),
+    and its gradient into ``total`` (``grad`` is per-chunk scratch): the
+    objective of full-batch solvers such as L-BFGS, computed ``work.cap``
+    rows at a time with the training kernels (dense first layer)."""
     n = X.shape[0]
     sp = no_sparse_input(model.theta)
+    weighted = w.shape[0] > 0
+    w_total = 0.0
+    if weighted:
+        for i in range(n):
+            w_total += w[i]
     for i in range(total.shape[0]):
         total[i] = 0
     loss = 0.0
     for s in range(0, n, work.cap):
         e = min(n, s + work.cap)
+        wc = w[s:e] if weighted else w
         chunk_loss, _ = forward_backward(model, head, X[s:e], sp.indptr, 0,
                                          labels[s:min(e, labels.shape[0])],
-                                         T[s:min(e, T.shape[0])], sp, grad, work)
-        w = (e - s) / n
-        loss += chunk_loss * w
+                                         T[s:min(e, T.shape[0])], wc, sp, grad, work)
+        if weighted:
+            part = 0.0
+            for i in range(wc.shape[0]):
+                part += wc[i]
+            share = part / w_total if w_total > 0 else 0.0
+        else:
+            share = (e - s) / n
+        loss += chunk_loss * share
         for i in range(total.shape[0]):
-            total[i] += grad[i] * w
+            total[i] += grad[i] * share
     return loss
