@@ -436,11 +436,13 @@ class _BaseMLP(BaseEstimator):
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     # ---------------------------------------------------------- inference
-    def _forward(self, X):
-        """Head output (probabilities or values) for validated X."""
-        check_is_fitted(self)
-        self._sync_params()
-        X, _ = self._validate_X(X, reset=False)
+    def _forward(self, X, validate=True):
+        """Head output (probabilities or values); ``validate=False`` for X
+        already validated by fit (no feature-name check per epoch)."""
+        if validate:
+            check_is_fitted(self)
+            self._sync_params()
+            X, _ = self._validate_X(X, reset=False)
         return self.network_.predict_proba(X)
 
     # Pickling: coefs_/intercepts_ are views into the network's parameters.
@@ -517,13 +519,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.log(p)
 
     def predict(self, X):
-        p = self._forward(X)
+        return self._decode(self._forward(X))
+
+    def _decode(self, p):
         if self.n_outputs_ == 1:
             p = p.ravel()
         return self._label_binarizer.inverse_transform(p)
 
     def _score(self, X, y, sample_weight=None):
-        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+        """Validation score during fit (X already validated)."""
+        return accuracy_score(y, self._decode(self._forward(X, validate=False)),
+                              sample_weight=sample_weight)
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -573,7 +579,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return p.ravel() if p.shape[1] == 1 else p
 
     def _score(self, X, y, sample_weight=None):
-        p = self.predict(X)
+        """Validation score during fit (X already validated)."""
+        p = self._forward(X, validate=False)
+        p = p.ravel() if p.shape[1] == 1 else p
         if not np.isfinite(p).all():
             return np.nan
         return r2_score(y, p, sample_weight=sample_weight)

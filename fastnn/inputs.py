@@ -81,3 +81,18 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
                      np.empty((n_batches, d + 1), np.int64), np.empty(nnz, np.int32),
                      np.empty(nnz, dtype))
     return sp, False, InputCache(key, sp)
+
+
+def for_inference(X, layout, theta, max_rows):
+    """What predict/evaluate pass the kernels for checked X (dense, or a
+    scipy CSR read in place): (X or a placeholder, SparseInput, row ids,
+    work buffers for up to ``max_rows`` rows)."""
+    from .memory import work_buffers
+
+    n = X.shape[0]
+    sparse = is_scipy_sparse(X)
+    work = work_buffers(layout, min(n, max_rows), theta.dtype, sparse)
+    if sparse:
+        return (dense_placeholder(X, theta.dtype), from_csr(X, theta.dtype),
+                np.arange(n, dtype=np.int64), work)
+    return X, no_sparse_input(theta), np.empty(0, np.int64), work

@@ -5,7 +5,6 @@ arguments (:mod:`.validation`) and hands training to the engine
 (:mod:`.training`, policies in :mod:`.stopping`); files are
 :mod:`.modelio`'s. Every loop over data runs in :mod:`fastnn.kernels`.
 """
-import sys
 
 import numpy as np
 
@@ -13,7 +12,7 @@ from . import compile_notice, inputs, modelio, schedules, threads, training, val
 from .init import INITS, init_params
 from .kernels import activations, losses
 from .kernels import train as train_kernels
-from .memory import EVAL_ROWS, ParamLayout, work_buffers
+from .memory import EVAL_ROWS, ParamLayout
 from .stopping import ScheduleAndPatience
 from .training import TrainingDivergedError  # noqa: F401  (re-exported)
 
@@ -149,18 +148,10 @@ class Network:
             r = self._evaluate(*val)
             return {"val_loss": r["loss"], "val_accuracy": r.get("accuracy", float("nan"))}
 
-        def report(epoch, rec):
-            line = f"epoch {epoch:3d}  loss {rec['loss']:.4f}"
-            if classify:
-                line += f"  acc {rec['accuracy']:.4f}"
-            if "val_loss" in rec:
-                line += f"  val_loss {rec['val_loss']:.4f}"
-                line += f"  val_acc {rec['val_accuracy']:.4f}" if classify else ""
-            print(line + f"  {rec['seconds']:.2f}s", file=sys.stdout, flush=True)
-
         training.run_epochs(trainer, opt, state, policy, epochs, history=hist,
                             validate=validate if val is not None else None, progress=progress,
-                            callbacks=callbacks, owner=self, report=report if verbose else None,
+                            callbacks=callbacks, owner=self,
+                            report=training.epoch_printer(classify) if verbose else None,
                             classify=classify)
         best = policy.finish(self.theta)
         if best is not None:
@@ -188,13 +179,7 @@ class Network:
     # ------------------------------------------------------------ inference
     def _rows(self, X):
         """(dense X or placeholder, SparseInput, row ids, work buffers)."""
-        n = X.shape[0]
-        sparse = inputs.is_scipy_sparse(X)
-        work = work_buffers(self.layout, min(n, EVAL_ROWS), self.dtype, sparse)
-        if sparse:
-            return (inputs.dense_placeholder(X, self.dtype), inputs.from_csr(X, self.dtype),
-                    np.arange(n, dtype=np.int64), work)
-        return X, train_kernels.no_sparse_input(self.theta), np.empty(0, np.int64), work
+        return inputs.for_inference(X, self.layout, self.theta, EVAL_ROWS)
 
     def _forward(self, X, head):
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
@@ -278,18 +263,8 @@ class Network:
     def summary(self):
         """A table of the layers: shapes, parameter counts, activation, dtype,
         and the first layer's kernel path of the last fit (dense/sparse)."""
-        rows = [("layer", "shape", "params", "activation")]
-        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
-            act = self.hidden if l < len(self.weights) - 1 else f"{self.output} (head)"
-            rows.append((f"dense {l}", f"{W.shape[0]} -> {W.shape[1]}", f"{W.size + b.size:,}",
-                         act))
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) for r in rows]
-        path = "sparse (CSR)" if self.engine.input_cache is not None else "dense"
-        lines.append(f"{self.theta.size:,} parameters, {self.dtype.name} "
-                     f"({self.theta.nbytes / 2**20:.2f} MiB); first layer of the last fit: "
-                     f"{path}")
-        return "\n".join(lines)
+        from .summary import network_summary
+        return network_summary(self)
 
     def __repr__(self):
         return (f"Network({list(self.layers)}, hidden={self.hidden!r}, "

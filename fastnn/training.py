@@ -270,6 +270,20 @@ def run_epochs(trainer, opt, state, policy, max_epochs, *, history, validate=Non
     return history
 
 
+def epoch_printer(classify, stream=None):
+    """``report(epoch, record)`` printing one line per epoch (``verbose``)."""
+    def report(epoch, rec):
+        line = f"epoch {epoch:3d}  loss {rec['loss']:.4f}"
+        if classify:
+            line += f"  acc {rec['accuracy']:.4f}"
+        if "val_loss" in rec:
+            line += f"  val_loss {rec['val_loss']:.4f}"
+            line += f"  val_acc {rec['val_accuracy']:.4f}" if classify else ""
+        print(line + f"  {rec['seconds']:.2f}s", file=stream or sys.stdout, flush=True)
+
+    return report
+
+
 def progress_reporter(progress):
     if progress is None or progress is False:
         return None

@@ -517,3 +517,14 @@ def test_sample_weight_in_partial_fit_and_early_stopping_and_errors(rng):
                      (np.full(120, np.nan), ValueError)]:
         with pytest.raises(err, match="sample_weight"):
             MLPClassifier(max_iter=2).fit(X, y, sample_weight=bad)
+
+
+def test_dataframe_with_early_stopping_warns_nothing_per_epoch(rng):
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(rng.standard_normal((100, 3)), columns=list("abc"))
+    y = (X.a > 0).astype(int)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MLPClassifier(early_stopping=True, max_iter=5, random_state=0).fit(X, y)
+        MLPRegressor(early_stopping=True, max_iter=5, random_state=0).fit(X, X.b)
+    assert [w for w in caught if not issubclass(w.category, ConvergenceWarning)] == []
