@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from . import __version__, datasets, interrupts, schedules
+from . import __version__, datasets, interrupts, modelio, schedules
 from .network import HIDDEN, OPTIMIZERS, OUTPUTS, Network, TrainingDivergedError
 from .init import INITS
 
@@ -217,26 +217,9 @@ def _check_writable(path, flag):
 
 
 def _write_atomically(path, write):
-    """``write(f)`` into a temporary file beside ``path``, then rename it
-    over ``path``: a full disk or an interrupt leaves the previous file
-    whole, never a partial one."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".fastnn-out-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno is not None:
-            raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
-        raise
+    """The command line's outputs are written as model files are: see
+    :func:`fastnn.modelio.atomic_write`."""
+    modelio.atomic_write(path, write)
 
 
 class _Table:

@@ -31,6 +31,15 @@ def write_model(path, description, weights, biases):
     for l, (W, b) in enumerate(zip(weights, biases)):
         arrays[f"W{l}"] = W
         arrays[f"b{l}"] = b
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_write(path, write):
+    """``write(f)`` into a temporary file beside ``path`` (named with this
+    process's id), flushed to disk, then renamed over ``path``: a full disk,
+    an interrupt or a kill leaves the previous file whole, never a partial
+    one. Errors name ``path``, not the temporary file."""
+    path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     remove_stale_temporaries(d)
     try:
@@ -40,7 +49,7 @@ def write_model(path, description, weights, biases):
         raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file private (0600); give it the permissions
@@ -53,28 +62,7 @@ def write_model(path, description, weights, biases):
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(e, OSError) and e.errno is not None:
-            # Name the user's file, not the temporary one.
             raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
-        raise
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise
 
 
