@@ -290,7 +290,7 @@ def cmd_train(args, out):
     layers = [x.shape[1]] + args.layers + [n_out]
     net = Network(layers, hidden=args.activation, output=output, init=args.init,
                   seed=args.seed, dtype=args.dtype)
-    classify = output != "identity"
+    classify = output in ("softmax", "sigmoid")
     desc = (f"fastnn {__version__}: {'-'.join(map(str, layers))} {args.activation}/{output}, "
             f"{args.optimizer} lr={args.lr:g} ({args.schedule}), batch {args.batch_size}, "
             f"{args.epochs} epochs, {args.dtype}, {x.shape[0]} training rows")

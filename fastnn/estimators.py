@@ -401,8 +401,8 @@ class _BaseMLP(BaseEstimator):
         ours = cls(**params, dtype=dtype)
         layers = [est.coefs_[0].shape[0]] + [c.shape[1] for c in est.coefs_]
         X_dtype = np.dtype(dtype) if dtype is not None else est.coefs_[0].dtype
-        head = {"softmax": "softmax", "logistic": "sigmoid", "identity": "identity"}[
-            est.out_activation_]
+        head = {"softmax": "softmax", "logistic": "sigmoid", "identity": "identity",
+                "exp": "poisson"}[est.out_activation_]
         ours._rs = check_random_state(ours.random_state)
         net = Network(layers, hidden=ACTIVATIONS[ours.activation], output=head, seed=0,
                       dtype=V.check_dtype(X_dtype))
@@ -557,15 +557,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.loss = loss
 
     def _check_params(self):
-        if self.loss != "squared_error":
-            raise ValueError(f"loss={self.loss!r} is not supported by fastnn's MLPRegressor "
-                             f"(only 'squared_error')")
+        V.check_choice("loss", self.loss, ("squared_error", "poisson"))
         return super()._check_params()
 
     def _targets(self, y, reset):
         T = np.asarray(y, dtype=np.float64)
         if T.ndim == 1:
             T = T.reshape(-1, 1)
+        if self.loss == "poisson":
+            if (T < 0).any():
+                raise ValueError("Some value(s) of y are negative which is not allowed for "
+                                 "Poisson regression.")
+            self.out_activation_ = "exp"
+            return np.zeros(0, np.int64), T, "poisson"
         self.out_activation_ = "identity"
         return np.zeros(0, np.int64), T, "identity"
 

@@ -142,7 +142,7 @@ class Network:
         self.history = hist = training.new_history(val is not None)
         trainer = self.trainer(X, labels, T, batch_size, shuffle)
         state = training.state_for(self.engine, opt, self.theta, keep=False)
-        classify = self.output != "identity"
+        classify = self.output not in validation.REGRESSION_OUTPUTS
 
         def validate():
             r = self._evaluate(*val)
@@ -173,7 +173,8 @@ class Network:
             self.history = hist = training.new_history(False)
             training.run_epochs(trainer, opt, state,
                                 ScheduleAndPatience(schedules.Constant(), opt.lr), 1,
-                                history=hist, classify=self.output != "identity")
+                                history=hist,
+                                classify=self.output not in validation.REGRESSION_OUTPUTS)
         return {"loss": hist["loss"][-1], "accuracy": hist["accuracy"][-1]}
 
     # ------------------------------------------------------------ inference
@@ -196,7 +197,9 @@ class Network:
 
     def predict(self, x):
         """Class labels (softmax: argmax; sigmoid: 0/1 per output, flattened
-        for one output) or regression values (identity)."""
+        for one output) or regression values (identity: Z; poisson: exp(Z))."""
+        if self.output == "poisson":
+            return self._forward(self.check_x(x), self.head)
         Z = self._forward(self.check_x(x), -1)
         if self.output == "softmax":
             return Z.argmax(axis=1)
@@ -212,7 +215,7 @@ class Network:
                                              work)
         compile_notice.done()
         r = {"loss": loss_sum / X.shape[0]}
-        if self.output != "identity":
+        if self.output not in validation.REGRESSION_OUTPUTS:
             r["accuracy"] = correct / X.shape[0]
         return r
 

@@ -12,7 +12,7 @@ import numpy as np
 
 OPSET = 17
 HIDDEN_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": None}
-HEAD_OPS = {"softmax": "Softmax", "sigmoid": "Sigmoid", "identity": None}
+HEAD_OPS = {"softmax": "Softmax", "sigmoid": "Sigmoid", "identity": None, "poisson": "Exp"}
 
 
 def to_onnx(net, path=None, name="fastnn"):

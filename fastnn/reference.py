@@ -92,11 +92,22 @@ def squared_error(z, t):
     return 0.5 * (d * d).sum() / n, d / n
 
 
+def poisson_deviance(z, t):
+    """Half Poisson deviance with a log link (prediction exp(z)), summed
+    over outputs, mean over rows: scikit-learn's MLPRegressor(loss="poisson")."""
+    n = z.shape[0]
+    mu = np.exp(z)
+    tlogt = np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)), 0.0)
+    return (tlogt - t * z - t + mu).sum() / n, (mu - t) / n
+
+
 def output_probabilities(z, output):
     if output == "softmax":
         return softmax(z)
     if output == "sigmoid":
         return sigmoid(z)
+    if output == "poisson":
+        return np.exp(z)
     return z
 
 
@@ -104,6 +115,7 @@ LOSSES = {
     "softmax": softmax_cross_entropy,
     "sigmoid": sigmoid_binary_cross_entropy,
     "identity": squared_error,
+    "poisson": poisson_deviance,
 }
 
 

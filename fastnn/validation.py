@@ -15,6 +15,7 @@ DTYPES = ("float32", "float64")
 HIDDEN = tuple(activations.CODES)   # hidden-layer activations
 OUTPUTS = tuple(losses.CODES)       # output heads (each with its loss)
 OPTIMIZERS = ("sgd", "adam")
+REGRESSION_OUTPUTS = ("identity", "poisson")  # heads without classes or accuracy
 
 
 def check_choice(name, value, choices):
@@ -150,7 +151,7 @@ def check_targets(y, n, output, n_outputs, dtype, name="y"):
                              f"{a.min()}..{a.max()}")
         return np.ascontiguousarray(a, dtype=np.int64), empty_t
     if a.dtype.kind == "b":
-        if output == "identity":
+        if output in REGRESSION_OUTPUTS:
             raise TypeError(f"{name} must hold numbers (regression targets), got booleans")
         a = a.astype(dtype)  # 0/1 targets of a sigmoid output
     if a.ndim == 1:
@@ -162,6 +163,8 @@ def check_targets(y, n, output, n_outputs, dtype, name="y"):
         raise ValueError(f"{name} contains NaN or infinity")
     if output == "sigmoid" and ((t < 0) | (t > 1)).any():
         raise ValueError(f"{name} targets for a sigmoid output must lie in [0, 1]")
+    if output == "poisson" and (t < 0).any():
+        raise ValueError(f"{name} targets for a poisson output must be >= 0 (counts or rates)")
     return empty_l, t
 
 

@@ -203,7 +203,9 @@ def test_unsupported_or_bad_parameters_raise_clearly(rng, params, err, match):
     with pytest.raises(err, match=match):
         MLPClassifier(**params).fit(X, y)
     with pytest.raises(ValueError, match="loss"):
-        MLPRegressor(loss="poisson").fit(X, np.abs(X[:, 0]))
+        MLPRegressor(loss="huber").fit(X, np.abs(X[:, 0]))
+    with pytest.raises(ValueError, match="negative"):
+        MLPRegressor(loss="poisson").fit(X, X[:, 0])
 
 
 def test_feature_names_from_a_dataframe(rng):
@@ -528,3 +530,23 @@ def test_dataframe_with_early_stopping_warns_nothing_per_epoch(rng):
         MLPClassifier(early_stopping=True, max_iter=5, random_state=0).fit(X, y)
         MLPRegressor(early_stopping=True, max_iter=5, random_state=0).fit(X, X.b)
     assert [w for w in caught if not issubclass(w.category, ConvergenceWarning)] == []
+
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_poisson_regression_follows_sklearn(rng, solver):
+    X = rng.standard_normal((80, 4))
+    y = rng.poisson(np.exp(0.5 * X[:, :2] @ np.array([[1.0, 0.2], [-0.5, 0.8]])))
+    kw = dict(hidden_layer_sizes=(6,), activation="tanh", max_iter=20, random_state=0,
+              batch_size=80, loss="poisson", solver=solver, learning_rate_init=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPRegressor(dtype="float64", **kw).fit(X, y)
+        theirs = SkRegressor(**kw).fit(X, y)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert ours.n_iter_ == theirs.n_iter_
+    if solver != "lbfgs":
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6)
+    back = MLPRegressor.from_sklearn(theirs)
+    np.testing.assert_allclose(back.predict(X), theirs.predict(X), rtol=1e-12)

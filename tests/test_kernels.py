@@ -18,6 +18,8 @@ def _targets(rng, head, B, K, dtype):
         return rng.integers(0, K, B), np.zeros((0, K), dtype)
     if head == "sigmoid":
         return np.zeros(0, np.int64), rng.random((B, K)).round().astype(dtype)
+    if head == "poisson":
+        return np.zeros(0, np.int64), rng.poisson(2.0, (B, K)).astype(dtype)
     return np.zeros(0, np.int64), rng.standard_normal((B, K)).astype(dtype)
 
 

@@ -15,7 +15,7 @@ def run(model, x):
 
 
 @pytest.mark.parametrize("hidden", ["relu", "sigmoid", "tanh", "identity"])
-@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity"])
+@pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity", "poisson"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_onnxruntime_equals_predict_proba(rng, hidden, output, dtype):
     net = fastnn.Network([7, 9, 5, 3], hidden=hidden, output=output, seed=1, dtype=dtype,

@@ -24,8 +24,10 @@ from .activations import sigmoid
 SOFTMAX_CE = 0
 SIGMOID_BCE = 1
 IDENTITY_MSE = 2
+EXP_POISSON = 3
 
-CODES = {"softmax": SOFTMAX_CE, "sigmoid": SIGMOID_BCE, "identity": IDENTITY_MSE}
+CODES = {"softmax": SOFTMAX_CE, "sigmoid": SIGMOID_BCE, "identity": IDENTITY_MSE,
+         "poisson": EXP_POISSON}
 
 
 @jit
@@ -117,6 +119,27 @@ def squared_error_forward_backward(Z, T, w, dZ):
 
 
 @jit
+def poisson_forward_backward(Z, T, w, dZ):
+    """Half Poisson deviance with a log link: prediction exp(z), loss
+    ``t*log(t) - t*z - t + exp(z)`` summed over outputs, gradient
+    ``exp(z) - t`` (scikit-learn's ``loss="poisson"``)."""
+    B, K = Z.shape
+    inv_b = weight_normaliser(w, B)
+    weighted = w.shape[0] > 0
+    loss = 0.0
+    for i in range(B):
+        wi = w[i] if weighted else 1.0
+        for k in range(K):
+            z = Z[i, k]
+            t = T[i, k]
+            mu = math.exp(z)
+            tlogt = t * math.log(t) if t > 0 else 0.0
+            loss += wi * (tlogt - t * z - t + mu)
+            dZ[i, k] = (mu - t) * (wi * inv_b)
+    return loss * inv_b, 0
+
+
+@jit
 def loss_forward_backward(head, Z, labels, T, w, dZ):
     """Dispatch on the head code. ``labels`` (int64) is read by softmax,
     ``T`` (float) by the other heads; ``w`` are per-row sample weights (empty:
@@ -125,6 +148,8 @@ def loss_forward_backward(head, Z, labels, T, w, dZ):
         return softmax_ce_forward_backward(Z, labels, w, dZ)
     if head == SIGMOID_BCE:
         return sigmoid_bce_forward_backward(Z, T, w, dZ)
+    if head == EXP_POISSON:
+        return poisson_forward_backward(Z, T, w, dZ)
     return squared_error_forward_backward(Z, T, w, dZ)
 
 
@@ -147,6 +172,9 @@ def head_output(head, Z, P):
         elif head == SIGMOID_BCE:
             for k in range(K):
                 P[i, k] = sigmoid(Z[i, k])
+        elif head == EXP_POISSON:
+            for k in range(K):
+                P[i, k] = math.exp(Z[i, k])
         else:
             for k in range(K):
                 P[i, k] = Z[i, k]
