@@ -550,3 +550,31 @@ def test_poisson_regression_follows_sklearn(rng, solver):
     np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6)
     back = MLPRegressor.from_sklearn(theirs)
     np.testing.assert_allclose(back.predict(X), theirs.predict(X), rtol=1e-12)
+
+
+def test_divergence_with_early_stopping_keeps_the_best_model_as_sklearn(rng, monkeypatch):
+    """A NaN loss in epoch 4 (simulated: the engine reports the divergence
+    after restoring the epoch's start): with early stopping the best
+    validation model is kept and fit returns, as scikit-learn does; without
+    it TrainingDivergedError is raised."""
+    from fastnn import training
+    X, y = classification(rng, 200, 4, "multiclass")
+    real = training.Trainer.guarded_epoch
+    calls = []
+
+    def guarded_epoch(self, opt, state, progress):
+        calls.append(1)
+        return None if len(calls) == 4 else real(self, opt, state, progress)
+
+    monkeypatch.setattr(training.Trainer, "guarded_epoch", guarded_epoch)
+    kw = dict(hidden_layer_sizes=(20,), early_stopping=True, max_iter=30, random_state=0,
+              n_iter_no_change=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = MLPClassifier(dtype="float64", **kw).fit(X, y)
+    assert ours.n_iter_ == 3 and len(ours.validation_scores_) == 3
+    assert ours.best_validation_score_ == max(ours.validation_scores_)
+    assert np.isfinite(ours.predict_proba(X)).all()
+    calls.clear()
+    with pytest.raises(fastnn.TrainingDivergedError):
+        MLPClassifier(dtype="float64", **dict(kw, early_stopping=False)).fit(X, y)
