@@ -12,6 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+# IDX magic numbers (0x0803, 0x0801): unsigned bytes, 3 dimensions (images) or 1 (labels).
+IDX_IMAGES_MAGIC = 2051
+IDX_LABELS_MAGIC = 2049
+
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -99,8 +103,8 @@ def load_mnist(path=None):
         raise FileNotFoundError(f"MNIST directory {directory} does not exist")
     out = []
     for split in ("train", "test"):
-        imgs = read_idx(_find(directory, MNIST_FILES[f"{split}_images"]), 2051)
-        labels = read_idx(_find(directory, MNIST_FILES[f"{split}_labels"]), 2049)
+        imgs = read_idx(_find(directory, MNIST_FILES[f"{split}_images"]), IDX_IMAGES_MAGIC)
+        labels = read_idx(_find(directory, MNIST_FILES[f"{split}_labels"]), IDX_LABELS_MAGIC)
         if imgs.ndim != 3 or labels.ndim != 1:
             raise ValueError(f"{split}: unexpected IDX shapes {imgs.shape}, {labels.shape}")
         if imgs.shape[0] != labels.shape[0]:
