@@ -4,8 +4,11 @@
     python bench/compile_profile.py --scenario iris  # MLPClassifier on iris
     python bench/compile_profile.py --scenario all --top 30
 
-Each scenario runs in a fresh process with the kernel cache disabled
-(``FASTNN_CACHE=0``: every kernel compiles, as on an empty cache).
+Each scenario runs in a fresh process with an empty kernel cache (a new
+temporary ``NUMBA_CACHE_DIR``), as a first run after installing does;
+``--no-cache`` disables the cache instead (``FASTNN_CACHE=0``), which also
+turns off the helper process of a cold fit (see fastnn/cold_start.py):
+the whole compile then runs in the profiled process.
 Numba's event API (``numba.core.event``, kind ``numba:compile``) reports the
 start and end of each function's compilation; nested compiles (a kernel's
 callees) are subtracted to give each function's own ("self") time. The
@@ -16,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 SCENARIOS = {
     "classic": """
@@ -66,11 +70,13 @@ print("@@" + json.dumps({"records": records, "total": time.perf_counter() - T0})
 """
 
 
-def profile(code, signatures=False):
-    env = dict(os.environ, FASTNN_CACHE="0")
+def profile(code, signatures=False, cache=True):
     extra = ["--signatures"] if signatures else []
-    out = subprocess.run([sys.executable, "-c", RECORDER, code] + extra, env=env, check=True,
-                         capture_output=True, text=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=tmp) if cache else dict(os.environ,
+                                                                       FASTNN_CACHE="0")
+        out = subprocess.run([sys.executable, "-c", RECORDER, code] + extra, env=env,
+                             check=True, capture_output=True, text=True).stdout
     line = next(l for l in out.splitlines() if l.startswith("@@"))
     return json.loads(line[2:])
 
@@ -99,10 +105,14 @@ def main(argv=None):
     p.add_argument("--top", type=int, default=20)
     p.add_argument("--signatures", action="store_true",
                    help="one row per (function, argument types)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="FASTNN_CACHE=0 instead of an empty cache directory")
     args = p.parse_args(argv)
     for name in (SCENARIOS if args.scenario == "all" else [args.scenario]):
-        print(f"\n== {name} (cold: FASTNN_CACHE=0)")
-        print(table(profile(SCENARIOS[name], args.signatures), args.top), flush=True)
+        how = "FASTNN_CACHE=0" if args.no_cache else "empty NUMBA_CACHE_DIR"
+        print(f"\n== {name} (cold: {how})")
+        print(table(profile(SCENARIOS[name], args.signatures, not args.no_cache), args.top),
+              flush=True)
 
 
 if __name__ == "__main__":

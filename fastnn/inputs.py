@@ -5,7 +5,6 @@ import numpy as np
 from . import threads, validation
 from .kernels import sparse as sparse_kernels
 from .kernels.bundles import SparseInput
-from .kernels.train import no_sparse_input
 
 # The first layer reads the training inputs in sparse form when at most this
 # fraction of them is non-zero (MNIST: 0.19). Measured break-even: see bench/.
@@ -53,8 +52,9 @@ def dense_placeholder(X, dtype):
 def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
     """Validate X (finite) and choose the first layer's path.
 
-    Returns ``(sp, csc_ready, cache)``: ``sp`` is a :class:`SparseInput`
-    (all empty on the dense path), ``csc_ready`` whether its CSC blocks can
+    Returns ``(sp, csc_ready, cache)``: ``sp`` is a :class:`SparseInput`,
+    or None on the dense path (the kernels then compile without the sparse
+    code: Numba prunes ``sp is None`` branches at compile time), ``csc_ready`` whether its CSC blocks can
     be used as they are, and the :class:`InputCache` to keep (None when
     dense). A scipy sparse X (checked by ``validation.as_sparse``) always
     takes the sparse path, from its own CSR arrays; it is not cached."""
@@ -65,7 +65,7 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
     counts, fp = validation.scan_matrix("x", X)
     nnz = int(counts.sum())
     if max_density <= 0 or nnz > max_density * X.size:
-        return no_sparse_input(np.empty(0, dtype)), False, None
+        return None, False, None
     key = (fp, X.shape, X.dtype.str, batch_size)
     if cache is not None and cache.key == key:
         return cache.sp, cache.csc_in_order and not shuffle, cache
@@ -95,4 +95,4 @@ def for_inference(X, layout, theta, max_rows):
     if sparse:
         return (dense_placeholder(X, theta.dtype), from_csr(X, theta.dtype),
                 np.arange(n, dtype=np.int64), work)
-    return X, no_sparse_input(theta), np.empty(0, np.int64), work
+    return X, None, np.empty(0, np.int64), work

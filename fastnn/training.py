@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from . import compile_notice, inputs, interrupts, threads, validation
+from . import cold_start, compile_notice, inputs, interrupts, threads, validation
 from .kernels import train as train_kernels
 from .kernels.bundles import ADAM, SGD, BatchBuffers, Optimizer, OptimizerState, TrainData
 from .memory import aligned_zeros, work_buffers
@@ -109,7 +109,7 @@ class Trainer:
         dtype = model.theta.dtype
         self.sp, self.csc_ready, engine.input_cache = inputs.prepare(
             X, dtype, batch_size, shuffle, engine.input_cache)
-        self.sparse = self.sp.indptr.size > 0
+        self.sparse = self.sp is not None
         if inputs.is_scipy_sparse(X):
             X = inputs.dense_placeholder(X, dtype)
         self.work = work_buffers(layout, batch_size, dtype, self.sparse)
@@ -126,6 +126,7 @@ class Trainer:
         self.n_batches = -(-n // batch_size)
         self._snapshot = None  # what the running epoch changes, as it was before it
         self._saved = None
+        self._assisted = False
 
     def guarded_epoch(self, opt, state, progress):
         """:meth:`epoch`, undone if it does not finish well: what it changes
@@ -161,6 +162,9 @@ class Trainer:
                 dst[...] = src
 
     def epoch(self, opt, state, progress):
+        if not self._assisted:
+            self._assisted = True
+            cold_start.assist(self, opt, state)  # a cold cache compiles on two cores
         cache = self.engine.input_cache
         if cache is not None:  # invalid while (and if interrupted while) rebuilding
             cache.csc_in_order = self.csc_ready

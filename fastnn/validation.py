@@ -4,6 +4,7 @@ Everything a user passes is checked here, in Python, before any compiled
 kernel runs, so bad input ends in a ValueError/TypeError that names the
 argument, never in a crash or silently wrong training.
 """
+import hashlib
 import numbers
 
 import numpy as np
@@ -72,12 +73,23 @@ def check_layers(layers):
     return out
 
 
+# Up to this many values the input scan runs in NumPy (a few ms at most),
+# so a small first fit does not wait ~1.5 s for the compiled scan.
+NUMPY_SCAN_MAX = 1 << 20
+
+
 def scan_matrix(name, a):
     """(non-zeros per row, 64-bit fingerprint of the data) of a C-contiguous
-    float matrix, in one compiled pass; raises if it holds NaN or inf."""
+    float matrix, in one compiled pass; raises if it holds NaN or inf. (The
+    fingerprint identifies data within a process: inputs.prepare's cache.)"""
     from .kernels.sparse import fingerprint, scan_rows
     from .threads import serialized
 
+    if a.size <= NUMPY_SCAN_MAX:
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        digest = hashlib.blake2b(a.tobytes(), digest_size=8).digest()
+        return np.count_nonzero(a, axis=1).astype(np.int64), int.from_bytes(digest, "little")
     counts = np.empty(a.shape[0], np.int64)
     rowhash = np.empty(a.shape[0], np.uint64)
     with serialized():

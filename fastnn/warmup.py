@@ -36,6 +36,12 @@ def compile_configuration(dtype, read_only=False):
     dense = rng.random((64, 8))
     sparse = dense * (rng.random((64, 8)) < 0.1)  # takes the sparse first-layer path
     y = rng.integers(0, 3, 64)
+    # Inputs above validation.NUMPY_SCAN_MAX values are scanned by a kernel.
+    from .kernels.sparse import fingerprint, scan_rows
+
+    rowhash = np.empty(64, np.uint64)
+    scan_rows(dense.astype(dtype), np.empty(64, np.int64), rowhash)
+    fingerprint(rowhash)
     for x in (dense, sparse):
         x = x.astype(dtype)
         if read_only:

@@ -99,7 +99,8 @@ sys.exit(main())
 """
 
 
-@pytest.mark.parametrize("nth", [1, 40, 150])
+# (this run emits ~147 modules: the 120th is late in its compile)
+@pytest.mark.parametrize("nth", [1, 40, 120])
 def test_sigint_inside_llvm_code_emission_is_not_swallowed(tmp_path, nth):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x_train=rng.random((500, 16)).astype(np.float32),

@@ -44,7 +44,7 @@ def kernel_gradients(net, x, y, sparse=False):
         sp, _, _ = inputs.prepare(X, net.dtype, n, False, None, max_density=1.0)
         K.prepare_sparse_batches(sp, rows, n)
     else:
-        sp = K.no_sparse_input(net.theta)
+        sp = None  # dense first layer
     grad = np.full_like(net.theta, np.nan)
     loss, _ = K.forward_backward(net.model(), net.head, X, rows, 0, labels, T,
                                  np.empty(0), sp,

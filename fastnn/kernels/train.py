@@ -21,7 +21,7 @@ from .._config import jit
 from .activations import IDENTITY
 from .dense import bias_backward, dense_backward, dense_forward
 from .losses import head_output, loss_forward_backward
-from .bundles import ADAM, SparseInput
+from .bundles import ADAM
 from .optim import adam_update, l2_backward, momentum_update, sgd_update
 from .rng import splitmix64
 from .sparse import (batch_csc_build, batch_nnz_offsets, is_aligned, pad_rows_into,
@@ -52,24 +52,19 @@ def layer_buf(buf, sizes, hoff, cap, l, rows):
 
 
 @jit
-def is_sparse(sp):
-    return sp.indptr.shape[0] > 0
-
-
-@jit
 def network_forward(model, X, rows, sp, work):
     """Forward pass of one batch; returns the logits view.
 
     Dense: the batch is ``X``. Sparse: the batch is rows ``rows`` of the CSR
     matrix in ``sp`` (``X`` is not read)."""
     sizes = model.sizes
-    n = rows.shape[0] if is_sparse(sp) else X.shape[0]
+    n = rows.shape[0] if sp is not None else X.shape[0]
     H = X
     for l in range(sizes.shape[0] - 1):
         Y = layer_buf(work.hbuf, sizes, work.hoff, work.cap, l, n)
         W = layer_W(model.theta, sizes, model.poff, l)
         b = layer_b(model.theta, sizes, model.poff, l)
-        if l == 0 and is_sparse(sp):
+        if l == 0 and sp is not None:
             if not is_aligned(W):
                 W = pad_rows_into(W, work.wa)
             sparse_dense_forward(sp.indptr, sp.indices, sp.values, rows, W, b, model.acts[l], Y)
@@ -100,7 +95,7 @@ def network_backward(model, X, batch, sp, grad, work, n):
             dX = layer_buf(work.dbuf, sizes, hoff, cap, l - 1, n)
             WT = work.wt[:n_out * n_in].reshape((n_out, n_in))
             dense_backward(dU, Hin, W, dW, db, dX, WT, model.acts[l - 1], work.bp)
-        elif is_sparse(sp):
+        elif sp is not None:
             if not is_aligned(dU):
                 dU = pad_rows_into(dU, work.da)
             sparse_weight_grad(sp.colptr[batch], sp.rowpos, sp.cvals, dU, dW)
@@ -193,7 +188,7 @@ def epoch_begin(order, rng_state, shuffle, sp, csc_ready, batch_size):
         for i in range(order.shape[0]):
             order[i] = i
         shuffle_inplace(order, rng_state)
-    if is_sparse(sp) and (shuffle or not csc_ready):
+    if sp is not None and (shuffle or not csc_ready):
         prepare_sparse_batches(sp, order, batch_size)
 
 
@@ -212,7 +207,6 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     """
     X, labels, T, order, w = data.X, data.labels, data.T, data.order, data.w
     n = order.shape[0]
-    sparse = is_sparse(sp)
     loss_sum = 0.0
     pen_sum = 0.0
     correct = 0
@@ -223,7 +217,7 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
         idx = order[s:e]
         if data.shuffle:
             xb = bufs.x[:0]
-            if not sparse:
+            if sp is None:
                 xb = bufs.x[:rows]
                 gather_rows(X, idx, xb)
             lb = bufs.labels[:min(rows, bufs.labels.shape[0])]
@@ -254,22 +248,13 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
 
 
 @jit
-def no_sparse_input(theta):
-    """The "first layer runs dense" SparseInput, typed like a real one."""
-    i64 = np.empty(0, np.int64)
-    return SparseInput(i64, np.empty(0, np.int32), np.empty(0, theta.dtype), i64,
-                       np.empty((0, 0), np.int64), np.empty(0, np.int32),
-                       np.empty(0, theta.dtype))
-
-
-@jit
 def evaluate_batches(X, sp, rows, labels, T, model, head, work):
     """(sum of per-row losses, n_correct) over X, ``cap`` rows at a time.
     With a sparse first layer the rows come from ``sp`` (CSR), and
     ``rows`` is ``arange(n)`` (X is not read)."""
     sizes = model.sizes
     cap = work.cap
-    n = rows.shape[0] if is_sparse(sp) else X.shape[0]
+    n = rows.shape[0] if sp is not None else X.shape[0]
     loss_sum = 0.0
     correct = 0
     for s in range(0, n, cap):
@@ -289,7 +274,7 @@ def predict_batches(X, sp, rows, model, head, work, out):
     for regression) of every row into ``out``, ``cap`` rows at a time; rows
     from X, or from ``sp`` (CSR) with ``rows = arange(n)``."""
     cap = work.cap
-    n = rows.shape[0] if is_sparse(sp) else X.shape[0]
+    n = rows.shape[0] if sp is not None else X.shape[0]
     for s in range(0, n, cap):
         e = min(n, s + cap)
         Z = network_forward(model, X[s:min(e, X.shape[0])], rows[s:e], sp, work)
@@ -306,7 +291,7 @@ def full_batch_gradient(X, labels, T, w, model, head, work, grad, total):
     objective of full-batch solvers such as L-BFGS, computed ``work.cap``
     rows at a time with the training kernels (dense first layer)."""
     n = X.shape[0]
-    sp = no_sparse_input(model.theta)
+    no_rows = np.empty(0, np.int64)
     weighted = w.shape[0] > 0
     w_total = 0.0
     if weighted:
@@ -318,9 +303,9 @@ def full_batch_gradient(X, labels, T, w, model, head, work, grad, total):
     for s in range(0, n, work.cap):
         e = min(n, s + work.cap)
         wc = w[s:e] if weighted else w
-        chunk_loss, _ = forward_backward(model, head, X[s:e], sp.indptr, 0,
+        chunk_loss, _ = forward_backward(model, head, X[s:e], no_rows, 0,
                                          labels[s:min(e, labels.shape[0])],
-                                         T[s:min(e, T.shape[0])], wc, sp, grad, work)
+                                         T[s:min(e, T.shape[0])], wc, None, grad, work)
         if weighted:
             part = 0.0
             for i in range(wc.shape[0]):
