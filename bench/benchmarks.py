@@ -194,3 +194,27 @@ x = rng.random((100, 784), dtype=np.float32)
 y = rng.integers(0, 10, 100)
 fastnn.Network([784, 100, 50, 10], seed=8).fit(x, y, epochs=1, batch_size=100)
 """
+
+
+def timeraw_cold_first_fit():
+    """Fresh process, EMPTY kernel cache (a first run after installing):
+    import plus a one-epoch classic fit on 1000 rows; every kernel it needs
+    is compiled (on two cores: see fastnn/cold_start.py)."""
+    return """
+import os, shutil, tempfile
+cache = tempfile.mkdtemp()
+os.environ["NUMBA_CACHE_DIR"] = cache
+import numpy as np
+import fastnn
+rng = np.random.default_rng(0)
+x = rng.random((1000, 784), dtype=np.float32)
+x[x < 0.8] = 0  # MNIST-like: mostly zeros (takes the sparse first layer, as MNIST does)
+y = rng.integers(0, 10, 1000)
+fastnn.Network([784, 100, 50, 10], seed=8).fit(x, y, epochs=1, verbose=False)
+shutil.rmtree(cache)
+"""
+
+
+timeraw_cold_first_fit.number = 1
+timeraw_cold_first_fit.repeat = (1, 3, 240.0)
+timeraw_cold_first_fit.timeout = 600

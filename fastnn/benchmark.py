@@ -235,8 +235,60 @@ def _block_in_subprocess(key, wl, epochs, threads, dtype):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+STARTUP_SCRIPT = """
+import time, numpy as np
+import {module}
+(x, y), _ = __import__("fastnn").datasets.load_mnist()
+x, y = x[:1000], y[:1000]
+{body}
+"""
+STARTUP_BODIES = {
+    "fastnn": "fastnn.Network([784, 100, 50, 10], seed=8).fit(x, y, epochs=1, verbose=False)",
+    "torch": """
+model = torch.nn.Sequential(torch.nn.Linear(784, 100), torch.nn.ReLU(), torch.nn.Linear(100, 50),
+                            torch.nn.ReLU(), torch.nn.Linear(50, 10))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+for s in range(0, 1000, 100):
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(xt[s:s + 100]), yt[s:s + 100]).backward()
+    opt.step()
+""",
+}
+
+
+def startup(out=sys.stdout):
+    """Seconds from a fresh process's start to the end of a one-epoch fit of
+    the classic network on 1000 MNIST rows: fastnn on an empty kernel cache
+    (cold: a first run after installing), then again on the cache that run
+    left (warm), and PyTorch's import and same epoch when it is installed."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    def timed(module, env):
+        code = STARTUP_SCRIPT.format(module=module, body=STARTUP_BODIES[module])
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+
+    rows = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        rows["fastnn, empty kernel cache (cold)"] = timed("fastnn", env)
+        rows["fastnn, cached kernels (warm)"] = timed("fastnn", env)
+    if importlib.util.find_spec("torch") is not None:
+        rows["PyTorch"] = timed("torch", dict(os.environ))
+    print("\nstart-up: fresh process to the end of a 1-epoch classic fit on 1000 rows",
+          file=out)
+    for name, seconds in rows.items():
+        print(f"{name:34s} {seconds:8.1f} s", file=out)
+    return {k: round(v, 2) for k, v in rows.items()}
+
+
 def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
-        systems=None, out=sys.stdout, isolate=True):
+        systems=None, out=sys.stdout, isolate=True, with_startup=False):
     import fastnn
 
     if threads:
@@ -293,6 +345,8 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
                   f"{r['gflops']:8.1f} {100 * r['share_of_matmul_peak']:7.0f}%", file=out)
     for name, why in result["skipped"].items():
         print(f"skipped {name}: {why}", file=out)
+    if with_startup:
+        result["startup_seconds"] = startup(out)
     return result
 
 
@@ -307,6 +361,8 @@ def main(argv=None, prog=None):
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--same-process", action="store_true",
                    help="run every system in this process (default: a fresh process each)")
+    p.add_argument("--no-startup", action="store_true",
+                   help="skip the start-up lines (a cold first fit: ~30-45 s)")
     args = p.parse_args(argv)
     if args.epochs < 1:
         p.error("--epochs must be >= 1")
@@ -314,7 +370,7 @@ def main(argv=None, prog=None):
     if args.threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     res = run(wls, args.epochs, args.threads, args.dtype, args.only,
-              isolate=not args.same_process)
+              isolate=not args.same_process, with_startup=not args.no_startup)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)
