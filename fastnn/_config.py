@@ -47,16 +47,40 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def _host_has_avx512():
-    import llvmlite.binding as ll
+# LLVM CPU names with AVX-512F / with AVX2 (without AVX-512), for a target
+# named by NUMBA_CPU_NAME.
+_AVX512_CPUS = {"skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
+                "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids",
+                "graniterapids", "znver4", "znver5", "x86-64-v4", "knl", "knm"}
+_AVX2_CPUS = {"haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake",
+              "arrowlake", "gracemont", "znver1", "znver2", "znver3", "bdver4", "x86-64-v3",
+              "core-avx2"}
 
-    try:
-        return bool(ll.get_host_cpu_features().get("avx512f", False))
-    except RuntimeError:
-        return False
+
+def _target_isa():
+    """The vector instruction set the kernels are compiled for: Numba's
+    target CPU (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` when set, e.g. to
+    build AVX2 code on an AVX-512 host), else the host. The tile shapes are
+    chosen for it (kernels/layout.py): AVX-512 tiles compiled for AVX2 would
+    need twice the registers it has."""
+    features = os.environ.get("NUMBA_CPU_FEATURES")
+    name = os.environ.get("NUMBA_CPU_NAME", "host")
+    if features:
+        on = {f[1:] for f in features.split(",") if f.startswith("+")}
+    elif name != "host":
+        return "AVX-512" if name in _AVX512_CPUS else "AVX2" if name in _AVX2_CPUS else "SSE"
+    else:
+        import llvmlite.binding as ll
+
+        try:
+            on = {k for k, v in ll.get_host_cpu_features().items() if v}
+        except RuntimeError:
+            return "SSE"
+    return "AVX-512" if "avx512f" in on else "AVX2" if {"avx2", "fma"} <= on else "SSE"
 
 
-AVX512 = _host_has_avx512()
+TARGET_ISA = _target_isa()
+AVX512 = TARGET_ISA == "AVX-512"
 
 
 def _prefer_512_bit_vectors():

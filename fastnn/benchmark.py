@@ -309,8 +309,11 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
         "workloads": {},
         "skipped": {},
     }
-    print(f"{result['cpu']}, {threads} threads, {dtype}; np.matmul 512^3: {peak:.0f} GFLOP/s",
-          file=out)
+    from fastnn._config import TARGET_ISA
+
+    result["kernel_isa"] = TARGET_ISA
+    print(f"{result['cpu']}, kernels for {TARGET_ISA}, {threads} threads, {dtype}; "
+          f"np.matmul 512^3: {peak:.0f} GFLOP/s", file=out)
     for wl in workloads:
         spec = WORKLOADS[wl]
         flops = epoch_flops(spec["layers"], x.shape[0])

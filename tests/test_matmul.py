@@ -115,3 +115,21 @@ def test_gemm_random_shapes(M, K, N, dtype, seed):
     D = _data(rng, (M, N), dtype)
     mm.gemm_tn(A, D, C2)
     assert_close(C2, A.T.astype(np.float64) @ D, dtype, _scale(A.T, D), "gemm_tn")
+
+
+def test_tile_shapes_follow_numbas_target_not_the_host(monkeypatch):
+    """NUMBA_CPU_NAME alone keeps the host's features (Numba's rule); the
+    features decide the ISA, so AVX2 code never gets AVX-512 tiles."""
+    from fastnn import _config
+
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+avx,+avx2,+fma,-avx512f")
+    assert _config._target_isa() == "AVX2"
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+avx2,+fma,+avx512f")
+    assert _config._target_isa() == "AVX-512"
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+sse4.2")
+    assert _config._target_isa() == "SSE"
+    monkeypatch.delenv("NUMBA_CPU_FEATURES")
+    monkeypatch.setenv("NUMBA_CPU_NAME", "znver3")
+    assert _config._target_isa() == "AVX2"
+    monkeypatch.setenv("NUMBA_CPU_NAME", "sapphirerapids")
+    assert _config._target_isa() == "AVX-512"

@@ -4,7 +4,7 @@ Each value was chosen by measurement on 2 cores (the why is next to it);
 :mod:`.matmul` and :mod:`.sparse` use them, :mod:`fastnn.memory` sizes the
 scratch buffers with :func:`packed_size` and :func:`tn_packed_size`.
 """
-from .._config import AVX512, jit
+from .._config import AVX512, TARGET_ISA, jit  # noqa: F401 (TARGET_ISA: for reports)
 
 # --- dense register tiles (matmul.py) --------------------------------------
 # Columns per tile. LLVM vectorises a column loop only when it has >= 48
@@ -13,6 +13,13 @@ NR = 48
 # Rows per tile: enough accumulators to fill the vector registers, 8 x 3 zmm
 # (float32) or 4 x 6 zmm (float64) of AVX-512's 32. Without AVX-512 (16 ymm
 # registers) fewer rows avoid spills.
+# AVX2 (measured with real AVX2 code on an AVX-512 host: NUMBA_CPU_NAME=haswell
+# and NUMBA_CPU_FEATURES without avx512*, `python bench/gemm_isa.py` against
+# OpenBLAS's Haswell kernels, OPENBLAS_CORETYPE=Haswell): MR32 = 2 reached
+# 0.44-0.66 of np.matmul, 3/4/6/8 rows 0.2-0.6; MR64 = 1 0.52-0.71, 2 rows
+# 0.25-0.41. Narrower tiles (NR = 16/24/32, 3-6 rows) ran scalar (~0.1):
+# LLVM fully unrolls the short column loop before it could vectorise it.
+# The AVX2 tiles stay at half of BLAS until written with explicit vectors.
 MR32 = 8 if AVX512 else 2
 MR64 = 4 if AVX512 else 1
 MAX_MR = 8  # the largest MR: scratch for packed row tiles is sized with it
