@@ -47,29 +47,19 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-# LLVM CPU names with AVX-512F / with AVX2 (without AVX-512), for a target
-# named by NUMBA_CPU_NAME.
-_AVX512_CPUS = {"skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
-                "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids",
-                "graniterapids", "znver4", "znver5", "x86-64-v4", "knl", "knm"}
-_AVX2_CPUS = {"haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake",
-              "arrowlake", "gracemont", "znver1", "znver2", "znver3", "bdver4", "x86-64-v3",
-              "core-avx2"}
-
-
 def _target_isa():
     """The vector instruction set the kernels are compiled for: Numba's
-    target CPU (``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` when set, e.g. to
-    build AVX2 code on an AVX-512 host), else the host. The tile shapes are
+    target features (``NUMBA_CPU_FEATURES`` when set, e.g. to build AVX2
+    code on an AVX-512 host), else the host's. The tile shapes are
     chosen for it (kernels/layout.py): AVX-512 tiles compiled for AVX2 would
     need twice the registers it has."""
     features = os.environ.get("NUMBA_CPU_FEATURES")
-    name = os.environ.get("NUMBA_CPU_NAME", "host")
     if features:
         on = {f[1:] for f in features.split(",") if f.startswith("+")}
-    elif name != "host":
-        return "AVX-512" if name in _AVX512_CPUS else "AVX2" if name in _AVX2_CPUS else "SSE"
     else:
+        # Numba's rule: without NUMBA_CPU_FEATURES it compiles for the host's
+        # features, whatever NUMBA_CPU_NAME says (a CPU name alone changes
+        # only the scheduling model).
         import llvmlite.binding as ll
 
         try:
