@@ -53,6 +53,16 @@ def _data_help():
             "MNIST copy bundled with fastnn")
 
 
+def _csv_header_option(parser):
+    parser.add_argument("--csv-header", choices=("auto", "yes", "no"), default="auto",
+                        help="whether a .csv file's first row is a header (auto: only when "
+                             "no cell of it is a number or empty)")
+
+
+def _header(args):
+    return {"auto": None, "yes": True, "no": False}[args.csv_header]
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="fastnn", description="Train and use multi-layer perceptrons on the CPU.")
@@ -63,6 +73,7 @@ def build_parser():
                        description="Train a network (MNIST by default) and print one line "
                                    "per epoch.")
     t.add_argument("--data", help=_data_help())
+    _csv_header_option(t)
     t.add_argument("--layers", type=_layers, default=[100, 50], metavar="N,N,...",
                    help="hidden layer sizes (default: 100,50)")
     t.add_argument("--activation", choices=HIDDEN, default="relu")
@@ -100,6 +111,7 @@ def build_parser():
                        description="Evaluate a saved model on the test set.")
     e.add_argument("model", help="a model written by 'fastnn train --save'")
     e.add_argument("--data", help=_data_help() + " (its test split is used)")
+    _csv_header_option(e)
 
     r = sub.add_parser("predict", help="write predictions for an input array",
                        description="Predict with a saved model.")
@@ -108,6 +120,7 @@ def build_parser():
                    help=".npy (2-D, or images), .npz (array 'x' or 'x_test') or .csv")
     r.add_argument("--output", metavar="FILE",
                    help=".npy or .csv; default: one prediction per line on stdout")
+    _csv_header_option(r)
     r.add_argument("--proba", action="store_true",
                    help="write the output head's probabilities / values instead of labels")
 
@@ -135,12 +148,12 @@ def build_parser():
 
 
 # ------------------------------------------------------------------ train
-def _load(data, need_test=False):
+def _load(data, need_test=False, header=None):
     try:
         if data is None:
             train, test = datasets.load_mnist()
         else:
-            train, test = datasets.load_arrays(data)
+            train, test = datasets.load_arrays(data, header)
     except FileNotFoundError as e:
         raise CLIError(str(e)) from None
     if need_test and test is None:
@@ -269,7 +282,7 @@ def cmd_train(args, out):
         from . import set_num_threads
         import numba
         set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    (x, y), test = _load(args.data)
+    (x, y), test = _load(args.data, header=_header(args))
     x = np.asarray(x)
     y = np.asarray(y)
     if x.ndim != 2:
@@ -399,7 +412,7 @@ def confusion_matrix(y_true, y_pred, k):
 
 def cmd_evaluate(args, out):
     net = _load_model(args.model)
-    _, (xt, yt) = _load(args.data, need_test=True)
+    _, (xt, yt) = _load(args.data, need_test=True, header=_header(args))
     r = net.evaluate(xt, yt)
     print(f"model {args.model}: {net}", file=out)
     print(f"{len(xt)} test rows: loss {r['loss']:.4f}" + (
@@ -419,7 +432,7 @@ def cmd_evaluate(args, out):
 
 
 # ---------------------------------------------------------------- predict
-def _load_input(path):
+def _load_input(path, header=None):
     if not os.path.isfile(path):
         raise CLIError(f"input file {path} does not exist")
     low = path.lower()
@@ -441,9 +454,9 @@ def _load_input(path):
             raise CLIError(f"{path}: not a readable .npz file ({e})") from None
     elif low.endswith(".csv"):
         try:
-            x = np.loadtxt(path, delimiter=",", ndmin=2)
+            x = datasets.read_csv(path, header)
         except ValueError as e:
-            raise CLIError(f"{path}: not a numeric CSV file ({e})") from None
+            raise CLIError(str(e)) from None
     else:
         raise CLIError(f"{path}: unsupported input (use .npy, .npz or .csv)")
     try:
@@ -458,7 +471,7 @@ def cmd_predict(args, out):
     suffix = os.path.splitext(args.output)[1].lower() if args.output else ".csv"
     if suffix not in (".csv", ".npy"):
         raise CLIError(f"--output {args.output}: use a .npy or .csv file name")
-    x = _load_input(args.input)
+    x = _load_input(args.input, _header(args))
     p = net.predict_proba(x) if args.proba else net.predict(x)
     fmt = "%d" if p.dtype.kind in "iu" else "%.7g"
     if suffix == ".npy":

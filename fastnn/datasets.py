@@ -117,7 +117,7 @@ def load_mnist(path=None):
     return tuple(out)
 
 
-def load_arrays(path):
+def load_arrays(path, header=None):
     """Training (and, if present, test) arrays from a ``.npz`` or ``.csv``
     file, or MNIST IDX files from a directory.
 
@@ -128,7 +128,7 @@ def load_arrays(path):
     * ``.npz``: arrays ``x_train``, ``y_train`` and optionally ``x_test``,
       ``y_test``; or ``x``, ``y`` (never unpickled);
     * ``.csv``: one row per sample, numbers only, the label or target in the
-      last column; a first row that is not numeric is taken as a header.
+      last column (read by :func:`read_csv`; ``header`` as there).
     """
     p = Path(path)
     if p.is_dir():
@@ -152,27 +152,9 @@ def load_arrays(path):
         raise ValueError(f"{path}: expected arrays 'x_train' and 'y_train' (or 'x' and 'y'), "
                          f"found {sorted(arrays)}")
     if suffix == ".csv":
-        import csv
-
-        with open(p, newline="") as f:
-            rows = [r for r in csv.reader(f) if r]
-        if rows:
-            try:
-                [float(v) for v in rows[0]]
-            except ValueError:
-                rows = rows[1:]  # header
-        if not rows:
-            raise ValueError(f"{path}: no data rows")
-        width = len(rows[0])
-        if width < 2:
+        data = read_csv(p, header)
+        if data.shape[1] < 2:
             raise ValueError(f"{path}: need at least one feature column and a label column")
-        for i, r in enumerate(rows):
-            if len(r) != width:
-                raise ValueError(f"{path}: row {i + 1} has {len(r)} columns, expected {width}")
-        try:
-            data = np.array(rows, dtype=np.float64)
-        except ValueError as e:
-            raise ValueError(f"{path}: non-numeric value ({e})") from None
         y = data[:, -1]
         if np.isfinite(y).all() and (y == np.round(y)).all():
             y = y.astype(np.int64)
@@ -191,3 +173,67 @@ def as_2d(x, path, name):
     if x.dtype == np.uint8:  # images: scale to [0, 1] as load_mnist does
         x = x.astype(np.float32) / np.float32(255.0)
     return x
+
+
+def _is_number(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def read_csv(path, header=None):
+    """A numeric CSV file as a float64 matrix (one row per line).
+
+    The rules (Python's ``csv`` module, RFC 4180 quoting):
+
+    * comma-separated; blank lines are skipped; every row has the first
+      row's number of cells;
+    * text is UTF-8 (a byte-order mark is allowed); a file that is not
+      valid UTF-8 is read as Latin-1 (numbers are ASCII either way: only a
+      header's text can differ);
+    * ``header=True``: the first row is a header (skipped); ``False``: it
+      is data; ``None`` (default): a header only when that is unambiguous,
+      i.e. no cell of the first row is a number or empty, and the next row
+      is data. A first row with a blank or a number among its names is
+      data, and its bad cell is an error, not silently dropped;
+    * an empty cell or a non-number is an error naming the file, line and
+      column; so is a file without data rows.
+    """
+    import csv
+
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    reader = csv.reader(text.splitlines())
+    rows, lines = [], []
+    for r in reader:
+        if r and any(c.strip() for c in r):
+            rows.append([c.strip() for c in r])
+            lines.append(reader.line_num)
+    if rows and header is None:
+        first = rows[0]
+        header = (all(c and not _is_number(c) for c in first)
+                  and (len(rows) < 2 or all(_is_number(c) for c in rows[1])))
+    if rows and header:
+        rows, lines = rows[1:], lines[1:]
+    if not rows:
+        raise ValueError(f"{path}: no data rows")
+    width = len(rows[0])
+    out = np.empty((len(rows), width), np.float64)
+    for i, (r, line) in enumerate(zip(rows, lines)):
+        if len(r) != width:
+            raise ValueError(f"{path}: line {line} has {len(r)} columns, expected {width} "
+                             f"(as line {lines[0]})")
+        for j, c in enumerate(r):
+            try:
+                out[i, j] = float(c)
+            except ValueError:
+                what = "an empty cell" if not c else f"non-numeric value {c!r}"
+                hint = (" (if it is a header row, say so: header=True, or --csv-header yes)"
+                        if i == 0 and not header else "")
+                raise ValueError(f"{path}: line {line}, column {j + 1}: {what}{hint}") from None
+    return out

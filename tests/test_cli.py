@@ -166,3 +166,25 @@ def test_module_entry_point_and_bench_help():
     r = subprocess.run([sys.executable, "-m", "fastnn", "predict"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "--input" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_predict_csv_rules_on_the_command_line(capsys, tmp_path, data_npz):
+    model = tmp_path / "m.npz"
+    rc, _, err = run(capsys, "train", "--data", str(data_npz[0]), "--layers", "8", "--epochs",
+                     "1", "--save", str(model), "--quiet")
+    assert rc == 0, err
+    width = data_npz[1].shape[1]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    rc, out, err = run(capsys, "predict", str(model), "--input", str(empty))
+    assert rc == 1 and f"{empty}: no data rows" in err and "Warning" not in err
+    named = tmp_path / "named.csv"
+    named.write_bytes((",".join(f"colonne{i}é" for i in range(width)) + "\n"
+                       + ",".join(["0.5"] * width) + "\n").encode("latin-1"))
+    rc, out, err = run(capsys, "predict", str(model), "--input", str(named))
+    assert rc == 0 and len(out.split()) == 1, err
+    plain = tmp_path / "plain.csv"
+    plain.write_text(",".join(["0.5"] * width) + "\n" + ",".join(["0.25"] * width) + "\n")
+    rc, out, err = run(capsys, "predict", str(model), "--input", str(plain), "--csv-header",
+                       "yes")
+    assert rc == 0 and len(out.split()) == 1, err  # the first row was taken as a header

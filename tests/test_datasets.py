@@ -115,3 +115,50 @@ def test_idx_rejects_broken_gzip(tmp_path):
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="gzip"):
         datasets.read_idx(p)
+
+
+# --- CSV: the rules of datasets.read_csv ------------------------------------
+@pytest.mark.parametrize("text, header, expected", [
+    ("1,2,0\n3,4,1\n", None, [[1, 2, 0], [3, 4, 1]]),          # no header
+    ("x1,x2,y\n1,2,0\n3,4,1\n", None, [[1, 2, 0], [3, 4, 1]]),  # unambiguous header
+    ("\ufeffx1,x2,y\r\n1,2,0\r\n\r\n3,4,1\r\n", None, [[1, 2, 0], [3, 4, 1]]),  # BOM, CRLF, blank
+    ('"x 1","x,2",y\n"1",2,0\n', None, [[1, 2, 0]]),            # RFC 4180 quoting
+    ("1,2,0\n3,4,1\n", True, [[3, 4, 1]]),                      # header requested
+    ("1e3, -2.5 ,0\n", False, [[1000, -2.5, 0]]),
+])
+def test_read_csv_accepts(tmp_path, text, header, expected):
+    p = tmp_path / "d.csv"
+    p.write_text(text, encoding="utf-8", newline="")
+    np.testing.assert_array_equal(datasets.read_csv(p, header), expected)
+
+
+def test_read_csv_latin1_header_is_read(tmp_path):
+    p = tmp_path / "l.csv"
+    p.write_bytes("température,x,y\n1,2,0\n".encode("latin-1"))
+    np.testing.assert_array_equal(datasets.read_csv(p), [[1, 2, 0]])
+
+
+@pytest.mark.parametrize("text, header, words", [
+    ("a,,label\n1,2,0\n", None, ["line 1, column 1", "'a'", "header"]),  # blank: not a header
+    ("1,2,0\n4,,1\n", None, ["line 2, column 2", "empty cell"]),
+    ("1,2,0\n4,x,1\n", None, ["line 2, column 2", "'x'"]),
+    ("1,2,0\n\n4,5\n", None, ["line 3 has 2 columns, expected 3"]),
+    ("", None, ["no data rows"]),
+    ("x,y\n", None, ["no data rows"]),
+    ("x,y\n", False, ["line 1, column 1"]),
+])
+def test_read_csv_errors_name_file_line_and_column(tmp_path, text, header, words):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    with pytest.raises(ValueError) as e:
+        datasets.read_csv(p, header)
+    for w in [str(p)] + words:
+        assert w in str(e.value)
+
+
+def test_load_arrays_csv_splits_the_label_column(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("f1,f2,label\n0.5,1,2\n0.25,3,0\n")
+    (x, y), test = datasets.load_arrays(p)
+    assert test is None and y.dtype == np.int64 and y.tolist() == [2, 0]
+    np.testing.assert_array_equal(x, [[0.5, 1], [0.25, 3]])
