@@ -118,24 +118,34 @@ class Network:
         epoch and raises :class:`TrainingDivergedError`; ``KeyboardInterrupt``
         keeps the last completed epoch (and ``self.history``) and propagates.
         """
-        epochs = validation.check_int("epochs", epochs, 0)
-        opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2)
-        schedule = schedules.get(lr_schedule, epochs)
-        patience = validation.check_int("patience", patience, 1)
-        min_delta = validation.check_float("min_delta", min_delta, 0)
+        epochs, opt, policy, callbacks = self.fit_settings(
+            epochs, lr, optimizer, momentum, nesterov, beta1, beta2, eps, l2, lr_schedule,
+            early_stopping, patience, min_delta, callbacks)
         validation_split = validation.check_float("validation_split", validation_split, 0, 1,
                                                   high_open=True)
-        callbacks = validation.check_callbacks(callbacks)
         X = self.check_x(x, check_finite=False)  # the trainer's input scan checks it
         labels, T = self.check_y(y, X.shape[0])
         (X, labels, T), val = validation.split_validation(
             X, labels, T, validation_data, validation_split, self.check_x, self.check_y)
         if early_stopping and val is None:
             raise ValueError("early_stopping needs validation_data or validation_split > 0")
-        policy = ScheduleAndPatience(schedule, opt.lr, bool(early_stopping), patience, min_delta)
         with self.engine.exclusive():
             return self._fit(X, labels, T, opt, policy, epochs, batch_size, shuffle, val,
                              callbacks, progress, verbose)
+
+    @staticmethod
+    def fit_settings(epochs, lr, optimizer, momentum, nesterov, beta1, beta2, eps, l2,
+                     lr_schedule, early_stopping, patience, min_delta, callbacks):
+        """Checked ``fit`` options: (epochs, Optimizer, policy, callbacks);
+        shared with :func:`fastnn.dask.fit`."""
+        epochs = validation.check_int("epochs", epochs, 0)
+        opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2)
+        schedule = schedules.get(lr_schedule, epochs)
+        patience = validation.check_int("patience", patience, 1)
+        min_delta = validation.check_float("min_delta", min_delta, 0)
+        callbacks = validation.check_callbacks(callbacks)
+        policy = ScheduleAndPatience(schedule, opt.lr, bool(early_stopping), patience, min_delta)
+        return epochs, opt, policy, callbacks
 
     def _fit(self, X, labels, T, opt, policy, epochs, batch_size, shuffle, val, callbacks,
              progress, verbose):

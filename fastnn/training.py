@@ -202,6 +202,22 @@ class Trainer:
             interrupts.check()  # a Ctrl-C swallowed while compiling (see interrupts.py)
         return tuple(totals)
 
+    def pass_slice(self, opt, state, first, last, n_threads):
+        """Batches ``first..last-1`` of the pass whose visiting order the
+        current shuffle state gives (the state advances as a whole epoch's
+        would): one round of data-parallel training (:mod:`fastnn.dask`),
+        where a pass is cut into rounds and the parameters are averaged in
+        between. Returns the sums of :meth:`epoch` over those batches."""
+        data = self.data
+        with threads.serialized():
+            train_kernels.epoch_begin(data.order, self.engine.shuffle_state, data.shuffle,
+                                      self.sp, self.csc_ready, data.batch_size)
+        self.csc_ready = not data.shuffle
+        totals = [0.0, 0.0, 0]
+        self._run(n_threads, first, last, opt, state, totals, None)
+        compile_notice.done()
+        return tuple(totals)
+
     def _run(self, n_threads, first, last, opt, state, totals, probe):
         """Batches first..last-1 on ``n_threads`` threads, timed for the
         thread chooser (see threads.py; ``probe`` None: not timed); adds

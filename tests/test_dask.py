@@ -1,0 +1,129 @@
+"""fastnn.dask on a LocalCluster of two single-threaded worker processes."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import fastnn
+
+distributed = pytest.importorskip("distributed")
+da = pytest.importorskip("dask.array")
+fd = pytest.importorskip("fastnn.dask")
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = fd.local_cluster(2)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def data(n=600, d=10, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, d)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 1).astype(np.int64) + (x[:, 2] > 0.7)
+    return x, y
+
+
+@pytest.mark.parametrize("options", [dict(optimizer="sgd", momentum=0.9, lr=0.05),
+                                     dict(optimizer="adam", lr=0.01)])
+def test_one_chunk_synced_every_batch_equals_network_fit(client, options):
+    x, y = data()
+    a = fastnn.Network([10, 16, 3], seed=1)
+    b = fastnn.Network([10, 16, 3], seed=1)
+    ha = a.fit(x, y, epochs=3, batch_size=32, **options)
+    hb = fd.fit(b, da.from_array(x, chunks=(600, 10)), y, client=client, epochs=3,
+                batch_size=32, sync_every=1, **options)
+    np.testing.assert_array_equal(a.theta, b.theta)
+    assert ha["loss"] == hb["loss"] and ha["accuracy"] == hb["accuracy"]
+    # The shuffling stream continues as after Network.fit.
+    np.testing.assert_array_equal(a.engine.shuffle_state, b.engine.shuffle_state)
+
+
+def test_model_averaging_is_deterministic_and_learns(client):
+    x, y = data(2000)
+    X = da.from_array(x, chunks=(500, 10))
+    runs = []
+    for _ in range(2):
+        net = fastnn.Network([10, 32, 3], seed=2)
+        h = fd.fit(net, X, y, client=client, epochs=8, batch_size=32, lr=0.2,
+                   validation_data=(x[:200], y[:200]))
+        runs.append((net.theta.copy(), h))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    h = runs[0][1]
+    assert len(h["val_loss"]) == 8 and h["loss"][-1] < 0.9 * h["loss"][0]
+    # y given with other chunks is realigned to X's: same result.
+    net = fastnn.Network([10, 32, 3], seed=2)
+    fd.fit(net, X, da.from_array(y, chunks=300), client=client, epochs=8, batch_size=32,
+           lr=0.2, validation_data=(x[:200], y[:200]))
+    np.testing.assert_array_equal(net.theta, runs[0][0])
+
+
+def test_predict_matches_the_network(client):
+    x, y = data(700)
+    net = fastnn.Network([10, 8, 3], seed=3)
+    net.fit(x, y, epochs=2, batch_size=50)
+    X = da.from_array(x, chunks=(128, 5))  # column chunks are merged
+    p = fd.predict_proba(net, X)
+    assert p.chunks[0] == X.chunks[0]
+    np.testing.assert_array_equal(p.compute(), net.predict_proba(x))
+    np.testing.assert_array_equal(fd.predict(net, X).compute(), net.predict(x))
+    reg = fastnn.Network([10, 4, 2], output="identity", seed=3)
+    np.testing.assert_array_equal(fd.predict(reg, x).compute(), reg.predict(x))
+
+
+def test_clear_errors(client):
+    x, y = data(100)
+    net = fastnn.Network([10, 4, 3], seed=0)
+    with pytest.raises(ValueError, match="100 samples but y has 99"):
+        fd.fit(net, x, y[:99], client=client)
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        X = da.from_array(x, chunks=(50, 10))
+        fd.fit(net, X[X[:, 0] > 0.5], y, client=client)
+    with pytest.raises(ValueError, match="sync_every"):
+        fd.fit(net, x, y, client=client, sync_every=0)
+    with pytest.raises(ValueError, match="expects 10"):
+        fd.predict(net, x[:, :3])
+    closed = distributed.Client(client.cluster, set_as_default=False)
+    closed.close()
+    with pytest.raises(ValueError, match="client is closed"):
+        fd.fit(net, x, y, client=closed)
+
+
+def test_a_killed_worker_does_not_change_the_result(client):
+    x, y = data(3000)
+    X = da.from_array(x, chunks=(1500, 10))
+
+    def run(kill):
+        net = fastnn.Network([10, 32, 3], seed=4)
+
+        def killer(net_, history):
+            if kill and len(history["loss"]) == 1:
+                # SIGKILL one worker between rounds: its chunk and the next
+                # round's task must be recomputed elsewhere / after restart.
+                pid = next(iter(client.run(os.getpid).values()))
+                os.kill(pid, signal.SIGKILL)
+
+        fd.fit(net, X, y, client=client, epochs=3, batch_size=32, lr=0.1, callbacks=[killer])
+        return net.theta.copy()
+
+    np.testing.assert_array_equal(run(True), run(False))
+
+
+def test_grid_search_on_dask(client):
+    from joblib import parallel_backend
+    from sklearn.model_selection import GridSearchCV
+
+    x, y = data(300)
+    grid = GridSearchCV(fastnn.MLPClassifier(max_iter=30, random_state=0),
+                        {"hidden_layer_sizes": [(8,), (16,)], "alpha": [1e-4, 1e-2]}, cv=2)
+    with parallel_backend("dask"):
+        grid.fit(x, y)
+    serial = GridSearchCV(fastnn.MLPClassifier(max_iter=30, random_state=0),
+                          {"hidden_layer_sizes": [(8,), (16,)], "alpha": [1e-4, 1e-2]}, cv=2)
+    serial.fit(x, y)
+    np.testing.assert_allclose(grid.cv_results_["mean_test_score"],
+                               serial.cv_results_["mean_test_score"])
