@@ -99,6 +99,31 @@ def _as_dask(name, a, rows_per_chunk=None):
     return da.from_array(a, chunks=chunks)
 
 
+def _load_rows(path, start, stop):
+    return np.array(np.load(path, mmap_mode="r")[start:stop])
+
+
+def from_npy(path, rows_per_chunk):
+    """A dask array over a ``.npy`` file whose chunks are read by the
+    workers themselves (memory-mapped, ``rows_per_chunk`` rows each): the
+    data never passes through the client or one machine's memory as a
+    whole. Every worker needs the file at ``path`` (a shared file system)."""
+    import dask
+    import dask.array as da
+
+    path = os.fspath(path)
+    head = np.load(path, mmap_mode="r")  # reads the header only
+    shape, dtype = head.shape, head.dtype
+    del head
+    rows_per_chunk = validation.check_int("rows_per_chunk", rows_per_chunk, 1)
+    parts = []
+    for start in range(0, shape[0], rows_per_chunk):
+        stop = min(shape[0], start + rows_per_chunk)
+        part = dask.delayed(_load_rows, pure=True)(path, start, stop)
+        parts.append(da.from_delayed(part, (stop - start,) + shape[1:], dtype))
+    return da.concatenate(parts, axis=0)
+
+
 def _check_rows(X, y):
     if X.ndim != 2:
         raise ValueError(f"x must be 2-D (samples, features), got shape {X.shape}")

@@ -127,3 +127,16 @@ def test_grid_search_on_dask(client):
     serial.fit(x, y)
     np.testing.assert_allclose(grid.cv_results_["mean_test_score"],
                                serial.cv_results_["mean_test_score"])
+
+
+def test_from_npy_reads_chunks_on_the_workers(client, tmp_path):
+    x, y = data(900)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    X = fd.from_npy(path, 300)
+    assert X.chunks[0] == (300, 300, 300)
+    a = fastnn.Network([10, 8, 3], seed=5)
+    b = fastnn.Network([10, 8, 3], seed=5)
+    fd.fit(a, X, y, client=client, epochs=2, batch_size=50)
+    fd.fit(b, da.from_array(x, chunks=(300, 10)), y, client=client, epochs=2, batch_size=50)
+    np.testing.assert_array_equal(a.theta, b.theta)
