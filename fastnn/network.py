@@ -266,6 +266,20 @@ class Network:
         self._allocate()
         self.theta[...] = theta
 
+    def to_torch(self):
+        """A ``torch.nn.Sequential`` with these weights whose output is
+        ``predict_proba`` (see :mod:`fastnn.torch_exchange`). Needs torch."""
+        from .torch_exchange import to_torch
+        return to_torch(self)
+
+    @classmethod
+    def from_torch(cls, seq, seed=None):
+        """A Network from a ``torch.nn.Sequential`` of Linear layers and one
+        hidden activation (ReLU/Sigmoid/Tanh/Identity), optionally ending in
+        Softmax(dim=1) or Sigmoid (the output head; none: identity)."""
+        from .torch_exchange import from_torch
+        return from_torch(cls, seq, seed)
+
     def to_onnx(self, path=None):
         """An ``onnx.ModelProto`` of this network (opset 17, input ``input``,
         output ``output`` = ``predict_proba``, dynamic batch); written to
