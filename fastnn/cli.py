@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from . import __version__, datasets, interrupts, modelio, schedules
+from . import __version__, datasets, interrupts, modelio, plots, schedules
 from .network import HIDDEN, OPTIMIZERS, OUTPUTS, Network, TrainingDivergedError
 from .init import INITS
 
@@ -167,48 +167,6 @@ def _check_plot_backend():
     except ImportError:
         raise CLIError("--plot needs matplotlib: pip install 'fastnn[plot]'") from None
     matplotlib.use("Agg")
-
-
-def plot_history(hist, path, title=""):
-    """Loss and accuracy per epoch (train, validation, test) into ``path``."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = np.arange(1, len(hist["loss"]) + 1)
-    classify = not np.isnan(hist["accuracy"]).all()
-    fig, axes = plt.subplots(1, 2 if classify else 1, figsize=(10 if classify else 5.5, 4),
-                             squeeze=False)
-    for a in axes.ravel():
-        a.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax = axes[0, 0]
-    ax.plot(epochs, hist["loss"], "o-", label="train (running mean)")
-    for key, label in (("val_loss", "validation"), ("test_loss", "test")):
-        if key in hist:
-            ax.plot(epochs, hist[key], "s-", label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title("loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if classify:
-        ax = axes[0, 1]
-        ax.plot(epochs, 100 * np.asarray(hist["accuracy"]), "o-", label="train (running mean)")
-        for key, label in (("val_accuracy", "validation"), ("test_accuracy", "test")):
-            if key in hist:
-                ax.plot(epochs, 100 * np.asarray(hist[key]), "s-", label=label)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title("accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise CLIError(f"--plot: directory {d} does not exist")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _check_writable(path, flag):
@@ -391,7 +349,18 @@ def _finish_train(args, net, layers, output, classify, test, test_hist, t0, inte
         text = json.dumps(record, indent=1).encode()
         _write_atomically(args.json, lambda f: f.write(text))
     if args.plot and n_done:
-        plot_history(hist, args.plot, title="-".join(map(str, layers)) + f" {args.optimizer}")
+        d = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(d):
+            raise CLIError(f"--plot: directory {d} does not exist")
+        confusion = None
+        if output == "softmax" and test is not None:  # the final model on the test split
+            xt, yt = test
+            yt = np.asarray(yt)
+            labels = (yt.argmax(axis=1) if yt.ndim == 2 else yt).astype(np.int64)
+            confusion = plots.confusion_matrix(labels, net.predict(xt), net.n_outputs)
+        with interrupts.deferred():
+            plots.plot_history(hist, args.plot, confusion=confusion,
+                               title="-".join(map(str, layers)) + f" {args.optimizer}")
         if not args.quiet:
             print(f"wrote the curves to {args.plot}", file=out)
     return 130 if interrupted else 0
@@ -402,12 +371,6 @@ def _load_model(path):
     if not os.path.isfile(path):
         raise CLIError(f"model file {path} does not exist")
     return Network.load(path)
-
-
-def confusion_matrix(y_true, y_pred, k):
-    m = np.zeros((k, k), dtype=np.int64)
-    np.add.at(m, (y_true, y_pred), 1)
-    return m
 
 
 def cmd_evaluate(args, out):
@@ -422,7 +385,7 @@ def cmd_evaluate(args, out):
         labels = np.asarray(yt)
         if labels.ndim == 2:
             labels = labels.argmax(axis=1)
-        m = confusion_matrix(labels.astype(np.int64), net.predict(xt), k)
+        m = plots.confusion_matrix(labels.astype(np.int64), net.predict(xt), k)
         w = max(5, len(str(m.max())) + 1)
         print("confusion matrix (rows: true class, columns: predicted class)", file=out)
         print(" " * 6 + "".join(f"{j:>{w}d}" for j in range(k)), file=out)

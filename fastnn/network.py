@@ -266,6 +266,26 @@ class Network:
         self._allocate()
         self.theta[...] = theta
 
+    def plot_history(self, path=None, x=None, y=None, title=""):
+        """Loss and accuracy curves of the last ``fit`` (train, validation),
+        and for a softmax classifier given ``(x, y)`` the confusion matrix
+        heatmap of its predictions; written to ``path`` if given; returns the
+        matplotlib figure (see :mod:`fastnn.plots`). Needs matplotlib."""
+        from . import plots
+
+        hist = getattr(self, "history", None)
+        if not hist:
+            raise ValueError("no history to plot: call fit first")
+        confusion = None
+        if x is not None and y is not None:
+            if self.output != "softmax":
+                raise ValueError("a confusion matrix needs a softmax classifier")
+            X = self.check_x(x)
+            labels, _ = self.check_y(y, X.shape[0])
+            confusion = plots.confusion_matrix(labels, self.predict(X), self.n_outputs)
+        return plots.plot_history(hist, path, confusion=confusion,
+                                  title=title or "-".join(map(str, self.layers)))
+
     def to_torch(self):
         """A ``torch.nn.Sequential`` with these weights whose output is
         ``predict_proba`` (see :mod:`fastnn.torch_exchange`). Needs torch."""
