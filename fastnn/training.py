@@ -254,6 +254,19 @@ def run_epochs(trainer, opt, state, policy, max_epochs, *, history, validate=Non
     record)``, ``policy.after_epoch`` and ``callbacks`` (``f(owner,
     history)``; True stops). The training loss is ``(loss_sum / loss_scale +
     penalty_sum) / rows``."""
+    bar = epoch_bar(progress, max_epochs)
+    if bar is not None:
+        progress = None  # the epoch bar replaces the batch-level one
+    try:
+        return _epochs(trainer, opt, state, policy, max_epochs, history, validate, progress,
+                       callbacks, owner, report, loss_scale, classify, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _epochs(trainer, opt, state, policy, max_epochs, history, validate, progress, callbacks,
+            owner, report, loss_scale, classify, bar):
     n = trainer.n
     for i in range(max_epochs):
         t0 = time.perf_counter()
@@ -281,6 +294,11 @@ def run_epochs(trainer, opt, state, policy, max_epochs, *, history, validate=Non
             history.setdefault(key, []).append(value)
         if report is not None:
             report(i + 1, record)
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()
+                             if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                             and not math.isnan(v)}, refresh=False)
+            bar.update(1)
         stop = policy.after_epoch(record, trainer.model.theta, n)
         for cb in callbacks:
             if cb(owner, history) is True:
@@ -302,6 +320,21 @@ def epoch_printer(classify, stream=None):
         print(line + f"  {rec['seconds']:.2f}s", file=stream or sys.stdout, flush=True)
 
     return report
+
+
+def epoch_bar(progress, max_epochs):
+    """For ``progress=True`` with tqdm installed: a ``tqdm.auto`` bar over
+    the epochs (a widget in Jupyter, a bar on a terminal, nothing when
+    stderr is a file or a pipe) whose postfix shows the last epoch's loss
+    and accuracy. None otherwise (without tqdm, :class:`ProgressBar` draws
+    the batches of each epoch instead)."""
+    if progress is not True:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=max_epochs, unit="epoch", desc="fastnn", disable=None, leave=True)
 
 
 def progress_reporter(progress):

@@ -1,7 +1,9 @@
 """Training options of fastnn.Network (Adam, L2, schedules, early stopping,
 callbacks, partial_fit, progress, interruption) against the reference and
 against what each option must change."""
+import io
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -272,3 +274,34 @@ def test_bad_training_options_leave_the_model_unchanged(rng, kw, err, match):
     with pytest.raises(err, match=match):
         net.fit(rng.standard_normal((8, 3)), rng.integers(0, 2, 8), epochs=2, **kw)
     assert np.array_equal(before, net.theta)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_true_uses_an_epoch_bar_from_tqdm(monkeypatch, rng):
+    pytest.importorskip("tqdm")
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    x = rng.random((200, 5))
+    y = rng.integers(0, 3, 200)
+    fastnn.Network([5, 6, 3], seed=0).fit(x, y, epochs=3, batch_size=20, progress=True,
+                                          validation_split=0.2)
+    text = term.getvalue()
+    assert "3/3" in text and "loss=" in text and "val_accuracy=" in text
+
+
+def test_progress_bar_is_silent_on_a_pipe_and_falls_back_without_tqdm(monkeypatch, rng):
+    pipe = io.StringIO()  # not a terminal: nothing drawn
+    monkeypatch.setattr(sys, "stderr", pipe)
+    x = rng.random((100, 5))
+    y = rng.integers(0, 3, 100)
+    fastnn.Network([5, 6, 3], seed=0).fit(x, y, epochs=2, batch_size=20, progress=True)
+    assert pipe.getvalue() == ""
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # tqdm not installed
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    fastnn.Network([5, 6, 3], seed=0).fit(x, y, epochs=2, batch_size=20, progress=True)
+    assert "1/5 batches" in term.getvalue()  # the batch-level fallback bar
