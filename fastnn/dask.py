@@ -239,15 +239,7 @@ class _DaskTrainer:
         self._state = state
         self._snapshot = (theta.copy(), [a.copy() for a in state],
                           [s.copy() for s in self.streams])
-        try:
-            sums = self._epoch(opt, state, progress)
-        except BaseException:
-            self.rollback()
-            raise
-        if not (np.isfinite(sums[0]) and np.isfinite(sums[1]) and np.isfinite(theta).all()):
-            self.rollback()
-            return None
-        return sums
+        return training.guarded(lambda: self._epoch(opt, state, progress), self.rollback, theta)
 
     def _epoch(self, opt, state, progress):
         from distributed import wait

@@ -91,6 +91,21 @@ def state_for(engine, opt, theta, keep):
     return engine.optimizer_state[1]
 
 
+def guarded(run, rollback, theta):
+    """An epoch's sums from ``run()``, undone by ``rollback()`` if it raises
+    (re-raised) or if the loss or a parameter in ``theta`` is not finite
+    (returns None): what a guarded epoch does, for any kind of trainer."""
+    try:
+        sums = run()
+    except BaseException:
+        rollback()
+        raise
+    if not (np.isfinite(sums[0]) and np.isfinite(sums[1]) and np.isfinite(theta).all()):
+        rollback()
+        return None
+    return sums
+
+
 class Trainer:
     """The data of one fit prepared for the kernels (sparse forms, work
     buffers, visiting order); :meth:`guarded_epoch` runs one epoch."""
@@ -139,15 +154,7 @@ class Trainer:
             self._snapshot = [np.empty_like(a) for a in self._saved]
         for dst, src in zip(self._snapshot, self._saved):
             dst[...] = src
-        try:
-            sums = self.epoch(opt, state, progress)
-        except BaseException:
-            self.rollback()
-            raise
-        if not (np.isfinite(sums[0]) and np.isfinite(sums[1]) and np.isfinite(theta).all()):
-            self.rollback()
-            return None
-        return sums
+        return guarded(lambda: self.epoch(opt, state, progress), self.rollback, theta)
 
     def input_scale(self):
         """Largest |x| of the training inputs (for error messages)."""
