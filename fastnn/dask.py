@@ -249,12 +249,13 @@ class _DaskTrainer:
         rounds = -(-max(self.batches) // self.sync_every)
         for r in range(rounds):
             first = r * self.sync_every
-            futures = []
+            futures, ran = [], []
             params = (self.net.theta, state.vel, state.sq, state.step)
             for i, block in enumerate(self.blocks):
                 last = min(self.batches[i], first + self.sync_every)
                 if first >= last:
-                    continue
+                    continue  # a shorter chunk: its pass is over
+                ran.append(i)
                 futures.append(self.client.submit(
                     _chunk_round, self.fit_id, i, self.net_future, block,
                     params + (self.streams[i],), opt, self.batch_size, self.shuffle, first,
@@ -269,8 +270,7 @@ class _DaskTrainer:
             if state.sq.size:
                 state.sq[...] = _weighted(share, [res[2] for res in results])
             state.step[...] = max(int(res[3][0]) for res in results)
-            for (i, res) in zip([i for i in range(len(self.blocks))
-                                 if first < self.batches[i]], results):
+            for i, res in zip(ran, results):
                 after[i] = res[4]
                 for k in range(3):
                     totals[k] += res[5][k]

@@ -437,15 +437,18 @@ def test_float64_values_beyond_float32_are_named_as_such(rng):
 
 
 # ------------------------------------------------------------ model exchange
-@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel", "regression"])
-def test_round_trip_with_sklearn(rng, kind):
+def exchange_problem(rng, kind):
+    """60 rows of 4 features for ``kind``, and (fastnn's, scikit-learn's) class."""
     if kind == "regression":
         X = rng.standard_normal((60, 4))
-        y = X @ rng.standard_normal((4, 2))
-        ours_cls, sk_cls = MLPRegressor, SkRegressor
-    else:
-        X, y = classification(rng, 60, 4, kind)
-        ours_cls, sk_cls = MLPClassifier, SkClassifier
+        return X, X @ rng.standard_normal((4, 2)), MLPRegressor, SkRegressor
+    X, y = classification(rng, 60, 4, kind)
+    return X, y, MLPClassifier, SkClassifier
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel", "regression"])
+def test_round_trip_with_sklearn(rng, kind):
+    X, y, ours_cls, sk_cls = exchange_problem(rng, kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ours = ours_cls(hidden_layer_sizes=(6,), max_iter=20, random_state=0).fit(X, y)
@@ -476,13 +479,7 @@ def test_network_summary_lists_layers_and_parameters():
                                     dict(solver="lbfgs", alpha=0.01)])
 @pytest.mark.parametrize("kind", ["multiclass", "binary", "regression"])
 def test_sample_weight_follows_sklearn(rng, params, kind):
-    if kind == "regression":
-        X = rng.standard_normal((60, 4))
-        y = X @ rng.standard_normal((4, 2))
-        ours_cls, sk_cls = MLPRegressor, SkRegressor
-    else:
-        X, y = classification(rng, 60, 4, kind)
-        ours_cls, sk_cls = MLPClassifier, SkClassifier
+    X, y, ours_cls, sk_cls = exchange_problem(rng, kind)
     sw = rng.random(60) * 3
     sw[:5] = 0
     kw = dict(hidden_layer_sizes=(6,), activation="tanh", max_iter=15, random_state=0,
