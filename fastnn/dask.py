@@ -231,7 +231,10 @@ class _DaskTrainer:
         self.streams = [seed.copy()] + [
             np.random.SeedSequence([int(seed[0]), i]).generate_state(1, np.uint64)
             for i in range(1, len(sizes))]
-        self.net_future = client.scatter(net, broadcast=True, hash=False)
+        # The network goes with each round's task (its structure builds the
+        # chunk's trainer on first use), not scattered: scattered data has no
+        # lineage, and a worker killed holding it cancelled the round ("lost
+        # dependencies") instead of rerunning it.
         self._snapshot = None
 
     def guarded_epoch(self, opt, state, progress):
@@ -257,7 +260,7 @@ class _DaskTrainer:
                     continue  # a shorter chunk: its pass is over
                 ran.append(i)
                 futures.append(self.client.submit(
-                    _chunk_round, self.fit_id, i, self.net_future, block,
+                    _chunk_round, self.fit_id, i, self.net, block,
                     params + (self.streams[i],), opt, self.batch_size, self.shuffle, first,
                     last, pure=False, retries=RETRIES, key=f"fastnn-round-{self.fit_id}-"
                                                           f"{r}-{i}-{uuid.uuid4().hex[:8]}"))
@@ -361,7 +364,7 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
             best = policy.finish(net.theta)
             if best is not None:
                 hist["best_epoch"] = best
-            client.cancel(trainer.blocks + [trainer.net_future])
+            client.cancel(trainer.blocks)
             client.run(_forget, trainer.fit_id)
         return hist
     finally:
