@@ -11,6 +11,7 @@ costs milliseconds and imports neither Numba nor scikit-learn, so the
 command line can react to Ctrl-C (or ``--help``) before the heavy imports.
 """
 import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
@@ -31,7 +32,11 @@ def __getattr__(name):
     try:
         module, attr = _LAZY[name]
     except KeyError:
-        raise AttributeError(f"module 'fastnn' has no attribute {name!r}") from None
+        # A submodule used as an attribute (``fastnn.network.HIDDEN``), as
+        # after an eager ``import fastnn`` it would be.
+        module, attr = "." + name, None
+        if name.startswith("_") or importlib.util.find_spec(__name__ + module) is None:
+            raise AttributeError(f"module 'fastnn' has no attribute {name!r}") from None
     mod = importlib.import_module(module, __name__)
     value = mod if attr is None else getattr(mod, attr)
     globals()[name] = value

@@ -42,3 +42,27 @@ def test_learning_curves_writes_a_png(tmp_path):
 def test_train_mnist_example_classic_log(capsys):
     load("train_mnist").main(["--epochs", "1"])
     assert "92.38%" in capsys.readouterr().out
+
+
+def test_readme_main_job_runs_in_a_fresh_process(tmp_path):
+    """The README's first command: examples/train_mnist.py as a script (a
+    fresh interpreter: nothing imported beforehand, as on a new machine)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(EXAMPLES / "train_mnist.py"), "--epochs", "1"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "epoch" in out.stdout
+
+
+def test_submodules_are_attributes_of_the_lazy_package():
+    import subprocess
+    import sys
+
+    code = ("import fastnn; print('relu' in fastnn.network.HIDDEN, fastnn.plots.__name__); "
+            "print(hasattr(fastnn, 'nosuchthing'), hasattr(fastnn, '_private'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "fastnn.plots", "False", "False"]
