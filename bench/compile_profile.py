@@ -6,6 +6,8 @@
 
 Each scenario runs in a fresh process with an empty kernel cache (a new
 temporary ``NUMBA_CACHE_DIR``), as a first run after installing does;
+The compile runs in the profiled process (``FASTNN_BACKGROUND_COMPILE=0``:
+by default a cold fit trains on NumPy while a helper compiles).
 ``--no-cache`` disables the cache instead (``FASTNN_CACHE=0``), which also
 turns off the helper process of a cold fit (see fastnn/cold_start.py):
 the whole compile then runs in the profiled process.
@@ -73,8 +75,10 @@ print("@@" + json.dumps({"records": records, "total": time.perf_counter() - T0})
 def profile(code, signatures=False, cache=True):
     extra = ["--signatures"] if signatures else []
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, NUMBA_CACHE_DIR=tmp) if cache else dict(os.environ,
-                                                                       FASTNN_CACHE="0")
+        # The compile profiled in this process: no NumPy engine standing in
+        # while a helper compiles (the default of a cold fit, fastnn/cold_start.py).
+        env = dict(os.environ, FASTNN_BACKGROUND_COMPILE="0")
+        env.update(NUMBA_CACHE_DIR=tmp) if cache else env.update(FASTNN_CACHE="0")
         out = subprocess.run([sys.executable, "-c", RECORDER, code] + extra, env=env,
                              check=True, capture_output=True, text=True).stdout
     line = next(l for l in out.splitlines() if l.startswith("@@"))

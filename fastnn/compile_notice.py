@@ -71,3 +71,29 @@ def install():
             pass
 
     event.register("numba:compile", Notice())
+
+
+_background = {}  # t0 of the first background compile this process asked for
+
+
+def background_started():
+    """A helper process compiles kernels while NumPy runs the work (see
+    :func:`fastnn.cold_start.ready`): say so once per process."""
+    if _background:
+        return
+    _background["t0"] = time.perf_counter()
+    if _enabled[0]:
+        sys.stderr.write("fastnn: compiling kernels for this CPU in the background (first run "
+                         "only); running on NumPy meanwhile ...\n")
+        sys.stderr.flush()
+
+
+def background_ready():
+    """The compiled kernels took over from NumPy: say when, once."""
+    if not _background or _background.get("ready"):
+        return
+    _background["ready"] = True
+    if _enabled[0]:
+        sys.stderr.write(f"fastnn: compiled kernels ready after "
+                         f"{time.perf_counter() - _background['t0']:.0f} s; using them\n")
+        sys.stderr.flush()

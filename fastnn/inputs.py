@@ -2,7 +2,7 @@
 per-batch CSC form, chosen by measured density and reused across fits."""
 import numpy as np
 
-from . import threads, validation
+from . import cold_start, threads, validation
 from .kernels import sparse as sparse_kernels
 from .kernels.bundles import SparseInput
 
@@ -70,12 +70,18 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
     if cache is not None and cache.key == key:
         return cache.sp, cache.csc_in_order and not shuffle, cache
     n, d = X.shape
-    indptr = np.empty(n + 1, np.int64)
-    sparse_kernels.csr_indptr(counts, indptr)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
     indices = np.empty(nnz, np.int32)
     values = np.empty(nnz, dtype)
-    with threads.serialized():
-        sparse_kernels.csr_fill(X, indptr, indices, values)
+    if cold_start.ready([("sparse.csr_fill", (X, indptr, indices, values))],
+                        memo=("csr_fill", X.dtype.str, X.flags.writeable)):
+        with threads.serialized():
+            sparse_kernels.csr_fill(X, indptr, indices, values)
+    else:  # a first run, while the kernel compiles in the background
+        nonzero = X != 0
+        indices[:] = np.flatnonzero(nonzero) % d  # row-major: each row's columns in order
+        values[:] = X[nonzero]
     n_batches = -(-n // batch_size)
     sp = SparseInput(indptr, indices, values, np.empty(n_batches + 1, np.int64),
                      np.empty((n_batches, d + 1), np.int64), np.empty(nnz, np.int32),

@@ -8,10 +8,9 @@ arguments (:mod:`.validation`) and hands training to the engine
 
 import numpy as np
 
-from . import compile_notice, inputs, modelio, schedules, threads, training, validation
+from . import cold_start, compile_notice, inputs, modelio, schedules, threads, training, validation
 from .init import INITS, init_params
 from .kernels import activations, losses
-from .kernels import train as train_kernels
 from .memory import EVAL_ROWS, ParamLayout
 from .stopping import ScheduleAndPatience
 from .training import TrainingDivergedError  # noqa: F401  (re-exported)
@@ -195,8 +194,8 @@ class Network:
     def _forward(self, X, head):
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         Xd, sp, rows, work = self._rows(X)
-        threads.run_with(threads.preferred(), train_kernels.predict_batches, Xd, sp, rows,
-                         self.model(), head, work, out)
+        cold_start.run("predict_batches", (Xd, sp, rows, self.model(), head, work, out),
+                       threads.preferred(), (self.dtype.str, sp is None))
         compile_notice.done()
         return out
 
@@ -220,9 +219,9 @@ class Network:
 
     def _evaluate(self, X, labels, T):
         Xd, sp, rows, work = self._rows(X)
-        loss_sum, correct = threads.run_with(threads.preferred(), train_kernels.evaluate_batches,
-                                             Xd, sp, rows, labels, T, self.model(), self.head,
-                                             work)
+        loss_sum, correct = cold_start.run(
+            "evaluate_batches", (Xd, sp, rows, labels, T, self.model(), self.head, work),
+            threads.preferred(), (self.dtype.str, sp is None))
         compile_notice.done()
         r = {"loss": loss_sum / X.shape[0]}
         if self.output not in validation.REGRESSION_OUTPUTS:

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from . import cold_start, compile_notice, inputs, interrupts, threads, validation
+from . import cold_start, compile_notice, inputs, interrupts, numpy_engine, threads, validation
 from .kernels import train as train_kernels
 from .kernels.bundles import ADAM, SGD, BatchBuffers, Optimizer, OptimizerState, TrainData
 from .memory import aligned_zeros, work_buffers
@@ -125,6 +125,9 @@ class Trainer:
         self.sp, self.csc_ready, engine.input_cache = inputs.prepare(
             X, dtype, batch_size, shuffle, engine.input_cache)
         self.sparse = self.sp is not None
+        # The NumPy engine (a first run, while the kernels compile) reads a
+        # dense X as it is, even when the kernels read its sparse form.
+        self._numpy_x = None if inputs.is_scipy_sparse(X) else X
         if inputs.is_scipy_sparse(X):
             X = inputs.dense_placeholder(X, dtype)
         self.work = work_buffers(layout, batch_size, dtype, self.sparse)
@@ -142,6 +145,7 @@ class Trainer:
         self._snapshot = None  # what the running epoch changes, as it was before it
         self._saved = None
         self._assisted = False
+        self._kernels_ready = False
 
     def guarded_epoch(self, opt, state, progress):
         """:meth:`epoch`, undone if it does not finish well: what it changes
@@ -168,20 +172,53 @@ class Trainer:
             for src, dst in zip(self._snapshot, self._saved):
                 dst[...] = src
 
-    def epoch(self, opt, state, progress):
+    def _compiled(self, opt, state):
+        """Whether this epoch runs the compiled drivers, or NumPy's while
+        they compile in the background (:func:`cold_start.ready`)."""
+        if self._kernels_ready:
+            return True
+        data = self.data
+        calls = [("epoch_begin", (data.order, self.engine.shuffle_state, data.shuffle,
+                                  self.sp, self.csc_ready, data.batch_size)),
+                 ("train_batches", (data, self.model, self.head, self.grad, state, opt,
+                                    self.sp, self.work, self.bufs, 0, 1))]
+        if not cold_start.ready(calls, memo=("train", data.X.dtype.str, data.X.flags.writeable,
+                                             self.sparse), then=self._next_calls()):
+            return False
+        self._kernels_ready = True
+        compile_notice.background_ready()
         if not self._assisted:
             self._assisted = True
             cold_start.assist(self, opt, state)  # a cold cache compiles on two cores
+        return True
+
+    def _next_calls(self):
+        """The calls a fit likely makes next (validation, predict on dense
+        rows like X), for a background compile to do after training's."""
+        data, X = self.data, self.data.X
+        like_x = np.empty((0, X.shape[1]), X.dtype)
+        like_x.setflags(write=X.flags.writeable)
+        rows = np.empty(0, np.int64)
+        out = np.empty((0, int(self.model.sizes[-1])), X.dtype)
+        return [("evaluate_batches", (like_x, None, rows, data.labels, data.T, self.model,
+                                      self.head, self.work)),
+                ("predict_batches", (like_x, None, rows, self.model, self.head, self.work,
+                                     out))]
+
+    def epoch(self, opt, state, progress):
+        compiled = self._compiled(opt, state)
+        kernels = train_kernels if compiled else numpy_engine
         cache = self.engine.input_cache
         if cache is not None:  # invalid while (and if interrupted while) rebuilding
             cache.csc_in_order = self.csc_ready
         data = self.data
         with threads.serialized():
-            train_kernels.epoch_begin(data.order, self.engine.shuffle_state, data.shuffle,
-                                      self.sp, self.csc_ready, data.batch_size)
+            kernels.epoch_begin(data.order, self.engine.shuffle_state, data.shuffle,
+                                self.sp, self.csc_ready, data.batch_size)
         # The CSC blocks now follow `order`: still valid next epoch (and next
-        # fit) unless shuffling reorders the rows.
-        self.csc_ready = not data.shuffle
+        # fit) unless shuffling reorders the rows. (NumPy's epoch_begin does
+        # not build them.)
+        self.csc_ready = compiled and not data.shuffle
         if cache is not None:
             cache.csc_in_order = self.csc_ready
         report = progress_reporter(progress)
@@ -190,6 +227,20 @@ class Trainer:
         totals = [0.0, 0.0, 0]
         for first in range(0, nb, step):
             last = min(nb, first + step)
+            if not compiled:
+                dense = self._numpy_x is not None
+                with numpy_engine.one_blas_thread():
+                    r = numpy_engine.train_batches(
+                        data._replace(X=self._numpy_x) if dense else data, self.model,
+                        self.head, self.grad, state, opt, None if dense else self.sp,
+                        self.work, self.bufs, first, last)
+                for i in range(3):
+                    totals[i] += r[i]
+                compile_notice.done()  # what compiled before (e.g. the CSR build) is done
+                if report is not None:
+                    report(last, nb)
+                interrupts.check()
+                continue
             n_threads, probe = threads.chooser.pick()
             if probe == 1 and last - first > 1:
                 # One batch on this thread alone, to measure it.
@@ -410,6 +461,14 @@ def full_batch_objective(layout, model, head, X, labels, T, l2=0.0, loss_scale=1
         current, probe = chooser.pick()
         use = probe if probe is not None else current
         kernel = train_kernels.full_batch_gradient
+        args = (X, labels, T, sw, model, head, work, grad, total)
+        if not cold_start.ready([("full_batch_gradient", args)],
+                                memo=("full_batch", dtype.str, X.flags.writeable)):
+            with numpy_engine.one_blas_thread():  # while the kernels compile
+                loss = numpy_engine.full_batch_gradient(*args)
+            interrupts.check()
+            return finish(loss)
+        cold_start.compile_notice_ready()
         before = compile_notice.compiles[0], len(kernel.overloads)
         t0 = time.perf_counter()
         loss = threads.run_with(use, kernel, X, labels, T, sw, model, head, work, grad, total)
@@ -417,6 +476,9 @@ def full_batch_objective(layout, model, head, X, labels, T, l2=0.0, loss_scale=1
             chooser.record(use, n, time.perf_counter() - t0, probe is not None)
         interrupts.check()
         compile_notice.done()
+        return finish(loss)
+
+    def finish(loss):
         W = theta[weights].astype(np.float64)
         g = total.astype(np.float64)
         g[weights] += (l2 / norm) * W

@@ -82,16 +82,21 @@ def scan_matrix(name, a):
     """(non-zeros per row, 64-bit fingerprint of the data) of a C-contiguous
     float matrix, in one compiled pass; raises if it holds NaN or inf. (The
     fingerprint identifies data within a process: inputs.prepare's cache.)"""
+    from .cold_start import ready
     from .kernels.sparse import fingerprint, scan_rows
     from .threads import serialized
 
-    if a.size <= NUMPY_SCAN_MAX:
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        digest = hashlib.blake2b(a.tobytes(), digest_size=8).digest()
-        return np.count_nonzero(a, axis=1).astype(np.int64), int.from_bytes(digest, "little")
     counts = np.empty(a.shape[0], np.int64)
     rowhash = np.empty(a.shape[0], np.uint64)
+    # In NumPy too while the compiled scan is not cached (a first run: it
+    # compiles in the background instead of making the fit wait ~2 s).
+    if a.size <= NUMPY_SCAN_MAX or not ready(
+            [("sparse.scan_rows", (a, counts, rowhash)), ("sparse.fingerprint", (rowhash,))],
+            memo=("scan", a.dtype.str, a.flags.writeable)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        digest = hashlib.blake2b(memoryview(a).cast("B"), digest_size=8).digest()
+        return np.count_nonzero(a, axis=1).astype(np.int64), int.from_bytes(digest, "little")
     with serialized():
         bad = scan_rows(a, counts, rowhash)
     if bad:

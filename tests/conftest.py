@@ -1,3 +1,10 @@
+import os
+
+# Tests check the compiled kernels, bit for bit where they compare runs: no
+# NumPy engine standing in while a helper compiles (fastnn.cold_start.ready).
+# test_cold_start.py turns it on where it tests it. Subprocesses inherit this.
+os.environ.setdefault("FASTNN_BACKGROUND_COMPILE", "0")
+
 import numpy as np
 import pytest
 

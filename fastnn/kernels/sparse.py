@@ -99,13 +99,6 @@ def fingerprint(rowhash):
     return h
 
 
-@jit
-def csr_indptr(counts, indptr):
-    indptr[0] = 0
-    for i in range(counts.shape[0]):
-        indptr[i + 1] = indptr[i] + counts[i]
-
-
 @jit_parallel
 def csr_fill(X, indptr, indices, values):
     """Column indices and values of each row's non-zeros, in column order."""

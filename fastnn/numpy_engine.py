@@ -1,0 +1,314 @@
+"""The training drivers of :mod:`fastnn.kernels.train` in plain NumPy: the
+first run trains on them while the kernels compile in the background.
+
+On an empty kernel cache the compiled drivers take ~30-40 s to compile on
+a 2-core machine (``python bench/compile_profile.py``); the same math in
+NumPy trains the classic 784-100-50-10 network at a third of the kernels'
+speed (0.34 vs 0.105 s per MNIST epoch, ``bench/compare.py``) and needs no
+compiling. So a cold fit starts at once here while a helper process
+compiles the kernels into the cache (:mod:`fastnn.cold_start`), and
+switches to them at the first epoch that starts after they are ready.
+
+Each function takes the same argument bundles as its compiled namesake and
+changes the same arrays in place (parameters, gradient buffer, optimizer
+state, visiting order, shuffle stream), so the two can take turns within a
+fit: the shuffle is the same SplitMix64 stream, the loss heads and updates
+the same formulas (:mod:`.kernels.losses`, :mod:`.kernels.optim`). The
+results agree to rounding, not bit for bit (other summation orders); the
+parity tests hold each function to its compiled namesake.
+
+What this does not do: build the sparse first layer's per-batch CSC blocks
+(a sparse batch is densified here; :func:`epoch_begin` leaves the blocks
+stale and the caller marks them so).
+"""
+import contextlib
+import functools
+
+import numpy as np
+
+from . import reference
+from .kernels.activations import IDENTITY, RELU, SIGMOID, TANH
+from .kernels.bundles import ADAM
+from .kernels.losses import EXP_POISSON, IDENTITY_MSE, SIGMOID_BCE, SOFTMAX_CE
+
+_ACT = {int(IDENTITY): (reference.identity, None),
+        int(RELU): (reference.relu, reference.relu_grad),
+        int(SIGMOID): (reference.sigmoid, reference.sigmoid_grad),
+        int(TANH): (reference.tanh, reference.tanh_grad)}
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+
+
+# --- BLAS threads ---------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _blas_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+        return ThreadpoolController()
+    except Exception:  # not installed (it comes with scikit-learn), or failed
+        return None
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """NumPy's BLAS on one thread while a helper compiles on the other core.
+    Measured (digits, L-BFGS, 2-core Xeon, cold cache): 5.8 s with
+    OpenBLAS's two threads (they spin-wait for the core the compiler holds)
+    against 1.3 s with one. Uses threadpoolctl when it is installed."""
+    controller = _blas_controller()
+    if controller is None:
+        yield
+        return
+    with controller.limit(limits=1, user_api="blas"):
+        yield
+
+
+# --- shuffling: kernels.train.shuffle_inplace, vectorised -------------------
+def _splitmix64_stream(state, count):
+    """The next ``count`` outputs of :func:`.kernels.rng.splitmix64` (the
+    state advances by a constant per draw, so the draws are independent
+    of each other), advancing ``state`` as that many calls would."""
+    with np.errstate(over="ignore"):
+        z = state[0] + _GAMMA * np.arange(1, count + 1, dtype=np.uint64)
+        state[0] = state[0] + _GAMMA * np.uint64(count)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def epoch_begin(order, rng_state, shuffle, sp, csc_ready, batch_size):
+    """The epoch's visiting order, as the compiled ``epoch_begin`` chooses
+    it (Fisher-Yates driven by the same stream). The sparse per-batch CSC
+    blocks are NOT built: the caller must treat them as stale."""
+    if not shuffle:
+        return
+    n = order.shape[0]
+    order[:] = np.arange(n)
+    if n < 2:
+        return
+    i = np.arange(n - 1, 0, -1, dtype=np.uint64)
+    js = (_splitmix64_stream(rng_state, n - 1) % (i + np.uint64(1))).astype(np.int64).tolist()
+    o = order.tolist()
+    for i, j in zip(range(n - 1, 0, -1), js):
+        o[i], o[j] = o[j], o[i]
+    order[:] = o
+
+
+# --- one batch --------------------------------------------------------------
+def _dense_rows(sp, idx, d, dtype):
+    """Rows ``idx`` of the CSR matrix in ``sp`` as a dense (len(idx), d) array."""
+    start, end = sp.indptr[idx], sp.indptr[idx + 1]
+    counts = end - start
+    out = np.zeros((idx.shape[0], d), dtype)
+    total = int(counts.sum())
+    if total:
+        row = np.repeat(np.arange(idx.shape[0]), counts)
+        pos = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) \
+            + np.repeat(start, counts)
+        out[row, sp.indices[pos]] = sp.values[pos]
+    return out
+
+
+def _layers(model):
+    sizes, poff, theta = model.sizes, model.poff, model.theta
+    for l in range(sizes.shape[0] - 1):
+        K, N, o = int(sizes[l]), int(sizes[l + 1]), int(poff[l])
+        yield l, slice(o, o + K * N), (K, N), slice(o + K * N, o + K * N + N)
+
+
+def forward(model, x):
+    """The outputs of every layer (the last: the logits)."""
+    H, outs = x, []
+    for l, w, shape, b in _layers(model):
+        U = H @ model.theta[w].reshape(shape) + model.theta[b]
+        H = _ACT[int(model.acts[l])][0](U)
+        outs.append(H)
+    return outs
+
+
+def head_loss(head, Z, labels, T, w):
+    """(mean loss, n_correct, dE/dZ) of a head, as ``loss_forward_backward``:
+    the loss a (weighted) mean over rows in float64."""
+    B = Z.shape[0]
+    weighted = w.shape[0] > 0
+    if weighted:
+        s = float(w.sum())
+        inv_b = 1.0 / s if s > 0 else 0.0
+        wi = w.astype(np.float64)[:, None]
+    else:
+        inv_b = 1.0 / B
+        wi = 1.0
+    Z64 = Z.astype(np.float64)
+    correct = 0
+    if head == SOFTMAX_CE:
+        m = Z64.max(axis=1, keepdims=True)
+        e = np.exp(Z64 - m)
+        s = e.sum(axis=1, keepdims=True)
+        rows = np.arange(B)
+        per_row = np.log(s[:, 0]) + m[:, 0] - Z64[rows, labels]
+        correct = int((Z.argmax(axis=1) == labels).sum())
+        dZ = e / s * (wi * inv_b)
+        dZ[rows, labels] -= (w.astype(np.float64) if weighted else 1.0) * inv_b
+    elif head == SIGMOID_BCE:
+        per = np.maximum(Z64, 0) + np.log1p(np.exp(-np.abs(Z64))) - T * Z64
+        per_row = per.sum(axis=1)
+        p = reference.sigmoid(Z64)
+        correct = int(((p > 0.5) == (T > 0.5)).all(axis=1).sum())
+        dZ = (p - T) * (wi * inv_b)
+    elif head == EXP_POISSON:
+        mu = np.exp(Z64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tlogt = np.where(T > 0, T * np.log(np.where(T > 0, T, 1.0)), 0.0)
+        per_row = (tlogt - T * Z64 - T + mu).sum(axis=1)
+        dZ = (mu - T) * (wi * inv_b)
+    else:
+        d = Z64 - T
+        per_row = 0.5 * (d * d).sum(axis=1)
+        dZ = d * (wi * inv_b)
+    loss = float((per_row * (w if weighted else 1.0)).sum()) * inv_b
+    return loss, correct, dZ.astype(Z.dtype)
+
+
+def backward(model, x, outs, dZ, grad):
+    """Every layer's gradient into ``grad`` (the parameters' layout)."""
+    dU = dZ
+    layers = list(_layers(model))
+    for l, w, shape, b in reversed(layers):
+        Hin = outs[l - 1] if l > 0 else x
+        grad[w] = (Hin.T @ dU).ravel()
+        grad[b] = dU.sum(axis=0)
+        if l > 0:
+            dX = dU @ model.theta[w].reshape(shape).T
+            dU = dX * _ACT[int(model.acts[l - 1])][1](Hin)
+
+
+def apply_update(model, grad, state, opt, rows):
+    """``kernels.train.apply_update``: the L2 term, then the optimizer step,
+    in place; returns the batch's penalty."""
+    theta = model.theta
+    dt = theta.dtype.type
+    penalty = 0.0
+    if opt.l2 > 0:
+        coef = (opt.l2 / rows if rows > 0 else 0.0) if opt.l2_per_row else opt.l2
+        sq = 0.0
+        for _, w, _, _ in _layers(model):
+            W = theta[w]
+            grad[w] += dt(coef) * W
+            sq += float(np.dot(W.astype(np.float64), W.astype(np.float64)))
+        penalty = 0.5 * coef * sq
+    state.step[0] += 1
+    if opt.kind == ADAM:
+        t = int(state.step[0])
+        lr_t = opt.lr * np.sqrt(1.0 - opt.beta2 ** t) / (1.0 - opt.beta1 ** t)
+        b1, b2 = dt(opt.beta1), dt(opt.beta2)
+        m, v = state.vel, state.sq
+        m *= b1
+        m += (dt(1) - b1) * grad
+        v *= b2
+        v += (dt(1) - b2) * grad * grad
+        theta -= dt(lr_t) * m / (np.sqrt(v) + dt(opt.eps))
+    elif opt.momentum == 0:
+        theta -= dt(opt.lr) * grad
+    else:
+        vel, mu, lr = state.vel, dt(opt.momentum), dt(opt.lr)
+        vel *= mu
+        vel -= lr * grad
+        if opt.nesterov:
+            theta += mu * vel - lr * grad
+        else:
+            theta += vel
+    return penalty
+
+
+def _batch(X, sp, idx, s, e, gather):
+    if sp is not None:
+        return _dense_rows(sp, idx, X.shape[1], X.dtype)
+    return X[idx] if gather else X[s:e]
+
+
+# --- the drivers --------------------------------------------------------------
+def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last):
+    """``kernels.train.train_batches``: batches ``first..last-1`` of the
+    epoch; returns (sum of per-row losses, of per-row penalties, n_correct)."""
+    X, labels, T, order, w = data.X, data.labels, data.T, data.order, data.w
+    n = order.shape[0]
+    loss_sum = pen_sum = 0.0
+    correct = 0
+    for j in range(first, last):
+        s = j * data.batch_size
+        e = min(n, s + data.batch_size)
+        rows = e - s
+        idx = order[s:e]
+        xb = _batch(X, sp, idx, s, e, data.shuffle)
+        pick = (lambda a: a[idx]) if data.shuffle else (lambda a: a[s:e])
+        lb = pick(labels) if labels.shape[0] else labels
+        tb = pick(T) if T.shape[0] else T
+        wb = pick(w) if w.shape[0] else w
+        outs = forward(model, xb)
+        loss, c, dZ = head_loss(head, outs[-1], lb, tb, wb)
+        backward(model, xb, outs, dZ, grad)
+        norm = float(wb.sum()) if wb.shape[0] else float(rows)
+        pen = apply_update(model, grad, state, opt, norm)
+        loss_sum += loss * rows
+        pen_sum += pen * rows
+        correct += c
+    return loss_sum, pen_sum, correct
+
+
+def _chunks(X, sp, rows, cap):
+    n = rows.shape[0] if sp is not None else X.shape[0]
+    for s in range(0, n, cap):
+        e = min(n, s + cap)
+        yield s, e, _batch(X, sp, rows[s:e] if sp is not None else None, s, e, False)
+
+
+def evaluate_batches(X, sp, rows, labels, T, model, head, work):
+    """``kernels.train.evaluate_batches``: (sum of per-row losses, n_correct)."""
+    loss_sum, correct = 0.0, 0
+    none = np.empty(0, np.float64)
+    for s, e, xb in _chunks(X, sp, rows, work.cap):
+        loss, c, _ = head_loss(head, forward(model, xb)[-1],
+                               labels[s:e] if labels.shape[0] else labels,
+                               T[s:e] if T.shape[0] else T, none)
+        loss_sum += loss * (e - s)
+        correct += c
+    return loss_sum, correct
+
+
+def predict_batches(X, sp, rows, model, head, work, out):
+    """``kernels.train.predict_batches``: logits (``head < 0``) or the
+    head's output of every row into ``out``."""
+    for s, e, xb in _chunks(X, sp, rows, work.cap):
+        Z = forward(model, xb)[-1]
+        if head < 0 or head == IDENTITY_MSE:  # logits, or the identity head's values
+            out[s:e] = Z
+        elif head == SOFTMAX_CE:
+            out[s:e] = reference.softmax(Z)
+        elif head == SIGMOID_BCE:
+            out[s:e] = reference.sigmoid(Z)
+        else:
+            out[s:e] = np.exp(Z)
+
+
+def full_batch_gradient(X, labels, T, w, model, head, work, grad, total):
+    """``kernels.train.full_batch_gradient``: the (weighted) mean loss over
+    X, and its gradient into ``total``, ``work.cap`` rows at a time."""
+    n = X.shape[0]
+    weighted = w.shape[0] > 0
+    w_total = float(w.sum()) if weighted else 0.0
+    total[:] = 0
+    loss = 0.0
+    for s in range(0, n, work.cap):
+        e = min(n, s + work.cap)
+        wc = w[s:e] if weighted else w
+        xb = X[s:e]
+        outs = forward(model, xb)
+        chunk_loss, _, dZ = head_loss(head, outs[-1], labels[s:e] if labels.shape[0] else labels,
+                                      T[s:e] if T.shape[0] else T, wc)
+        backward(model, xb, outs, dZ, grad)
+        if weighted:
+            share = float(wc.sum()) / w_total if w_total > 0 else 0.0
+        else:
+            share = (e - s) / n
+        loss += chunk_loss * share
+        total += grad * total.dtype.type(share)
+    return loss

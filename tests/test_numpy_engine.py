@@ -1,0 +1,191 @@
+"""fastnn.numpy_engine against the compiled drivers it stands in for: the
+same arguments, the same in-place changes, equal results to rounding."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import numpy_engine as NE
+from fastnn import training
+from fastnn.kernels import train as K
+from conftest import DTYPES, assert_close
+
+HEADS = {"softmax": 3, "sigmoid": 2, "identity": 2, "poisson": 2}
+
+
+def _targets(rng, output, n, k):
+    if output == "softmax":
+        return rng.integers(0, k, n)
+    if output == "sigmoid":
+        return (rng.random((n, k)) < 0.5).astype(float)
+    if output == "poisson":
+        return rng.poisson(1.0, (n, k)).astype(float)
+    return rng.standard_normal((n, k))
+
+
+def _copy(trainer, state):
+    """The arrays one epoch changes, copied."""
+    return ([trainer.model.theta.copy(), trainer.data.order.copy(),
+             trainer.engine.shuffle_state.copy()] + [a.copy() for a in state])
+
+
+def _restore(trainer, state, saved):
+    for dst, src in zip([trainer.model.theta, trainer.data.order,
+                         trainer.engine.shuffle_state] + list(state), saved):
+        dst[...] = src
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("output", list(HEADS))
+@pytest.mark.parametrize("opt", [dict(name="sgd"), dict(name="sgd", momentum=0.9),
+                                 dict(name="sgd", momentum=0.9, nesterov=True, l2=0.1),
+                                 dict(name="adam", lr=0.01, l2=0.05, l2_per_row=True)])
+@pytest.mark.parametrize("sparse,shuffle,weighted", [(False, True, False), (True, True, True),
+                                                     (False, False, True), (True, False, False)])
+def test_an_epoch_matches_the_compiled_drivers(rng, monkeypatch, dtype, output, opt, sparse,
+                                               shuffle, weighted):
+    k = HEADS[output]
+    hidden = {"softmax": "relu", "sigmoid": "tanh", "identity": "sigmoid",
+              "poisson": "relu"}[output]
+    net = fastnn.Network([7, 9, 6, k], hidden=hidden, output=output, seed=3, dtype=dtype)
+    n = 45
+    x = rng.standard_normal((n, 7))
+    if sparse:
+        x[rng.random(x.shape) < 0.7] = 0
+    monkeypatch.setattr(fastnn.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
+    X = net.check_x(x.astype(dtype))
+    labels, T = net.check_y(_targets(rng, output, n, k), n)
+    w = rng.random(n) + 0.5 if weighted else None
+    trainer = net.trainer(X, labels, T, 8, shuffle, w)
+    assert trainer.sparse == sparse
+    o = dict(opt)
+    o = training.optimizer(o.pop("name"), lr=o.pop("lr", 0.1), **o)
+    state = training.fresh_state(o.kind, net.theta)
+    before = _copy(trainer, state)
+    results = {}
+    for engine in (K, NE):
+        _restore(trainer, state, before)
+        sums = []
+        for epoch in range(2):
+            engine.epoch_begin(trainer.data.order, trainer.engine.shuffle_state, shuffle,
+                               trainer.sp, False, 8)
+            if engine is NE and trainer.sp is not None:
+                K.prepare_sparse_batches(trainer.sp, trainer.data.order, 8)  # for K's next use
+            sums.append(engine.train_batches(trainer.data, trainer.model, trainer.head,
+                                             trainer.grad, state, o, trainer.sp, trainer.work,
+                                             trainer.bufs, 0, trainer.n_batches))
+        results[engine] = (np.array(sums, np.float64), _copy(trainer, state))
+    (ks, kafter), (ns, nafter) = results[K], results[NE]
+    assert np.array_equal(kafter[1], nafter[1])  # the same visiting order
+    assert np.array_equal(kafter[2], nafter[2])  # the same shuffle stream
+    assert_close(ns, ks, dtype, what="sums")
+    for a, b, what in zip(nafter[3:], kafter[3:], ["vel", "sq", "step"]):
+        assert_close(a, b, dtype, what=what)
+    assert_close(nafter[0], kafter[0], dtype, what="parameters")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("output", list(HEADS))
+@pytest.mark.parametrize("sparse", [False, True])
+def test_predict_and_evaluate_match_the_compiled_drivers(rng, dtype, output, sparse):
+    k = HEADS[output]
+    net = fastnn.Network([6, 8, k], output=output, seed=4, dtype=dtype)
+    x = rng.standard_normal((37, 6))
+    x[rng.random(x.shape) < 0.6] = 0
+    if sparse:
+        sp = pytest.importorskip("scipy.sparse")
+        x = sp.csr_matrix(x)
+    X = net.check_x(x)
+    labels, T = net.check_y(_targets(rng, output, 37, k), 37)
+    Xd, spi, rows, work = fastnn.inputs.for_inference(X, net.layout, net.theta, 10)
+    for head in (-1, net.head):
+        outs = [np.empty((37, k), dtype) for _ in range(2)]
+        for engine, out in zip((K, NE), outs):
+            engine.predict_batches(Xd, spi, rows, net.model(), head, work, out)
+        assert_close(outs[1], outs[0], dtype, what=f"head {head}")
+    ev = [np.array(e.evaluate_batches(Xd, spi, rows, labels, T, net.model(), net.head, work),
+                   np.float64) for e in (K, NE)]
+    assert_close(ev[1], ev[0], dtype, what="evaluate")
+
+
+def test_the_shuffle_is_the_kernels_stream(rng):
+    for n in (0, 1, 2, 17, 1000):
+        a, b = np.arange(n), np.arange(n)
+        sa, sb = np.array([12345], np.uint64), np.array([12345], np.uint64)
+        for _ in range(3):
+            K.epoch_begin(a, sa, True, None, False, 4)
+            NE.epoch_begin(b, sb, True, None, False, 4)
+            assert np.array_equal(a, b) and sa[0] == sb[0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_full_batch_gradient_matches_the_compiled_driver(rng, dtype, weighted):
+    net = fastnn.Network([5, 7, 3], seed=5, dtype=dtype)
+    X = net.check_x(rng.standard_normal((23, 5)).astype(dtype))
+    labels, T = net.check_y(rng.integers(0, 3, 23), 23)
+    w = rng.random(23) if weighted else np.empty(0)
+    work = fastnn.memory.work_buffers(net.layout, 10, np.dtype(dtype))
+    res = []
+    for engine in (K, NE):
+        grad = np.empty_like(net.theta)
+        total = np.empty_like(net.theta)
+        loss = engine.full_batch_gradient(X, labels, T, w, net.model(), net.head, work, grad,
+                                          total)
+        res.append((loss, total))
+    assert_close(res[1][0], res[0][0], dtype, what="loss")
+    assert_close(res[1][1], res[0][1], dtype, what="gradient")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_first_run_builds_the_same_inputs_in_numpy(rng, monkeypatch, dtype):
+    """Input scan and CSR build while their kernels compile (NumPy) against
+    the compiled ones: same non-zero counts, NaN check, CSR arrays."""
+    from fastnn import cold_start, inputs, validation
+
+    x = rng.standard_normal((1500, 800)).astype(dtype)  # above validation.NUMPY_SCAN_MAX
+    x[rng.random(x.shape) < 0.8] = 0
+    assert x.size > validation.NUMPY_SCAN_MAX
+    built = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(cold_start, "ready", lambda calls, memo=None, then=(): compiled)
+        built[compiled] = inputs.prepare(x, np.dtype(dtype), 64, True, None)[0]
+        bad = x.copy()
+        bad[700, 3] = np.nan
+        with pytest.raises(ValueError, match="x contains NaN"):
+            validation.scan_matrix("x", bad)
+    for name in ("indptr", "indices", "values"):
+        a, b = getattr(built[True], name), getattr(built[False], name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("switch", [False, True])
+def test_a_fit_on_the_numpy_engine_matches_a_compiled_fit(rng, monkeypatch, sparse, switch):
+    """What a first run does: every epoch on NumPy (or the first two, then
+    the kernels, as when they become ready mid-fit), validation and predict
+    included, against the same fit compiled throughout (float64)."""
+    from fastnn import cold_start
+
+    x = rng.standard_normal((150, 12))
+    if sparse:
+        x[rng.random(x.shape) < 0.85] = 0
+    y = rng.integers(0, 4, 150)
+    results = []
+    for numpy_first in (False, True):
+        epochs_asked = []
+
+        def fake_ready(calls, memo=None, then=()):
+            if not numpy_first:
+                return True
+            if calls[0][0] == "epoch_begin":  # a training epoch: ready from the third on
+                epochs_asked.append(1)
+                return switch and len(epochs_asked) > 2
+            return False
+
+        monkeypatch.setattr(cold_start, "ready", fake_ready)
+        net = fastnn.Network([12, 10, 4], seed=1, dtype="float64")
+        h = net.fit(x, y, epochs=4, batch_size=16, optimizer="adam", lr=0.01,
+                    validation_split=0.2)
+        results.append((h["loss"], h["val_loss"], net.predict_proba(x), net.theta.copy()))
+    for a, b in zip(*results):
+        assert_close(b, a, np.float64)
