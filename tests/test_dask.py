@@ -38,7 +38,12 @@ def test_one_chunk_synced_every_batch_equals_network_fit(client, options):
     hb = fd.fit(b, da.from_array(x, chunks=(600, 10)), y, client=client, epochs=3,
                 batch_size=32, sync_every=1, **options)
     np.testing.assert_array_equal(a.theta, b.theta)
-    assert ha["loss"] == hb["loss"] and ha["accuracy"] == hb["accuracy"]
+    # The same batches, the same updates: bit-identical parameters. The
+    # epoch's loss is the same per-batch values summed in another grouping
+    # (Network.fit adds a run of batches inside one compiled call, the
+    # rounds add them one by one): equal to rounding.
+    np.testing.assert_allclose(hb["loss"], ha["loss"], rtol=1e-13)
+    assert ha["accuracy"] == hb["accuracy"]
     # The shuffling stream continues as after Network.fit.
     np.testing.assert_array_equal(a.engine.shuffle_state, b.engine.shuffle_state)
 

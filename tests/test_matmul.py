@@ -18,8 +18,10 @@ from fastnn.kernels.activations import CODES, IDENTITY
 SHAPES = [(1, 1, 1), (1, 784, 100), (3, 5, 7), (4, 64, 64), (5, 63, 65),
           (7, 33, 129), (13, 17, 31), (2, 9, 200), (100, 784, 100),
           (100, 100, 50), (50, 10, 10), (9, 3, 33), (6, 2, 96),
+          # one or two tiles plus <= REM_MAX columns: the remainder kernels
+          (40, 50, 60), (33, 20, 112), (3, 70, 97),
           # past SERIAL_MAX_MACS: the parallel drivers, narrow and wide
-          (300, 100, 10), (130, 90, 47), (61, 200, 49),
+          (300, 100, 10), (130, 90, 47), (61, 200, 49), (200, 64, 50), (120, 80, 100),
           # N >= PACK_MIN_N: B read from packed panels
           (61, 130, 300), (9, 257, 513)]
 
@@ -77,7 +79,7 @@ def test_gemm_nt(rng, dtype, M, K, N):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", list(CODES))
 @pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 784, 100), (3, 7, 10),
-                                   (300, 100, 10), (70, 90, 260)])
+                                   (300, 100, 10), (70, 90, 260), (200, 64, 50), (9, 5, 50)])
 def test_fused_bias_activation_epilogue(rng, dtype, act, M, K, N):
     A, B, b = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype), _data(rng, N, dtype)
     f, _ = R.ACTIVATIONS[act]
@@ -90,7 +92,7 @@ def test_fused_bias_activation_epilogue(rng, dtype, act, M, K, N):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", list(CODES))
 @pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 50, 100), (3, 7, 10),
-                                   (300, 100, 10), (70, 90, 260)])
+                                   (300, 100, 10), (70, 90, 260), (200, 64, 50), (9, 5, 50)])
 def test_fused_activation_derivative_epilogue(rng, dtype, act, M, K, N):
     f, fgrad = R.ACTIVATIONS[act]
     A, B = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype)

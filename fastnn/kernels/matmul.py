@@ -58,7 +58,8 @@ from numba.extending import overload
 from .._config import CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import prefetch2d, stack_buffer
-from .layout import (MR32, MR64, NR, NTASK, PACK_MIN_N, PF, SERIAL_MAX_MACS,  # noqa: F401
+from .layout import (MR32, MR64, NR, NTASK, PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES,  # noqa: F401
+                     SERIAL_MAX_MACS,
                      SMALL_COPY_ELEMENTS, packed_size, tile_macs, tn_packed_size)
 
 # ---------------------------------------------------------------------------
@@ -104,11 +105,24 @@ def gemm_nt_naive(A, B, C):
 # register tiles (one set of functions per tile shape, generated at import)
 # ---------------------------------------------------------------------------
 @jit_inline
+def _rem_start(N):
+    """First output column left to the remainder kernels (:func:`_rem_nn`,
+    :func:`_rem_tn`), N if none: see ``layout.REM_MAX``."""
+    nfull = N // NR
+    w = N - nfull * NR
+    if 1 <= nfull <= REM_MAX_TILES and 0 < w <= REM_MAX:
+        return nfull * NR
+    return N
+
+
+@jit_inline
 def _grid(M, N, MR):
     """Tile grid of an (M, N) output: full column tiles, column tiles
-    (the last one shifted left to end at N), row tiles."""
+    (the last one shifted left to end at N, unless the remainder kernels
+    compute those columns), row tiles."""
     nfull = N // NR
-    return nfull, nfull + (1 if N % NR else 0), (M + MR - 1) // MR
+    partial = 1 if N % NR and _rem_start(N) == N else 0
+    return nfull, nfull + partial, (M + MR - 1) // MR
 
 
 def _make_tiles(MR):
@@ -423,6 +437,57 @@ def _col_tile(t, nfull, N):
     return N - NR, nfull * NR
 
 
+@jit
+def _rem_nn(A, B, C, bias, act, H, dact, j1):
+    """Columns ``j1:N`` of ``C = epilogue(A @ B)``: per element
+    a dot product of A's row with the column of B (copied contiguous), which
+    LLVM vectorises over K; the epilogue as in :func:`_store`."""
+    M, K = A.shape
+    N = B.shape[1]
+    w = N - j1
+    if w == 0:
+        return
+    Bt = np.empty((w, K), C.dtype)
+    for k in range(K):
+        for j in range(w):
+            Bt[j, k] = B[k, j1 + j]
+    has_b = bias.shape[0] > 0
+    has_h = H.shape[0] > 0
+    for i in range(M):
+        for j in range(w):
+            s = C.dtype.type(0)
+            for k in range(uint64(K)):
+                s += A[i, k] * Bt[j, k]
+            if has_h:
+                s *= act_grad(H[i, j1 + j], dact)
+            else:
+                if has_b:
+                    s += bias[j1 + j]
+                s = act_forward(s, act)
+            C[i, j1 + j] = s
+
+
+@jit
+def _rem_tn(A, B, C, j1):
+    """Columns ``j1:N`` of ``C = A.T @ B`` (A (K, M)): each as
+    a sum over k of ``B[k, j] * A[k, :]``, vectorised over A's contiguous
+    rows, then stored into C's columns."""
+    K, M = A.shape
+    N = B.shape[1]
+    w = N - j1
+    if w == 0:
+        return
+    T = np.zeros((w, M), C.dtype)
+    for k in range(K):
+        for j in range(w):
+            b = B[k, j1 + j]
+            for i in range(uint64(M)):
+                T[j, i] += b * A[k, i]
+    for i in range(M):
+        for j in range(w):
+            C[i, j1 + j] = T[j, i]
+
+
 # ---------------------------------------------------------------------------
 # drivers
 # ---------------------------------------------------------------------------
@@ -578,10 +643,12 @@ def gemm_nn_fused_into(A, B, C, bias, act, H, dact, bp):
         _narrow_nn(A, B, C, bias, act, H, dact, False)
     elif _small(M, K, N):
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
+        _rem_nn(A, B, C, bias, act, H, dact, _rem_start(N))
     elif N >= PACK_MIN_N:
         _tiles_nn_packed(A, _panels(B, bp), C, bias, act, H, dact)
     else:
         _tiles_nn(A, B, C, bias, act, H, dact)
+        _rem_nn(A, B, C, bias, act, H, dact, _rem_start(N))
 
 
 @jit
@@ -594,10 +661,12 @@ def gemm_tn_into(A, B, C, bp):
         _narrow_tn(A, B, C, False)
     elif _small(M, K, N):
         _tiles_tn_serial(A, B, C)
+        _rem_tn(A, B, C, _rem_start(N))
     elif N >= PACK_MIN_N:
         _gemm_tn_packed(A, B, C, bp)
     else:
         _tiles_tn(A, B, C)
+        _rem_tn(A, B, C, _rem_start(N))
 
 
 @jit
@@ -647,19 +716,23 @@ def _transpose_parallel(B, BT):
 def gemm_nn_fused_serial(A, B, C, bias, act, H, dact):
     """gemm_nn_fused entirely on the calling thread (for use inside a
     parallel region)."""
-    if B.shape[1] < NR:
+    N = B.shape[1]
+    if N < NR:
         _narrow_nn(A, B, C, bias, act, H, dact, True)
     else:
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
+        _rem_nn(A, B, C, bias, act, H, dact, _rem_start(N))
 
 
 @jit
 def gemm_tn_serial(A, B, C):
     """gemm_tn entirely on the calling thread."""
-    if B.shape[1] < NR:
+    N = B.shape[1]
+    if N < NR:
         _narrow_tn(A, B, C, True)
     else:
         _tiles_tn_serial(A, B, C)
+        _rem_tn(A, B, C, _rem_start(N))
 
 
 @jit
