@@ -5,8 +5,38 @@ import os
 # test_cold_start.py turns it on where it tests it. Subprocesses inherit this.
 os.environ.setdefault("FASTNN_BACKGROUND_COMPILE", "0")
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+
+_precompile = []
+
+
+def pytest_collection_finish(session):
+    """A whole-suite run on an empty cache spends most of its minutes
+    compiling, on one core: start a helper that compiles the float64
+    kernels, then float32's for read-only inputs, on the other core while
+    the first tests compile float32's (a test that gets to a kernel first
+    compiles it itself; both write the same cache entry, atomically). On a
+    warm cache the helper only loads and exits."""
+    if (len(session.items) < 500 or os.environ.get("FASTNN_CACHE") == "0"
+            or (os.cpu_count() or 1) < 2):
+        return
+    code = ("import os; os.nice(5)\n"
+            "from fastnn.warmup import compile_configuration as c\n"
+            "c('float64'); c('float32', True)")
+    _precompile.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL,
+                                        env=dict(os.environ, FASTNN_QUIET="1")))
+
+
+def pytest_sessionfinish(session):
+    for proc in _precompile:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 DTYPES = [np.float32, np.float64]
 # Relative tolerances of the parity tests: float64 agrees with NumPy to
