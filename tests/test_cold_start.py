@@ -87,23 +87,6 @@ h = net.fit(x, y, epochs=2, batch_size=16, verbose=False)
 COLD = FIRST_FIT + r"""
 print(repr((h["loss"], sorted(set(compiled)))))
 """
-import sys, numpy as np
-from numba.core import event
-compiled = []
-class Rec(event.Listener):
-    def on_start(self, ev):
-        compiled.append(getattr(ev.data["dispatcher"], "py_func", None).__name__)
-    def on_end(self, ev):
-        pass
-event.register("numba:compile", Rec())
-import fastnn
-rng = np.random.default_rng(0)
-x = rng.random((64, 5)).astype(np.float32)
-y = rng.integers(0, 3, 64)
-net = fastnn.Network([5, 8, 3], seed=0)
-h = net.fit(x, y, epochs=2, batch_size=16, verbose=False)
-print(repr((h["loss"], sorted(set(compiled)))))
-"""
 
 
 def test_a_cold_fit_takes_the_backward_from_the_helper_and_trains_the_same(tmp_path):
