@@ -59,7 +59,8 @@ def _enabled():
 
 def is_cached(dispatcher, sig):
     """Whether ``dispatcher`` has machine code for ``sig`` in memory or in
-    its on-disk cache (without loading it). Uses Numba's cache internals;
+    its on-disk cache (without loading it: the index has it and its data
+    file is written). Uses Numba's cache internals;
     if they change, answers True (no helper: the safe side)."""
     if sig in dispatcher.overloads:
         return True
@@ -68,7 +69,12 @@ def is_cached(dispatcher, sig):
         if not cache._enabled:
             return True
         key = cache._index_key(sig, dispatcher.targetctx.codegen())
-        return key in cache._cache_file._load_index()
+        name = cache._cache_file._load_index().get(key)
+        # Numba writes the index before the data file (atomically, by a
+        # rename): an entry without its file is still being written, and a
+        # load now would miss and compile here (seen: a helper's scan kernel
+        # compiled again in-process, ~1 s).
+        return name is not None and os.path.exists(cache._cache_file._data_path(name))
     except Exception:
         return True
 
