@@ -229,7 +229,9 @@ def _block_in_subprocess(key, wl, epochs, threads, dtype):
     code = ("import json, sys, fastnn; from fastnn import benchmark as b; "
             f"fastnn.set_num_threads({threads}); "
             f"print(json.dumps(b._block({key!r}, {wl!r}, {epochs}, {dtype!r})))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    from .cold_start import python_c
+
+    r = subprocess.run(python_c(code), capture_output=True, text=True)
     if r.returncode != 0:
         return f"failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -272,10 +274,12 @@ def startup(out=sys.stdout):
     import subprocess
     import tempfile
 
+    from .cold_start import python_c
+
     def timed(module, env):
         code = STARTUP_SCRIPT.format(module=module, body=STARTUP_BODIES[module])
         t0 = time.time()
-        out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+        out = subprocess.run(python_c(code), env=env, check=True,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         end = next(line for line in out.stdout.splitlines() if line.startswith("@@fit-end"))
         return float(end.split()[1]) - t0

@@ -52,6 +52,23 @@ HELPER = ("network_forward", "apply_update")
 MAIN = ("network_backward",)
 
 
+def python_c(code):
+    """``python -c code`` that imports this very fastnn. Plain ``-c`` (or
+    ``-m``) puts the working directory first on the path, and a source
+    checkout there (CI runs from one, with the package installed) would
+    shadow the installed package, whose kernels are cached in another
+    directory: a helper's work then never reached this process (seen: the
+    scan kernel compiled again in-process), and a benchmark's child timed
+    another copy."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r})\n{code}"]
+
+
+def helper_command():
+    """The helper interpreter's command line (reads its job on stdin)."""
+    return python_c("from fastnn.cold_start import _main; _main()")
+
+
 def _enabled():
     return (_config.CACHE and (os.cpu_count() or 1) > 1
             and os.environ.get("FASTNN_COLD_ASSIST", "1") != "0")
@@ -118,7 +135,7 @@ def assist(trainer, opt, state):
     helper_part = [n for n in HELPER if not is_cached(getattr(K, n), sigs[n])]
     env = dict(os.environ, FASTNN_QUIET="1", FASTNN_COLD_ASSIST="0")
     try:
-        helper = subprocess.Popen([sys.executable, "-m", "fastnn.cold_start"],
+        helper = subprocess.Popen(helper_command(),
                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, env=env)
         helper.stdin.write(pickle.dumps([(n, sigs[n]) for n in helper_part]))
@@ -257,7 +274,7 @@ def _start_helper(keys):
                FASTNN_BACKGROUND_COMPILE="0")
     # A session of its own: a Ctrl-C meant for this process's fit does not
     # cut the cache-writing helper short.
-    helper = subprocess.Popen([sys.executable, "-m", "fastnn.cold_start"],
+    helper = subprocess.Popen(helper_command(),
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     helper.stdin.write(pickle.dumps({"background": keys}))

@@ -4,6 +4,11 @@ import os
 # NumPy engine standing in while a helper compiles (fastnn.cold_start.ready).
 # test_cold_start.py turns it on where it tests it. Subprocesses inherit this.
 os.environ.setdefault("FASTNN_BACKGROUND_COMPILE", "0")
+# Subprocesses (`python -c`, `python -m fastnn`) import the fastnn this
+# process imports, not a source checkout in the working directory: in CI the
+# package is installed, and the checkout's copy caches its kernels in
+# another directory (every subprocess compiled them again). Python >= 3.11.
+os.environ.setdefault("PYTHONSAFEPATH", "1")
 
 import subprocess
 import sys
@@ -17,16 +22,21 @@ _precompile = []
 def pytest_collection_finish(session):
     """A whole-suite run on an empty cache spends most of its minutes
     compiling, on one core: start a helper that compiles the float64
-    kernels, then both dtypes' for read-only inputs, on the other core while
+    kernels, then float32's for read-only inputs, on the other core while
     the first tests compile float32's (a test that gets to a kernel first
     compiles it itself; both write the same cache entry, atomically). On a
     warm cache the helper only loads and exits."""
     if (len(session.items) < 500 or os.environ.get("FASTNN_CACHE") == "0"
             or (os.cpu_count() or 1) < 2):
         return
-    code = ("import os; os.nice(5)\n"
+    import fastnn
+
+    # The fastnn the tests import (an installed package in CI, whose cache
+    # directory differs from a source checkout's in the working directory).
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+    code = (f"import os, sys; sys.path.insert(0, {root!r}); os.nice(5)\n"
             "from fastnn.warmup import compile_configuration as c\n"
-            "c('float64'); c('float32', True); c('float64', True)")
+            "c('float64'); c('float32', True)")
     _precompile.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL,
                                         env=dict(os.environ, FASTNN_QUIET="1")))

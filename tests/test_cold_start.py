@@ -108,7 +108,7 @@ def test_a_cold_fit_takes_the_backward_from_the_helper_and_trains_the_same(tmp_p
 
 
 def test_the_helper_rejects_a_malformed_request(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "fastnn.cold_start"], input=b"not a pickle",
+    proc = subprocess.run(cold_start.helper_command(), input=b"not a pickle",
                           capture_output=True, timeout=300,
                           env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
     assert proc.returncode != 0
@@ -156,8 +156,8 @@ def test_a_background_helper_leaves_the_kernels_in_the_cache(tmp_path):
     sig = (typeof(rowhash),)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), FASTNN_BACKGROUND_COMPILE="1")
     payload = pickle.dumps({"background": [("sparse.fingerprint", sig)]})
-    procs = [subprocess.Popen([sys.executable, "-m", "fastnn.cold_start"], stdin=subprocess.PIPE,
-                              env=env) for _ in range(2)]
+    procs = [subprocess.Popen(cold_start.helper_command(), stdin=subprocess.PIPE, env=env)
+             for _ in range(2)]
     for p in procs:
         p.communicate(payload, timeout=300)
         assert p.returncode == 0
@@ -166,8 +166,9 @@ def test_a_background_helper_leaves_the_kernels_in_the_cache(tmp_path):
              "d = sparse.fingerprint; s = (typeof(np.arange(5, dtype=np.uint64)),); "
              "print(d._cache._index_key(s, d.targetctx.codegen()) "
              "in d._cache._cache_file._load_index())")
+    # Run from another directory, as the helper may be: the same cache.
     out = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=300, cwd=tmp_path)
     assert out.stdout.strip() == "True", out.stderr[-2000:]
     assert list(tmp_path.rglob("fastnn-compile.lock"))
     assert sparse.fingerprint(rowhash) == sparse.fingerprint(rowhash.copy())
