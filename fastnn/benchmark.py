@@ -296,7 +296,7 @@ def startup(out=sys.stdout):
     print("\nstart-up: fresh process to the end of a 1-epoch classic fit on 1000 rows",
           file=out)
     for name, seconds in rows.items():
-        print(f"{name:34s} {seconds:8.1f} s", file=out)
+        print(f"{name:46s} {seconds:8.1f} s", file=out)
     return {k: round(v, 2) for k, v in rows.items()}
 
 
