@@ -10,20 +10,14 @@ a few us that matter at these sizes), float32, the same number of threads
 for Numba and for NumPy's BLAS (threadpoolctl, when installed).
 """
 import argparse
-import statistics
-import time
 
 import numpy as np
 
+from gemm_isa import median_seconds  # bench/ is this script's directory
 
-def median_us(fn, reps=500):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e6
+
+def median_us(fn):
+    return median_seconds(fn, reps=500) * 1e6
 
 
 def main(argv=None):
