@@ -189,3 +189,18 @@ def test_a_fit_on_the_numpy_engine_matches_a_compiled_fit(rng, monkeypatch, spar
         results.append((h["loss"], h["val_loss"], net.predict_proba(x), net.theta.copy()))
     for a, b in zip(*results):
         assert_close(b, a, np.float64)
+
+
+def test_one_blas_thread_while_a_helper_compiles_and_restored_after():
+    blas = NE._openblas()
+    if blas is None:
+        pytest.skip("no OpenBLAS found in this process (not Linux, or another BLAS)")
+    set_n, get_n = blas
+    before = get_n()
+    with NE.one_blas_thread():
+        assert get_n() == 1
+    assert get_n() == before
+    with pytest.raises(KeyboardInterrupt):
+        with NE.one_blas_thread():
+            raise KeyboardInterrupt
+    assert get_n() == before
