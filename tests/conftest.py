@@ -10,11 +10,22 @@ os.environ.setdefault("FASTNN_BACKGROUND_COMPILE", "0")
 # another directory (every subprocess compiled them again). Python >= 3.11.
 os.environ.setdefault("PYTHONSAFEPATH", "1")
 
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+# Tests send SIGINT to fastnn and expect Python's KeyboardInterrupt. A run
+# started in the background by a non-interactive shell (`bash .ci/run &`,
+# nohup) inherits SIGINT *ignored*, which Python and fastnn rightly respect,
+# and every child inherits the ignore through exec: put Python's own handler
+# back, so this process and its children (exec resets a handled signal to
+# the default) behave as when started from a terminal. (Seen: a CI run
+# started with `&` failed the six Ctrl-C tests.)
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _precompile = []
 
