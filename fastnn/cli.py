@@ -137,7 +137,7 @@ def build_parser():
     c.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=["float32"],
                    help="precisions to compile for (default: float32)")
     c.add_argument("--all", action="store_true",
-                   help="every precision, for writable and read-only input arrays")
+                   help="every precision (float32 and float64)")
     c.add_argument("--jobs", type=_positive_int, default=None,
                    help="processes (default: one per core)")
 
@@ -459,9 +459,8 @@ def cmd_export(args, out):
 def cmd_compile(args, out):
     from . import warmup
 
-    if args.all:
-        return warmup.main(warmup.DTYPES, (False, True), args.jobs, out)
-    return warmup.main(tuple(dict.fromkeys(args.dtype)), (False,), args.jobs, out)
+    dtypes = warmup.DTYPES if args.all else tuple(dict.fromkeys(args.dtype))
+    return warmup.main(dtypes, args.jobs, out)
 
 
 def cmd_bench(args, out):

@@ -285,7 +285,7 @@ class _BaseMLP(BaseEstimator):
             Xd = net.check_x(X, "X")
         else:
             Xd = V.cast_float("X", X, net.dtype)
-        T = np.ascontiguousarray(T, dtype=net.dtype)
+        T = V.kernel_array(np.ascontiguousarray(T, dtype=net.dtype))
         trainer = net.trainer(Xd, labels, T, batch_size, self.shuffle, sw)
 
         def validate():
@@ -335,7 +335,7 @@ class _BaseMLP(BaseEstimator):
         if inputs.is_scipy_sparse(X):
             X = X.toarray()  # the full-batch objective runs the dense first layer
         Xd = V.cast_float("X", X, net.dtype)
-        T = np.ascontiguousarray(T, dtype=net.dtype)
+        T = V.kernel_array(np.ascontiguousarray(T, dtype=net.dtype))
         objective = training.full_batch_objective(
             net.layout, net.model(), net.head, Xd, labels, T, l2=self.alpha,
             # scikit-learn's squared loss is averaged over the outputs too.

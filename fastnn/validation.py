@@ -121,14 +121,41 @@ def as_float_matrix(name, x, dtype, n_features=None, check_finite=True):
     return a
 
 
+class _Writable:
+    """The ``__array_interface__`` of a read-only array, with the read-only
+    flag off; holds the array (NumPy keeps this object as the view's base)."""
+
+    def __init__(self, a):
+        self.keep = a
+        self.__array_interface__ = dict(a.__array_interface__,
+                                        data=(a.__array_interface__["data"][0], False))
+
+
+def kernel_array(a):
+    """``a`` as the kernels take it: the same memory, typed writable.
+
+    Numba types a read-only array apart from a writable one, so a read-only
+    input (a memory map opened "r", a Dask or shared-memory block, one with
+    ``setflags(write=False)``) compiled every driver a second time (~55 s
+    per dtype on 2 cores), for code that never writes its inputs anyway
+    (the kernels write only their output and work buffers). A writable view
+    of the same memory shares the compiled code. The view never leaves
+    fastnn: it is what kernels and their NumPy twins read; users' arrays
+    keep their flags."""
+    if a.flags.writeable:
+        return a
+    return np.asarray(_Writable(a))
+
+
 def cast_float(name, a, dtype):
-    """``a`` as a C-contiguous array of ``dtype`` (copied only if needed);
-    finite values too large for ``dtype`` (float64 data given to a float32
-    model) are an error that says so, not "NaN or infinity" later."""
+    """``a`` as a C-contiguous array of ``dtype`` (copied only if needed;
+    read-only memory is read in place, see :func:`kernel_array`); finite
+    values too large for ``dtype`` (float64 data given to a float32 model)
+    are an error that says so, not "NaN or infinity" later."""
     dtype = np.dtype(dtype)
     try:
         with np.errstate(over="raise"):
-            return np.ascontiguousarray(a, dtype=dtype)
+            return kernel_array(np.ascontiguousarray(a, dtype=dtype))
     except FloatingPointError:
         big = float(np.nanmax(np.abs(a[np.isfinite(a)])))
         raise ValueError(f"{name} holds values up to {big:.3g}, beyond the range of "
@@ -166,7 +193,7 @@ def check_targets(y, n, output, n_outputs, dtype, name="y"):
         if a.min() < 0 or a.max() >= K:
             raise ValueError(f"{name} labels must be in 0..{K - 1}, got range "
                              f"{a.min()}..{a.max()}")
-        return np.ascontiguousarray(a, dtype=np.int64), empty_t
+        return kernel_array(np.ascontiguousarray(a, dtype=np.int64)), empty_t
     if a.dtype.kind == "b":
         if output in REGRESSION_OUTPUTS:
             raise TypeError(f"{name} must hold numbers (regression targets), got booleans")
@@ -182,7 +209,7 @@ def check_targets(y, n, output, n_outputs, dtype, name="y"):
         raise ValueError(f"{name} targets for a sigmoid output must lie in [0, 1]")
     if output == "poisson" and (t < 0).any():
         raise ValueError(f"{name} targets for a poisson output must be >= 0 (counts or rates)")
-    return empty_l, t
+    return empty_l, kernel_array(t)
 
 
 def check_callbacks(callbacks):
@@ -253,6 +280,9 @@ def as_sparse(name, x, dtype, n_features=None):
     x.sum_duplicates()
     if not np.isfinite(x.data).all():
         raise ValueError(f"{name} contains NaN or infinity")
+    if not (x.data.flags.writeable and x.indices.flags.writeable
+            and x.indptr.flags.writeable):
+        x = x.copy()  # writable arrays: one compiled variant (see kernel_array)
     return x
 
 
@@ -265,7 +295,7 @@ def check_sample_weight(sample_weight, n):
         w = np.full(n, float(w))
     if w.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-    w = np.ascontiguousarray(w, dtype=np.float64)
+    w = kernel_array(np.ascontiguousarray(w, dtype=np.float64))
     if not np.isfinite(w).all():
         raise ValueError("sample_weight contains NaN or infinity")
     if (w < 0).any():

@@ -10,9 +10,9 @@ compiling it. A Docker image does it once at build time::
 
 What a configuration must cover: the compiled drivers take the activation,
 the loss head, the optimizer and the dense/sparse first layer as run-time
-values, so one configuration per dtype (and per read-only/writable input
-arrays, which Numba types apart) compiles everything a fit of that dtype
-can run.
+values, so one configuration per dtype compiles everything a fit of that
+dtype can run (read-only inputs reach the kernels as writable views of the
+same memory: ``validation.kernel_array``).
 """
 import multiprocessing
 import os
@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 DTYPES = ("float32", "float64")
 
 
-def compile_configuration(dtype, read_only=False):
+def compile_configuration(dtype):
     """Compile what training and prediction with ``dtype`` run; returns the
     seconds it took."""
     import numpy as np
@@ -44,8 +44,6 @@ def compile_configuration(dtype, read_only=False):
     fingerprint(rowhash)
     for x in (dense, sparse):
         x = x.astype(dtype)
-        if read_only:
-            x.setflags(write=False)
         net = Network([8, 5, 3], seed=0, dtype=dtype)
         net.fit(x, y, epochs=1, batch_size=16, validation_split=0.25)
         net.partial_fit(x, y, batch_size=16)
@@ -54,24 +52,21 @@ def compile_configuration(dtype, read_only=False):
     return time.perf_counter() - t0
 
 
-def main(dtypes=DTYPES, read_only=(False,), jobs=None, out=None):
-    """Compile each (dtype, read_only) configuration in a process pool;
-    prints one line per configuration. Returns 0."""
+def main(dtypes=DTYPES, jobs=None, out=None):
+    """Compile each dtype's configuration in a process pool; prints one line
+    per configuration. Returns 0."""
     import sys
 
     out = out or sys.stdout
-    configs = [(d, r) for d in dtypes for r in read_only]
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(configs)))
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(dtypes)))
     t0 = time.perf_counter()
-    print(f"fastnn compile: {len(configs)} configuration(s) on {jobs} process(es) ...",
+    print(f"fastnn compile: {len(dtypes)} configuration(s) on {jobs} process(es) ...",
           file=out, flush=True)
     # spawn, not fork: a forked child of a process whose OpenMP threads run
     # is killed by GNU OpenMP ("fork() called from a process already using").
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [(c, pool.submit(compile_configuration, *c)) for c in configs]
-        for (dtype, ro), future in futures:
-            seconds = future.result()
-            print(f"  {dtype}{' read-only inputs' if ro else ''}: {seconds:.1f} s", file=out,
-                  flush=True)
+        futures = [(d, pool.submit(compile_configuration, d)) for d in dtypes]
+        for dtype, future in futures:
+            print(f"  {dtype}: {future.result():.1f} s", file=out, flush=True)
     print(f"done in {time.perf_counter() - t0:.1f} s; the kernels are cached", file=out)
     return 0

@@ -33,8 +33,7 @@ _precompile = []
 def pytest_collection_finish(session):
     """A whole-suite run on an empty cache spends most of its minutes
     compiling, on one core: start a helper that compiles the float64
-    kernels, then both dtypes' for read-only inputs, on the other core while
-    the first tests compile float32's (a test that gets to a kernel first
+    kernels on the other core while the first tests compile float32's (a test that gets to a kernel first
     compiles it itself; both write the same cache entry, atomically). On a
     warm cache the helper only loads and exits."""
     if (len(session.items) < 500 or os.environ.get("FASTNN_CACHE") == "0"
@@ -47,7 +46,7 @@ def pytest_collection_finish(session):
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
     code = (f"import os, sys; sys.path.insert(0, {root!r}); os.nice(5)\n"
             "from fastnn.warmup import compile_configuration as c\n"
-            "c('float64'); c('float32', True); c('float64', True)")
+            "c('float64')")
     _precompile.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL,
                                         env=dict(os.environ, FASTNN_QUIET="1")))

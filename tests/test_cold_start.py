@@ -19,9 +19,8 @@ from fastnn import cold_start
 from fastnn.kernels import train as K
 
 
-# Read-only inputs (Numba types them apart: a second compile of every
-# driver, ~55 s of a cold CI run per dtype) with float32 only: the
-# prediction does not depend on the dtype.
+# Read-only inputs reach the drivers as writable views (validation.kernel_array):
+# the same signatures; float32 only, the prediction does not depend on the dtype.
 @pytest.mark.parametrize("dtype,read_only", [("float32", False), ("float64", False),
                                              ("float32", True)])
 @pytest.mark.parametrize("sparse", [False, True])

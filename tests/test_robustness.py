@@ -183,6 +183,38 @@ def test_inputs_already_in_the_right_form_are_not_copied():
     assert np.shares_memory(V.as_float_matrix("x", ro, np.float32, 4), ro)
 
 
+def test_read_only_inputs_run_the_kernels_compiled_for_writable_ones(tmp_path):
+    """Numba types read-only arrays apart (a second compile of every driver):
+    a memory map opened "r" and read-only targets and weights are read in
+    place through the writable variants, unchanged and with their flags."""
+    from fastnn.kernels import train as K
+    rng = np.random.default_rng(3)
+    x = rng.random((90, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 90)
+    w = rng.random(90) + 0.5
+    ref = fastnn.Network([6, 5, 3], seed=0)
+    ref.fit(x, y, epochs=2, batch_size=16)
+    ref.evaluate(x, y)
+    p_ref = ref.predict_proba(x)
+    drivers = (K.train_batches, K.evaluate_batches, K.predict_batches, K.epoch_begin)
+    before = [set(d.overloads) for d in drivers]
+    np.save(tmp_path / "x.npy", x)
+    xm = np.load(tmp_path / "x.npy", mmap_mode="r")  # PROT_READ: a write would crash
+    ym, wm = y.copy(), w.copy()
+    ym.flags.writeable = wm.flags.writeable = False
+    net = fastnn.Network([6, 5, 3], seed=0)
+    net.fit(xm, ym, epochs=2, batch_size=16)
+    assert net.evaluate(xm, ym) == ref.evaluate(x, y)
+    assert np.array_equal(net.predict_proba(xm), p_ref)
+    assert np.array_equal(net.theta, ref.theta)
+    assert [set(d.overloads) for d in drivers] == before
+    from fastnn import validation as V
+    wv = V.check_sample_weight(wm, 90)
+    assert wv.flags.writeable and np.shares_memory(wv, wm)
+    assert not (xm.flags.writeable or ym.flags.writeable or wm.flags.writeable)
+    assert np.array_equal(xm, x) and np.array_equal(ym, y) and np.array_equal(wm, w)
+
+
 def test_concurrent_predict_from_threads_matches_serial():
     rng = np.random.default_rng(1)
     net = fastnn.Network([20, 64, 32, 5], seed=0)
