@@ -19,7 +19,8 @@ SHAPES = [(1, 1, 1), (1, 784, 100), (3, 5, 7), (4, 64, 64), (5, 63, 65),
           (7, 33, 129), (13, 17, 31), (2, 9, 200), (100, 784, 100),
           (100, 100, 50), (50, 10, 10), (9, 3, 33), (6, 2, 96),
           # one or two tiles plus <= REM_MAX columns: the remainder kernels
-          (40, 50, 60), (33, 20, 112), (3, 70, 97),
+          # (AVX-512's 48-column tiles; then AVX2's 16-column ones)
+          (40, 50, 60), (33, 20, 112), (3, 70, 97), (11, 30, 20), (40, 25, 35),
           # past SERIAL_MAX_MACS: the parallel drivers, narrow and wide
           (300, 100, 10), (130, 90, 47), (61, 200, 49), (200, 64, 50), (120, 80, 100),
           # N >= PACK_MIN_N: B read from packed panels

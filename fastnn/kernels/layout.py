@@ -7,22 +7,31 @@ scratch buffers with :func:`packed_size` and :func:`tn_packed_size`.
 from .._config import AVX512, TARGET_ISA, jit  # noqa: F401 (TARGET_ISA: for reports)
 
 # --- dense register tiles (matmul.py) --------------------------------------
-# Columns per tile. LLVM vectorises a column loop only when it has >= 48
-# iterations (shorter ones are fully unrolled into scalar code).
-NR = 48
-# Rows per tile: enough accumulators to fill the vector registers, 8 x 3 zmm
-# (float32) or 4 x 6 zmm (float64) of AVX-512's 32. Without AVX-512 (16 ymm
-# registers) fewer rows avoid spills.
-# AVX2 (measured with real AVX2 code on an AVX-512 host: NUMBA_CPU_NAME=haswell
-# and NUMBA_CPU_FEATURES without avx512*, `python bench/gemm_isa.py` against
-# OpenBLAS's Haswell kernels, OPENBLAS_CORETYPE=Haswell): MR32 = 2 reached
-# 0.44-0.66 of np.matmul, 3/4/6/8 rows 0.2-0.6; MR64 = 1 0.52-0.71, 2 rows
-# 0.25-0.41. Narrower tiles (NR = 16/24/32, 3-6 rows) ran scalar (~0.1):
-# LLVM fully unrolls the short column loop before it could vectorise it.
-# The AVX2 tiles stay at half of BLAS until written with explicit vectors.
-MR32 = 8 if AVX512 else 2
-MR64 = 4 if AVX512 else 1
-MAX_MR = 8  # the largest MR: scratch for packed row tiles is sized with it
+# A tile is MR rows x NR columns of accumulators held in vector registers
+# (intrinsics.tile_fma): each step of the reduction loads NR/VW vectors of B
+# and broadcasts MR values of A. Chosen per instruction set, measured with
+# `python bench/gemm_isa.py` against np.matmul (2 threads, float32 unless
+# said; AVX2 = real AVX2 code built on an AVX-512 host, NUMBA_CPU_NAME=haswell
+# and NUMBA_CPU_FEATURES without avx512*, against OpenBLAS's own Haswell
+# kernels, OPENBLAS_CORETYPE=Haswell):
+# * AVX-512 (32 zmm): 8 x 48 float32, 4 x 48 float64 (24 accumulators).
+#   16 x 24 and 12 x 32 ran 0.55-0.93 where 8 x 48 ran 0.95-1.1.
+# * AVX2 (16 ymm): 6 x 16 float32, 3 x 16 float64 (12 accumulators, the
+#   shape BLAS kernels use). Each element of B loaded feeds MR
+#   multiply-adds: the former 2 x 48 tile streamed three cache lines of B
+#   per step for 12 FMAs, and ran at 0.50-0.53 of np.matmul on 512^3 and
+#   256x1024x1024; 6 x 16 runs at 0.85-0.98 there (1.1-1.2 on the classic
+#   100x784x100); 4 x 24 0.87-0.92; 3 x 32 0.63-0.69. float64 3 x 16
+#   0.60-0.96 (was 0.49-0.72).
+NR = 48 if AVX512 else 16
+MR32 = 8 if AVX512 else 6
+MR64 = 4 if AVX512 else 3
+# Elements per vector register: 512-bit zmm, else the 256-bit ymm of AVX2
+# (SSE-only CPUs: LLVM splits each in two; correct, not tuned).
+VEC_BYTES = 64 if AVX512 else 32
+VW32 = VEC_BYTES // 4
+VW64 = VEC_BYTES // 8
+MAX_MR = max(MR32, MR64)  # the largest MR: scratch for packed row tiles is sized with it
 # Remainder columns: an output of one or two full tiles plus at most REM_MAX
 # columns (the classic and digits hidden layers: 50 = 48 + 2, 100 = 96 + 4)
 # gets those columns from short vectorised dot products (nn) or row updates
@@ -30,7 +39,9 @@ MAX_MR = 8  # the largest MR: scratch for packed row tiles is sized with it
 # 48 columns for 2. Measured (1 thread, 2-core AVX-512 Xeon): 200x64 @ 64x50
 # 22 -> 12 us. Wider outputs keep the shifted tile (its waste is a small
 # share of their work, the remainder loops would run on one thread).
-REM_MAX = 16
+# (AVX2's 16-column tiles waste at most 15 columns in the shifted tile: the
+# remainder kernels then take only outputs of 16 + <= 5 or 32 + <= 5.)
+REM_MAX = NR // 3
 REM_MAX_TILES = 2
 # Parallel tasks per product, each a contiguous run of tiles in column-panel
 # order: consecutive tiles reuse one K x NR panel of B from L2 while A stays

@@ -9,20 +9,22 @@ Training needs three orientations of one product:
 Each has a naive triple loop (``*_naive``): obviously correct, the in-file
 reference the tests compare the fast path with.
 
-The fast path computes C in register tiles of ``MR`` rows x ``NR`` = 48
-columns (8 x 48 float32, 4 x 48 float64: 24 AVX-512 registers of partial
-sums). For one tile the loop over the reduction index ``k`` is outermost, so
-each loaded row segment of B feeds ``MR`` fused multiply-adds and C is
-written once. Why the details matter (measured; see bench/ and README):
+The fast path computes C in register tiles of ``MR`` rows x ``NR`` columns,
+shaped per instruction set (``layout``: AVX-512 8 x 48 float32 / 4 x 48
+float64, 24 zmm of partial sums; AVX2 6 x 16 / 3 x 16, 12 ymm). For one
+tile the loop over the reduction index ``k`` is outermost, so each loaded
+row segment of B feeds ``MR`` fused multiply-adds and C is written once; it
+is written with explicit vectors (``intrinsics.tile_fma``), the epilogue
+(``_store``) in plain loops. Why the details matter (measured; see bench/
+and README):
 
-* LLVM must use 512-bit vectors (set in ``_config``); with its default
-  256-bit preference these tiles spill and run at half speed.
-* Column loops of fewer than 48 iterations are fully unrolled into scalar
-  code, hence NR = 48; outputs narrower than a tile are computed by padding
-  B to one tile (``_narrow_nn``/``_narrow_tn``).
-* Column indices into B and C are unsigned (``np.uint64``). With signed
-  indices Numba emits a negative-index wrap-around check per element that
-  stops LLVM from vectorising the tile; the unsigned form runs ~2x faster.
+* LLVM must use 512-bit vectors on AVX-512 (set in ``_config``); with its
+  default 256-bit preference the tiles spill and run at half speed.
+* Outputs narrower than a tile are computed by padding B to one tile
+  (``_narrow_nn``/``_narrow_tn``).
+* Column indices into B and C in the epilogue are unsigned (``np.uint64``).
+  With signed indices Numba emits a negative-index wrap-around check per
+  element that stops LLVM from vectorising the loop; unsigned ran ~2x faster.
 * The last column tile is shifted left to end exactly at ``N`` (it overlaps
   its neighbour) and stores only the columns its neighbour did not, so every
   tile is full width and no two threads write the same cell.
@@ -57,8 +59,8 @@ from numba.extending import overload
 
 from .._config import CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
-from .intrinsics import prefetch2d, stack_buffer
-from .layout import (MR32, MR64, NR, NTASK, PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES,  # noqa: F401
+from .intrinsics import stack_buffer, tile_fma
+from .layout import (MR32, MR64, NR, NTASK, VW32, VW64, PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES,  # noqa: F401
                      SERIAL_MAX_MACS,
                      SMALL_COPY_ELEMENTS, packed_size, tile_macs, tn_packed_size)
 
@@ -125,7 +127,13 @@ def _grid(M, N, MR):
     return nfull, nfull + partial, (M + MR - 1) // MR
 
 
-def _make_tiles(MR):
+def _make_tiles(MR, VW):
+    """The tile functions for MR-row tiles of VW-element vectors (one
+    dtype's: see layout.MR32/VW32). Each tile's products run in
+    :func:`intrinsics.tile_fma` (explicit vectors) into a stack accumulator
+    (``acc``, MR x NR), which the epilogue (:func:`_store`) writes out."""
+    ACC = MR * NR  # a compile-time constant for stack_buffer
+
     @jit_inline
     def tile_nn(A, B, C, i0, j0, jlo, bias, act, H, dact):
         """C[i0:i0+MR, j0:j0+NR] = epilogue(A[rows] @ B[:, cols]).
@@ -135,29 +143,21 @@ def _make_tiles(MR):
         ``act_grad(H)`` for the backward epilogue.
         """
         M, K = A.shape
-        u0 = uint64(j0)
-        acc = np.zeros((MR, NR), dtype=C.dtype)
-        for k in range(K):
-            _prefetch_panel_row(B, min(k + PF, K - 1), u0)
-            for r in range(MR):
-                a = A[min(i0 + r, M - 1), k]
-                for j in range(uint64(NR)):
-                    acc[r, j] += a * B[k, u0 + j]
-        _store(acc, C, i0, j0, jlo, bias, act, H, dact)
+        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
+        p = stack_buffer(ACC, C)
+        tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, B, j0, B.strides[0] // B.itemsize, K,
+                 MR, NR, VW, PF)
+        _store_inline(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
 
     @jit_inline
     def tile_tn(A, B, C, i0, j0, jlo, bias0, h0):
         """C[i0:i0+MR, j0:j0+NR] = A[:, rows].T @ B[:, cols]."""
         K, M = A.shape
-        u0 = uint64(j0)
-        acc = np.zeros((MR, NR), dtype=C.dtype)
-        for k in range(K):
-            _prefetch_panel_row(B, min(k + PF, K - 1), u0)
-            for r in range(MR):
-                a = A[k, min(i0 + r, M - 1)]
-                for j in range(uint64(NR)):
-                    acc[r, j] += a * B[k, u0 + j]
-        _store(acc, C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
+        p = stack_buffer(ACC, C)
+        tile_fma(p, A, i0 * sa1, M - i0, sa1, sa0, B, j0, B.strides[0] // B.itemsize, K,
+                 MR, NR, VW, PF)
+        _store_inline(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
 
     @jit_parallel
     def tiles_nn(A, B, C, bias, act, H, dact):
@@ -185,54 +185,34 @@ def _make_tiles(MR):
                 j0, jlo = _col_tile(t // nrow, nfull, N)
                 tile_tn(A, B, C, (t % nrow) * MR, j0, jlo, bias0, h0)
 
-    ACC = MR * NR  # a compile-time constant for stack_buffer
-
     @jit
     def tiles_nn_serial(A, B, C, bias, act, H, dact):
         """tiles_nn on the calling thread, for products too small to pay
         for a parallel region (its start and join cost more than the
-        work). The accumulator is a stack buffer: a heap one (np.zeros
-        per tile) is not kept in registers outside a prange body."""
-        M, K = A.shape
+        work)."""
+        M = A.shape[0]
         N = B.shape[1]
         nfull, ncol, nrow = _grid(M, N, MR)
-        acc = carray(stack_buffer(ACC, C), (MR, NR))
         for t in range(nrow * ncol):
             j0, jlo = _col_tile(t // nrow, nfull, N)
-            i0 = (t % nrow) * MR
-            u0 = uint64(j0)
-            acc[:] = 0
-            for k in range(K):
-                for r in range(MR):
-                    a = A[min(i0 + r, M - 1), k]
-                    for j in range(uint64(NR)):
-                        acc[r, j] += a * B[k, u0 + j]
-            _store_inline(acc, C, i0, j0, jlo, bias, act, H, dact)
+            tile_nn(A, B, C, (t % nrow) * MR, j0, jlo, bias, act, H, dact)
 
     @jit
     def tiles_tn_serial(A, B, C):
-        K, M = A.shape
+        M = A.shape[1]
         N = B.shape[1]
         nfull, ncol, nrow = _grid(M, N, MR)
         bias0 = np.empty(0, C.dtype)
         h0 = np.empty((0, 0), C.dtype)
-        acc = carray(stack_buffer(ACC, C), (MR, NR))
         for t in range(nrow * ncol):
             j0, jlo = _col_tile(t // nrow, nfull, N)
-            i0 = (t % nrow) * MR
-            u0 = uint64(j0)
-            acc[:] = 0
-            for k in range(K):
-                for r in range(MR):
-                    a = A[k, min(i0 + r, M - 1)]
-                    for j in range(uint64(NR)):
-                        acc[r, j] += a * B[k, u0 + j]
-            _store_inline(acc, C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+            tile_tn(A, B, C, (t % nrow) * MR, j0, jlo, bias0, h0)
 
     @jit_parallel
     def tiles_nn_packed(A, Bp, C, bias, act, H, dact):
         """tiles_nn reading B from column panels packed by pack_panels."""
         M, K = A.shape
+        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
         N = C.shape[1]
         nfull, ncol, nrow = _grid(M, N, MR)
         ntile = nrow * ncol
@@ -242,13 +222,10 @@ def _make_tiles(MR):
                 c = t // nrow
                 j0, jlo = _col_tile(c, nfull, N)
                 i0 = (t % nrow) * MR
-                acc = np.zeros((MR, NR), dtype=C.dtype)
-                for k in range(K):
-                    for r in range(MR):
-                        a = A[min(i0 + r, M - 1), k]
-                        for j in range(uint64(NR)):
-                            acc[r, j] += a * Bp[c, k, j]
-                _store(acc, C, i0, j0, jlo, bias, act, H, dact)
+                p = stack_buffer(ACC, C)
+                tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, Bp, c * K * NR, NR, K, MR, NR, VW,
+                         0)
+                _store_inline(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
 
     @jit_parallel
     def pack_rows_t(A, Ap):
@@ -277,14 +254,11 @@ def _make_tiles(MR):
                 c = t // nrow
                 j0, jlo = _col_tile(c, nfull, N)
                 i0 = (t % nrow) * MR
-                acc = np.zeros((MR, NR), dtype=C.dtype)
-                it = t % nrow
-                for k in range(K):
-                    for r in range(MR):
-                        a = Ap[it, k, r]
-                        for j in range(uint64(NR)):
-                            acc[r, j] += a * Bp[c, k, j]
-                _store(acc, C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+                p = stack_buffer(ACC, C)
+                tile_fma(p, Ap, (t % nrow) * K * MR, MR, 1, MR, Bp, c * K * NR, NR, K, MR, NR,
+                         VW, 0)
+                _store_inline(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0,
+                              IDENTITY)
 
     @jit
     def gemm_tn_packed(A, B, C, bp):
@@ -303,18 +277,6 @@ def _make_tiles(MR):
         tiles_tn_packed(Ap, Bp, C)
 
     return tiles_nn, tiles_tn, tiles_nn_serial, tiles_tn_serial, tiles_nn_packed, gemm_tn_packed
-
-
-@jit_inline
-def _prefetch_panel_row(B, k, u0):
-    """Prefetch B[k, u0:u0+NR] (3 cache lines of float32, 6 of float64)."""
-    prefetch2d(B, k, u0)
-    prefetch2d(B, k, u0 + uint64(16))
-    prefetch2d(B, k, u0 + uint64(32))
-    if B.itemsize == 8:
-        prefetch2d(B, k, u0 + uint64(8))
-        prefetch2d(B, k, u0 + uint64(24))
-        prefetch2d(B, k, u0 + uint64(40))
 
 
 @jit
@@ -377,8 +339,8 @@ def _store(acc, C, i0, j0, jlo, bias, act, H, dact):
 _store_inline = jit_inline(_store.py_func)
 
 
-_nn32, _tn32, _nn32s, _tn32s, _nn32p, _tn32p = _make_tiles(MR32)
-_nn64, _tn64, _nn64s, _tn64s, _nn64p, _tn64p = _make_tiles(MR64)
+_nn32, _tn32, _nn32s, _tn32s, _nn32p, _tn32p = _make_tiles(MR32, VW32)
+_nn64, _tn64, _nn64s, _tn64s, _nn64p, _tn64p = _make_tiles(MR64, VW64)
 
 
 # Dispatch on C's dtype at typing time, so each specialisation compiles only
