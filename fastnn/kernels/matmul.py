@@ -35,7 +35,8 @@ and README):
 
 Tiles are independent: ``NTASK`` parallel tasks take contiguous runs of
 them, all writes disjoint. ``gemm_nt`` transposes B into scratch (blocked,
-parallel) and reuses the ``nn`` tile.
+parallel; wide outputs: straight into packed panels) and reuses the ``nn``
+tile.
 
 Three regimes, chosen per call by size (measured on 2 cores):
 
@@ -706,6 +707,8 @@ def gemm_nn(A, B, C):
 
 @jit
 def gemm_nt(A, B, C, BT):
-    """C = A @ B.T, with A (M, K), B (N, K), C (M, N); BT is (K, N) scratch."""
-    transpose_into(B, BT)
-    gemm_nn(A, BT, C)
+    """C = A @ B.T, with A (M, K), B (N, K), C (M, N); BT is (K, N) scratch
+    (B.T, or for wide outputs B.T's packed panels: see gemm_nt_fused_into,
+    whose non-packing branch does not use ``bp``)."""
+    gemm_nt_fused_into(A, B, C, np.empty(0, C.dtype), IDENTITY, np.empty((0, 0), C.dtype),
+                       IDENTITY, BT, BT.reshape(-1))
