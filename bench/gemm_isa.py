@@ -1,8 +1,9 @@
 """The tiled matmul against np.matmul, per orientation and shape, naming the
 instruction set the kernels were compiled for.
 
-    python bench/gemm_isa.py                              # this host's ISA
-    NUMBA_CPU_NAME=haswell python bench/gemm_isa.py       # AVX2 code on any x86-64 host
+    python bench/gemm_isa.py                # this host's ISA
+    python bench/gemm_isa.py --isa avx2     # AVX2 code on an AVX-512 host, against
+                                            # OpenBLAS's AVX2 (Haswell) kernels
 
 Each figure is the median of 30 calls after a warm-up, float32 unless
 ``--dtype float64``; the ratio is fastnn / np.matmul in the same run.
@@ -40,7 +41,17 @@ def median_seconds(fn, reps=30):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--isa", choices=["host", "avx2"], default="host",
+                   help="avx2: fastnn's kernels and OpenBLAS on AVX2 code (fastnn.benchmark."
+                        "avx2_environment)")
     args = p.parse_args(argv)
+    import sys
+
+    from fastnn.benchmark import rerun_for_isa
+
+    status = rerun_for_isa(args.isa, [sys.executable] + sys.argv)
+    if status is not None:
+        return status
     import fastnn
     from fastnn.kernels import layout, matmul
 
@@ -69,4 +80,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
