@@ -31,6 +31,9 @@ MR64 = 4 if AVX512 else 3
 VEC_BYTES = 64 if AVX512 else 32
 VW32 = VEC_BYTES // 4
 VW64 = VEC_BYTES // 8
+# Outputs of at most this many columns get tiles this wide (matmul's
+# _narrow_nn/_narrow_tn): one float32 vector, two float64 ones.
+NARROW_NR = VW32
 MAX_MR = max(MR32, MR64)  # the largest MR: scratch for packed row tiles is sized with it
 # Remainder columns: an output of one or two full tiles plus at most REM_MAX
 # columns (the classic and digits hidden layers: 50 = 48 + 2, 100 = 96 + 4)

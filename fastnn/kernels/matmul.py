@@ -61,7 +61,7 @@ from numba.extending import overload
 from .._config import CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import stack_buffer, tile_fma
-from .layout import (MR32, MR64, NR, NTASK, VW32, VW64, PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES,  # noqa: F401
+from .layout import (MR32, MR64, NARROW_NR, NR, NTASK, VW32, VW64, PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES,  # noqa: F401
                      SERIAL_MAX_MACS,
                      SMALL_COPY_ELEMENTS, packed_size, tile_macs, tn_packed_size)
 
@@ -277,7 +277,44 @@ def _make_tiles(MR, VW):
         pack_rows_t(A, Ap)
         tiles_tn_packed(Ap, Bp, C)
 
-    return tiles_nn, tiles_tn, tiles_nn_serial, tiles_tn_serial, tiles_nn_packed, gemm_tn_packed
+    # Outputs of at most NARROW_NR columns (a 10-class output layer): tiles
+    # that wide, with rows for half the accumulator registers (a 48-column
+    # tile computed 48 columns for 10).
+    NRN = NARROW_NR
+    MRN = max(1, (MR * NR // VW) // (2 * (NRN // VW)))
+    ACCN = MRN * NRN
+
+    @jit_inline
+    def narrow_rows(A, Bp, Cp, t0, t1, transposed):
+        """Cp[rows of tiles t0..t1-1] = A @ Bp (A.T @ Bp if ``transposed``),
+        Bp (K, NRN)."""
+        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
+        M = A.shape[1] if transposed else A.shape[0]
+        K = A.shape[0] if transposed else A.shape[1]
+        rs, ks = (sa1, sa0) if transposed else (sa0, sa1)
+        p = stack_buffer(ACCN, Cp)
+        acc = carray(p, (MRN, NRN))
+        for t in range(t0, t1):
+            i0 = t * MRN
+            tile_fma(p, A, i0 * rs, M - i0, rs, ks, Bp, 0, NRN, K, MRN, NRN, VW, 0)
+            for r in range(min(MRN, M - i0)):
+                for j in range(NRN):
+                    Cp[i0 + r, j] = acc[r, j]
+
+    @jit
+    def narrow_serial(A, Bp, Cp, transposed):
+        narrow_rows(A, Bp, Cp, 0, (Cp.shape[0] + MRN - 1) // MRN, transposed)
+
+    @jit_parallel
+    def narrow_parallel(A, Bp, Cp, transposed):
+        ntile = (Cp.shape[0] + MRN - 1) // MRN
+        ntask = min(ntile, NTASK)
+        for task in prange(ntask):
+            narrow_rows(A, Bp, Cp, task * ntile // ntask, (task + 1) * ntile // ntask,
+                        transposed)
+
+    return (tiles_nn, tiles_tn, tiles_nn_serial, tiles_tn_serial, tiles_nn_packed,
+            gemm_tn_packed, narrow_serial, narrow_parallel)
 
 
 @jit
@@ -340,8 +377,8 @@ def _store(acc, C, i0, j0, jlo, bias, act, H, dact):
 _store_inline = jit_inline(_store.py_func)
 
 
-_nn32, _tn32, _nn32s, _tn32s, _nn32p, _tn32p = _make_tiles(MR32, VW32)
-_nn64, _tn64, _nn64s, _tn64s, _nn64p, _tn64p = _make_tiles(MR64, VW64)
+_nn32, _tn32, _nn32s, _tn32s, _nn32p, _tn32p, _nar32s, _nar32 = _make_tiles(MR32, VW32)
+_nn64, _tn64, _nn64s, _tn64s, _nn64p, _tn64p, _nar64s, _nar64 = _make_tiles(MR64, VW64)
 
 
 # Dispatch on C's dtype at typing time, so each specialisation compiles only
@@ -390,6 +427,9 @@ _tiles_nn_packed = _by_dtype_nn(_nn32p, _nn64p)
 _tiles_tn = _by_dtype_tn(_tn32, _tn64)
 _tiles_tn_serial = _by_dtype_tn(_tn32s, _tn64s)
 _gemm_tn_packed = _by_dtype_scratch(_tn32p, _tn64p)
+# (A, padded B, C, transposed): the argument list of _by_dtype_scratch's
+_narrow_tiles_serial = _by_dtype_scratch(_nar32s, _nar64s)
+_narrow_tiles = _by_dtype_scratch(_nar32, _nar64)
 
 
 @jit
@@ -467,19 +507,26 @@ def _pad_columns(B, NRp):
 
 @jit
 def _narrow_nn(A, B, C, bias, act, H, dact, serial):
-    # Outputs narrower than a tile: LLVM leaves loops of < 48 iterations
-    # scalar, so B is zero-padded to one tile width, the product computed
-    # with the vector tiles into scratch, and the N real columns copied out
-    # through the epilogue (measured ~3x faster than a plain row loop).
-    M = A.shape[0]
+    # Outputs narrower than a tile: B is zero-padded to one vector (at most
+    # that many columns: the one-vector tiles) or to one tile, the product
+    # computed into scratch, and the N real columns copied out through the
+    # epilogue (measured ~3x faster than a plain row loop; the one-vector
+    # tiles: 150x50 @ 50x3 float64 12 -> 4 us, 200x50 @ 50x10 14 -> 6 us).
+    M, K = A.shape
     N = B.shape[1]
-    Cp = np.empty((M, NR), C.dtype)
-    Bp = _pad_columns(B, NR)
+    width = NARROW_NR if N <= NARROW_NR else NR
+    Cp = np.empty((M, width), C.dtype)
+    Bp = _pad_columns(B, width)
     # The tile drivers directly, not gemm_nn_fused: a recursive call cycle
     # breaks Numba's on-disk cache (cached code segfaulted).
     nob = np.empty(0, C.dtype)
     noh = np.empty((0, 0), C.dtype)
-    if serial or _small(M, A.shape[1], NR):
+    if N <= NARROW_NR:
+        if serial or M * K * width <= SERIAL_MAX_MACS:
+            _narrow_tiles_serial(A, Bp, Cp, False)
+        else:
+            _narrow_tiles(A, Bp, Cp, False)
+    elif serial or _small(M, K, NR):
         _tiles_nn_serial(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
     else:
         _tiles_nn(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
@@ -508,13 +555,20 @@ def _narrow_nn(A, B, C, bias, act, H, dact, serial):
 
 @jit
 def _narrow_tn(A, B, C, serial):
-    M = A.shape[1]
+    K, M = A.shape
     N = B.shape[1]
-    Cp = np.empty((M, NR), C.dtype)
-    if serial or _small(M, A.shape[0], NR):
-        _tiles_tn_serial(A, _pad_columns(B, NR), Cp)
+    width = NARROW_NR if N <= NARROW_NR else NR
+    Cp = np.empty((M, width), C.dtype)
+    Bp = _pad_columns(B, width)
+    if N <= NARROW_NR:
+        if serial or M * K * width <= SERIAL_MAX_MACS:
+            _narrow_tiles_serial(A, Bp, Cp, True)
+        else:
+            _narrow_tiles(A, Bp, Cp, True)
+    elif serial or _small(M, K, NR):
+        _tiles_tn_serial(A, Bp, Cp)
     else:
-        _tiles_tn(A, _pad_columns(B, NR), Cp)
+        _tiles_tn(A, Bp, Cp)
     for i in range(M):
         for j in range(N):
             C[i, j] = Cp[i, j]
