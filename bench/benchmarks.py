@@ -3,6 +3,15 @@
 Every class warms up in ``setup`` (Numba compilation, caches, thread pool)
 so the timed calls measure steady-state speed.
 """
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
 import numpy as np
 
 import fastnn
@@ -224,3 +233,79 @@ def timeraw_cold_first_fit():
 timeraw_cold_first_fit.number = 1
 timeraw_cold_first_fit.repeat = (1, 3, 240.0)
 timeraw_cold_first_fit.timeout = 600
+
+
+def _bench_script(name):
+    """A script of bench/ as a module (asv imports this file alone)."""
+    path = Path(__file__).resolve().parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"fastnn_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class TimeSmallData:
+    """``MLPClassifier(hidden_layer_sizes=(50,), max_iter=200).fit`` on
+    iris and digits (float64, as loaded), fastnn and scikit-learn."""
+    params = (["iris", "digits"], ["fastnn", "sklearn"])
+    param_names = ["dataset", "system"]
+    timeout = 300
+
+    def setup(self, dataset, system):
+        try:
+            from sklearn import datasets, neural_network
+        except ImportError:
+            raise NotImplementedError("scikit-learn is not installed")
+        self.X, self.y = getattr(datasets, f"load_{dataset}")(return_X_y=True)
+        self.cls = fastnn.MLPClassifier if system == "fastnn" else neural_network.MLPClassifier
+        self.time_fit(dataset, system)  # compile / warm up
+
+    def time_fit(self, dataset, system):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scikit-learn's ConvergenceWarning
+            self.cls(hidden_layer_sizes=(50,), max_iter=200, random_state=0).fit(self.X, self.y)
+
+
+class TrackSharedCPU:
+    """Classic epochs on 20k rows when the CPU is shared (bench/shared_cpu.py):
+    two processes at once (the slower one) and one beside a CPU hog, each
+    over the lone run measured in the same benchmark (1.0 = no slowdown)."""
+    params = ["two at once", "beside a CPU hog"]
+    param_names = ["scenario"]
+    unit = "x alone"
+    number = 1
+    repeat = 1
+    timeout = 600
+
+    def track_slowdown(self, scenario):
+        shared = _bench_script("shared_cpu")
+        env = dict(os.environ)
+        lone = shared.run(1, 4, env)[0]
+        if scenario == "two at once":
+            return max(shared.run(2, 4, env)) / lone
+        return shared.run(1, 4, env, hog=True)[0] / lone
+
+
+class TrackMatmulAVX2:
+    """The tiled matmul over np.matmul on AVX2 code, float32, 2 threads:
+    both built for AVX2 on any AVX2 host (AVX-512 ones too:
+    ``python bench/gemm_isa.py --isa avx2``, in a subprocess)."""
+    params = (["100x784x100", "256x1024x1024", "512^3"], ["nn", "tn", "nt"])
+    param_names = ["shape", "op"]
+    unit = "x np.matmul"
+    timeout = 900
+
+    def setup_cache(self):
+        out = os.path.join(tempfile.mkdtemp(), "gemm.json")
+        script = Path(__file__).resolve().parent / "gemm_isa.py"
+        status = subprocess.call([sys.executable, str(script), "--isa", "avx2", "--json", out],
+                                 stdout=subprocess.DEVNULL)
+        if status != 0 or not os.path.exists(out):
+            return None  # no AVX2 on this CPU
+        with open(out) as f:
+            return json.load(f)
+
+    def track_ratio(self, results, shape, op):
+        if results is None:
+            raise NotImplementedError("this CPU has no AVX2")
+        return results["gflops"][f"{shape} {op}"]["ratio"]

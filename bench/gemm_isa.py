@@ -44,6 +44,7 @@ def main(argv=None):
     p.add_argument("--isa", choices=["host", "avx2"], default="host",
                    help="avx2: fastnn's kernels and OpenBLAS on AVX2 code (fastnn.benchmark."
                         "avx2_environment)")
+    p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
     import sys
 
@@ -59,6 +60,7 @@ def main(argv=None):
     print(f"kernels compiled for {isa()} (MR32={layout.MR32}, MR64={layout.MR64}, "
           f"NR={layout.NR}); {fastnn.get_num_threads()} threads; {dt}")
     print(f"{'shape':14s} {'op':3s} {'fastnn GF/s':>11s} {'numpy GF/s':>11s} {'ratio':>6s}")
+    results = {"isa": isa(), "dtype": dt.name, "gflops": {}}
     rng = np.random.default_rng(0)
     for name, (M, K, N) in SHAPES.items():
         A = rng.random((M, K)).astype(dt)
@@ -77,6 +79,13 @@ def main(argv=None):
             f = flops / median_seconds(ours) / 1e9
             g = flops / median_seconds(theirs) / 1e9
             print(f"{name:14s} {op:3s} {f:11.1f} {g:11.1f} {f / g:6.2f}", flush=True)
+            results["gflops"][f"{name} {op}"] = {"fastnn": f, "numpy": g, "ratio": f / g}
+    if args.json:
+        import json
+
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return 0
 
 
 if __name__ == "__main__":
