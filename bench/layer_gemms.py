@@ -13,7 +13,10 @@ import argparse
 
 import numpy as np
 
-from gemm_isa import median_seconds  # bench/ is this script's directory
+try:
+    from .gemm_isa import median_seconds  # imported with bench/ (asv's discovery)
+except ImportError:
+    from gemm_isa import median_seconds  # run as a script: bench/ is its directory
 
 
 def median_us(fn):
