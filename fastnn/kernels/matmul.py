@@ -148,7 +148,7 @@ def _make_tiles(MR, VW):
         p = stack_buffer(ACC, C)
         tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, B, j0, B.strides[0] // B.itemsize, K,
                  MR, NR, VW, PF)
-        _store_inline(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
+        _store(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
 
     @jit_inline
     def tile_tn(A, B, C, i0, j0, jlo, bias0, h0):
@@ -158,7 +158,7 @@ def _make_tiles(MR, VW):
         p = stack_buffer(ACC, C)
         tile_fma(p, A, i0 * sa1, M - i0, sa1, sa0, B, j0, B.strides[0] // B.itemsize, K,
                  MR, NR, VW, PF)
-        _store_inline(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+        _store(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
 
     @jit_parallel
     def tiles_nn(A, B, C, bias, act, H, dact):
@@ -226,7 +226,7 @@ def _make_tiles(MR, VW):
                 p = stack_buffer(ACC, C)
                 tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, Bp, c * K * NR, NR, K, MR, NR, VW,
                          0)
-                _store_inline(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
+                _store(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
 
     @jit_parallel
     def pack_rows_t(A, Ap):
@@ -258,7 +258,7 @@ def _make_tiles(MR, VW):
                 p = stack_buffer(ACC, C)
                 tile_fma(p, Ap, (t % nrow) * K * MR, MR, 1, MR, Bp, c * K * NR, NR, K, MR, NR,
                          VW, 0)
-                _store_inline(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0,
+                _store(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0,
                               IDENTITY)
 
     @jit
@@ -373,8 +373,6 @@ def _store(acc, C, i0, j0, jlo, bias, act, H, dact):
                     v += bias[u0 + lo + jj]
                 C[i, u0 + lo + jj] = act_forward(v, act)
 
-
-_store_inline = jit_inline(_store.py_func)
 
 
 _nn32, _tn32, _nn32s, _tn32s, _nn32p, _tn32p, _nar32s, _nar32 = _make_tiles(MR32, VW32)
