@@ -13,6 +13,8 @@ os.environ.setdefault("PYTHONSAFEPATH", "1")
 import signal
 import subprocess
 import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -31,11 +33,17 @@ _precompile = []
 
 
 def pytest_collection_finish(session):
+    _start_precompile(session)
+    _start_early_jobs(session)
+
+
+def _start_precompile(session):
     """A whole-suite run on an empty cache spends most of its minutes
     compiling, on one core: start a helper that compiles the float64
-    kernels on the other core while the first tests compile float32's (a test that gets to a kernel first
-    compiles it itself; both write the same cache entry, atomically). On a
-    warm cache the helper only loads and exits."""
+    kernels on the other core while the first tests compile float32's (a
+    test that gets to a kernel first compiles it itself; both write the
+    same cache entry, atomically). On a warm cache the helper only loads
+    and exits."""
     if (len(session.items) < 500 or os.environ.get("FASTNN_CACHE") == "0"
             or (os.cpu_count() or 1) < 2):
         return
@@ -52,7 +60,83 @@ def pytest_collection_finish(session):
                                         env=dict(os.environ, FASTNN_QUIET="1")))
 
 
+# ------------------------------------------------------------- early jobs
+# A few tests check what only a process compiling from scratch can show (a
+# cold fit with its helper, Ctrl-C during a compile, the AVX2 build): each
+# is a subprocess busy for 15-35 s on one core while pytest, running tests
+# one at a time, leaves the other core idle once the float64 helper is done.
+# Such a test declares its subprocess work as an early job: the job starts
+# in a background thread when the session starts (if the test is selected),
+# and the test checks its result when its turn comes. Same work and
+# assertions; it just overlaps the rest of the suite.
+_early = {}
+_early_pool = []
+
+
+class _EarlyJob:
+    def __init__(self, fn):
+        self.fn = fn
+        self.future = None
+        self.lock = threading.Lock()
+
+    def start(self, pool):
+        with self.lock:
+            if self.future is None:
+                self.future = pool.submit(self.fn)
+
+    def result(self):
+        """The job's return value (waits for it; runs it now if it never
+        started, e.g. the test was selected on its own)."""
+        with self.lock:
+            if self.future is None:
+                self.future = Future()
+                try:
+                    self.future.set_result(self.fn())
+                except BaseException as e:  # re-raised by result() below
+                    self.future.set_exception(e)
+        return self.future.result()
+
+
+def early(test_name):
+    """Decorator registering ``fn()`` as the early job of the test whose
+    pytest item name is ``test_name`` (with its parameter id, if any)."""
+    def register(fn):
+        job = _EarlyJob(fn)
+        _early[test_name] = job
+        return job
+    return register
+
+
+def early_tmp(prefix):
+    """A new directory for an early job's files (removed after the session)."""
+    import tempfile
+
+    if not _early_base:
+        _early_base.append(tempfile.mkdtemp(prefix="fastnn-tests-"))
+    return tempfile.mkdtemp(prefix=prefix, dir=_early_base[0])
+
+
+_early_base = []
+
+
+def _start_early_jobs(session):
+    selected = {item.name for item in session.items}
+    jobs = [job for name, job in _early.items() if name in selected]
+    if jobs:
+        # One at a time: one core's worth, beside the tests on the other.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="early-job")
+        _early_pool.append(pool)
+        for job in jobs:
+            job.start(pool)
+
+
 def pytest_sessionfinish(session):
+    for pool in _early_pool:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if _early_base:
+        import shutil
+
+        shutil.rmtree(_early_base[0], ignore_errors=True)
     for proc in _precompile:
         if proc.poll() is None:
             proc.kill()

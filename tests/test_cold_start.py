@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import early, early_tmp
 
 import fastnn
 from fastnn import cold_start
@@ -88,13 +89,19 @@ print(repr((h["loss"], sorted(set(compiled)))))
 """
 
 
-def test_a_cold_fit_takes_the_backward_from_the_helper_and_trains_the_same(tmp_path):
+@early("test_a_cold_fit_takes_the_backward_from_the_helper_and_trains_the_same")
+def _cold_fit():
+    # An empty cache of its own: everything compiles, in two processes.
+    env = dict(os.environ, NUMBA_CACHE_DIR=early_tmp("cold-"))
+    return subprocess.run([sys.executable, "-c", COLD], env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_a_cold_fit_takes_the_backward_from_the_helper_and_trains_the_same():
     """Empty cache: the helper's share (the forward pass) is compiled by the
     helper (this process loads it from the cache), this process compiles
     its own share, and the fit's result equals an in-process one."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", COLD], env=env, capture_output=True,
-                         text=True, timeout=900)
+    out = _cold_fit.result()
     assert out.returncode == 0, out.stderr[-2000:]
     loss, compiled_here = eval(out.stdout.strip().splitlines()[-1])
     assert not set(cold_start.HELPER) & set(compiled_here), compiled_here

@@ -10,11 +10,13 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastnn
+from conftest import early, early_tmp
 from fastnn import interrupts
 
 # Moments (s after start) at which SIGINT is sent to a cold run: start-up,
@@ -45,14 +47,20 @@ def _interrupt_at(tmp, moment, env):
     return moment, proc.returncode, err
 
 
-def test_sigint_at_any_moment_of_a_cold_run_ends_with_status_130(tmp_path):
+@early("test_sigint_at_any_moment_of_a_cold_run_ends_with_status_130")
+def _any_moment():
+    tmp = Path(early_tmp("sigint-"))
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x_train=rng.random((3000, 64)).astype(np.float32),
+    np.savez(tmp / "d.npz", x_train=rng.random((3000, 64)).astype(np.float32),
              y_train=rng.integers(0, 10, 3000))
     # FASTNN_CACHE=0: every run compiles from scratch, as on an empty cache.
     env = dict(os.environ, FASTNN_CACHE="0", PYTHONUNBUFFERED="1")
-    with ThreadPoolExecutor(2) as pool:  # two at a time: one per core
-        results = list(pool.map(lambda m: _interrupt_at(tmp_path, m, env), MOMENTS))
+    with ThreadPoolExecutor(2) as pool:  # two at a time
+        return tmp, list(pool.map(lambda m: _interrupt_at(tmp, m, env), MOMENTS))
+
+
+def test_sigint_at_any_moment_of_a_cold_run_ends_with_status_130():
+    tmp_path, results = _any_moment.result()
     for moment, rc, err in results:
         assert rc is not None, f"SIGINT at {moment} s was lost (still running): {err[-800:]}"
         assert rc == 130, f"SIGINT at {moment} s: status {rc}: {err[-800:]}"
@@ -99,16 +107,26 @@ sys.exit(main())
 """
 
 
-# (this run emits ~147 modules: the 120th is late in its compile)
-@pytest.mark.parametrize("nth", [1, 40, 120])
-def test_sigint_inside_llvm_code_emission_is_not_swallowed(tmp_path, nth):
+def _inside_llvm(nth):
+    tmp = Path(early_tmp("llvm-sigint-"))
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x_train=rng.random((500, 16)).astype(np.float32),
+    np.savez(tmp / "d.npz", x_train=rng.random((500, 16)).astype(np.float32),
              y_train=rng.integers(0, 3, 500))
-    cmd = _train_cmd(tmp_path, "x")
+    cmd = _train_cmd(tmp, "x")
     env = dict(os.environ, FASTNN_CACHE="0")
-    proc = subprocess.run([sys.executable, "-c", INSIDE_CALLBACK, str(nth)] + cmd[3:],
-                          capture_output=True, text=True, env=env, timeout=HANG_GUARD)
+    return tmp, subprocess.run([sys.executable, "-c", INSIDE_CALLBACK, str(nth)] + cmd[3:],
+                               capture_output=True, text=True, env=env, timeout=HANG_GUARD)
+
+
+# (this run emits ~147 modules: the 120th is late in its compile)
+NTH = [1, 40, 120]
+_INSIDE = {nth: early(f"test_sigint_inside_llvm_code_emission_is_not_swallowed[{nth}]")(
+    lambda nth=nth: _inside_llvm(nth)) for nth in NTH}
+
+
+@pytest.mark.parametrize("nth", NTH)
+def test_sigint_inside_llvm_code_emission_is_not_swallowed(nth):
+    tmp_path, proc = _INSIDE[nth].result()
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "mx.npz").exists()  # interrupted while compiling: no epoch

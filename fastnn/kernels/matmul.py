@@ -504,6 +504,24 @@ def _pad_columns(B, NRp):
 
 
 @jit
+def _narrow_start(A, B, C, M, K, serial, transposed):
+    """An output narrower than a tile: (Cp, Bp, done), Bp = B zero-padded
+    to NARROW_NR columns if it has at most that many (then Cp = A @ Bp, or
+    A.T @ Bp, is computed here on the narrow tiles: done) or else to one
+    tile, Cp the (M, width) scratch for the product."""
+    width = NARROW_NR if B.shape[1] <= NARROW_NR else NR
+    Cp = np.empty((M, width), C.dtype)
+    Bp = _pad_columns(B, width)
+    done = width == NARROW_NR and NARROW_NR < NR
+    if done:
+        if serial or M * K * width <= SERIAL_MAX_MACS:
+            _narrow_tiles_serial(A, Bp, Cp, transposed)
+        else:
+            _narrow_tiles(A, Bp, Cp, transposed)
+    return Cp, Bp, done
+
+
+@jit
 def _narrow_nn(A, B, C, bias, act, H, dact, serial):
     # Outputs narrower than a tile: B is zero-padded to one vector (at most
     # that many columns: the one-vector tiles) or to one tile, the product
@@ -512,22 +530,16 @@ def _narrow_nn(A, B, C, bias, act, H, dact, serial):
     # tiles: 150x50 @ 50x3 float64 12 -> 4 us, 200x50 @ 50x10 14 -> 6 us).
     M, K = A.shape
     N = B.shape[1]
-    width = NARROW_NR if N <= NARROW_NR else NR
-    Cp = np.empty((M, width), C.dtype)
-    Bp = _pad_columns(B, width)
+    Cp, Bp, done = _narrow_start(A, B, C, M, K, serial, False)
     # The tile drivers directly, not gemm_nn_fused: a recursive call cycle
     # breaks Numba's on-disk cache (cached code segfaulted).
     nob = np.empty(0, C.dtype)
     noh = np.empty((0, 0), C.dtype)
-    if N <= NARROW_NR:
-        if serial or M * K * width <= SERIAL_MAX_MACS:
-            _narrow_tiles_serial(A, Bp, Cp, False)
+    if not done:
+        if serial or _small(M, K, NR):
+            _tiles_nn_serial(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
         else:
-            _narrow_tiles(A, Bp, Cp, False)
-    elif serial or _small(M, K, NR):
-        _tiles_nn_serial(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
-    else:
-        _tiles_nn(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
+            _tiles_nn(A, Bp, Cp, nob, IDENTITY, noh, IDENTITY)
     if H.shape[0] == 0 and act == IDENTITY:
         # The common case (a softmax/linear output layer): no per-element
         # activation dispatch.
@@ -555,18 +567,12 @@ def _narrow_nn(A, B, C, bias, act, H, dact, serial):
 def _narrow_tn(A, B, C, serial):
     K, M = A.shape
     N = B.shape[1]
-    width = NARROW_NR if N <= NARROW_NR else NR
-    Cp = np.empty((M, width), C.dtype)
-    Bp = _pad_columns(B, width)
-    if N <= NARROW_NR:
-        if serial or M * K * width <= SERIAL_MAX_MACS:
-            _narrow_tiles_serial(A, Bp, Cp, True)
+    Cp, Bp, done = _narrow_start(A, B, C, M, K, serial, True)
+    if not done:
+        if serial or _small(M, K, NR):
+            _tiles_tn_serial(A, Bp, Cp)
         else:
-            _narrow_tiles(A, Bp, Cp, True)
-    elif serial or _small(M, K, NR):
-        _tiles_tn_serial(A, Bp, Cp)
-    else:
-        _tiles_tn(A, Bp, Cp)
+            _tiles_tn(A, Bp, Cp)
     for i in range(M):
         for j in range(N):
             C[i, j] = Cp[i, j]

@@ -1,0 +1,46 @@
+"""The kernels compiled for another instruction set than the host's.
+
+The tile shapes are chosen per ISA at import (kernels/layout.py: AVX-512
+8 x 48, AVX2 6 x 16 float32), so an AVX-512 host running the suite never
+executes the AVX2 tiles that most laptops and cloud VMs run. Here the
+matmul suite (every tile driver: serial, parallel, packed, narrow,
+remainder columns) runs again in a process whose kernels are built for
+AVX2 (fastnn.benchmark.avx2_environment: the host's CPU features with every
+AVX-512 one off). On an AVX2 host the suite itself already runs AVX2 code.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import early
+
+from fastnn import benchmark
+from fastnn.kernels import layout
+
+
+@early("test_the_matmul_suite_passes_on_avx2_code")
+def _avx2_suite():
+    if layout.TARGET_ISA != "AVX-512":
+        return f"the suite already runs {layout.TARGET_ISA} code here"
+    env = benchmark.avx2_environment()
+    if env is None:
+        return "this CPU has no AVX2"
+    probe = subprocess.run(
+        [sys.executable, "-c", "from fastnn.kernels import layout as l; "
+                               "print(l.TARGET_ISA, l.NR, l.MR32, l.MR64)"],
+        env=env, capture_output=True, text=True, timeout=300)
+    suite = Path(__file__).resolve().parent / "test_matmul.py"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           str(suite)], env=env, capture_output=True, text=True, timeout=1200)
+    return probe, proc
+
+
+def test_the_matmul_suite_passes_on_avx2_code():
+    result = _avx2_suite.result()
+    if isinstance(result, str):
+        pytest.skip(result)
+    probe, proc = result
+    assert probe.stdout.split() == ["AVX2", "16", "6", "3"], probe.stderr[-2000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
