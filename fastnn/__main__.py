@@ -19,13 +19,32 @@ def _exit_interrupted():
 
 
 def main():
+    import signal
+
+    # A Ctrl-C inside a C extension's import comes back as that import's
+    # error, not as KeyboardInterrupt: NumPy's reads "Importing the numpy
+    # C-extensions failed ... could not import module datetime" (seen with
+    # SIGINT 50 ms after start on a loaded machine). So note the signal too.
+    received = []
+
+    def note(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    ours = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ours:
+        signal.signal(signal.SIGINT, note)
     try:
         # NumPy and Numba load here (a second or more on a cold disk): a
         # Ctrl-C now ends quietly with the shell's status for it.
         from .cli import main as cli_main
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr, flush=True)
-        _exit_interrupted()
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt) or (received and isinstance(e, Exception)):
+            print("\ninterrupted", file=sys.stderr, flush=True)
+            _exit_interrupted()
+        raise
+    if ours:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     code = cli_main()
     if code == INTERRUPTED:
         _exit_interrupted()

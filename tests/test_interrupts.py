@@ -198,3 +198,29 @@ def test_deferred_calls_the_users_own_handler(monkeypatch):
         assert seen == [signal.SIGINT]
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+# SIGINT while NumPy's C extensions import (the first ~100 ms of a run):
+# NumPy turns the KeyboardInterrupt into "Importing the numpy C-extensions
+# failed ... could not import module datetime". Made deterministic by
+# sending it from the import of datetime that NumPy's C code makes.
+INSIDE_NUMPY_IMPORT = r"""
+import builtins, os, signal, sys
+real = builtins.__import__
+def imp(name, *a, **k):
+    if name == "datetime" and not getattr(imp, "done", False):
+        imp.done = True
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *a, **k)
+builtins.__import__ = imp
+sys.argv = ["fastnn", "train", "--epochs", "1"]
+from fastnn.__main__ import main
+sys.exit(main())
+"""
+
+
+def test_sigint_inside_numpys_import_ends_with_status_130():
+    proc = subprocess.run([sys.executable, "-c", INSIDE_NUMPY_IMPORT], capture_output=True,
+                          text=True, timeout=HANG_GUARD)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "interrupted" in proc.stderr and "numpy" not in proc.stderr.lower()
