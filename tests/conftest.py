@@ -123,9 +123,12 @@ def _start_early_jobs(session):
     selected = {item.name for item in session.items}
     jobs = [job for name, job in _early.items() if name in selected]
     if jobs:
-        # One at a time: one core's worth, beside the tests on the other.
+        # One at a time, after the float64 helper: one core's worth, beside
+        # the tests on the other. (Started beside the helper, they slowed
+        # the first tests' compile as much as they saved.)
         pool = ThreadPoolExecutor(1, thread_name_prefix="early-job")
         _early_pool.append(pool)
+        pool.submit(lambda: [proc.wait() for proc in _precompile])
         for job in jobs:
             job.start(pool)
 
