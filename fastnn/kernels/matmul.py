@@ -20,8 +20,9 @@ and README):
 
 * LLVM must use 512-bit vectors on AVX-512 (set in ``_config``); with its
   default 256-bit preference the tiles spill and run at half speed.
-* Outputs narrower than a tile are computed by padding B to one tile
-  (``_narrow_nn``/``_narrow_tn``).
+* Outputs narrower than a tile are computed by padding B to one tile, or
+  to ``NARROW_NR`` columns on tiles that wide when it has at most that many
+  (``_narrow_nn``/``_narrow_tn``: a 10-class output layer).
 * Column indices into B and C in the epilogue are unsigned (``np.uint64``).
   With signed indices Numba emits a negative-index wrap-around check per
   element that stops LLVM from vectorising the loop; unsigned ran ~2x faster.
@@ -61,9 +62,9 @@ from numba.extending import overload
 from .._config import CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import stack_buffer, tile_fma
-from .layout import (MR32, MR64, NARROW_NR, NR, NTASK, VW32, VW64, PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES,  # noqa: F401
-                     SERIAL_MAX_MACS,
-                     SMALL_COPY_ELEMENTS, packed_size, tile_macs, tn_packed_size)
+from .layout import (MR32, MR64, NARROW_NR, NR, NTASK, PACK_MIN_N, PF,  # noqa: F401
+                     REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS, SMALL_COPY_ELEMENTS, VW32, VW64,
+                     packed_size, tile_macs, tn_packed_size)
 
 # ---------------------------------------------------------------------------
 # naive references
@@ -258,8 +259,7 @@ def _make_tiles(MR, VW):
                 p = stack_buffer(ACC, C)
                 tile_fma(p, Ap, (t % nrow) * K * MR, MR, 1, MR, Bp, c * K * NR, NR, K, MR, NR,
                          VW, 0)
-                _store(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0,
-                              IDENTITY)
+                _store(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
 
     @jit
     def gemm_tn_packed(A, B, C, bp):
