@@ -215,10 +215,12 @@ def _block(key, wl, epochs, dtype, x=None, y=None):
         return f"not installed ({e.name})"
     time.sleep(1.0)  # let threads of whatever ran before go back to sleep
     system.epoch()
-    if key == "fastnn" and __import__("fastnn").cold_start._asked:
+    from . import cold_start
+
+    if key == "fastnn" and cold_start._asked:
         # An empty kernel cache: the warm-up ran on NumPy while a helper
         # compiled; the timed epochs run the compiled kernels.
-        __import__("fastnn").cold_start.wait()
+        cold_start.wait()
         system.epoch()
     times = []
     for _ in range(epochs):

@@ -12,7 +12,6 @@ os.environ.setdefault("PYTHONSAFEPATH", "1")
 
 import signal
 import subprocess
-import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -47,15 +46,13 @@ def _start_precompile(session):
     if (len(session.items) < 500 or os.environ.get("FASTNN_CACHE") == "0"
             or (os.cpu_count() or 1) < 2):
         return
-    import fastnn
+    # python_c: the fastnn the tests import (an installed package in CI,
+    # whose cache directory differs from a source checkout's).
+    from fastnn.cold_start import python_c
 
-    # The fastnn the tests import (an installed package in CI, whose cache
-    # directory differs from a source checkout's in the working directory).
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
-    code = (f"import os, sys; sys.path.insert(0, {root!r}); os.nice(5)\n"
-            "from fastnn.warmup import compile_configuration as c\n"
-            "c('float64')")
-    _precompile.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+    code = ("import os; os.nice(5)\n"
+            "from fastnn.warmup import compile_configuration as c\nc('float64')")
+    _precompile.append(subprocess.Popen(python_c(code), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL,
                                         env=dict(os.environ, FASTNN_QUIET="1")))
 
