@@ -27,6 +27,9 @@ import numpy as np
 WORKLOADS = {
     "classic": dict(layers=[784, 100, 50, 10], batch_size=100, lr=0.5),
     "wide": dict(layers=[784, 1024, 1024, 10], batch_size=256, lr=0.1),
+    # Inference: class probabilities of the 10000-row MNIST test set from
+    # the classic network (one call per timing; a "predict" system's run()).
+    "predict": dict(layers=[784, 100, 50, 10], rows=10000),
 }
 
 
@@ -193,6 +196,105 @@ class SklearnSystem:
 SYSTEMS = [FastnnSystem, ReferenceSystem, TorchSystem, JaxSystem, SklearnSystem]
 
 
+# --------------------------------------------------------------------------
+# inference: each returns an object whose epoch() computes the class
+# probabilities of every row of x with the same weights (fastnn's
+# initialisation, seed 8)
+# --------------------------------------------------------------------------
+def _classic_net(layers, dtype):
+    import fastnn
+
+    return fastnn.Network(layers, seed=8, dtype=dtype)
+
+
+class FastnnPredict:
+    key = "fastnn"
+    name = "fastnn predict_proba"
+
+    def __init__(self, x, layers, dtype):
+        self.net, self.x = _classic_net(layers, dtype), x
+
+    def epoch(self):
+        self.net.predict_proba(self.x)
+
+
+class ReferencePredict:
+    key = "reference"
+    name = "fastnn.reference forward (NumPy)"
+
+    def __init__(self, x, layers, dtype):
+        from fastnn import reference
+
+        net = _classic_net(layers, dtype)
+        self.params = [(W.copy(), b.copy()) for W, b in zip(net.weights, net.biases)]
+        self.reference, self.x = reference, x
+
+    def epoch(self):
+        r = self.reference
+        r.output_probabilities(r.forward(self.params, self.x)[-1], "softmax")
+
+
+class TorchPredict:
+    key = "torch"
+    name = "PyTorch (inference_mode)"
+
+    def __init__(self, x, layers, dtype):
+        import torch
+
+        torch.set_num_threads(__import__("fastnn").get_num_threads())
+        self.torch, self.model = torch, _classic_net(layers, dtype).to_torch()
+        self.x = torch.from_numpy(x)
+
+    def epoch(self):
+        with self.torch.inference_mode():
+            self.model(self.x)
+
+
+class OnnxPredict:
+    key = "onnxruntime"
+    name = "onnxruntime (CPU)"
+
+    def __init__(self, x, layers, dtype):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = __import__("fastnn").get_num_threads()
+        model = _classic_net(layers, dtype).to_onnx().SerializeToString()
+        self.sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        self.x = x
+
+    def epoch(self):
+        self.sess.run(None, {"input": self.x})
+
+
+class SklearnPredict:
+    key = "sklearn"
+    name = "scikit-learn MLPClassifier.predict_proba"
+
+    def __init__(self, x, layers, dtype):
+        import warnings
+
+        from sklearn.neural_network import MLPClassifier
+
+        warnings.filterwarnings("ignore", module="sklearn")
+        net = _classic_net(layers, dtype)
+        clf = MLPClassifier(hidden_layer_sizes=tuple(layers[1:-1]), max_iter=1)
+        clf.fit(x[:layers[-1] * 5], np.arange(layers[-1] * 5) % layers[-1])
+        clf.coefs_ = [W.copy() for W in net.weights]
+        clf.intercepts_ = [b.copy() for b in net.biases]
+        self.clf, self.x = clf, x
+
+    def epoch(self):
+        self.clf.predict_proba(self.x)
+
+
+PREDICTORS = [FastnnPredict, ReferencePredict, TorchPredict, OnnxPredict, SklearnPredict]
+
+
+def _systems(wl):
+    return PREDICTORS if wl == "predict" else SYSTEMS
+
+
 def _block(key, wl, epochs, dtype, x=None, y=None):
     """One system's block: a warm-up epoch (compilation, caches, thread
     pools), then ``epochs`` timed epochs back to back. Returns the epoch
@@ -202,19 +304,29 @@ def _block(key, wl, epochs, dtype, x=None, y=None):
     worker threads keep spinning for a while, and on a 2-core machine an
     epoch of another system started inside that window was measured up to
     ~50 ms slower (for fastnn and PyTorch alike)."""
-    if x is None:
+    spec = WORKLOADS[wl]
+    if wl == "predict":
+        import fastnn
+
+        x = np.ascontiguousarray(fastnn.load_mnist()[1][0][:spec["rows"]], dtype)
+    elif x is None:
         import fastnn
 
         (x, y), _ = fastnn.load_mnist()
         x = x.astype(dtype)
-    spec = WORKLOADS[wl]
-    cls = {c.key: c for c in SYSTEMS}[key]
+    cls = {c.key: c for c in _systems(wl)}[key]
     try:
-        system = cls(x, y, spec["layers"], spec["batch_size"], spec["lr"], dtype)
+        if wl == "predict":
+            system = cls(x, spec["layers"], dtype)
+        else:
+            system = cls(x, y, spec["layers"], spec["batch_size"], spec["lr"], dtype)
     except ImportError as e:
         return f"not installed ({e.name})"
     time.sleep(1.0)  # let threads of whatever ran before go back to sleep
-    system.epoch()
+    for _ in range(5 if wl == "predict" else 1):
+        # Calls of a few ms ran ~20% slower over their first ~10 (every
+        # system): more warm-up for them.
+        system.epoch()
     from . import cold_start
 
     if key == "fastnn" and cold_start._asked:
@@ -336,29 +448,44 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
           f"np.matmul 512^3: {peak:.0f} GFLOP/s", file=out)
     for wl in workloads:
         spec = WORKLOADS[wl]
-        flops = epoch_flops(spec["layers"], x.shape[0])
+        predict = wl == "predict"
+        if predict:
+            kn = [k * m for k, m in zip(spec["layers"][:-1], spec["layers"][1:])]
+            flops = 2 * spec["rows"] * sum(kn)  # dense forward FLOPs
+        else:
+            flops = epoch_flops(spec["layers"], x.shape[0])
         times = {}
-        for cls in SYSTEMS:
+        for cls in _systems(wl):
             if systems and cls.key not in systems:
                 continue
+            reps = max(epochs, 20) if predict else epochs  # calls of a few ms: more of them
             if isolate:
-                ts = _block_in_subprocess(cls.key, wl, epochs, threads, dtype)
+                ts = _block_in_subprocess(cls.key, wl, reps, threads, dtype)
             else:
-                ts = _block(cls.key, wl, epochs, dtype, x, y)
+                ts = _block(cls.key, wl, reps, dtype, x, y)
             if isinstance(ts, str):
                 result["skipped"][cls.name] = ts
             else:
                 times[cls.name] = ts
-        base = statistics.median(times["fastnn"]) if "fastnn" in times else None
+        fastnn_name = next(c.name for c in _systems(wl) if c.key == "fastnn")
+        base = statistics.median(times[fastnn_name]) if fastnn_name in times else None
         rows = []
         for name, ts in times.items():
             med = statistics.median(ts)
             gf = flops / med / 1e9
-            rows.append(dict(system=name, s_per_epoch=round(med, 4),
+            rows.append(dict(system=name, s_per_epoch=round(med, 6 if predict else 4),
                              vs_fastnn=round(med / base, 2) if base else None,
                              gflops=round(gf, 1), share_of_matmul_peak=round(gf / peak, 3),
-                             all_epochs=[round(t, 4) for t in ts]))
+                             all_epochs=[round(t, 6 if predict else 4) for t in ts]))
         result["workloads"][wl] = dict(spec, epoch_gflop=round(flops / 1e9, 2), results=rows)
+        if predict:
+            print(f"\npredict: {spec['layers']}, class probabilities of {spec['rows']} MNIST "
+                  f"test rows, {flops / 1e9:.2f} GFLOP dense; median of {reps} calls", file=out)
+            print(f"{'system':40s} {'ms/call':>8s} {'x fastnn':>9s}", file=out)
+            for r in rows:
+                ratio = "" if r["vs_fastnn"] is None else f"{r['vs_fastnn']:9.2f}"
+                print(f"{r['system']:40s} {1e3 * r['s_per_epoch']:8.2f} {ratio:>9s}", file=out)
+            continue
         print(f"\n{wl}: {spec['layers']}, batch {spec['batch_size']}, lr {spec['lr']}, "
               f"{flops / 1e9:.1f} GFLOP/epoch; median of {epochs} epochs", file=out)
         print(f"{'system':34s} {'s/epoch':>8s} {'x fastnn':>9s} {'GFLOP/s':>8s} {'of peak':>8s}",
@@ -419,12 +546,12 @@ def main(argv=None, prog=None):
     p.add_argument("--isa", choices=["host", "avx2"], default="host",
                    help="avx2: every system on AVX2 code even on an AVX-512 host "
                         "(fastnn's kernels, OpenBLAS, MKL, oneDNN; see avx2_environment)")
-    p.add_argument("--workload", choices=["classic", "wide", "all"], default="all")
+    p.add_argument("--workload", choices=["classic", "wide", "predict", "all"], default="all")
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per system (median)")
     p.add_argument("--threads", type=int, default=None, help="fastnn/Numba threads")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--only", nargs="+", default=None,
-                   help="systems to run: fastnn reference torch jax sklearn")
+                   help="systems to run: fastnn reference torch jax sklearn onnxruntime")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--same-process", action="store_true",
                    help="run every system in this process (default: a fresh process each)")
@@ -437,7 +564,7 @@ def main(argv=None, prog=None):
                            + list(sys.argv[1:] if argv is None else argv))
     if status is not None:
         return status
-    wls = ("classic", "wide") if args.workload == "all" else (args.workload,)
+    wls = ("classic", "wide", "predict") if args.workload == "all" else (args.workload,)
     if args.threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     res = run(wls, args.epochs, args.threads, args.dtype, args.only,

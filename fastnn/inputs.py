@@ -89,15 +89,17 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
     return sp, False, InputCache(key, sp)
 
 
-def for_inference(X, layout, theta, max_rows):
+def for_inference(X, layout, theta, max_rows, dense_work=True):
     """What predict/evaluate pass the kernels for checked X (dense, or a
     scipy CSR read in place): (X or a placeholder, SparseInput, row ids,
-    work buffers for up to ``max_rows`` rows)."""
+    work buffers for up to ``max_rows`` rows). ``dense_work=False``: a dense
+    X's driver keeps its own scratch (predict), so the buffers are minimal."""
     from .memory import work_buffers
 
     n = X.shape[0]
     sparse = is_scipy_sparse(X)
-    work = work_buffers(layout, min(n, max_rows), theta.dtype, sparse)
+    rows = min(n, max_rows) if sparse or dense_work else 1
+    work = work_buffers(layout, rows, theta.dtype, sparse)
     if sparse:
         return (dense_placeholder(X, theta.dtype), from_csr(X, theta.dtype),
                 np.arange(n, dtype=np.int64), work)

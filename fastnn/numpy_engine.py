@@ -301,7 +301,8 @@ def evaluate_batches(X, sp, rows, labels, T, model, head, work):
 
 def predict_batches(X, sp, rows, model, head, work, out):
     """``kernels.train.predict_batches``: logits (``head < 0``) or the
-    head's output of every row into ``out``."""
+    head's output of every row into ``out``; returns the number of NaN/inf
+    values in a dense X."""
     for s, e, xb in _chunks(X, sp, rows, work.cap):
         Z = forward(model, xb)[-1]
         if head < 0 or head == IDENTITY_MSE:  # logits, or the identity head's values
@@ -312,6 +313,7 @@ def predict_batches(X, sp, rows, model, head, work, out):
             out[s:e] = reference.sigmoid(Z)
         else:
             out[s:e] = np.exp(Z)
+    return 0 if sp is not None else int(X.size - np.count_nonzero(np.isfinite(X)))
 
 
 def full_batch_gradient(X, labels, T, w, model, head, work, grad, total):

@@ -4,7 +4,8 @@ The tile shapes are chosen per ISA at import (kernels/layout.py: AVX-512
 8 x 48, AVX2 6 x 16 float32), so an AVX-512 host running the suite never
 executes the AVX2 tiles that most laptops and cloud VMs run. Here the
 matmul suite (every tile driver: serial, parallel, packed, narrow,
-remainder columns) runs again in a process whose kernels are built for
+remainder columns) and the prediction tests (first layer over active
+columns) run again in a process whose kernels are built for
 AVX2 (fastnn.benchmark.avx2_environment: the host's CPU features with every
 AVX-512 one off). On an AVX2 host the suite itself already runs AVX2 code.
 """
@@ -30,9 +31,15 @@ def _avx2_suite():
         [sys.executable, "-c", "from fastnn.kernels import layout as l; "
                                "print(l.TARGET_ISA, l.NR, l.MR32, l.MR64)"],
         env=env, capture_output=True, text=True, timeout=300)
-    suite = Path(__file__).resolve().parent / "test_matmul.py"
+    here = Path(__file__).resolve().parent
+    # The matmul suite, and prediction's first layer over active columns
+    # (its tiles and column listing are shaped per ISA too).
+    tests = [str(here / "test_matmul.py")] + [
+        f"{here / 'test_sparse_kernels.py'}::{t}"
+        for t in ("test_predict_rows_matches_the_reference",
+                  "test_predict_rows_counts_nan_and_inf_of_every_row")]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                           str(suite)], env=env, capture_output=True, text=True, timeout=1200)
+                           *tests], env=env, capture_output=True, text=True, timeout=1200)
     return probe, proc
 
 

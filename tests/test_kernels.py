@@ -129,3 +129,28 @@ def test_shuffle_is_a_seeded_permutation():
         train.shuffle_inplace(order, state)
         hits[np.argmax(order == 0)] += 1
     assert hits.min() > 140 and hits.max() < 260
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_exp_nonpositive_is_within_one_ulp_of_exp(dtype):
+    from numba import njit
+
+    from fastnn.kernels.activations import exp_nonpositive
+
+    @njit
+    def run(x, out):
+        for i in range(x.shape[0]):
+            out[i] = exp_nonpositive(x[i])
+
+    x = -np.concatenate([np.linspace(0, 2, 20001), np.geomspace(1e-30, 800, 20001),
+                         [0.0, 87.3, 87.4, 708.3, 708.5, 1e10, np.inf]]).astype(dtype)
+    out = np.empty_like(x)
+    run(x, out)
+    exact = np.exp(x.astype(np.float64))
+    normal = exact >= np.finfo(dtype).tiny
+    ulps = np.abs(out[normal] - exact[normal]) / np.spacing(exact[normal].astype(dtype))
+    assert ulps.max() <= 1.0
+    assert np.all(out[~normal] == 0)  # below the smallest normal result: 0, never garbage
+    nan = np.array([np.nan], dtype)
+    run(nan, nan)
+    assert np.isnan(nan[0])

@@ -100,8 +100,13 @@ def test_predict_and_evaluate_match_the_compiled_drivers(rng, dtype, output, spa
     for head in (-1, net.head):
         outs = [np.empty((37, k), dtype) for _ in range(2)]
         for engine, out in zip((K, NE), outs):
-            engine.predict_batches(Xd, spi, rows, net.model(), head, work, out)
+            assert engine.predict_batches(Xd, spi, rows, net.model(), head, work, out) == 0
         assert_close(outs[1], outs[0], dtype, what=f"head {head}")
+    if not sparse:  # the non-finite count of a dense X (predict raises on it)
+        Xbad = Xd.copy()
+        Xbad[3, 1], Xbad[36, 5] = np.nan, -np.inf
+        for engine in (K, NE):
+            assert engine.predict_batches(Xbad, spi, rows, net.model(), net.head, work, out) == 2
     ev = [np.array(e.evaluate_batches(Xd, spi, rows, labels, T, net.model(), net.head, work),
                    np.float64) for e in (K, NE)]
     assert_close(ev[1], ev[0], dtype, what="evaluate")

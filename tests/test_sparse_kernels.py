@@ -111,3 +111,73 @@ def test_unaligned_operands_are_detected(rng):
     assert not S.is_aligned(W[1:1 + 64 * 32].reshape(64, 32))
     assert not S.is_aligned(W[:64 * 30].reshape(64, 30))
     assert IDENTITY == CODES["identity"]
+
+
+# --- inference: the first layer over active columns (predict_rows) ---------
+def _predict_reference(net, x, head):
+    from fastnn import reference as R
+
+    params = [(W.astype(np.float64), b.astype(np.float64))
+              for W, b in zip(net.weights, net.biases)]
+    z = R.forward(params, x.astype(np.float64), net.hidden)[-1]
+    return z if head < 0 else R.output_probabilities(z, net.output)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layers", [[784, 100, 50, 10], [5, 1], [17, 16, 3], [16, 17, 2],
+                                    [33, 113, 7, 4], [1, 48, 1], [40, 130, 200, 5]])
+@pytest.mark.parametrize("density", [0.0, 0.15, 1.0])
+def test_predict_rows_matches_the_reference(rng, dtype, layers, density):
+    import fastnn
+    from fastnn.kernels import train as K
+
+    hidden = ("relu", "tanh", "sigmoid", "identity")[len(layers) % 4]
+    net = fastnn.Network(layers, hidden=hidden, seed=3, dtype=dtype)
+    for n in (1, 2, 3, 4, 61, 250):  # partial tiles and row blocks
+        x = _sparse_matrix(rng, n, layers[0], dtype, density)
+        if density == 1.0:
+            x[0, 0] = -0.0  # a signed zero is a zero
+        for head in (-1, net.head):
+            out = np.full((n, layers[-1]), np.nan, dtype)
+            assert K.predict_rows(x, net.model(), head, out) == 0
+            assert_close(out, _predict_reference(net, x, head), dtype,
+                         what=f"{layers} n={n} head={head}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_predict_rows_counts_nan_and_inf_of_every_row(rng, dtype):
+    import fastnn
+    from fastnn.kernels import train as K
+
+    net = fastnn.Network([37, 20, 3], seed=0, dtype=dtype)
+    x = _sparse_matrix(rng, 131, 37, dtype)
+    bad = [(0, 0), (2, 36), (60, 5), (130, 36), (130, 0)]
+    for i, (r, c) in enumerate(bad):
+        x[r, c] = (np.nan, np.inf, -np.inf)[i % 3]
+    out = np.empty((131, 3), dtype)
+    assert K.predict_rows(x, net.model(), -1, out) == len(bad)
+
+
+def test_compress_nonzero16_lists_the_nonzero_columns(rng):
+    from numba import njit
+
+    from fastnn.kernels.intrinsics import compress_nonzero16
+    from fastnn.kernels.layout import AVX512
+
+    if not AVX512:
+        pytest.skip("vpcompressd: AVX-512 only (the AVX2 path lists columns in a scalar loop)")
+
+    @njit
+    def listed(flags, out):
+        c = 0
+        for k0 in range(0, flags.shape[0] - 16, 16):
+            c = compress_nonzero16(flags, k0, out, c)
+        return c
+
+    for dt in (np.uint32, np.uint64):
+        for density in (0.0, 0.3, 1.0):
+            flags = np.zeros(800 + 16, dt)
+            flags[:800] = (rng.random(800) < density) * rng.integers(1, 2 ** 31, 800)
+            out = np.zeros(816, np.int32)
+            c = listed(flags, out)
+            assert np.array_equal(out[:c], np.flatnonzero(flags[:800]))

@@ -85,6 +85,24 @@ SLACK = SPARSE_GROUP
 # float32: cache-line-split loads ran ~1.8x slower).
 ALIGN_ELEMENTS = 16
 
+# --- inference (infer.py) ---------------------------------------------------
+# First layer of a prediction: tiles of GATHER_MR rows x GATHER_NV vectors of
+# columns that step only over the input columns where one of their rows is
+# non-zero (intrinsics.tile_fma_gather). Few rows per tile skip more: on
+# MNIST's test set 19% of the (row, column) steps of 1-row tiles are
+# non-zero, 34% of 3-row ones' and 45% of 8-row ones'; wide rows of
+# accumulators load each row of W once per tile. Measured (AVX-512, 2
+# threads, first layer 10000x784 @ 784x100 incl. the input scan, ms):
+# 3 x 112 3.96, 2 x 112 4.51, 6 x 64 4.46, 8 x 48 4.91, 4 x 112 8.0 (28
+# accumulators + 7 loads of W: spills); np.matmul 6.0-7.0. AVX2 (16 ymm):
+# 3 x 24 6.94, 2 x 32 7.08, 3 x 32 7.57, 1 x 96 7.97, 2 x 48 8.41, 4 x 24
+# 8.76, 5 x 16 8.80; np.matmul (OpenBLAS Haswell) 9.1-9.9.
+GATHER_MR = 3
+GATHER_NV = 7 if AVX512 else 3
+# Rows per inference task block: the first layer's output for them stays in
+# L1/L2 while the next layers run on it (serial tiles inside the task).
+INFER_ROWS = 60
+
 
 def padded_width(n):
     """Row stride of the aligned copies: n rounded up to ALIGN_ELEMENTS."""

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from .._config import jit
-from .activations import sigmoid
+from .activations import exp_nonpositive, sigmoid
 
 SOFTMAX_CE = 0
 SIGMOID_BCE = 1
@@ -59,7 +59,7 @@ def softmax_ce_forward_backward(Z, labels, w, dZ):
                 am = k
         s = 0.0
         for k in range(K):
-            e = math.exp(Z[i, k] - m)
+            e = exp_nonpositive(Z[i, k] - m)
             dZ[i, k] = e
             s += e
         t = labels[i]
@@ -164,11 +164,12 @@ def head_output(head, Z, P):
                 m = max(m, Z[i, k])
             s = 0.0
             for k in range(K):
-                e = math.exp(Z[i, k] - m)
+                e = exp_nonpositive(Z[i, k] - m)
                 P[i, k] = e
                 s += e
+            inv = 1.0 / s
             for k in range(K):
-                P[i, k] /= s
+                P[i, k] *= inv
         elif head == SIGMOID_BCE:
             for k in range(K):
                 P[i, k] = sigmoid(Z[i, k])

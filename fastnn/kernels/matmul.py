@@ -15,7 +15,7 @@ float64, 24 zmm of partial sums; AVX2 6 x 16 / 3 x 16, 12 ymm). For one
 tile the loop over the reduction index ``k`` is outermost, so each loaded
 row segment of B feeds ``MR`` fused multiply-adds and C is written once; it
 is written with explicit vectors (``intrinsics.tile_fma``), the epilogue
-(``_store``) in plain loops. Why the details matter (measured; see bench/
+(``store_tile``) in plain loops. Why the details matter (measured; see bench/
 and README):
 
 * LLVM must use 512-bit vectors on AVX-512 (set in ``_config``); with its
@@ -133,7 +133,7 @@ def _make_tiles(MR, VW):
     """The tile functions for MR-row tiles of VW-element vectors (one
     dtype's: see layout.MR32/VW32). Each tile's products run in
     :func:`intrinsics.tile_fma` (explicit vectors) into a stack accumulator
-    (``acc``, MR x NR), which the epilogue (:func:`_store`) writes out."""
+    (``acc``, MR x NR), which the epilogue (:func:`store_tile`) writes out."""
     ACC = MR * NR  # a compile-time constant for stack_buffer
 
     @jit_inline
@@ -149,7 +149,7 @@ def _make_tiles(MR, VW):
         p = stack_buffer(ACC, C)
         tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, B, j0, B.strides[0] // B.itemsize, K,
                  MR, NR, VW, PF)
-        _store(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
+        store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
 
     @jit_inline
     def tile_tn(A, B, C, i0, j0, jlo, bias0, h0):
@@ -159,7 +159,7 @@ def _make_tiles(MR, VW):
         p = stack_buffer(ACC, C)
         tile_fma(p, A, i0 * sa1, M - i0, sa1, sa0, B, j0, B.strides[0] // B.itemsize, K,
                  MR, NR, VW, PF)
-        _store(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+        store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
 
     @jit_parallel
     def tiles_nn(A, B, C, bias, act, H, dact):
@@ -227,7 +227,7 @@ def _make_tiles(MR, VW):
                 p = stack_buffer(ACC, C)
                 tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, Bp, c * K * NR, NR, K, MR, NR, VW,
                          0)
-                _store(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
+                store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
 
     @jit_parallel
     def pack_rows_t(A, Ap):
@@ -259,7 +259,7 @@ def _make_tiles(MR, VW):
                 p = stack_buffer(ACC, C)
                 tile_fma(p, Ap, (t % nrow) * K * MR, MR, 1, MR, Bp, c * K * NR, NR, K, MR, NR,
                          VW, 0)
-                _store(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+                store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
 
     @jit
     def gemm_tn_packed(A, B, C, bp):
@@ -318,7 +318,7 @@ def _make_tiles(MR, VW):
 
 
 @jit
-def _store(acc, C, i0, j0, jlo, bias, act, H, dact):
+def store_tile(acc, C, i0, j0, jlo, bias, act, H, dact):
     """Write tile rows < M and columns >= jlo, through the epilogue.
 
     Loop-invariant cases get their own loops over unsigned indices so each
@@ -442,7 +442,7 @@ def _col_tile(t, nfull, N):
 def _rem_nn(A, B, C, bias, act, H, dact, j1):
     """Columns ``j1:N`` of ``C = epilogue(A @ B)``: per element
     a dot product of A's row with the column of B (copied contiguous), which
-    LLVM vectorises over K; the epilogue as in :func:`_store`."""
+    LLVM vectorises over K; the epilogue as in :func:`store_tile`."""
     M, K = A.shape
     N = B.shape[1]
     w = N - j1
@@ -655,7 +655,7 @@ def _panels(B, bp):
 
 @jit
 def gemm_nn_fused_into(A, B, C, bias, act, H, dact, bp):
-    """C = epilogue(A @ B); see :func:`_store` for the epilogue. ``bp`` is
+    """C = epilogue(A @ B); see :func:`store_tile` for the epilogue. ``bp`` is
     scratch for packing B (see PACK_MIN_N); too small (e.g. empty) means
     allocate."""
     M, K = A.shape

@@ -14,6 +14,13 @@ per image), and the first layer's forward product and weight gradient are
   shuffling): row k of dW gathers ``v * dU[r]`` over column k's non-zeros,
   again in registers, and is written once; tasks own disjoint rows of dW.
 
+Inference reads dense X in place instead (no CSR to build for one pass):
+:func:`active_columns` scans a tile's few rows once, counting NaN/inf (the
+input check, fused into the product's own read of X) and listing the
+columns where any of them is non-zero; :func:`gathered_first_layer` runs
+register tiles over those columns only (``intrinsics.tile_fma_gather``).
+Dense data simply lists every column.
+
 ``rows`` lists which rows of the CSR matrix form the batch, so shuffled
 batches need no gather. Results equal the dense kernels' up to summation
 order (zeros contribute nothing).
@@ -27,10 +34,12 @@ import numpy as np
 from numba import carray, prange, types, uint64
 from numba.extending import overload
 
-from .._config import CACHE, FASTMATH_NO_REASSOC, jit, jit_parallel
+from .._config import AVX512, CACHE, FASTMATH_NO_REASSOC, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, act_forward
-from .intrinsics import stack_buffer
+from .intrinsics import compress_nonzero16, stack_buffer, tile_fma_gather
 from .layout import ALIGN_ELEMENTS, NTASK, SLACK, SMALL_COPY_ELEMENTS, padded_width  # noqa: F401
+from .layout import GATHER_MR, GATHER_NV, PF, VW32, VW64
+from .matmul import store_tile
 from .layout import SPARSE_GROUP as _G
 from .rng import GOLDEN_GAMMA, splitmix64_mix
 
@@ -272,3 +281,101 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
                     acc[j] += v * dU[r, u0 + j]
             for jj in range(uint64(min(_G, N - g * _G))):
                 dW[k, u0 + jj] = acc[jj]
+
+
+@jit
+def column_scratch(X):
+    """(ks, orv): the scratch of :func:`active_columns` for X's columns,
+    with room for whole 16-column groups (``orv``'s padding stays zero)."""
+    d = X.shape[1]
+    width = (d + 15) // 16 * 16 + 16
+    return np.empty(width, np.int32), np.zeros(width, _bits(X).dtype)
+
+
+@jit_inline
+def active_columns(X, r0, rows, orv, ks):
+    """Columns k where any of rows ``r0 .. r0+rows-1`` of X is non-zero,
+    in order, into ``ks[:c]``; returns (c, number of NaN/inf values in
+    those rows). ``ks``, ``orv``: from :func:`column_scratch`."""
+    d = X.shape[1]
+    B = _bits(X)
+    bad = 0
+    for r in range(rows):
+        first = r == 0
+        for k in range(uint64(d)):
+            # Shifted out: the sign bit, so -0.0 counts as zero.
+            bits = B[r0 + r, k] << 1
+            orv[k] = bits if first else orv[k] | bits
+            bad += not np.isfinite(X[r0 + r, k])
+    c = 0
+    if AVX512:
+        for k0 in range(0, d, 16):
+            c = compress_nonzero16(orv, k0, ks, c)
+    else:
+        for k in range(d):
+            # Branch-free: the store always happens, the count moves on
+            # non-zeros only (a branch per column mispredicted on images).
+            ks[c] = k
+            c += orv[k] != 0
+    return c, bad
+
+
+def _make_gathered(VW):
+    NRG = GATHER_NV * VW
+    ACC = GATHER_MR * NRG
+    V4, V2 = 4 * VW, 2 * VW  # tile widths must be compile-time constants
+    ACC4 = GATHER_MR * V4
+    ACC2 = GATHER_MR * V2
+    ACC1 = GATHER_MR * VW
+
+    @jit_inline
+    def gathered(X, r0, rows, ks, c, W, b, act, Y, y0):
+        """Y[y0:y0+rows] = act(X[r0:r0+rows] @ W + b) over the columns
+        ``ks[:c]`` of X (the others are zero). W (d, Np) and b (Np,) are
+        padded to Np = Y.shape[1], a multiple of VW; W's rows 64-byte
+        aligned."""
+        d = X.shape[1]
+        Np = W.shape[1]
+        noh = Y[:0]  # no activation-derivative input (an empty view: no allocation)
+        a0 = r0 * d
+        j0 = 0
+        p = stack_buffer(ACC, Y)
+        while j0 + NRG <= Np:
+            tile_fma_gather(p, X, a0, rows, d, 1, W, j0, Np, ks, c, GATHER_MR, NRG, VW, PF)
+            store_tile(carray(p, (GATHER_MR, NRG)), Y, y0, j0, j0, b, act, noh, IDENTITY)
+            j0 += NRG
+        # The rest (fewer than GATHER_NV vectors) in tiles of 4, 2, 1 vectors.
+        if j0 + V4 <= Np:
+            p4 = stack_buffer(ACC4, Y)
+            tile_fma_gather(p4, X, a0, rows, d, 1, W, j0, Np, ks, c, GATHER_MR, V4, VW, PF)
+            store_tile(carray(p4, (GATHER_MR, V4)), Y, y0, j0, j0, b, act, noh, IDENTITY)
+            j0 += V4
+        if j0 + V2 <= Np:
+            p2 = stack_buffer(ACC2, Y)
+            tile_fma_gather(p2, X, a0, rows, d, 1, W, j0, Np, ks, c, GATHER_MR, V2, VW, PF)
+            store_tile(carray(p2, (GATHER_MR, V2)), Y, y0, j0, j0, b, act, noh, IDENTITY)
+            j0 += V2
+        if j0 < Np:
+            p1 = stack_buffer(ACC1, Y)
+            tile_fma_gather(p1, X, a0, rows, d, 1, W, j0, Np, ks, c, GATHER_MR, VW, VW, PF)
+            store_tile(carray(p1, (GATHER_MR, VW)), Y, y0, j0, j0, b, act, noh, IDENTITY)
+
+    return gathered
+
+
+_gathered32 = _make_gathered(VW32)
+_gathered64 = _make_gathered(VW64)
+
+
+def gathered_first_layer(X, r0, rows, ks, c, W, b, act, Y, y0):
+    """First-layer rows through tiles over the active columns ``ks[:c]``
+    (:func:`active_columns`); see ``_make_gathered``. Rows: at most
+    GATHER_MR."""
+    raise NotImplementedError  # only callable from compiled code
+
+
+@overload(gathered_first_layer, jit_options=dict(cache=CACHE))
+def _gathered_typed(X, r0, rows, ks, c, W, b, act, Y, y0):
+    f = _gathered32 if Y.dtype == types.float32 else _gathered64
+    return lambda X, r0, rows, ks, c, W, b, act, Y, y0: f(X, r0, rows, ks, c, W, b, act, Y, y0)
+

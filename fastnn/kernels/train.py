@@ -17,14 +17,19 @@ to the loss ``head``).
 """
 import numpy as np
 
-from .._config import jit
+from numba import prange
+
+from .._config import jit, jit_parallel
 from .activations import IDENTITY
 from .dense import bias_backward, dense_backward, dense_forward
 from .losses import head_output, loss_forward_backward
 from .bundles import ADAM
 from .optim import adam_update, l2_backward, momentum_update, sgd_update
 from .rng import splitmix64
-from .sparse import (batch_csc_build, batch_nnz_offsets, is_aligned, pad_rows_into,
+from .layout import ALIGN_ELEMENTS, GATHER_MR, INFER_ROWS, NTASK
+from .matmul import gemm_nn_fused_serial
+from .sparse import (active_columns, batch_csc_build, batch_nnz_offsets, column_scratch,
+                     gathered_first_layer, is_aligned, pad_rows_into,
                      sparse_dense_forward, sparse_weight_grad)
 
 
@@ -271,17 +276,131 @@ def evaluate_batches(X, sp, rows, labels, T, model, head, work):
 @jit
 def predict_batches(X, sp, rows, model, head, work, out):
     """Logits (``head < 0``) or the head's output (probabilities, or values
-    for regression) of every row into ``out``, ``cap`` rows at a time; rows
-    from X, or from ``sp`` (CSR) with ``rows = arange(n)``."""
+    for regression) of every row into ``out``; returns the number of NaN/inf
+    values found in a dense X (the caller raises; not checked again before).
+    Dense X: :func:`predict_rows`. Sparse first layer: rows from ``sp``
+    (CSR) with ``rows = arange(n)``, ``cap`` rows at a time."""
+    if sp is None:
+        return predict_rows(X, model, head, out)
     cap = work.cap
-    n = rows.shape[0] if sp is not None else X.shape[0]
+    n = rows.shape[0]
     for s in range(0, n, cap):
         e = min(n, s + cap)
-        Z = network_forward(model, X[s:min(e, X.shape[0])], rows[s:e], sp, work)
+        Z = network_forward(model, X[:0], rows[s:e], sp, work)
         if head < 0:
             out[s:e, :] = Z
         else:
             head_output(head, Z, out[s:e])
+    return 0
+
+
+@jit
+def aligned_zeros(n, like):
+    """n zeros of ``like``'s dtype starting on a 64-byte boundary."""
+    per = 64 // like.itemsize
+    raw = np.zeros(n + per, like.dtype)
+    off = (64 - raw.ctypes.data % 64) % 64 // like.itemsize
+    return raw[off:off + n]
+
+
+@jit
+def padded_first_layer(model, like):
+    """(W1, b1, W2) for predict_rows: the first layer's weights and bias
+    with their width padded to a multiple of ALIGN_ELEMENTS and W1's rows
+    64-byte aligned (copies, unless W1 is so already), and the second
+    layer's weights with zero rows for the padding columns (W1 again for a
+    one-layer network). (Kept out of the parallel function: there, Numba's
+    parallel transforms of these copies read uninitialised memory.)"""
+    sizes = model.sizes
+    L = sizes.shape[0] - 1
+    W1 = layer_W(model.theta, sizes, model.poff, 0)
+    b1 = layer_b(model.theta, sizes, model.poff, 0)
+    W2 = layer_W(model.theta, sizes, model.poff, min(1, L - 1))
+    if is_aligned(W1):
+        return W1, b1, W2
+    d, N1 = W1.shape
+    Np = (N1 + ALIGN_ELEMENTS - 1) // ALIGN_ELEMENTS * ALIGN_ELEMENTS
+    Wp = aligned_zeros(d * Np, like).reshape((d, Np))
+    bp = np.zeros(Np, like.dtype)
+    for k in range(d):
+        for j in range(N1):
+            Wp[k, j] = W1[k, j]
+    for j in range(N1):
+        bp[j] = b1[j]
+    if L == 1:
+        return Wp, bp, Wp
+    W2p = np.zeros((Np, sizes[2]), like.dtype)
+    for k in range(N1):
+        for j in range(sizes[2]):
+            W2p[k, j] = W2[k, j]
+    return Wp, bp, W2p
+
+
+@jit_parallel
+def predict_rows(X, model, head, out):
+    """``predict_batches`` for dense X in one parallel region: each task
+    takes blocks of ``INFER_ROWS`` rows through every layer and the head,
+    the block's activations in task-local scratch (no join per layer, and
+    a layer's output is still in cache for the next). The first layer reads
+    X in place, ``GATHER_MR`` rows at a time: one pass over them counts
+    NaN/inf (the input check; returned) and lists the columns where any is
+    non-zero, and the tiles step over those only (``sparse.active_columns``
+    and ``gathered_first_layer``; dense data lists them all).
+
+    The first layer's width is padded to a multiple of 16 with 64-byte
+    aligned rows, as its tiles load whole vectors (a copy of W and b when
+    they are not so already; the second layer's W then gets zero rows for
+    the padding columns, whose values it so ignores)."""
+    sizes = model.sizes
+    theta, poff, acts = model.theta, model.poff, model.acts
+    L = sizes.shape[0] - 1
+    n, d = X.shape
+    N1 = sizes[1]
+    W1, b1, W2 = padded_first_layer(model, out)
+    Np = W1.shape[1]
+    width = Np + sizes[L]
+    for l in range(1, L):
+        width += sizes[l + 1]
+    RB = INFER_ROWS
+    nblk = (n + RB - 1) // RB
+    ntask = min(nblk, NTASK)
+    noh = np.empty((0, 0), out.dtype)
+    bad = 0
+    for task in prange(ntask):
+        scratch = np.empty(RB * width, out.dtype)
+        ks, orv = column_scratch(X)
+        nb = 0
+        for blk in range(task * nblk // ntask, (task + 1) * nblk // ntask):
+            s = blk * RB
+            e = min(n, s + RB)
+            m = e - s
+            H = scratch[:m * Np].reshape((m, Np))
+            for r0 in range(s, e, GATHER_MR):
+                rows = min(GATHER_MR, e - r0)
+                c, nf = active_columns(X, r0, rows, orv, ks)
+                nb += nf
+                gathered_first_layer(X, r0, rows, ks, c, W1, b1, acts[0], H, r0 - s)
+            o = RB * Np
+            for l in range(1, L):
+                Nl = sizes[l + 1]
+                W = W2 if l == 1 else layer_W(theta, sizes, poff, l)
+                Z = scratch[o:o + m * Nl].reshape((m, Nl))
+                o += RB * Nl
+                gemm_nn_fused_serial(H, W, Z, layer_b(theta, sizes, poff, l), acts[l], noh,
+                                     IDENTITY)
+                H = Z
+            if H.shape[1] != sizes[L]:  # one layer, padded: its real columns
+                Z = scratch[o:o + m * sizes[L]].reshape((m, sizes[L]))
+                for i in range(m):
+                    for j in range(sizes[L]):
+                        Z[i, j] = H[i, j]
+                H = Z
+            if head < 0:
+                out[s:e, :] = H
+            else:
+                head_output(head, H, out[s:e])
+        bad += nb
+    return bad
 
 
 @jit
