@@ -601,18 +601,18 @@ def pack_panels(B, Bp):
 def pack_panels_transposed(W, Bp):
     """Bp as pack_panels(W.T) would make it, read straight from W (N, K):
     Bp[c, k, j] = W[j0(c) + j, k]. Replaces a transpose plus a pack of the
-    backward's W.T (~0.9 + 0.25 ms at 1024 x 1024) with one pass. Each
-    task walks 48 rows of W in blocks of 64 columns, so reads stay in
-    cache lines already loaded and writes land in one 12 KiB block."""
+    backward's W.T (~0.9 + 0.25 ms at 1024 x 1024) with one pass. Writes
+    run contiguous (j inner); the NR rows of W being read stay in L1 for
+    the next k's. (Walking each row in 64-column blocks instead wrote with
+    a stride of NR: 1024 x 1024, 2 threads, AVX2 0.45 -> 0.21 ms, AVX-512
+    0.35 -> 0.32 ms.)"""
     N, K = W.shape
     nfull = N // NR
     for c in prange(Bp.shape[0]):
         j0, jlo = _col_tile(c, nfull, N)
-        for k0 in range(0, K, 64):
-            k1 = min(K, k0 + 64)
+        for k in range(K):
             for j in range(NR):
-                for k in range(k0, k1):
-                    Bp[c, k, j] = W[j0 + j, k]
+                Bp[c, k, j] = W[j0 + j, k]
 
 
 @jit
