@@ -149,21 +149,28 @@ class TimeLayers:
 
 
 class TimePredict:
-    """predict on the 10,000 MNIST test images (classic network)."""
-    params = ["fastnn", "reference"]
+    """Class probabilities of the 10,000 MNIST test images (classic network):
+    fastnn's predict_proba, its NumPy reference forward, PyTorch
+    (inference_mode) and onnxruntime when installed: the systems of
+    ``python bench/compare.py --workload predict``, in one process."""
+    params = ["fastnn", "reference", "torch", "onnxruntime"]
     param_names = ["system"]
 
     def setup(self, system):
-        _, (self.xt, _) = mnist()
-        self.net = fastnn.Network(WORKLOADS["classic"]["layers"], seed=8)
-        self.params = [(W.copy(), b.copy()) for W, b in zip(self.net.weights, self.net.biases)]
-        self.time_predict(system)
+        from fastnn.benchmark import PREDICTORS
 
-    def time_predict(self, system):
-        if system == "fastnn":
-            self.net.predict(self.xt)
-        else:
-            fastnn.reference.forward(self.params, self.xt)[-1].argmax(axis=1)
+        _, (xt, _) = mnist()
+        cls = {c.key: c for c in PREDICTORS}[system]
+        try:
+            self.system = cls(np.ascontiguousarray(xt, np.float32),
+                              WORKLOADS["predict"]["layers"], "float32")
+        except ImportError:
+            raise NotImplementedError(f"{system} is not installed")
+        for _ in range(5):
+            self.system.epoch()
+
+    def time_predict_proba(self, system):
+        self.system.epoch()
 
 
 class TrackAccuracy:
