@@ -127,7 +127,8 @@ def test_predict_and_evaluate_reject_bad_input():
     net = small_net()
     for x, words in ((GOOD_X[:, :3], "features"), (GOOD_X[:0], "empty"),
                      (np.full((2, 4), np.nan), "NaN"), (GOOD_X.astype(complex), "real numbers")):
-        for call in (net.predict, net.predict_proba):
+        for call in (net.predict, net.predict_proba,
+                     lambda x: net.evaluate(x, GOOD_Y[:x.shape[0]])):
             with pytest.raises((ValueError, TypeError), match=words):
                 call(x)
     with pytest.raises(ValueError, match="labels"):
