@@ -20,3 +20,14 @@ def test_compare_runs_each_system_in_its_own_process_and_writes_json(tmp_path):
     text = out.getvalue()
     assert "classic: [784, 100, 50, 10]" in text and "fastnn.reference (NumPy)" in text
     json.dumps(res)  # serialisable as the --json output
+
+
+def test_the_predict_workload_times_probabilities_of_the_test_set():
+    out = io.StringIO()
+    res = benchmark.run(("predict",), epochs=1, systems=["fastnn", "reference"], out=out,
+                        isolate=False)
+    rows = {r["system"]: r for r in res["workloads"]["predict"]["results"]}
+    assert rows["fastnn predict_proba"]["vs_fastnn"] == 1.0
+    ref = rows["fastnn.reference forward (NumPy)"]
+    assert ref["s_per_epoch"] > 0 and len(ref["all_epochs"]) == 20  # >= 20 calls timed
+    assert "class probabilities of 10000 MNIST test rows" in out.getvalue()
