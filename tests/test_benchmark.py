@@ -23,11 +23,11 @@ def test_compare_runs_each_system_in_its_own_process_and_writes_json(tmp_path):
 
 
 def test_the_predict_workload_times_probabilities_of_the_test_set():
+    # The reference alone: fastnn's predict is tested elsewhere, and timing
+    # it here would compile it cold (~15 s of the suite).
     out = io.StringIO()
-    res = benchmark.run(("predict",), epochs=1, systems=["fastnn", "reference"], out=out,
-                        isolate=False)
-    rows = {r["system"]: r for r in res["workloads"]["predict"]["results"]}
-    assert rows["fastnn predict_proba"]["vs_fastnn"] == 1.0
-    ref = rows["fastnn.reference forward (NumPy)"]
-    assert ref["s_per_epoch"] > 0 and len(ref["all_epochs"]) == 20  # >= 20 calls timed
+    res = benchmark.run(("predict",), epochs=1, systems=["reference"], out=out, isolate=False)
+    (row,) = res["workloads"]["predict"]["results"]
+    assert row["system"] == "fastnn.reference forward (NumPy)" and row["vs_fastnn"] is None
+    assert row["s_per_epoch"] > 0 and len(row["all_epochs"]) == 20  # >= 20 calls timed
     assert "class probabilities of 10000 MNIST test rows" in out.getvalue()
