@@ -2,6 +2,7 @@
 
     python bench/compile_profile.py                  # classic Network fit, empty cache
     python bench/compile_profile.py --scenario iris  # MLPClassifier on iris
+    python bench/compile_profile.py --scenario predict  # classic fit, then predict_proba
     python bench/compile_profile.py --scenario all --top 30
 
 Each scenario runs in a fresh process with an empty kernel cache (a new
@@ -28,6 +29,13 @@ SCENARIOS = {
 import numpy as np, fastnn
 (x, y), _ = fastnn.load_mnist()
 fastnn.Network([784, 100, 50, 10], seed=8).fit(x[:1000], y[:1000], epochs=1)
+""",
+    "predict": """
+import numpy as np, fastnn
+(x, y), (xt, yt) = fastnn.load_mnist()
+net = fastnn.Network([784, 100, 50, 10], seed=8)
+net.fit(x[:1000], y[:1000], epochs=1)
+net.predict_proba(xt[:1000])
 """,
     "iris": """
 from sklearn.datasets import load_iris

@@ -223,14 +223,12 @@ class Network:
             return p[:, 0] if self.n_outputs == 1 else p
         return Z
 
-    def _evaluate(self, X, labels, T, name="x"):
-        Xd, sp, rows, work = self._rows(X, dense_work=False)
-        loss_sum, correct, bad = cold_start.run(
+    def _evaluate(self, X, labels, T):
+        Xd, sp, rows, work = self._rows(X)
+        loss_sum, correct = cold_start.run(
             "evaluate_batches", (Xd, sp, rows, labels, T, self.model(), self.head, work),
             threads.preferred(), (self.dtype.str, sp is None))
         compile_notice.done()
-        if bad:  # dense X is checked in the kernel's own read (see _forward)
-            raise ValueError(f"{name} contains NaN or infinity")
         r = {"loss": loss_sum / X.shape[0]}
         if self.output not in validation.REGRESSION_OUTPUTS:
             r["accuracy"] = correct / X.shape[0]
@@ -238,7 +236,7 @@ class Network:
 
     def evaluate(self, x, y):
         """Mean loss (and accuracy for classification) on (x, y)."""
-        X = self.check_x(x, check_finite=False)
+        X = self.check_x(x)
         return self._evaluate(X, *self.check_y(y, X.shape[0]))
 
     # ---------------------------------------------------------------- files

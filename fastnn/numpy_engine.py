@@ -287,8 +287,7 @@ def _chunks(X, sp, rows, cap):
 
 
 def evaluate_batches(X, sp, rows, labels, T, model, head, work):
-    """``kernels.train.evaluate_batches``: (sum of per-row losses, n_correct,
-    number of NaN/inf values in a dense X)."""
+    """``kernels.train.evaluate_batches``: (sum of per-row losses, n_correct)."""
     loss_sum, correct = 0.0, 0
     none = np.empty(0, np.float64)
     for s, e, xb in _chunks(X, sp, rows, work.cap):
@@ -297,7 +296,7 @@ def evaluate_batches(X, sp, rows, labels, T, model, head, work):
                                T[s:e] if T.shape[0] else T, none)
         loss_sum += loss * (e - s)
         correct += c
-    return loss_sum, correct, 0 if sp is not None else int(X.size - np.count_nonzero(np.isfinite(X)))
+    return loss_sum, correct
 
 
 def predict_batches(X, sp, rows, model, head, work, out):

@@ -19,7 +19,7 @@ import numpy as np
 
 from numba import prange
 
-from .._config import jit, jit_inline, jit_parallel
+from .._config import jit, jit_parallel
 from .activations import IDENTITY
 from .dense import bias_backward, dense_backward, dense_forward
 from .losses import head_output, loss_forward_backward
@@ -254,12 +254,9 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
 
 @jit
 def evaluate_batches(X, sp, rows, labels, T, model, head, work):
-    """(sum of per-row losses, n_correct, number of NaN/inf values in a
-    dense X: the caller raises) over X. Dense X: :func:`evaluate_rows`.
-    Sparse first layer: rows from ``sp`` (CSR) with ``rows = arange(n)``,
-    ``cap`` rows at a time."""
-    if sp is None:
-        return evaluate_rows(X, labels, T, model, head)
+    """(sum of per-row losses, n_correct) over X, ``cap`` rows at a time.
+    With a sparse first layer the rows come from ``sp`` (CSR), and
+    ``rows`` is ``arange(n)`` (X is not read)."""
     sizes = model.sizes
     cap = work.cap
     n = rows.shape[0] if sp is not None else X.shape[0]
@@ -273,7 +270,7 @@ def evaluate_batches(X, sp, rows, labels, T, model, head, work):
                                         T[s:min(e, T.shape[0])], np.empty(0, np.float64), dZ)
         loss_sum += loss * (e - s)
         correct += c
-    return loss_sum, correct, 0
+    return loss_sum, correct
 
 
 @jit
@@ -339,130 +336,81 @@ def padded_first_layer(model, like):
     return Wp, bp, W2p
 
 
-@jit
-def infer_scratch_width(model, Np):
-    """Elements per row of a task's inference scratch: the padded first
-    layer, every later layer, and the logits again (a one-layer network's
-    real columns, or the loss gradient of :func:`evaluate_rows`)."""
-    sizes = model.sizes
-    L = sizes.shape[0] - 1
-    width = Np + sizes[L]
-    for l in range(1, L):
-        width += sizes[l + 1]
-    return width
-
-
-@jit_inline
-def infer_block(X, s, e, model, W1, b1, W2, scratch, ks, orv, noh):
-    """Rows ``s:e`` (at most INFER_ROWS) of dense X through every layer in
-    ``scratch``; returns (their logits, a view into ``scratch``; the number
-    of NaN/inf values in those rows, counted in the first layer's read).
-
-    The first layer reads X in place, ``GATHER_MR`` rows at a time: one
-    pass over them counts NaN/inf and lists the columns where any is
-    non-zero, and the tiles step over those only (``sparse.active_columns``
-    and ``gathered_first_layer``; dense data lists them all). W1, b1, W2:
-    from :func:`padded_first_layer`."""
-    sizes = model.sizes
-    theta, poff, acts = model.theta, model.poff, model.acts
-    L = sizes.shape[0] - 1
-    RB = INFER_ROWS
-    Np = W1.shape[1]
-    m = e - s
-    nb = 0
-    H = scratch[:m * Np].reshape((m, Np))
-    for r0 in range(s, e, GATHER_MR):
-        rows = min(GATHER_MR, e - r0)
-        c, nf = active_columns(X, r0, rows, orv, ks)
-        nb += nf
-        gathered_first_layer(X, r0, rows, ks, c, W1, b1, acts[0], H, r0 - s)
-    o = RB * Np
-    for l in range(1, L):
-        Nl = sizes[l + 1]
-        W = W2 if l == 1 else layer_W(theta, sizes, poff, l)
-        Z = scratch[o:o + m * Nl].reshape((m, Nl))
-        o += RB * Nl
-        gemm_nn_fused_serial(H, W, Z, layer_b(theta, sizes, poff, l), acts[l], noh, IDENTITY)
-        H = Z
-    if H.shape[1] != sizes[L]:  # one layer, padded: its real columns
-        Z = scratch[o:o + m * sizes[L]].reshape((m, sizes[L]))
-        for i in range(m):
-            for j in range(sizes[L]):
-                Z[i, j] = H[i, j]
-        H = Z
-    return H, nb
-
-
 @jit_parallel
 def predict_rows(X, model, head, out):
     """``predict_batches`` for dense X in one parallel region: each task
     takes blocks of ``INFER_ROWS`` rows through every layer and the head
-    (:func:`infer_block`), the block's activations in task-local scratch (no
-    join per layer, and a layer's output is still in cache for the next).
-    Returns the number of NaN/inf values in X.
+    (:func:`predict_task`), the block's activations in task-local scratch
+    (no join per layer, and a layer's output is still in cache for the
+    next). Returns the number of NaN/inf values in X.
 
     The first layer's width is padded to a multiple of 16 with 64-byte
     aligned rows, as its tiles load whole vectors (a copy of W and b when
     they are not so already; the second layer's W then gets zero rows for
     the padding columns, whose values it so ignores)."""
-    n = X.shape[0]
     W1, b1, W2 = padded_first_layer(model, out)
-    width = infer_scratch_width(model, W1.shape[1])
-    RB = INFER_ROWS
-    nblk = (n + RB - 1) // RB
+    nblk = (X.shape[0] + INFER_ROWS - 1) // INFER_ROWS
     ntask = min(nblk, NTASK)
-    noh = np.empty((0, 0), out.dtype)
     bad = 0
+    # The task's work in a function of its own: Numba's parallel passes on
+    # a loop body this large took ~7 s of a cold compile per dtype.
     for task in prange(ntask):
-        scratch = np.empty(RB * width, out.dtype)
-        ks, orv = column_scratch(X)
-        nb = 0
-        for blk in range(task * nblk // ntask, (task + 1) * nblk // ntask):
-            s = blk * RB
-            e = min(n, s + RB)
-            H, nf = infer_block(X, s, e, model, W1, b1, W2, scratch, ks, orv, noh)
-            nb += nf
-            if head < 0:
-                out[s:e, :] = H
-            else:
-                head_output(head, H, out[s:e])
-        bad += nb
+        bad += predict_task(X, model, head, out, W1, b1, W2,
+                            task * nblk // ntask, (task + 1) * nblk // ntask)
     return bad
 
 
-@jit_parallel
-def evaluate_rows(X, labels, T, model, head):
-    """``evaluate_batches`` for dense X, as :func:`predict_rows` runs it:
-    (sum of per-row losses, n_correct, number of NaN/inf values in X)."""
+@jit
+def predict_task(X, model, head, out, W1, b1, W2, blk0, blk1):
+    """Row blocks ``blk0..blk1-1`` of :func:`predict_rows`; returns their
+    count of NaN/inf values. The first layer reads X in place,
+    ``GATHER_MR`` rows at a time: one pass over them counts NaN/inf and
+    lists the columns where any is non-zero, and the tiles step over those
+    only (``sparse.active_columns`` and ``gathered_first_layer``; dense data
+    lists them all)."""
+    sizes = model.sizes
+    theta, poff, acts = model.theta, model.poff, model.acts
+    L = sizes.shape[0] - 1
     n = X.shape[0]
-    like = model.theta
-    W1, b1, W2 = padded_first_layer(model, like)
-    width = infer_scratch_width(model, W1.shape[1])
-    K = model.sizes[model.sizes.shape[0] - 1]
+    Np = W1.shape[1]
+    width = Np + sizes[L]
+    for l in range(1, L):
+        width += sizes[l + 1]
     RB = INFER_ROWS
-    nblk = (n + RB - 1) // RB
-    ntask = min(nblk, NTASK)
-    noh = np.empty((0, 0), like.dtype)
-    now = np.empty(0, np.float64)
-    losses = np.zeros(ntask)
-    hits = np.zeros(ntask, np.int64)
-    bad = 0
-    for task in prange(ntask):
-        scratch = np.empty(RB * width, like.dtype)
-        dZ = np.empty((RB, K), like.dtype)  # the loss head also writes its gradient
-        ks, orv = column_scratch(X)
-        nb = 0
-        for blk in range(task * nblk // ntask, (task + 1) * nblk // ntask):
-            s = blk * RB
-            e = min(n, s + RB)
-            H, nf = infer_block(X, s, e, model, W1, b1, W2, scratch, ks, orv, noh)
+    noh = np.empty((0, 0), out.dtype)
+    scratch = np.empty(RB * width, out.dtype)
+    ks, orv = column_scratch(X)
+    nb = 0
+    for blk in range(blk0, blk1):
+        s = blk * RB
+        e = min(n, s + RB)
+        m = e - s
+        H = scratch[:m * Np].reshape((m, Np))
+        for r0 in range(s, e, GATHER_MR):
+            rows = min(GATHER_MR, e - r0)
+            c, nf = active_columns(X, r0, rows, orv, ks)
             nb += nf
-            loss, c = loss_forward_backward(head, H, labels[s:min(e, labels.shape[0])],
-                                            T[s:min(e, T.shape[0])], now, dZ[:e - s])
-            losses[task] += loss * (e - s)
-            hits[task] += c
-        bad += nb
-    return losses.sum(), hits.sum(), bad
+            gathered_first_layer(X, r0, rows, ks, c, W1, b1, acts[0], H, r0 - s)
+        o = RB * Np
+        for l in range(1, L):
+            Nl = sizes[l + 1]
+            W = W2 if l == 1 else layer_W(theta, sizes, poff, l)
+            Z = scratch[o:o + m * Nl].reshape((m, Nl))
+            o += RB * Nl
+            gemm_nn_fused_serial(H, W, Z, layer_b(theta, sizes, poff, l), acts[l], noh,
+                                 IDENTITY)
+            H = Z
+        if H.shape[1] != sizes[L]:  # one layer, padded: its real columns
+            Z = scratch[o:o + m * sizes[L]].reshape((m, sizes[L]))
+            for i in range(m):
+                for j in range(sizes[L]):
+                    Z[i, j] = H[i, j]
+            H = Z
+        if head < 0:
+            out[s:e, :] = H
+        else:
+            head_output(head, H, out[s:e])
+    return nb
 
 
 @jit
