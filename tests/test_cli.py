@@ -110,10 +110,7 @@ def test_predict_writes_labels_and_probabilities(capsys, tmp_path, data_npz, suf
 def test_train_on_bundled_mnist_reproduces_the_classic_log(capsys):
     rc, out, _ = run(capsys, "train", "--epochs", "1", "--no-shuffle")
     assert rc == 0
-    # The tutorial's 92.38%, to an image or two of the 10,000 (near-ties:
-    # the float64 reference itself gives 92.37% for these parameters).
-    test_acc = [float(v[:-1]) for v in out.splitlines()[2].split() if v.endswith("%")][-1]
-    assert abs(test_acc - 92.38) <= 0.02, out
+    assert "92.38%" in out.splitlines()[2]
 
 
 @pytest.mark.parametrize("argv,match", [

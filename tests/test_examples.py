@@ -41,9 +41,7 @@ def test_learning_curves_writes_a_png(tmp_path):
 
 def test_train_mnist_example_classic_log(capsys):
     load("train_mnist").main(["--epochs", "1"])
-    row = capsys.readouterr().out.splitlines()[-1]
-    test_acc = float(row.split()[2][:-1])  # epoch, train acc, test acc, ...
-    assert abs(test_acc - 92.38) <= 0.02, row  # the tutorial's, to an image or two
+    assert "92.38%" in capsys.readouterr().out
 
 
 def test_readme_main_job_runs_in_a_fresh_process(tmp_path):

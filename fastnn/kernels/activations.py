@@ -33,8 +33,9 @@ CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
 # --- exp of a non-positive argument, inline and vectorisable ---------------
 # Softmax needs exp(z - max z) <= 1 for every output. math.exp is a call to
 # libm per element (~20 cycles; ~0.4 ms of a 10000-row MNIST predict_proba,
-# ~5% of a classic training batch), which also keeps LLVM from vectorising
-# the loop. This is the classic Cody-Waite reduction x = n*ln2 + r,
+# now ~0.1 ms), which also keeps LLVM from vectorising the loop. Used by the
+# prediction head only: training keeps math.exp (see losses.py). This is
+# the classic Cody-Waite reduction x = n*ln2 + r,
 # |r| <= ln2/2, then a polynomial for exp(r) and 2**n from its bits:
 # a few FMAs inline. Accuracy (tests/test_kernels.py, against np.exp in
 # float64): float32 <= 2 ulp (Cephes expf's minimax polynomial), float64

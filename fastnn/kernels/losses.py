@@ -59,7 +59,11 @@ def softmax_ce_forward_backward(Z, labels, w, dZ):
                 am = k
         s = 0.0
         for k in range(K):
-            e = exp_nonpositive(Z[i, k] - m)
+            # math.exp, not exp_nonpositive: training keeps libm's rounding,
+            # the NumPy engine's (np.exp), so a cold first fit (on NumPy) and
+            # a warm one print the same accuracies. (The inline exp saved
+            # ~3 us of a ~150 us classic batch.)
+            e = math.exp(Z[i, k] - m)
             dZ[i, k] = e
             s += e
         t = labels[i]
