@@ -320,11 +320,8 @@ def padded_first_layer(model, like):
         return W1, b1, W2
     d, N1 = W1.shape
     Np = (N1 + ALIGN_ELEMENTS - 1) // ALIGN_ELEMENTS * ALIGN_ELEMENTS
-    Wp = aligned_zeros(d * Np, like).reshape((d, Np))
+    Wp = pad_rows_into(W1, aligned_zeros(d * Np, like))
     bp = np.zeros(Np, like.dtype)
-    for k in range(d):
-        for j in range(N1):
-            Wp[k, j] = W1[k, j]
     for j in range(N1):
         bp[j] = b1[j]
     if L == 1:
