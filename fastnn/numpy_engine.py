@@ -30,6 +30,7 @@ from . import reference
 from .kernels.activations import IDENTITY, RELU, SIGMOID, TANH
 from .kernels.bundles import ADAM
 from .kernels.losses import EXP_POISSON, IDENTITY_MSE, SIGMOID_BCE, SOFTMAX_CE
+from .memory import EVAL_ROWS
 
 _ACT = {int(IDENTITY): (reference.identity, None),
         int(RELU): (reference.relu, reference.relu_grad),
@@ -303,7 +304,10 @@ def predict_batches(X, sp, rows, model, head, work, out):
     """``kernels.train.predict_batches``: logits (``head < 0``) or the
     head's output of every row into ``out``; returns the number of NaN/inf
     values in a dense X."""
-    for s, e, xb in _chunks(X, sp, rows, work.cap):
+    # Dense X: the compiled driver keeps its own scratch and ``work`` is
+    # minimal (one row), so chunk by EVAL_ROWS, not by work.cap.
+    cap = work.cap if sp is not None else max(work.cap, EVAL_ROWS)
+    for s, e, xb in _chunks(X, sp, rows, cap):
         Z = forward(model, xb)[-1]
         if head < 0 or head == IDENTITY_MSE:  # logits, or the identity head's values
             out[s:e] = Z
