@@ -299,20 +299,18 @@ class _BaseMLP(BaseEstimator):
                 if "validation_score" in record:
                     print("Validation score: %f" % record["validation_score"])
 
-        def max_iter_reached(owner, history):
-            if not incremental and rule.n_iter == self.max_iter and not rule.stopped:
-                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                              "reached and the optimization hasn't converged yet.",
-                              ConvergenceWarning)
-
         try:
             with net.engine.exclusive():
                 training.run_epochs(
                     trainer, opt, state, rule, 1 if incremental else self.max_iter, history={},
-                    validate=validate if self.early_stopping else None, callbacks=[max_iter_reached],
-                    report=report, classify=False,
+                    validate=validate if self.early_stopping else None, report=report,
+                    classify=False,
                     # scikit-learn's squared loss is averaged over the outputs too.
                     loss_scale=n_out if head == "identity" else 1)
+            if not incremental and rule.n_iter == self.max_iter and not rule.stopped:
+                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                              "reached and the optimization hasn't converged yet.",
+                              ConvergenceWarning)
         except KeyboardInterrupt:
             # As scikit-learn: keep the model of the last completed epoch.
             warnings.warn("Training interrupted by user.")

@@ -252,9 +252,27 @@ def _batch(X, sp, idx, s, e, gather):
 
 
 # --- the drivers --------------------------------------------------------------
-def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last):
+def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last, plan):
     """``kernels.train.train_batches``: batches ``first..last-1`` of the
-    epoch; returns (sum of per-row losses, of per-row penalties, n_correct)."""
+    epoch; returns (sum of per-row losses, of per-row penalties, n_correct).
+    Or the whole epochs of ``plan`` (:class:`.kernels.bundles.EpochPlan`)."""
+    k = plan.rates.shape[0]
+    if k == 0:
+        return _run_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last)
+    nb = -(-data.order.shape[0] // data.batch_size)
+    plan.status[:] = (k, 0)
+    for e in range(k):
+        epoch_begin(data.order, plan.rng_state, data.shuffle, sp, False, data.batch_size)
+        sums = _run_batches(data, model, head, grad, state, opt._replace(lr=plan.rates[e]), sp,
+                            work, bufs, 0, nb)
+        plan.sums[e] = sums
+        if not (np.isfinite(sums[0]) and np.isfinite(sums[1]) and np.isfinite(model.theta).all()):
+            plan.status[:] = (e + 1, 1)
+            break
+    return 0.0, 0.0, 0
+
+
+def _run_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last):
     X, labels, T, order, w = data.X, data.labels, data.T, data.order, data.w
     n = order.shape[0]
     loss_sum = pen_sum = 0.0

@@ -30,6 +30,14 @@ class ScheduleAndPatience:
                              f"rate > 0")
         return lr
 
+    def rates_ahead(self, i, k):
+        """The rates of epochs ``i..i+k-1`` if this policy can run them
+        without looking at any but the last (no early stopping: it never
+        stops); else just epoch ``i``'s."""
+        if self.early_stopping:
+            return [self.learning_rate(i)]
+        return [self.learning_rate(i + j) for j in range(k)]
+
     def divergence_message(self, epoch, lr):
         return (f"training diverged in epoch {epoch} (NaN or infinite loss); the parameters "
                 f"were restored to those before that epoch. Try a smaller learning rate "
@@ -84,6 +92,18 @@ class ScikitLearnRule:
 
     def learning_rate(self, i):
         return self.lr
+
+    def rates_ahead(self, i, k):
+        """The rates of the next epochs (up to ``k``) that can run before
+        this rule looks at any but the last: the rule stops, or 'adaptive'
+        lowers the rate, only once ``no_improvement_count`` exceeds
+        ``n_iter_no_change``, which takes at least ``n_iter_no_change + 1 -
+        no_improvement_count`` more epochs; until then the rate stays.
+        'invscaling' changes it every epoch, and early stopping looks at
+        the model every epoch: one epoch."""
+        if self.early_stopping or (self.sgd and self.schedule == "invscaling"):
+            return [self.lr]
+        return [self.lr] * max(1, min(k, self.n_iter_no_change + 1 - self.no_improvement_count))
 
     def divergence_message(self, epoch, lr):
         return (f"training diverged in iteration {self.n_iter + 1}; the parameters were "

@@ -71,6 +71,12 @@ class ThreadChooser:
         # the running choice's chunks are smoothed.
         self.rate[threads] = r if old is None or probe else (1 - SMOOTHING) * old + SMOOTHING * r
         others = [t for t in self.rate if t != threads]
+        if old is None and not probe and others and r > self.rate[others[0]]:
+            # The first figure of the running choice, and the probe was
+            # faster: take it (no SWITCH margin; both were just measured).
+            self.current = others[0]
+            self.last_probe = time.perf_counter()
+            return
         if probe:
             self.last_probe = time.perf_counter()
             if self.rate[threads] < self.rate.get(self.current, 0.0):
@@ -87,6 +93,10 @@ class ThreadChooser:
 
 
 chooser = ThreadChooser()
+# Calls of several whole epochs (training.Trainer.run_ahead) on their own
+# figures: a chunk's per-row time includes ~30 us of Python and dispatch per
+# call that such a call does not pay, so the two do not compare.
+epochs_chooser = ThreadChooser()
 
 
 def preferred():

@@ -14,7 +14,8 @@ import numpy as np
 
 from . import cold_start, compile_notice, inputs, interrupts, numpy_engine, threads, validation
 from .kernels import train as train_kernels
-from .kernels.bundles import ADAM, SGD, BatchBuffers, Optimizer, OptimizerState, TrainData
+from .kernels.bundles import (ADAM, SGD, BatchBuffers, EpochPlan, Optimizer, OptimizerState,
+                              TrainData)
 from .memory import aligned_zeros, work_buffers
 
 OPTIMIZER_KINDS = {"sgd": SGD, "adam": ADAM}
@@ -120,6 +121,14 @@ class Trainer:
     # call, not nine (each ~20-40 us of dispatch and argument unboxing):
     # MLPClassifier((50,)) on digits 286 -> 248 ms.
     MIN_CHUNK_SECONDS = 0.005
+    # Epochs shorter than this run several per compiled call (see
+    # run_ahead) when nothing looks at the model between them (no
+    # validation, callbacks or progress display): iris' ~40 us epoch paid
+    # ~30 us of Python and dispatch per epoch.
+    RUN_AHEAD_EPOCH_SECONDS = 0.002
+    # ... and such a call lasts about this long at most (Ctrl-C is noticed,
+    # and the thread choice revised, between calls).
+    RUN_AHEAD_CALL_SECONDS = 0.02
 
     def __init__(self, layout, model, head, engine, X, labels, T, batch_size, shuffle,
                  sample_weight=None):
@@ -148,6 +157,9 @@ class Trainer:
             np.empty((batch_size if gather and T.size else 0, T.shape[1]), dtype),
             np.empty(batch_size if gather and w.size else 0, np.float64))
         self.n_batches = -(-n // batch_size)
+        # A call of train_batches on batches of the current epoch.
+        self.no_plan = EpochPlan(np.empty(0, np.float64), np.empty((0, 3), np.float64),
+                                 np.zeros(2, np.int64), engine.shuffle_state, False)
         self._snapshot = None  # what the running epoch changes, as it was before it
         self._saved = None
         self._assisted = False
@@ -188,7 +200,7 @@ class Trainer:
         calls = [("epoch_begin", (data.order, self.engine.shuffle_state, data.shuffle,
                                   self.sp, self.csc_ready, data.batch_size)),
                  ("train_batches", (data, self.model, self.head, self.grad, state, opt,
-                                    self.sp, self.work, self.bufs, 0, 1))]
+                                    self.sp, self.work, self.bufs, 0, 1, self.no_plan))]
         if not cold_start.ready(calls, memo=("train", data.X.dtype.str, data.X.flags.writeable,
                                              self.sparse), then=self._next_calls()):
             return False
@@ -243,7 +255,7 @@ class Trainer:
                     r = numpy_engine.train_batches(
                         data._replace(X=self._numpy_x) if dense else data, self.model,
                         self.head, self.grad, state, opt, None if dense else self.sp,
-                        self.work, self.bufs, first, last)
+                        self.work, self.bufs, first, last, self.no_plan)
                 for i in range(3):
                     totals[i] += r[i]
                 compile_notice.done()  # what compiled before (e.g. the CSR build) is done
@@ -252,7 +264,14 @@ class Trainer:
                 interrupts.check()
                 continue
             n_threads, probe = threads.chooser.pick()
-            if probe == 1 and last - first > 1:
+            if probe is not None and last - first <= (1 if probe == 1 else 2):
+                # Too few batches to probe some and run the rest (iris: one
+                # batch an epoch, whose single thread was never measured and
+                # ran 44 us a batch where the pool took 67): the chunk is the
+                # probe.
+                self._run(probe, first, last, opt, state, totals, True)
+                first = last
+            elif probe == 1 and last - first > 1:
                 # One batch on this thread alone, to measure it.
                 self._run(1, first, first + 1, opt, state, totals, True)
                 first += 1
@@ -262,8 +281,9 @@ class Trainer:
                 self._run(probe, first, first + 1, opt, state, totals, None)
                 first += 1
                 n_threads = probe
-            self._run(n_threads, first, last, opt, state, totals,
-                      probe is not None and n_threads == probe)
+            if first < last:
+                self._run(n_threads, first, last, opt, state, totals,
+                          probe is not None and n_threads == probe)
             compile_notice.done()
             if report is not None:
                 report(last, nb)
@@ -271,6 +291,74 @@ class Trainer:
         if compiled:
             self._batch_seconds = (time.perf_counter() - t0) / nb
         return tuple(totals)
+
+    def epochs_per_call(self, remaining):
+        """How many of the ``remaining`` epochs the next call of
+        :meth:`run_ahead` should run: 1 (epoch by epoch) until the kernels
+        are running and while an epoch takes more than
+        ``RUN_AHEAD_EPOCH_SECONDS``."""
+        if not (self._kernels_ready and self._batch_seconds):
+            return 1
+        epoch = self._batch_seconds * self.n_batches
+        if epoch > self.RUN_AHEAD_EPOCH_SECONDS:
+            return 1
+        return max(1, min(remaining, int(self.RUN_AHEAD_CALL_SECONDS / epoch)))
+
+    def run_ahead(self, opt, state, rates):
+        """Whole epochs at the learning ``rates``, in one compiled call
+        (:func:`fastnn.kernels.train.train_batches` with an
+        :class:`EpochPlan`): the parameters, shuffle stream and optimizer
+        ``state`` end as ``len(rates)`` calls of :meth:`guarded_epoch` would
+        leave them. Returns (the sums of the epochs run, whether the epoch
+        after them diverged); a diverged epoch is undone, as
+        :meth:`guarded_epoch` undoes it."""
+        theta = self.model.theta
+        saved = (theta, self.engine.shuffle_state) + tuple(state)
+        if self._snapshot is None or len(self._snapshot) != len(saved):
+            self._snapshot = [np.empty_like(a) for a in saved]
+        for dst, src in zip(self._snapshot, saved):
+            dst[...] = src
+        self._saved = saved
+        rates = np.asarray(rates, np.float64)
+        plan = EpochPlan(rates, np.empty((len(rates), 3)), np.zeros(2, np.int64),
+                         self.engine.shuffle_state, self.csc_ready)
+        n_threads, probe = threads.epochs_chooser.pick()
+        use = probe if probe is not None else n_threads
+        try:
+            seconds = self._plan(use, opt, state, plan, probe is not None)
+            done, diverged = int(plan.status[0]), bool(plan.status[1])
+            if diverged:
+                # Back to the start, then the epochs before the diverged one
+                # again: the same calls, so the same parameters.
+                self.rollback()
+                done -= 1
+                if done:
+                    self._plan(use, opt, state, plan._replace(rates=rates[:done]), False)
+        except BaseException:
+            self.rollback()
+            raise
+        self._batch_seconds = seconds / (plan.status[0] * self.n_batches)
+        return [(float(a), float(b), int(c)) for a, b, c in plan.sums[:done]], diverged
+
+    def _plan(self, n_threads, opt, state, plan, probe):
+        """One train_batches call of ``plan``'s epochs (timed for the thread
+        chooser when nothing compiled); returns its seconds."""
+        cache = self.engine.input_cache
+        if cache is not None:
+            cache.csc_in_order = self.csc_ready
+        kernel = train_kernels.train_batches
+        compiled = compile_notice.compiles[0], len(kernel.overloads)
+        t0 = time.perf_counter()
+        threads.run_with(n_threads, kernel, self.data, self.model, self.head, self.grad, state,
+                         opt, self.sp, self.work, self.bufs, 0, 0, plan)
+        seconds = time.perf_counter() - t0
+        self.csc_ready = not self.data.shuffle
+        if cache is not None:
+            cache.csc_in_order = self.csc_ready
+        if compiled == (compile_notice.compiles[0], len(kernel.overloads)):
+            threads.epochs_chooser.record(n_threads, int(plan.status[0]) * self.n, seconds, probe)
+        compile_notice.done()
+        return seconds
 
     def pass_slice(self, opt, state, first, last, n_threads):
         """Batches ``first..last-1`` of the pass whose visiting order the
@@ -298,7 +386,7 @@ class Trainer:
         t0 = time.perf_counter()
         r = threads.run_with(n_threads, train_kernels.train_batches, self.data, self.model,
                              self.head, self.grad, state, opt, self.sp, self.work, self.bufs,
-                             first, last)
+                             first, last, self.no_plan)
         rows = min(self.n, last * self.data.batch_size) - first * self.data.batch_size
         if probe is not None and compiled == (compile_notice.compiles[0],
                                               len(train_kernels.train_batches.overloads)):
@@ -338,11 +426,31 @@ def run_epochs(trainer, opt, state, policy, max_epochs, *, history, validate=Non
 def _epochs(trainer, opt, state, policy, max_epochs, history, validate, progress, callbacks,
             owner, report, loss_scale, classify, bar):
     n = trainer.n
-    for i in range(max_epochs):
+    # Several epochs per compiled call when nothing needs the model between
+    # them, and the policy can tell their rates (and that it cannot stop
+    # before the last) in advance.
+    ahead = (validate is None and not callbacks and bar is None and progress_reporter(progress)
+             is None and hasattr(trainer, "run_ahead") and hasattr(policy, "rates_ahead"))
+    i = 0
+    while i < max_epochs:
         t0 = time.perf_counter()
-        lr = policy.learning_rate(i)
-        sums = trainer.guarded_epoch(opt._replace(lr=lr), state, progress)
-        if sums is None:
+        k = trainer.epochs_per_call(max_epochs - i) if ahead else 1
+        rates = policy.rates_ahead(i, k) if k > 1 else []
+        if len(rates) > 1:
+            results, diverged = trainer.run_ahead(opt, state, rates)
+        else:
+            rates = [policy.learning_rate(i)]
+            sums = trainer.guarded_epoch(opt._replace(lr=rates[0]), state, progress)
+            results, diverged = ([] if sums is None else [sums]), sums is None
+        seconds = (time.perf_counter() - t0) / max(1, len(results) + diverged)
+        for sums, lr in zip(results, rates):
+            stop = _record_epoch(trainer, policy, history, validate, report, callbacks, owner,
+                                 bar, sums, lr, seconds, n, loss_scale, classify, i)
+            i += 1
+            if stop:
+                return history
+        if diverged:
+            lr = rates[len(results)]
             message = policy.divergence_message(i + 1, lr)
             scale = trainer.input_scale()
             if scale > INPUT_SCALE_WARN:
@@ -350,32 +458,38 @@ def _epochs(trainer, opt, state, policy, max_epochs, history, validate, progress
                             f"to [0, 1] or zero mean and unit variance); no learning rate "
                             f"trains well on such values.")
             raise TrainingDivergedError(message)
-        loss_sum, pen_sum, correct = sums
-        record = {"loss": (loss_sum / loss_scale + pen_sum) / n,
-                  "accuracy": correct / n if classify else math.nan, "lr": lr,
-                  "seconds": time.perf_counter() - t0}
-        if validate is not None:
-            try:
-                record.update(validate())
-            except BaseException:
-                trainer.rollback()
-                raise
-        for key, value in record.items():
-            history.setdefault(key, []).append(value)
-        if report is not None:
-            report(i + 1, record)
-        if bar is not None:
-            bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()
-                             if k in ("loss", "accuracy", "val_loss", "val_accuracy")
-                             and not math.isnan(v)}, refresh=False)
-            bar.update(1)
-        stop = policy.after_epoch(record, trainer.model.theta, n)
-        for cb in callbacks:
-            if cb(owner, history) is True:
-                stop = True
-        if stop:
-            break
+        interrupts.check()  # a Ctrl-C during a run of epochs: after their records
     return history
+
+
+def _record_epoch(trainer, policy, history, validate, report, callbacks, owner, bar, sums, lr,
+                  seconds, n, loss_scale, classify, i):
+    """Epoch ``i``'s record in ``history`` (validated first), reported;
+    returns whether the policy or a callback stops training."""
+    loss_sum, pen_sum, correct = sums
+    record = {"loss": (loss_sum / loss_scale + pen_sum) / n,
+              "accuracy": correct / n if classify else math.nan, "lr": lr,
+              "seconds": seconds}
+    if validate is not None:
+        try:
+            record.update(validate())
+        except BaseException:
+            trainer.rollback()
+            raise
+    for key, value in record.items():
+        history.setdefault(key, []).append(value)
+    if report is not None:
+        report(i + 1, record)
+    if bar is not None:
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()
+                         if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                         and not math.isnan(v)}, refresh=False)
+        bar.update(1)
+    stop = policy.after_epoch(record, trainer.model.theta, n)
+    for cb in callbacks:
+        if cb(owner, history) is True:
+            stop = True
+    return stop
 
 
 def epoch_printer(classify, stream=None):

@@ -564,6 +564,9 @@ def test_divergence_with_early_stopping_keeps_the_best_model_as_sklearn(rng, mon
         return None if len(calls) == 4 else real(self, opt, state, progress)
 
     monkeypatch.setattr(training.Trainer, "guarded_epoch", guarded_epoch)
+    # Epoch by epoch (short epochs otherwise run several per call, not
+    # through guarded_epoch: tests/test_run_ahead.py diverges those).
+    monkeypatch.setattr(training.Trainer, "RUN_AHEAD_EPOCH_SECONDS", 0.0)
     kw = dict(hidden_layer_sizes=(20,), early_stopping=True, max_iter=30, random_state=0,
               n_iter_no_change=50)
     with warnings.catch_warnings():

@@ -72,8 +72,20 @@ def test_an_epoch_matches_the_compiled_drivers(rng, monkeypatch, dtype, output, 
                 K.prepare_sparse_batches(trainer.sp, trainer.data.order, 8)  # for K's next use
             sums.append(engine.train_batches(trainer.data, trainer.model, trainer.head,
                                              trainer.grad, state, o, trainer.sp, trainer.work,
-                                             trainer.bufs, 0, trainer.n_batches))
+                                             trainer.bufs, 0, trainer.n_batches,
+                                             trainer.no_plan))
         results[engine] = (np.array(sums, np.float64), _copy(trainer, state))
+        # The same two epochs in one call (an EpochPlan): exactly the same.
+        _restore(trainer, state, before)
+        plan = trainer.no_plan._replace(rates=np.full(2, o.lr), sums=np.empty((2, 3)),
+                                        csc_ready=False)
+        assert engine.train_batches(trainer.data, trainer.model, trainer.head, trainer.grad,
+                                    state, o, trainer.sp, trainer.work, trainer.bufs, 0, 0,
+                                    plan) == (0.0, 0.0, 0)
+        assert list(plan.status) == [2, 0]
+        assert np.array_equal(plan.sums, results[engine][0])
+        for a, b in zip(_copy(trainer, state), results[engine][1]):
+            assert np.array_equal(a, b)
     (ks, kafter), (ns, nafter) = results[K], results[NE]
     assert np.array_equal(kafter[1], nafter[1])  # the same visiting order
     assert np.array_equal(kafter[2], nafter[2])  # the same shuffle stream

@@ -63,6 +63,16 @@ class BatchBuffers(NamedTuple):
     w: np.ndarray        # (batch_size,) float64 (with sample weights)
 
 
+class EpochPlan(NamedTuple):
+    """Whole epochs for one ``train_batches`` call (``rates`` empty: that
+    call runs batches of the current epoch instead)."""
+    rates: np.ndarray      # (k,) float64: the learning rate of each epoch
+    sums: np.ndarray       # (k, 3) float64: each epoch's loss sum, penalty sum, rows right
+    status: np.ndarray     # (2,) int64: epochs run, whether the last one diverged
+    rng_state: np.ndarray  # the shuffle stream (see epoch_begin)
+    csc_ready: bool        # the sparse batches' CSC blocks follow the order already
+
+
 # Optimizer kinds.
 SGD = 0
 ADAM = 1
