@@ -113,9 +113,17 @@ if CACHE:
     kernel_cache.install(kernel_source_stamp())
 
 
+# NumPy's error model: a float division by zero gives inf/NaN (which the
+# divergence checks catch) instead of a test-and-raise before every
+# division, which kept LLVM from vectorising any loop that divides (Adam's
+# update, on 3760 float64 parameters: 9.5 -> 4.7 us; the prange bodies
+# already compile this way). No kernel relies on ZeroDivisionError.
+ERROR_MODEL = "numpy"
+
+
 def jit(fn=None, **kw):
     """Serial compiled kernel."""
-    opts = dict(fastmath=FASTMATH, cache=CACHE, nogil=True)
+    opts = dict(fastmath=FASTMATH, cache=CACHE, nogil=True, error_model=ERROR_MODEL)
     opts.update(kw)
     opts["fastmath"] = set(opts["fastmath"])
     if fn is None:

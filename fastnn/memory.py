@@ -70,12 +70,17 @@ def pack_scratch_size(layers, cap):
     return max(need)
 
 
-def work_buffers(layout, cap, dtype, sparse=False):
+def work_buffers(layout, cap, dtype, sparse=False, split=False):
     """:class:`Work` for batches of up to ``cap`` rows; ``sparse`` adds the
-    aligned scratch of the sparse first layer's W and dU copies."""
+    aligned scratch of the sparse first layer's W and dU copies, ``split``
+    a second gradient and transpose scratch for row-split batches
+    (:func:`.kernels.layout.row_split`)."""
     layers = [int(s) for s in layout.sizes]
     width = int(layout.hoff[-1])
     wt_size = max([layers[l] * layers[l + 1] for l in range(1, len(layers) - 1)] + [0])
+    gs = aligned_zeros(layout.n_params if split else 0, dtype)
+    if split:
+        wt_size *= 2  # one transposed W per half
     wa = da = np.zeros(0, dtype)
     if sparse:
         npad = padded_width(layers[1])
@@ -84,4 +89,4 @@ def work_buffers(layout, cap, dtype, sparse=False):
     return Work(hbuf=np.empty(cap * width, dtype),
                 dbuf=aligned_zeros(cap * width + SLACK, dtype)[:cap * width],
                 hoff=layout.hoff, cap=cap, wt=np.empty(wt_size, dtype), wa=wa, da=da,
-                bp=np.empty(pack_scratch_size(layers, cap), dtype))
+                bp=np.empty(pack_scratch_size(layers, cap), dtype), gs=gs)

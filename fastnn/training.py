@@ -16,6 +16,7 @@ from . import cold_start, compile_notice, inputs, interrupts, numpy_engine, thre
 from .kernels import train as train_kernels
 from .kernels.bundles import (ADAM, SGD, BatchBuffers, EpochPlan, Optimizer, OptimizerState,
                               TrainData)
+from .kernels.layout import row_split
 from .memory import aligned_zeros, work_buffers
 
 OPTIMIZER_KINDS = {"sgd": SGD, "adam": ADAM}
@@ -145,7 +146,8 @@ class Trainer:
         self._numpy_x = None if inputs.is_scipy_sparse(X) else X
         if inputs.is_scipy_sparse(X):
             X = inputs.dense_placeholder(X, dtype)
-        self.work = work_buffers(layout, batch_size, dtype, self.sparse)
+        self.work = work_buffers(layout, batch_size, dtype, self.sparse,
+                                 split=not self.sparse and row_split(layout.sizes, batch_size))
         self.grad = aligned_zeros(model.theta.size, dtype)
         w = np.empty(0, np.float64) if sample_weight is None else sample_weight
         self.data = TrainData(X, labels, T, w, np.arange(n, dtype=np.int64), batch_size,

@@ -221,3 +221,69 @@ def test_one_blas_thread_while_a_helper_compiles_and_restored_after():
         with NE.one_blas_thread():
             raise KeyboardInterrupt
     assert get_n() == before
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("output", list(HEADS))
+@pytest.mark.parametrize("shuffle,weighted", [(True, False), (False, True), (True, True)])
+def test_row_split_batches_match_the_numpy_engine(rng, dtype, output, shuffle, weighted):
+    """Batches of at least 2 x SPLIT_MIN_ROWS rows of a small dense network
+    train as two row halves (one per thread) whose gradients are combined:
+    the same epochs as NumPy's whole-batch math, to rounding. 300 rows in
+    batches of 131: two split batches (66 + 65 rows), then 38 rows whole."""
+    from fastnn.kernels.layout import SPLIT_MIN_ROWS
+    k = HEADS[output]
+    hidden = {"softmax": "relu", "sigmoid": "tanh", "identity": "sigmoid",
+              "poisson": "relu"}[output]
+    net = fastnn.Network([9, 12, 7, k], hidden=hidden, output=output, seed=3, dtype=dtype)
+    n, batch = 300, 131
+    assert 2 * SPLIT_MIN_ROWS <= batch and n % batch < 2 * SPLIT_MIN_ROWS
+    X = net.check_x(rng.standard_normal((n, 9)).astype(dtype))
+    labels, T = net.check_y(_targets(rng, output, n, k), n)
+    w = rng.random(n) + 0.5 if weighted else None
+    if weighted:
+        w[:40] = 0.0  # a half with little weight
+    trainer = net.trainer(X, labels, T, batch, shuffle, w)
+    assert trainer.work.gs.size == net.theta.size  # the batches are split
+    o = training.optimizer("adam", lr=0.01, l2=0.05, l2_per_row=True)
+    state = training.fresh_state(o.kind, net.theta)
+    before = _copy(trainer, state)
+    results = {}
+    for engine in (K, NE):
+        _restore(trainer, state, before)
+        sums = []
+        for epoch in range(3):
+            engine.epoch_begin(trainer.data.order, trainer.engine.shuffle_state, shuffle,
+                               None, False, batch)
+            sums.append(engine.train_batches(trainer.data, trainer.model, trainer.head,
+                                             trainer.grad, state, o, None, trainer.work,
+                                             trainer.bufs, 0, trainer.n_batches,
+                                             trainer.no_plan))
+        results[engine] = (np.array(sums, np.float64), _copy(trainer, state))
+    (ks, kafter), (ns, nafter) = results[K], results[NE]
+    assert np.array_equal(kafter[1], nafter[1])
+    assert_close(ns, ks, dtype, what="sums")
+    assert_close(nafter[0], kafter[0], dtype, what="parameters")
+    for a, b, what in zip(nafter[3:], kafter[3:], ["vel", "sq", "step"]):
+        assert_close(a, b, dtype, what=what)
+
+
+def test_row_split_results_do_not_depend_on_the_thread_count(rng):
+    """The halves are fixed by the batch's rows: one thread or two, the
+    same parameters bit for bit."""
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two threads")
+    x = rng.standard_normal((400, 20))
+    y = rng.integers(0, 4, 400)
+    thetas = []
+    for threads in (1, 2):
+        net = fastnn.Network([20, 30, 4], seed=0, dtype="float64")
+        previous = numba.get_num_threads()
+        fastnn.set_num_threads(threads)
+        try:
+            net.fit(x, y, epochs=3, batch_size=200, optimizer="adam", lr=0.01)
+        finally:
+            fastnn.set_num_threads(previous)
+        thetas.append(net.theta.copy())
+    assert np.array_equal(thetas[0], thetas[1])

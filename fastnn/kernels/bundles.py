@@ -30,6 +30,7 @@ class Work(NamedTuple):
     wa: np.ndarray     # aligned scratch: the sparse first layer's padded copy of W (else empty)
     da: np.ndarray     # aligned scratch: its padded copy of dU (else empty)
     bp: np.ndarray     # scratch for packing the wide matmuls' operands
+    gs: np.ndarray     # (n_params,): a row-split batch's second-half gradient, else empty
 
 
 class SparseInput(NamedTuple):

@@ -125,3 +125,27 @@ def tn_packed_size(K, M, N):
     """Scratch for a packed tn product, A (K, M) and B (K, N): B's panels
     plus A's row tiles (rows rounded up to MAX_MR)."""
     return packed_size(K, N) + (M + MAX_MR - 1) // MAX_MR * MAX_MR * K
+
+
+# Row-split batches (small networks): a batch of at least 2 x SPLIT_MIN_ROWS
+# rows whose every product, on half the rows, has at most SERIAL_MAX_MACS
+# multiply-adds, runs as two halves side by side, one per thread, each through
+# every layer, and the two gradients are added. Per product the pool lost:
+# each region moved the layer's data between the cores (MLPClassifier((50,))
+# on digits, batch 200, float64: 104 us on one thread, 111 us on two; as
+# halves 57 us). Decided by the shapes alone, never by the thread count,
+# so a fit's result does not depend on the threads it ran on.
+SPLIT_MIN_ROWS = 64
+
+
+def row_split(layers, batch_size):
+    """Whether batches of ``batch_size`` rows of a dense network of widths
+    ``layers`` train as two row halves (see SPLIT_MIN_ROWS)."""
+    half = (batch_size + 1) // 2
+    if batch_size < 2 * SPLIT_MIN_ROWS:
+        return False
+    for l in range(len(layers) - 1):
+        k, n = int(layers[l]), int(layers[l + 1])
+        if half * k * n > SERIAL_MAX_MACS or k * n > SMALL_COPY_ELEMENTS:
+            return False
+    return True

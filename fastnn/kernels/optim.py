@@ -32,44 +32,90 @@ def _chunk(n, c):
     return uint64(s), uint64(min(n, s + step) - s)
 
 
-@jit_parallel
-def sgd_update(theta, grad, lr):
-    for c in prange(_NCHUNK):
-        s, w = _chunk(theta.shape[0], c)
+# Vectors up to this long are updated on the calling thread: the pool's
+# region pulled every chunk across the cores (the gradient was written on
+# one, the parameters are read by both next batch): Adam on digits' 3760
+# parameters, within training, 7 us on one thread, 21 us on two.
+SERIAL_MAX = 16384
+
+
+@jit
+def _sgd_range(theta, grad, lr, s, w):
+    for i in range(w):
+        theta[s + i] -= lr * grad[s + i]
+
+
+@jit
+def _momentum_range(theta, grad, vel, lr, mu, nesterov, s, w):
+    if nesterov:
         for i in range(w):
-            theta[s + i] -= lr * grad[s + i]
+            v = mu * vel[s + i] - lr * grad[s + i]
+            vel[s + i] = v
+            theta[s + i] += mu * v - lr * grad[s + i]
+    else:
+        for i in range(w):
+            v = mu * vel[s + i] - lr * grad[s + i]
+            vel[s + i] = v
+            theta[s + i] += v
+
+
+@jit
+def _adam_range(theta, grad, m, v, lr_t, b1, b2, eps, s, w):
+    one = theta.dtype.type(1)
+    for i in range(w):
+        g = grad[s + i]
+        mi = b1 * m[s + i] + (one - b1) * g
+        vi = b2 * v[s + i] + (one - b2) * g * g
+        m[s + i] = mi
+        v[s + i] = vi
+        theta[s + i] -= lr_t * mi / (np.sqrt(vi) + eps)
 
 
 @jit_parallel
-def momentum_update(theta, grad, vel, lr, mu, nesterov):
+def _sgd_chunks(theta, grad, lr):
     for c in prange(_NCHUNK):
         s, w = _chunk(theta.shape[0], c)
-        if nesterov:
-            for i in range(w):
-                v = mu * vel[s + i] - lr * grad[s + i]
-                vel[s + i] = v
-                theta[s + i] += mu * v - lr * grad[s + i]
-        else:
-            for i in range(w):
-                v = mu * vel[s + i] - lr * grad[s + i]
-                vel[s + i] = v
-                theta[s + i] += v
+        _sgd_range(theta, grad, lr, s, w)
 
 
 @jit_parallel
+def _momentum_chunks(theta, grad, vel, lr, mu, nesterov):
+    for c in prange(_NCHUNK):
+        s, w = _chunk(theta.shape[0], c)
+        _momentum_range(theta, grad, vel, lr, mu, nesterov, s, w)
+
+
+@jit_parallel
+def _adam_chunks(theta, grad, m, v, lr_t, b1, b2, eps):
+    for c in prange(_NCHUNK):
+        s, w = _chunk(theta.shape[0], c)
+        _adam_range(theta, grad, m, v, lr_t, b1, b2, eps, s, w)
+
+
+@jit
+def sgd_update(theta, grad, lr):
+    if theta.shape[0] <= SERIAL_MAX:
+        _sgd_range(theta, grad, lr, uint64(0), uint64(theta.shape[0]))
+    else:
+        _sgd_chunks(theta, grad, lr)
+
+
+@jit
+def momentum_update(theta, grad, vel, lr, mu, nesterov):
+    if theta.shape[0] <= SERIAL_MAX:
+        _momentum_range(theta, grad, vel, lr, mu, nesterov, uint64(0), uint64(theta.shape[0]))
+    else:
+        _momentum_chunks(theta, grad, vel, lr, mu, nesterov)
+
+
+@jit
 def adam_update(theta, grad, m, v, lr_t, b1, b2, eps):
     """One Adam step with the bias-corrected step size ``lr_t`` (computed
     once per step by the caller, in float64)."""
-    one = theta.dtype.type(1)
-    for c in prange(_NCHUNK):
-        s, w = _chunk(theta.shape[0], c)
-        for i in range(w):
-            g = grad[s + i]
-            mi = b1 * m[s + i] + (one - b1) * g
-            vi = b2 * v[s + i] + (one - b2) * g * g
-            m[s + i] = mi
-            v[s + i] = vi
-            theta[s + i] -= lr_t * mi / (np.sqrt(vi) + eps)
+    if theta.shape[0] <= SERIAL_MAX:
+        _adam_range(theta, grad, m, v, lr_t, b1, b2, eps, uint64(0), uint64(theta.shape[0]))
+    else:
+        _adam_chunks(theta, grad, m, v, lr_t, b1, b2, eps)
 
 
 @jit
