@@ -92,17 +92,31 @@ class ThreadChooser:
             self.interval = FIRST_PROBE
 
 
-chooser = ThreadChooser()
-# Calls of several whole epochs (training.Trainer.run_ahead) on their own
-# figures: a chunk's per-row time includes ~30 us of Python and dispatch per
-# call that such a call does not pay, so the two do not compare.
-epochs_chooser = ThreadChooser()
+_choosers = {}
+_last = [ThreadChooser()]
+
+
+def chooser_for(work):
+    """The chooser of one kind of work (a hashable key: a network's shapes,
+    its batch size and dtype, and whether a call runs chunks of batches or
+    whole epochs): seconds per row of different work do not compare. (One
+    per process had digits, after an iris fit, run on one thread: iris'
+    figures said the pool lost, and the pool was not re-tried for 8 s.)
+    Kept across fits of the same work."""
+    c = _choosers.get(work)
+    if c is None:
+        if len(_choosers) >= 64:
+            _choosers.clear()
+        c = _choosers[work] = ThreadChooser()
+    _last[0] = c
+    return c
 
 
 def preferred():
-    """The thread count training currently runs on (for predict/evaluate)."""
+    """The thread count training last ran on (for predict/evaluate)."""
     n = numba.get_num_threads()
-    return chooser.current if ENABLED and chooser.current in (1, n) else n
+    current = _last[0].current
+    return current if ENABLED and current in (1, n) else n
 _workqueue_lock = threading.Lock()
 
 

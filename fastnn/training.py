@@ -159,6 +159,10 @@ class Trainer:
             np.empty((batch_size if gather and T.size else 0, T.shape[1]), dtype),
             np.empty(batch_size if gather and w.size else 0, np.float64))
         self.n_batches = -(-n // batch_size)
+        # Thread choices for chunks of batches and for runs of whole epochs.
+        work = (tuple(int(s) for s in layout.sizes), batch_size, dtype.str, self.sparse)
+        self.chooser = threads.chooser_for(("chunks",) + work)
+        self.epochs_chooser = threads.chooser_for(("epochs",) + work)
         # A call of train_batches on batches of the current epoch.
         self.no_plan = EpochPlan(np.empty(0, np.float64), np.empty((0, 3), np.float64),
                                  np.zeros(2, np.int64), engine.shuffle_state, False)
@@ -265,7 +269,7 @@ class Trainer:
                     report(last, nb)
                 interrupts.check()
                 continue
-            n_threads, probe = threads.chooser.pick()
+            n_threads, probe = self.chooser.pick()
             if probe is not None and last - first <= (1 if probe == 1 else 2):
                 # Too few batches to probe some and run the rest (iris: one
                 # batch an epoch, whose single thread was never measured and
@@ -324,7 +328,7 @@ class Trainer:
         rates = np.asarray(rates, np.float64)
         plan = EpochPlan(rates, np.empty((len(rates), 3)), np.zeros(2, np.int64),
                          self.engine.shuffle_state, self.csc_ready)
-        n_threads, probe = threads.epochs_chooser.pick()
+        n_threads, probe = self.epochs_chooser.pick()
         use = probe if probe is not None else n_threads
         try:
             seconds = self._plan(use, opt, state, plan, probe is not None)
@@ -358,7 +362,7 @@ class Trainer:
         if cache is not None:
             cache.csc_in_order = self.csc_ready
         if compiled == (compile_notice.compiles[0], len(kernel.overloads)):
-            threads.epochs_chooser.record(n_threads, int(plan.status[0]) * self.n, seconds, probe)
+            self.epochs_chooser.record(n_threads, int(plan.status[0]) * self.n, seconds, probe)
         compile_notice.done()
         return seconds
 
@@ -392,7 +396,7 @@ class Trainer:
         rows = min(self.n, last * self.data.batch_size) - first * self.data.batch_size
         if probe is not None and compiled == (compile_notice.compiles[0],
                                               len(train_kernels.train_batches.overloads)):
-            threads.chooser.record(n_threads, rows, time.perf_counter() - t0, probe)
+            self.chooser.record(n_threads, rows, time.perf_counter() - t0, probe)
         for i in range(3):
             totals[i] += r[i]
 

@@ -57,7 +57,7 @@ def test_switching_thread_counts_mid_fit_gives_identical_results(rng, monkeypatc
             self.n += 1
             return (1 if self.n % 2 else threads.numba.get_num_threads()), None
 
-    monkeypatch.setattr(threads, "chooser", Alternate())
+    monkeypatch.setattr(threads, "chooser_for", lambda work: Alternate())
     b = fastnn.Network([30, 64, 16, 4], seed=3)
     b.fit(x, y, epochs=2, batch_size=16)
     np.testing.assert_array_equal(a.theta, b.theta)

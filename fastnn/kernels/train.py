@@ -145,7 +145,7 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt)
     dZ = layer_buf(work.dbuf, sizes, hoff, cap, L - 1, n)[s:e]
     loss, correct = loss_forward_backward(head, H, labels[s:e] if labels.shape[0] else labels,
                                           T[s:e] if T.shape[0] else T,
-                                          w[s:e] if w.shape[0] else w, dZ)
+                                          w[s:e] if w.shape[0] else w, dZ, True)
     for l in range(L - 1, -1, -1):
         dU = layer_buf(work.dbuf, sizes, hoff, cap, l, n)[s:e]
         Hin = x if l == 0 else layer_buf(work.hbuf, sizes, hoff, cap, l - 1, n)[s:e]
