@@ -40,13 +40,13 @@ SERIAL_MAX = 16384
 
 
 @jit
-def _sgd_range(theta, grad, lr, s, w):
+def sgd_range(theta, grad, lr, s, w):
     for i in range(w):
         theta[s + i] -= lr * grad[s + i]
 
 
 @jit
-def _momentum_range(theta, grad, vel, lr, mu, nesterov, s, w):
+def momentum_range(theta, grad, vel, lr, mu, nesterov, s, w):
     if nesterov:
         for i in range(w):
             v = mu * vel[s + i] - lr * grad[s + i]
@@ -60,7 +60,7 @@ def _momentum_range(theta, grad, vel, lr, mu, nesterov, s, w):
 
 
 @jit
-def _adam_range(theta, grad, m, v, lr_t, b1, b2, eps, s, w):
+def adam_range(theta, grad, m, v, lr_t, b1, b2, eps, s, w):
     one = theta.dtype.type(1)
     for i in range(w):
         g = grad[s + i]
@@ -75,27 +75,27 @@ def _adam_range(theta, grad, m, v, lr_t, b1, b2, eps, s, w):
 def _sgd_chunks(theta, grad, lr):
     for c in prange(_NCHUNK):
         s, w = _chunk(theta.shape[0], c)
-        _sgd_range(theta, grad, lr, s, w)
+        sgd_range(theta, grad, lr, s, w)
 
 
 @jit_parallel
 def _momentum_chunks(theta, grad, vel, lr, mu, nesterov):
     for c in prange(_NCHUNK):
         s, w = _chunk(theta.shape[0], c)
-        _momentum_range(theta, grad, vel, lr, mu, nesterov, s, w)
+        momentum_range(theta, grad, vel, lr, mu, nesterov, s, w)
 
 
 @jit_parallel
 def _adam_chunks(theta, grad, m, v, lr_t, b1, b2, eps):
     for c in prange(_NCHUNK):
         s, w = _chunk(theta.shape[0], c)
-        _adam_range(theta, grad, m, v, lr_t, b1, b2, eps, s, w)
+        adam_range(theta, grad, m, v, lr_t, b1, b2, eps, s, w)
 
 
 @jit
 def sgd_update(theta, grad, lr):
     if theta.shape[0] <= SERIAL_MAX:
-        _sgd_range(theta, grad, lr, uint64(0), uint64(theta.shape[0]))
+        sgd_range(theta, grad, lr, uint64(0), uint64(theta.shape[0]))
     else:
         _sgd_chunks(theta, grad, lr)
 
@@ -103,7 +103,7 @@ def sgd_update(theta, grad, lr):
 @jit
 def momentum_update(theta, grad, vel, lr, mu, nesterov):
     if theta.shape[0] <= SERIAL_MAX:
-        _momentum_range(theta, grad, vel, lr, mu, nesterov, uint64(0), uint64(theta.shape[0]))
+        momentum_range(theta, grad, vel, lr, mu, nesterov, uint64(0), uint64(theta.shape[0]))
     else:
         _momentum_chunks(theta, grad, vel, lr, mu, nesterov)
 
@@ -113,7 +113,7 @@ def adam_update(theta, grad, m, v, lr_t, b1, b2, eps):
     """One Adam step with the bias-corrected step size ``lr_t`` (computed
     once per step by the caller, in float64)."""
     if theta.shape[0] <= SERIAL_MAX:
-        _adam_range(theta, grad, m, v, lr_t, b1, b2, eps, uint64(0), uint64(theta.shape[0]))
+        adam_range(theta, grad, m, v, lr_t, b1, b2, eps, uint64(0), uint64(theta.shape[0]))
     else:
         _adam_chunks(theta, grad, m, v, lr_t, b1, b2, eps)
 
