@@ -66,6 +66,8 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
     nnz = int(counts.sum())
     if max_density <= 0 or nnz > max_density * X.size:
         return None, False, None
+    if fp is None:
+        fp = validation.data_fingerprint(X)
     key = (fp, X.shape, X.dtype.str, batch_size)
     if cache is not None and cache.key == key:
         return cache.sp, cache.csc_in_order and not shuffle, cache
