@@ -277,24 +277,28 @@ def _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi):
     """Entries ``lo..hi-1`` of a row-split batch's update: ``grad = c0 *
     grad + c1 * gs``, the L2 term (weights only), the update rule. Returns
     their sum of W**2 (float64)."""
+    # (Unsigned start + count loops: the signed, min()/max()-bounded ones
+    # did not vectorise: 12.4 -> 7.7 us on one thread.)
     theta = model.theta
     dt = theta.dtype.type
     a = dt(c0)
     b = dt(c1)
-    for i in range(lo, hi):
-        grad[i] = a * grad[i] + b * gs[i]
+    s = uint64(lo)
+    w = uint64(hi - lo)
+    for i in range(w):
+        grad[s + i] = a * grad[s + i] + b * gs[s + i]
     sq = 0.0
     if coef > 0:
         k = dt(coef)
         for l in range(model.sizes.shape[0] - 1):
             w0 = max(lo, model.poff[l])
             w1 = min(hi, model.poff[l] + model.sizes[l] * model.sizes[l + 1])
-            for i in range(w0, w1):
-                p = theta[i]
-                grad[i] += k * p
-                sq += np.float64(p) * np.float64(p)
-    s = uint64(lo)
-    w = uint64(hi - lo)
+            if w1 > w0:
+                s0 = uint64(w0)
+                for i in range(uint64(w1 - w0)):
+                    p = theta[s0 + i]
+                    grad[s0 + i] += k * p
+                    sq += np.float64(p) * np.float64(p)
     if opt.kind == ADAM:
         adam_range(theta, grad, state.vel, state.sq, dt(lr), dt(opt.beta1), dt(opt.beta2),
                    dt(opt.eps), s, w)
