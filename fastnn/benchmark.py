@@ -30,7 +30,13 @@ WORKLOADS = {
     # Inference: class probabilities of the 10000-row MNIST test set from
     # the classic network (one call per timing; a "predict" system's run()).
     "predict": dict(layers=[784, 100, 50, 10], rows=10000),
+    # Small data: a whole MLPClassifier(hidden_layer_sizes=(50,), max_iter=200,
+    # random_state=0).fit on a scikit-learn toy dataset (float64, as loaded;
+    # Adam, batches of min(200, n)); a "fit" system's run().
+    "iris": dict(layers=[4, 50, 3], dataset="iris", max_iter=200),
+    "digits": dict(layers=[64, 50, 10], dataset="digits", max_iter=200),
 }
+SMALL = ("iris", "digits")
 
 
 def epoch_flops(layers, n):
@@ -291,8 +297,51 @@ class SklearnPredict:
 PREDICTORS = [FastnnPredict, ReferencePredict, TorchPredict, OnnxPredict, SklearnPredict]
 
 
+# --------------------------------------------------------------------------
+# small data: each epoch() is a whole fit (its epochs, in n_iter, differ
+# between the two: their random initialisations do)
+# --------------------------------------------------------------------------
+class _SmallFit:
+    def __init__(self, x, y, max_iter):
+        import warnings
+
+        warnings.filterwarnings("ignore", message=".*Maximum iterations.*")
+        warnings.filterwarnings("ignore", message=".*hasn't converged.*")
+        self.x, self.y, self.max_iter, self.n_iter = x, y, max_iter, None
+
+    def epoch(self):
+        est = self.cls(hidden_layer_sizes=(50,), max_iter=self.max_iter, random_state=0)
+        est.fit(self.x, self.y)
+        self.n_iter = est.n_iter_
+
+
+class FastnnSmall(_SmallFit):
+    key = "fastnn"
+    name = "fastnn MLPClassifier"
+
+    def __init__(self, x, y, max_iter):
+        import fastnn
+
+        super().__init__(x, y, max_iter)
+        self.cls = fastnn.MLPClassifier
+
+
+class SklearnSmall(_SmallFit):
+    key = "sklearn"
+    name = "scikit-learn MLPClassifier"
+
+    def __init__(self, x, y, max_iter):
+        from sklearn.neural_network import MLPClassifier
+
+        super().__init__(x, y, max_iter)
+        self.cls = MLPClassifier
+
+
+SMALL_FITTERS = [FastnnSmall, SklearnSmall]
+
+
 def _systems(wl):
-    return PREDICTORS if wl == "predict" else SYSTEMS
+    return PREDICTORS if wl == "predict" else SMALL_FITTERS if wl in SMALL else SYSTEMS
 
 
 def _block(key, wl, epochs, dtype, x=None, y=None):
@@ -305,7 +354,13 @@ def _block(key, wl, epochs, dtype, x=None, y=None):
     epoch of another system started inside that window was measured up to
     ~50 ms slower (for fastnn and PyTorch alike)."""
     spec = WORKLOADS[wl]
-    if wl == "predict":
+    if wl in SMALL:
+        try:
+            from sklearn import datasets
+        except ImportError as e:
+            return f"not installed ({e.name})"
+        x, y = getattr(datasets, f"load_{spec['dataset']}")(return_X_y=True)
+    elif wl == "predict":
         import fastnn
 
         x = np.ascontiguousarray(fastnn.load_mnist()[1][0][:spec["rows"]], dtype)
@@ -318,6 +373,8 @@ def _block(key, wl, epochs, dtype, x=None, y=None):
     try:
         if wl == "predict":
             system = cls(x, spec["layers"], dtype)
+        elif wl in SMALL:
+            system = cls(x, y, spec["max_iter"])
         else:
             system = cls(x, y, spec["layers"], spec["batch_size"], spec["lr"], dtype)
     except ImportError as e:
@@ -339,6 +396,8 @@ def _block(key, wl, epochs, dtype, x=None, y=None):
         t = time.perf_counter()
         system.epoch()
         times.append(time.perf_counter() - t)
+    if wl in SMALL:
+        return {"times": times, "n_iter": system.n_iter}
     return times
 
 
@@ -419,6 +478,37 @@ def startup(out=sys.stdout):
     return {k: round(v, 2) for k, v in rows.items()}
 
 
+def _small_table(wl, spec, fits, threads, systems, isolate, result, out):
+    """A small-data workload's rows: seconds per whole fit (median), their
+    ratio to fastnn's, and the epochs each ran (and so time per epoch)."""
+    fits = max(fits, 7)
+    rows, base = [], None
+    for cls in SMALL_FITTERS:
+        if systems and cls.key not in systems:
+            continue
+        r = (_block_in_subprocess(cls.key, wl, fits, threads, "float64") if isolate
+             else _block(cls.key, wl, fits, "float64"))
+        if isinstance(r, str):
+            result["skipped"][cls.name] = r
+            continue
+        med = statistics.median(r["times"])
+        base = med if cls.key == "fastnn" else base
+        rows.append(dict(system=cls.name, s_per_fit=round(med, 5), n_iter=r["n_iter"],
+                         ms_per_epoch=round(1e3 * med / r["n_iter"], 4),
+                         all_fits=[round(t, 5) for t in r["times"]]))
+    for row in rows:
+        row["vs_fastnn"] = round(row["s_per_fit"] / base, 2) if base else None
+    result["workloads"][wl] = dict(spec, results=rows)
+    print(f"\n{wl}: MLPClassifier(hidden_layer_sizes=(50,), max_iter={spec['max_iter']}, "
+          f"random_state=0).fit, float64; median of {fits} fits", file=out)
+    print(f"{'system':34s} {'ms/fit':>8s} {'x fastnn':>9s} {'epochs':>7s} {'ms/epoch':>9s}",
+          file=out)
+    for r in rows:
+        ratio = "" if r["vs_fastnn"] is None else f"{r['vs_fastnn']:9.2f}"
+        print(f"{r['system']:34s} {1e3 * r['s_per_fit']:8.1f} {ratio:>9s} {r['n_iter']:7d} "
+              f"{r['ms_per_epoch']:9.3f}", file=out)
+
+
 def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
         systems=None, out=sys.stdout, isolate=True, with_startup=False):
     import fastnn
@@ -449,6 +539,9 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
     for wl in workloads:
         spec = WORKLOADS[wl]
         predict = wl == "predict"
+        if wl in SMALL:
+            _small_table(wl, spec, epochs, threads, systems, isolate, result, out)
+            continue
         if predict:
             kn = [k * m for k, m in zip(spec["layers"][:-1], spec["layers"][1:])]
             flops = 2 * spec["rows"] * sum(kn)  # dense forward FLOPs
@@ -546,7 +639,8 @@ def main(argv=None, prog=None):
     p.add_argument("--isa", choices=["host", "avx2"], default="host",
                    help="avx2: every system on AVX2 code even on an AVX-512 host "
                         "(fastnn's kernels, OpenBLAS, MKL, oneDNN; see avx2_environment)")
-    p.add_argument("--workload", choices=["classic", "wide", "predict", "all"], default="all")
+    p.add_argument("--workload", choices=["classic", "wide", "predict", "small", "all"],
+                   default="all", help="small: the iris and digits MLPClassifier fits")
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per system (median)")
     p.add_argument("--threads", type=int, default=None, help="fastnn/Numba threads")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -564,7 +658,8 @@ def main(argv=None, prog=None):
                            + list(sys.argv[1:] if argv is None else argv))
     if status is not None:
         return status
-    wls = ("classic", "wide", "predict") if args.workload == "all" else (args.workload,)
+    wls = {"all": ("classic", "wide", "predict") + SMALL,
+           "small": SMALL}.get(args.workload, (args.workload,))
     if args.threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     res = run(wls, args.epochs, args.threads, args.dtype, args.only,

@@ -3,6 +3,8 @@ epoch only: correctness of the harness, not speed)."""
 import io
 import json
 
+import pytest
+
 from fastnn import benchmark
 
 
@@ -31,3 +33,16 @@ def test_the_predict_workload_times_probabilities_of_the_test_set():
     assert row["system"] == "fastnn.reference forward (NumPy)" and row["vs_fastnn"] is None
     assert row["s_per_epoch"] > 0 and len(row["all_epochs"]) == 20  # >= 20 calls timed
     assert "class probabilities of 10000 MNIST test rows" in out.getvalue()
+
+
+def test_the_small_workloads_time_whole_fits_with_their_epochs():
+    pytest.importorskip("sklearn")
+    out = io.StringIO()
+    res = benchmark.run(("iris",), epochs=1, systems=["fastnn", "sklearn"], out=out,
+                        isolate=False)
+    rows = {r["system"]: r for r in res["workloads"]["iris"]["results"]}
+    ours, theirs = rows["fastnn MLPClassifier"], rows["scikit-learn MLPClassifier"]
+    assert len(ours["all_fits"]) == 7 and ours["vs_fastnn"] == 1.0
+    assert 1 <= ours["n_iter"] <= 200 and 1 <= theirs["n_iter"] <= 200
+    assert theirs["vs_fastnn"] == round(theirs["s_per_fit"] / ours["s_per_fit"], 2)
+    assert "iris: MLPClassifier(hidden_layer_sizes=(50,)" in out.getvalue()
