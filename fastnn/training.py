@@ -326,29 +326,46 @@ class Trainer:
             dst[...] = src
         self._saved = saved
         rates = np.asarray(rates, np.float64)
-        plan = EpochPlan(rates, np.empty((len(rates), 3)), np.zeros(2, np.int64),
-                         self.engine.shuffle_state, self.csc_ready)
-        n_threads, probe = self.epochs_chooser.pick()
+        chooser = self.epochs_chooser
+        n_threads, probe = chooser.pick()
         use = probe if probe is not None else n_threads
+        # The pool's figure is taken after one unmeasured epoch that wakes
+        # its threads (asleep through the Python before the call): measured
+        # with the wake-up, iris' pool looked slower than one thread (and
+        # was left for the fit) where it runs 24 us an epoch to 33.
+        wake = use > 1 and (probe is not None or use not in chooser.rate) and len(rates) > 2
+        sums = []
+        seconds = 0.0
         try:
-            seconds = self._plan(use, opt, state, plan, probe is not None)
-            done, diverged = int(plan.status[0]), bool(plan.status[1])
+            for seg in ([rates[:1], rates[1:]] if wake else [rates]):
+                plan = EpochPlan(seg, np.empty((len(seg), 3)), np.zeros(2, np.int64),
+                                 self.engine.shuffle_state, self.csc_ready)
+                timed = not (wake and len(sums) == 0)
+                seconds = self._plan(use, opt, state, plan, probe is not None, timed)
+                done, diverged = int(plan.status[0]), bool(plan.status[1])
+                sums.extend(plan.sums[:done])
+                if diverged:
+                    break
+            done = len(sums)
             if diverged:
                 # Back to the start, then the epochs before the diverged one
                 # again: the same calls, so the same parameters.
                 self.rollback()
                 done -= 1
+                sums = sums[:done]
                 if done:
-                    self._plan(use, opt, state, plan._replace(rates=rates[:done]), False)
+                    self._plan(use, opt, state, EpochPlan(
+                        rates[:done], np.empty((done, 3)), np.zeros(2, np.int64),
+                        self.engine.shuffle_state, self.csc_ready), False, False)
         except BaseException:
             self.rollback()
             raise
-        self._batch_seconds = seconds / (plan.status[0] * self.n_batches)
-        return [(float(a), float(b), int(c)) for a, b, c in plan.sums[:done]], diverged
+        self._batch_seconds = seconds / (int(plan.status[0]) * self.n_batches)
+        return [(float(a), float(b), int(c)) for a, b, c in sums], diverged
 
-    def _plan(self, n_threads, opt, state, plan, probe):
-        """One train_batches call of ``plan``'s epochs (timed for the thread
-        chooser when nothing compiled); returns its seconds."""
+    def _plan(self, n_threads, opt, state, plan, probe, timed=True):
+        """One train_batches call of ``plan``'s epochs (``timed`` for the
+        thread chooser unless something compiled); returns its seconds."""
         cache = self.engine.input_cache
         if cache is not None:
             cache.csc_in_order = self.csc_ready
@@ -361,7 +378,7 @@ class Trainer:
         self.csc_ready = not self.data.shuffle
         if cache is not None:
             cache.csc_in_order = self.csc_ready
-        if compiled == (compile_notice.compiles[0], len(kernel.overloads)):
+        if timed and compiled == (compile_notice.compiles[0], len(kernel.overloads)):
             self.epochs_chooser.record(n_threads, int(plan.status[0]) * self.n, seconds, probe)
         compile_notice.done()
         return seconds
