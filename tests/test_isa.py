@@ -32,16 +32,19 @@ def _avx2_suite():
                                "print(l.TARGET_ISA, l.NR, l.MR32, l.MR64)"],
         env=env, capture_output=True, text=True, timeout=300)
     here = Path(__file__).resolve().parent
-    # The matmul suite, and prediction's first layer over active columns
-    # (its tiles and column listing are shaped per ISA too).
+    # The matmul suite, prediction's first layer over active columns (its
+    # tiles and column listing are shaped per ISA too) and training's
+    # row-split batches (every product on the serial tiles).
     tests = [str(here / "test_matmul.py")] + [
         f"{here / 'test_sparse_kernels.py'}::{t}"
         for t in ("test_predict_rows_matches_the_reference",
-                  "test_predict_rows_counts_nan_and_inf_of_every_row")]
-    # (float32 only for prediction: its AVX2 tiles differ from float64's by
-    # the vector width alone, and each dtype compiles the drivers again.)
+                  "test_predict_rows_counts_nan_and_inf_of_every_row")] + [
+        f"{here / 'test_numpy_engine.py'}::test_row_split_batches_match_the_numpy_engine"]
+    # (float32 only for the drivers: their AVX2 tiles differ from float64's
+    # by the vector width alone, and each dtype compiles the drivers again.)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                           "-k", "float32 or not predict", *tests], env=env, capture_output=True, text=True, timeout=1200)
+                           "-k", "float32 or not (predict or row_split)", *tests], env=env,
+                          capture_output=True, text=True, timeout=1200)
     return probe, proc
 
 
