@@ -308,6 +308,7 @@ class _SmallFit:
         warnings.filterwarnings("ignore", message=".*Maximum iterations.*")
         warnings.filterwarnings("ignore", message=".*hasn't converged.*")
         self.x, self.y, self.max_iter, self.n_iter = x, y, max_iter, None
+        self.cls = self.estimator()
 
     def epoch(self):
         est = self.cls(hidden_layer_sizes=(50,), max_iter=self.max_iter, random_state=0)
@@ -316,25 +317,21 @@ class _SmallFit:
 
 
 class FastnnSmall(_SmallFit):
-    key = "fastnn"
-    name = "fastnn MLPClassifier"
+    key, name = "fastnn", "fastnn MLPClassifier"
 
-    def __init__(self, x, y, max_iter):
-        import fastnn
-
-        super().__init__(x, y, max_iter)
-        self.cls = fastnn.MLPClassifier
+    @staticmethod
+    def estimator():
+        from fastnn import MLPClassifier
+        return MLPClassifier
 
 
 class SklearnSmall(_SmallFit):
-    key = "sklearn"
-    name = "scikit-learn MLPClassifier"
+    key, name = "sklearn", "scikit-learn MLPClassifier"
 
-    def __init__(self, x, y, max_iter):
+    @staticmethod
+    def estimator():
         from sklearn.neural_network import MLPClassifier
-
-        super().__init__(x, y, max_iter)
-        self.cls = MLPClassifier
+        return MLPClassifier
 
 
 SMALL_FITTERS = [FastnnSmall, SklearnSmall]

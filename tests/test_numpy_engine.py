@@ -34,6 +34,21 @@ def _restore(trainer, state, saved):
         dst[...] = src
 
 
+def _epochs(engine, trainer, state, opt, epochs):
+    """``epochs`` epochs of ``engine`` (the compiled drivers or NumPy's), one
+    call each; returns (their sums, the arrays they changed)."""
+    data, sums = trainer.data, []
+    for _ in range(epochs):
+        engine.epoch_begin(data.order, trainer.engine.shuffle_state, data.shuffle, trainer.sp,
+                           False, data.batch_size)
+        if engine is NE and trainer.sp is not None:  # for K's next use
+            K.prepare_sparse_batches(trainer.sp, data.order, data.batch_size)
+        sums.append(engine.train_batches(data, trainer.model, trainer.head, trainer.grad,
+                                         state, opt, trainer.sp, trainer.work, trainer.bufs, 0,
+                                         trainer.n_batches, trainer.no_plan))
+    return np.array(sums, np.float64), _copy(trainer, state)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("output", list(HEADS))
 @pytest.mark.parametrize("opt", [dict(name="sgd"), dict(name="sgd", momentum=0.9),
@@ -64,17 +79,7 @@ def test_an_epoch_matches_the_compiled_drivers(rng, monkeypatch, dtype, output, 
     results = {}
     for engine in (K, NE):
         _restore(trainer, state, before)
-        sums = []
-        for epoch in range(2):
-            engine.epoch_begin(trainer.data.order, trainer.engine.shuffle_state, shuffle,
-                               trainer.sp, False, 8)
-            if engine is NE and trainer.sp is not None:
-                K.prepare_sparse_batches(trainer.sp, trainer.data.order, 8)  # for K's next use
-            sums.append(engine.train_batches(trainer.data, trainer.model, trainer.head,
-                                             trainer.grad, state, o, trainer.sp, trainer.work,
-                                             trainer.bufs, 0, trainer.n_batches,
-                                             trainer.no_plan))
-        results[engine] = (np.array(sums, np.float64), _copy(trainer, state))
+        results[engine] = _epochs(engine, trainer, state, o, 2)
         # The same two epochs in one call (an EpochPlan): exactly the same.
         _restore(trainer, state, before)
         plan = trainer.no_plan._replace(rates=np.full(2, o.lr), sums=np.empty((2, 3)),
@@ -251,15 +256,7 @@ def test_row_split_batches_match_the_numpy_engine(rng, dtype, output, shuffle, w
     results = {}
     for engine in (K, NE):
         _restore(trainer, state, before)
-        sums = []
-        for epoch in range(3):
-            engine.epoch_begin(trainer.data.order, trainer.engine.shuffle_state, shuffle,
-                               None, False, batch)
-            sums.append(engine.train_batches(trainer.data, trainer.model, trainer.head,
-                                             trainer.grad, state, o, None, trainer.work,
-                                             trainer.bufs, 0, trainer.n_batches,
-                                             trainer.no_plan))
-        results[engine] = (np.array(sums, np.float64), _copy(trainer, state))
+        results[engine] = _epochs(engine, trainer, state, o, 3)
     (ks, kafter), (ns, nafter) = results[K], results[NE]
     assert np.array_equal(kafter[1], nafter[1])
     assert_close(ns, ks, dtype, what="sums")
