@@ -231,7 +231,9 @@ def test_one_blas_thread_while_a_helper_compiles_and_restored_after():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("output", list(HEADS))
 @pytest.mark.parametrize("shuffle,weighted", [(True, False), (False, True), (True, True)])
-def test_row_split_batches_match_the_numpy_engine(rng, dtype, output, shuffle, weighted):
+@pytest.mark.parametrize("hidden_sizes", [(12, 7), (70, 50)])  # narrow; whole tiles + remainders
+def test_row_split_batches_match_the_numpy_engine(rng, dtype, output, shuffle, weighted,
+                                                  hidden_sizes):
     """Batches of at least 2 x SPLIT_MIN_ROWS rows of a small dense network
     train as two row halves (one per thread) whose gradients are combined:
     the same epochs as NumPy's whole-batch math, to rounding. 300 rows in
@@ -240,7 +242,8 @@ def test_row_split_batches_match_the_numpy_engine(rng, dtype, output, shuffle, w
     k = HEADS[output]
     hidden = {"softmax": "relu", "sigmoid": "tanh", "identity": "sigmoid",
               "poisson": "relu"}[output]
-    net = fastnn.Network([9, 12, 7, k], hidden=hidden, output=output, seed=3, dtype=dtype)
+    net = fastnn.Network([9, *hidden_sizes, k], hidden=hidden, output=output, seed=3,
+                         dtype=dtype)
     n, batch = 300, 131
     assert 2 * SPLIT_MIN_ROWS <= batch and n % batch < 2 * SPLIT_MIN_ROWS
     X = net.check_x(rng.standard_normal((n, 9)).astype(dtype))

@@ -127,25 +127,34 @@ def tn_packed_size(K, M, N):
     return packed_size(K, N) + (M + MAX_MR - 1) // MAX_MR * MAX_MR * K
 
 
-# Row-split batches (small networks): a batch of at least 2 x SPLIT_MIN_ROWS
-# rows whose every product, on half the rows, has at most SERIAL_MAX_MACS
-# multiply-adds, runs as two halves side by side, one per thread, each through
-# every layer, and the two gradients are added. Per product the pool lost:
-# each region moved the layer's data between the cores (MLPClassifier((50,))
-# on digits, batch 200, float64: 104 us on one thread, 111 us on two; as
-# halves 57 us). Decided by the shapes alone, never by the thread count,
-# so a fit's result does not depend on the threads it ran on.
+# Row-split batches: a dense network whose weight matrices are at most
+# SPLIT_MAX_WEIGHTS elements each (each fits a core's L2 however it is read)
+# trains batches of at least 2 x SPLIT_MIN_ROWS rows as two halves side by
+# side, one per thread, each through every layer with serial products, and
+# adds the two gradients. Per product the pool lost: each region moved the
+# layer's data between the cores (MLPClassifier((50,)) on digits, batch
+# 200, float64: 104 us on one thread, 111 us on two; as halves 57 us).
+# Measured per epoch (2 threads, AVX-512, Adam, dense inputs), whole ->
+# halves: 64-50-10 f64 b200 4.6 -> 4.1 ms; 100-100-10 f32 b200 8.2 -> 5.4,
+# f64 11.0 -> 5.3, b1000 4.2 -> 2.5; 200-128-10 b256 6.8 -> 4.7;
+# 300-256-64-10 b256 21.3 -> 16.0; 784-100-10 b128 20.0 -> 15.0; but
+# 784-100-50-10 b100 (50-row halves) 21.9 -> 23.3, 512-512-10 b256 37.2 ->
+# 38.0 and 784-1024-10 b256 97 -> 129 (a 3 MB W streamed unpacked by each
+# thread). Decided by the shapes alone, never by the thread count, so a
+# fit's result does not depend on the threads it ran on. The transposed
+# W of every layer above the first is rebuilt per half and batch: those
+# stay within SMALL_COPY_ELEMENTS.
 SPLIT_MIN_ROWS = 64
+SPLIT_MAX_WEIGHTS = 131072
 
 
 def row_split(layers, batch_size):
     """Whether batches of ``batch_size`` rows of a dense network of widths
-    ``layers`` train as two row halves (see SPLIT_MIN_ROWS)."""
-    half = (batch_size + 1) // 2
+    ``layers`` train as two row halves (see SPLIT_MAX_WEIGHTS)."""
     if batch_size < 2 * SPLIT_MIN_ROWS:
         return False
     for l in range(len(layers) - 1):
         k, n = int(layers[l]), int(layers[l + 1])
-        if half * k * n > SERIAL_MAX_MACS or k * n > SMALL_COPY_ELEMENTS:
+        if k * n > SPLIT_MAX_WEIGHTS or (l > 0 and k * n > SMALL_COPY_ELEMENTS):
             return False
     return True
