@@ -26,7 +26,7 @@ class Work(NamedTuple):
     dbuf: np.ndarray   # same layout: dE/dU of each layer; 64-byte aligned
     hoff: np.ndarray   # (L+1,) int64: prefix sums of sizes[1:]
     cap: int           # rows the buffers hold
-    wt: np.ndarray     # scratch for one transposed hidden-layer weight matrix
+    wt: np.ndarray     # scratch for one transposed hidden-layer weight matrix (two if split)
     wa: np.ndarray     # aligned scratch: the sparse first layer's padded copy of W (else empty)
     da: np.ndarray     # aligned scratch: its padded copy of dU (else empty)
     bp: np.ndarray     # scratch for packing the wide matmuls' operands

@@ -133,7 +133,7 @@ def tn_packed_size(K, M, N):
 # side, one per thread, each through every layer with serial products, and
 # adds the two gradients. Per product the pool lost: each region moved the
 # layer's data between the cores (MLPClassifier((50,)) on digits, batch
-# 200, float64: 104 us on one thread, 111 us on two; as halves 57 us).
+# 200, float64: a batch 104 us on one thread, 111 us on two; as halves ~61 us).
 # Measured per epoch (2 threads, AVX-512, Adam, dense inputs), whole ->
 # halves: 64-50-10 f64 b200 4.6 -> 4.1 ms; 100-100-10 f32 b200 8.2 -> 5.4,
 # f64 11.0 -> 5.3, b1000 4.2 -> 2.5; 200-128-10 b256 6.8 -> 4.7;
