@@ -258,7 +258,12 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     Or the whole epochs of ``plan`` (:class:`.kernels.bundles.EpochPlan`)."""
     k = plan.rates.shape[0]
     if k == 0:
-        return _run_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last)
+        start = tuple(plan.sums[0]) if plan.sums.shape[0] else (0.0, 0.0, 0)
+        sums = _run_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last,
+                            start)
+        if plan.sums.shape[0]:
+            plan.sums[0] = sums
+        return sums
     nb = -(-data.order.shape[0] // data.batch_size)
     plan.status[:] = (k, 0)
     for e in range(k):
@@ -272,11 +277,11 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     return 0.0, 0.0, 0
 
 
-def _run_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last):
+def _run_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last,
+                 start=(0.0, 0.0, 0)):
     X, labels, T, order, w = data.X, data.labels, data.T, data.order, data.w
     n = order.shape[0]
-    loss_sum = pen_sum = 0.0
-    correct = 0
+    loss_sum, pen_sum, correct = float(start[0]), float(start[1]), int(start[2])
     for j in range(first, last):
         s = j * data.batch_size
         e = min(n, s + data.batch_size)

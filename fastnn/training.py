@@ -163,8 +163,9 @@ class Trainer:
         work = (tuple(int(s) for s in layout.sizes), batch_size, dtype.str, self.sparse)
         self.chooser = threads.chooser_for(("chunks",) + work)
         self.epochs_chooser = threads.chooser_for(("epochs",) + work)
-        # A call of train_batches on batches of the current epoch.
-        self.no_plan = EpochPlan(np.empty(0, np.float64), np.empty((0, 3), np.float64),
+        # A call of train_batches on batches of the current epoch; its sums
+        # row holds the epoch's running sums (see train_batches).
+        self.no_plan = EpochPlan(np.empty(0, np.float64), np.zeros((1, 3), np.float64),
                                  np.zeros(2, np.int64), engine.shuffle_state, False)
         self._snapshot = None  # what the running epoch changes, as it was before it
         self._saved = None
@@ -252,18 +253,16 @@ class Trainer:
         if compiled and self._batch_seconds and report is None:
             step = max(step, int(self.MIN_CHUNK_SECONDS / self._batch_seconds))
         t0 = time.perf_counter()
-        totals = [0.0, 0.0, 0]
+        self.no_plan.sums[0] = 0.0
         for first in range(0, nb, step):
             last = min(nb, first + step)
             if not compiled:
                 dense = self._numpy_x is not None
                 with numpy_engine.one_blas_thread():
-                    r = numpy_engine.train_batches(
+                    numpy_engine.train_batches(
                         data._replace(X=self._numpy_x) if dense else data, self.model,
                         self.head, self.grad, state, opt, None if dense else self.sp,
                         self.work, self.bufs, first, last, self.no_plan)
-                for i in range(3):
-                    totals[i] += r[i]
                 compile_notice.done()  # what compiled before (e.g. the CSR build) is done
                 if report is not None:
                     report(last, nb)
@@ -275,20 +274,20 @@ class Trainer:
                 # batch an epoch, whose single thread was never measured and
                 # ran 44 us a batch where the pool took 67): the chunk is the
                 # probe.
-                self._run(probe, first, last, opt, state, totals, True)
+                self._run(probe, first, last, opt, state, True)
                 first = last
             elif probe == 1 and last - first > 1:
                 # One batch on this thread alone, to measure it.
-                self._run(1, first, first + 1, opt, state, totals, True)
+                self._run(1, first, first + 1, opt, state, True)
                 first += 1
             elif probe is not None and last - first > 2:
                 # The pool, measured on the chunk after one unmeasured batch
                 # that wakes its threads (see threads.py).
-                self._run(probe, first, first + 1, opt, state, totals, None)
+                self._run(probe, first, first + 1, opt, state, None)
                 first += 1
                 n_threads = probe
             if first < last:
-                self._run(n_threads, first, last, opt, state, totals,
+                self._run(n_threads, first, last, opt, state,
                           probe is not None and n_threads == probe)
             compile_notice.done()
             if report is not None:
@@ -296,7 +295,12 @@ class Trainer:
             interrupts.check()  # a Ctrl-C swallowed while compiling (see interrupts.py)
         if compiled:
             self._batch_seconds = (time.perf_counter() - t0) / nb
-        return tuple(totals)
+        return self._sums()
+
+    def _sums(self):
+        """The running sums of the current epoch's batches (see no_plan)."""
+        loss, pen, correct = self.no_plan.sums[0]
+        return float(loss), float(pen), int(correct)
 
     def epochs_per_call(self, remaining):
         """How many of the ``remaining`` epochs the next call of
@@ -394,28 +398,26 @@ class Trainer:
             train_kernels.epoch_begin(data.order, self.engine.shuffle_state, data.shuffle,
                                       self.sp, self.csc_ready, data.batch_size)
         self.csc_ready = not data.shuffle
-        totals = [0.0, 0.0, 0]
-        self._run(n_threads, first, last, opt, state, totals, None)
+        self.no_plan.sums[0] = 0.0
+        self._run(n_threads, first, last, opt, state, None)
         compile_notice.done()
-        return tuple(totals)
+        return self._sums()
 
-    def _run(self, n_threads, first, last, opt, state, totals, probe):
+    def _run(self, n_threads, first, last, opt, state, probe):
         """Batches first..last-1 on ``n_threads`` threads, timed for the
-        thread chooser (see threads.py; ``probe`` None: not timed); adds
-        their sums to ``totals``."""
+        thread chooser (see threads.py; ``probe`` None: not timed); their
+        sums continue the epoch's in ``no_plan.sums``."""
         # A call that compiles, or loads the kernel from the disk cache, says
         # nothing about speed.
         compiled = compile_notice.compiles[0], len(train_kernels.train_batches.overloads)
         t0 = time.perf_counter()
-        r = threads.run_with(n_threads, train_kernels.train_batches, self.data, self.model,
-                             self.head, self.grad, state, opt, self.sp, self.work, self.bufs,
-                             first, last, self.no_plan)
+        threads.run_with(n_threads, train_kernels.train_batches, self.data, self.model,
+                         self.head, self.grad, state, opt, self.sp, self.work, self.bufs,
+                         first, last, self.no_plan)
         rows = min(self.n, last * self.data.batch_size) - first * self.data.batch_size
         if probe is not None and compiled == (compile_notice.compiles[0],
                                               len(train_kernels.train_batches.overloads)):
             self.chooser.record(n_threads, rows, time.perf_counter() - t0, probe)
-        for i in range(3):
-            totals[i] += r[i]
 
 
 def new_history(validating):

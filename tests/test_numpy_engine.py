@@ -34,18 +34,24 @@ def _restore(trainer, state, saved):
         dst[...] = src
 
 
-def _epochs(engine, trainer, state, opt, epochs):
-    """``epochs`` epochs of ``engine`` (the compiled drivers or NumPy's), one
-    call each; returns (their sums, the arrays they changed)."""
+def _epochs(engine, trainer, state, opt, epochs, calls=1):
+    """``epochs`` epochs of ``engine`` (the compiled drivers or NumPy's), each
+    in ``calls`` calls (runs of consecutive batches, continuing the epoch's
+    running sums); returns (their sums, the arrays they changed)."""
     data, sums = trainer.data, []
+    nb = trainer.n_batches
+    cuts = np.linspace(0, nb, calls + 1).round().astype(int)
     for _ in range(epochs):
         engine.epoch_begin(data.order, trainer.engine.shuffle_state, data.shuffle, trainer.sp,
                            False, data.batch_size)
         if engine is NE and trainer.sp is not None:  # for K's next use
             K.prepare_sparse_batches(trainer.sp, data.order, data.batch_size)
-        sums.append(engine.train_batches(data, trainer.model, trainer.head, trainer.grad,
-                                         state, opt, trainer.sp, trainer.work, trainer.bufs, 0,
-                                         trainer.n_batches, trainer.no_plan))
+        trainer.no_plan.sums[0] = 0.0
+        for first, last in zip(cuts[:-1], cuts[1:]):
+            r = engine.train_batches(data, trainer.model, trainer.head, trainer.grad, state, opt,
+                                     trainer.sp, trainer.work, trainer.bufs, int(first),
+                                     int(last), trainer.no_plan)
+        sums.append(r)
     return np.array(sums, np.float64), _copy(trainer, state)
 
 
@@ -90,6 +96,13 @@ def test_an_epoch_matches_the_compiled_drivers(rng, monkeypatch, dtype, output, 
         assert list(plan.status) == [2, 0]
         assert np.array_equal(plan.sums, results[engine][0])
         for a, b in zip(_copy(trainer, state), results[engine][1]):
+            assert np.array_equal(a, b)
+        # And cut into calls of a batch or two: the same sums, bit for bit
+        # (the calls continue the epoch's running sums).
+        _restore(trainer, state, before)
+        chunked = _epochs(engine, trainer, state, o, 2, calls=4)
+        assert np.array_equal(chunked[0], results[engine][0])
+        for a, b in zip(chunked[1], results[engine][1]):
             assert np.array_equal(a, b)
     (ks, kafter), (ns, nafter) = results[K], results[NE]
     assert np.array_equal(kafter[1], nafter[1])  # the same visiting order

@@ -69,6 +69,7 @@ class EpochPlan(NamedTuple):
     call runs batches of the current epoch instead)."""
     rates: np.ndarray      # (k,) float64: the learning rate of each epoch
     sums: np.ndarray       # (k, 3) float64: each epoch's loss sum, penalty sum, rows right
+    #                        (no rates: (1, 3), the running sums of the current epoch)
     status: np.ndarray     # (2,) int64: epochs run, whether the last one diverged
     rng_state: np.ndarray  # the shuffle stream (see epoch_begin)
     csc_ready: bool        # the sparse batches' CSC blocks follow the order already

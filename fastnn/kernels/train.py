@@ -435,7 +435,9 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     first epoch whose loss sums or parameters are not finite (the caller
     restores its snapshot and re-runs the epochs before that one);
     ``plan.status`` gets (epochs run, whether the last one diverged), and
-    the sums returned are zeros.
+    the sums returned are zeros. Without rates, a ``plan.sums`` of one row
+    holds the epoch's running sums, which the batches continue (see below)
+    and which are returned.
 
     One driver with one batch loop: a second driver calling this one, or a
     batch loop called from two places, was compiled and linked again (a
@@ -448,9 +450,16 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     ready = plan.csc_ready
     plan.status[0] = k
     plan.status[1] = 0
-    loss_sum = 0.0
-    pen_sum = 0.0
-    correct = 0
+    # Batches of the current epoch continue the running sums in
+    # plan.sums[0] (when it has that row): added batch by batch in order,
+    # an epoch's sums do not depend on how its batches were cut into calls
+    # (chunks, thread probes) or whether it ran ahead. (Adding each call's
+    # sums in Python rounded differently: the same fit twice could report
+    # losses a last bit apart, and the tol rule compares them.)
+    running = k == 0 and plan.sums.shape[0] > 0
+    loss_sum = plan.sums[0, 0] if running else 0.0
+    pen_sum = plan.sums[0, 1] if running else 0.0
+    correct = np.int64(plan.sums[0, 2]) if running else np.int64(0)
     o = opt
     for e in range(max(k, 1)):
         j0, j1 = first, last
@@ -462,7 +471,7 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
             j0, j1 = 0, nb
             loss_sum = 0.0
             pen_sum = 0.0
-            correct = 0
+            correct = np.int64(0)
         for j in range(j0, j1):
             s = j * data.batch_size
             e_ = min(n, s + data.batch_size)
@@ -519,7 +528,11 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
                 plan.status[1] = 1
                 break
     if k > 0:
-        return 0.0, 0.0, 0
+        return 0.0, 0.0, np.int64(0)
+    if running:
+        plan.sums[0, 0] = loss_sum
+        plan.sums[0, 1] = pen_sum
+        plan.sums[0, 2] = correct
     return loss_sum, pen_sum, correct
 
 
