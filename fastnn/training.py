@@ -178,13 +178,18 @@ class Trainer:
         (parameters, shuffling stream, optimizer ``state``) is restored if
         it raises (e.g. ``KeyboardInterrupt``) or diverges (NaN/inf loss or
         parameters). Returns the epoch's sums, or None if it diverged."""
-        theta = self.model.theta
-        self._saved = (theta, self.engine.shuffle_state) + tuple(state)
+        self.snapshot(state)
+        return guarded(lambda: self.epoch(opt, state, progress), self.rollback,
+                       self.model.theta)
+
+    def snapshot(self, state):
+        """Copy what an epoch changes (parameters, shuffling stream,
+        optimizer ``state``) for :meth:`rollback`."""
+        self._saved = (self.model.theta, self.engine.shuffle_state) + tuple(state)
         if self._snapshot is None or len(self._snapshot) != len(self._saved):
             self._snapshot = [np.empty_like(a) for a in self._saved]
         for dst, src in zip(self._snapshot, self._saved):
             dst[...] = src
-        return guarded(lambda: self.epoch(opt, state, progress), self.rollback, theta)
 
     def input_scale(self):
         """Largest |x| of the training inputs (for error messages)."""
@@ -322,13 +327,7 @@ class Trainer:
         leave them. Returns (the sums of the epochs run, whether the epoch
         after them diverged); a diverged epoch is undone, as
         :meth:`guarded_epoch` undoes it."""
-        theta = self.model.theta
-        saved = (theta, self.engine.shuffle_state) + tuple(state)
-        if self._snapshot is None or len(self._snapshot) != len(saved):
-            self._snapshot = [np.empty_like(a) for a in saved]
-        for dst, src in zip(self._snapshot, saved):
-            dst[...] = src
-        self._saved = saved
+        self.snapshot(state)
         rates = np.asarray(rates, np.float64)
         chooser = self.epochs_chooser
         n_threads, probe = chooser.pick()

@@ -34,6 +34,19 @@ def _restore(trainer, state, saved):
         dst[...] = src
 
 
+def _assert_engines_agree(results, dtype):
+    """The compiled drivers' and NumPy's epochs (:func:`_epochs` of each):
+    the same visiting order and shuffle stream, sums, optimizer state and
+    parameters equal to rounding."""
+    (ks, kafter), (ns, nafter) = results[K], results[NE]
+    assert np.array_equal(kafter[1], nafter[1])  # the same visiting order
+    assert np.array_equal(kafter[2], nafter[2])  # the same shuffle stream
+    assert_close(ns, ks, dtype, what="sums")
+    for a, b, what in zip(nafter[3:], kafter[3:], ["vel", "sq", "step"]):
+        assert_close(a, b, dtype, what=what)
+    assert_close(nafter[0], kafter[0], dtype, what="parameters")
+
+
 def _epochs(engine, trainer, state, opt, epochs, calls=1):
     """``epochs`` epochs of ``engine`` (the compiled drivers or NumPy's), each
     in ``calls`` calls (runs of consecutive batches, continuing the epoch's
@@ -104,13 +117,7 @@ def test_an_epoch_matches_the_compiled_drivers(rng, monkeypatch, dtype, output, 
         assert np.array_equal(chunked[0], results[engine][0])
         for a, b in zip(chunked[1], results[engine][1]):
             assert np.array_equal(a, b)
-    (ks, kafter), (ns, nafter) = results[K], results[NE]
-    assert np.array_equal(kafter[1], nafter[1])  # the same visiting order
-    assert np.array_equal(kafter[2], nafter[2])  # the same shuffle stream
-    assert_close(ns, ks, dtype, what="sums")
-    for a, b, what in zip(nafter[3:], kafter[3:], ["vel", "sq", "step"]):
-        assert_close(a, b, dtype, what=what)
-    assert_close(nafter[0], kafter[0], dtype, what="parameters")
+    _assert_engines_agree(results, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -273,12 +280,7 @@ def test_row_split_batches_match_the_numpy_engine(rng, dtype, output, shuffle, w
     for engine in (K, NE):
         _restore(trainer, state, before)
         results[engine] = _epochs(engine, trainer, state, o, 3)
-    (ks, kafter), (ns, nafter) = results[K], results[NE]
-    assert np.array_equal(kafter[1], nafter[1])
-    assert_close(ns, ks, dtype, what="sums")
-    assert_close(nafter[0], kafter[0], dtype, what="parameters")
-    for a, b, what in zip(nafter[3:], kafter[3:], ["vel", "sq", "step"]):
-        assert_close(a, b, dtype, what=what)
+    _assert_engines_agree(results, dtype)
 
 
 def test_row_split_results_do_not_depend_on_the_thread_count(rng):
