@@ -147,7 +147,7 @@ class Trainer:
         if inputs.is_scipy_sparse(X):
             X = inputs.dense_placeholder(X, dtype)
         self.work = work_buffers(layout, batch_size, dtype, self.sparse,
-                                 split=not self.sparse and row_split(layout.sizes, batch_size))
+                                 split=row_split(layout.sizes, batch_size, self.sparse))
         self.grad = aligned_zeros(model.theta.size, dtype)
         w = np.empty(0, np.float64) if sample_weight is None else sample_weight
         self.data = TrainData(X, labels, T, w, np.arange(n, dtype=np.int64), batch_size,

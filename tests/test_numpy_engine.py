@@ -283,6 +283,46 @@ def test_row_split_batches_match_the_numpy_engine(rng, dtype, output, shuffle, w
     _assert_engines_agree(results, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("output", list(HEADS))
+@pytest.mark.parametrize("shuffle,weighted", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("hidden_sizes", [(12, 7), (32, 5), (130,)])
+def test_row_split_batches_with_a_sparse_first_layer_match_the_numpy_engine(
+        rng, dtype, output, shuffle, weighted, hidden_sizes):
+    """With a sparse first layer, batches of at least 2 x
+    SPLIT_MIN_ROWS_SPARSE rows split too: the halves run the CSR forward
+    and leave their scaled dE/dU rows, the first layer's weight gradient
+    is the whole batch's (from its CSC block), split by rows of W between
+    the threads. First layers 12 (a padded copy of W), 32 (W read in place
+    when aligned) and 130 wide (two column groups); 300 rows of 90% zeros
+    in batches of 131: two split batches, then 38 rows whole."""
+    from fastnn.kernels.layout import SPLIT_MIN_ROWS_SPARSE
+    k = HEADS[output]
+    hidden = {"softmax": "relu", "sigmoid": "tanh", "identity": "sigmoid",
+              "poisson": "relu"}[output]
+    net = fastnn.Network([40, *hidden_sizes, k], hidden=hidden, output=output, seed=3,
+                         dtype=dtype)
+    n, batch = 300, 131
+    assert n % batch < 2 * SPLIT_MIN_ROWS_SPARSE <= batch
+    x = rng.standard_normal((n, 40)) * (rng.random((n, 40)) < 0.1)
+    x[5] = 0.0  # an all-zero row
+    X = net.check_x(x.astype(dtype))
+    labels, T = net.check_y(_targets(rng, output, n, k), n)
+    w = rng.random(n) + 0.5 if weighted else None
+    if weighted:
+        w[:40] = 0.0  # a half with little weight
+    trainer = net.trainer(X, labels, T, batch, shuffle, w)
+    assert trainer.sparse and trainer.work.gs.size == net.theta.size  # split, sparse
+    o = training.optimizer("adam", lr=0.01, l2=0.05, l2_per_row=True)
+    state = training.fresh_state(o.kind, net.theta)
+    before = _copy(trainer, state)
+    results = {}
+    for engine in (K, NE):
+        _restore(trainer, state, before)
+        results[engine] = _epochs(engine, trainer, state, o, 3)
+    _assert_engines_agree(results, dtype)
+
+
 def test_row_split_results_do_not_depend_on_the_thread_count(rng):
     """The halves are fixed by the batch's rows: one thread or two, the
     same parameters bit for bit."""
@@ -291,14 +331,16 @@ def test_row_split_results_do_not_depend_on_the_thread_count(rng):
         pytest.skip("needs two threads")
     x = rng.standard_normal((400, 20))
     y = rng.integers(0, 4, 400)
-    thetas = []
-    for threads in (1, 2):
-        net = fastnn.Network([20, 30, 4], seed=0, dtype="float64")
-        previous = numba.get_num_threads()
-        fastnn.set_num_threads(threads)
-        try:
-            net.fit(x, y, epochs=3, batch_size=200, optimizer="adam", lr=0.01)
-        finally:
-            fastnn.set_num_threads(previous)
-        thetas.append(net.theta.copy())
-    assert np.array_equal(thetas[0], thetas[1])
+    sparse_x = x * (rng.random((400, 20)) < 0.15)  # a sparse first layer, also split
+    for data, batch in ((x, 200), (sparse_x, 100)):
+        thetas = []
+        for threads in (1, 2):
+            net = fastnn.Network([20, 30, 4], seed=0, dtype="float64")
+            previous = numba.get_num_threads()
+            fastnn.set_num_threads(threads)
+            try:
+                net.fit(data, y, epochs=3, batch_size=batch, optimizer="adam", lr=0.01)
+            finally:
+                fastnn.set_num_threads(previous)
+            thetas.append(net.theta.copy())
+        assert np.array_equal(thetas[0], thetas[1])

@@ -104,6 +104,7 @@ GATHER_NV = 7 if AVX512 else 3
 INFER_ROWS = 60
 
 
+@jit
 def padded_width(n):
     """Row stride of the aligned copies: n rounded up to ALIGN_ELEMENTS."""
     return (n + ALIGN_ELEMENTS - 1) // ALIGN_ELEMENTS * ALIGN_ELEMENTS
@@ -146,12 +147,17 @@ def tn_packed_size(K, M, N):
 # stay within SMALL_COPY_ELEMENTS.
 SPLIT_MIN_ROWS = 64
 SPLIT_MAX_WEIGHTS = 131072
+# With a sparse first layer (its rows' non-zeros only, CSR forward and a CSC
+# block per half for the weight gradient) every batch of a fit splits, its
+# batch size at least 2 x SPLIT_MIN_ROWS_SPARSE.
+SPLIT_MIN_ROWS_SPARSE = 32
 
 
-def row_split(layers, batch_size):
-    """Whether batches of ``batch_size`` rows of a dense network of widths
-    ``layers`` train as two row halves (see SPLIT_MAX_WEIGHTS)."""
-    if batch_size < 2 * SPLIT_MIN_ROWS:
+def row_split(layers, batch_size, sparse=False):
+    """Whether batches of ``batch_size`` rows of a network of widths
+    ``layers`` (the first layer ``sparse`` or dense) train as two row
+    halves (see SPLIT_MAX_WEIGHTS)."""
+    if batch_size < 2 * (SPLIT_MIN_ROWS_SPARSE if sparse else SPLIT_MIN_ROWS):
         return False
     for l in range(len(layers) - 1):
         k, n = int(layers[l]), int(layers[l + 1])

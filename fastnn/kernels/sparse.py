@@ -138,12 +138,18 @@ def pad_rows_into(A, buf):
     Np = (N + ALIGN_ELEMENTS - 1) // ALIGN_ELEMENTS * ALIGN_ELEMENTS
     out = buf[:R * Np].reshape((R, Np))
     if R * N <= SMALL_COPY_ELEMENTS:
-        for r in range(R):
-            for j in range(uint64(N)):
-                out[r, j] = A[r, j]
+        copy_rows(A, out)
     else:
         _copy_rows_parallel(A, out)
     return out
+
+
+@jit
+def copy_rows(A, out):
+    """out[:, :N] = A on the calling thread."""
+    for r in range(A.shape[0]):
+        for j in range(uint64(A.shape[1])):
+            out[r, j] = A[r, j]
 
 
 @jit_parallel
@@ -158,52 +164,58 @@ def _copy_rows_parallel(A, out):
 @jit_parallel(fastmath=FASTMATH_NO_REASSOC)
 def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
     """Y[r] = act(X[rows[r]] @ W[:, :N] + b), X given in CSR form, N =
-    Y.shape[1].
+    Y.shape[1]; tiles (a row by a group of _G columns) split over the pool.
 
     W's rows are 64-byte aligned (:func:`is_aligned`, or an aligned padded
     copy from :func:`pad_rows_into`) and at least ``SLACK`` elements are
     readable after the last row's start + N (the owner of W allocates
     them)."""
+    ntile = rows.shape[0] * ((Y.shape[1] + _G - 1) // _G)
+    ntask = min(ntile, NTASK)
+    for task in prange(ntask):
+        sparse_forward_tiles(indptr, indices, values, rows, W, b, act, Y,
+                             task * ntile // ntask, (task + 1) * ntile // ntask)
+
+
+@jit(fastmath=FASTMATH_NO_REASSOC)
+def sparse_forward_tiles(indptr, indices, values, rows, W, b, act, Y, t0, t1):
+    """Tiles ``t0..t1-1`` of :func:`sparse_dense_forward` on the calling
+    thread (all of them: one half of a row-split batch)."""
     N = Y.shape[1]
     # Column groups of _G starting at multiples of _G: with W's rows 64-byte
     # aligned every load is aligned (cache-line-split loads ran ~1.8x
     # slower). Columns past N read the slack after the row (never stored).
-    ngroup = (N + _G - 1) // _G
     nb = rows.shape[0]
-    ntile = nb * ngroup
-    ntask = min(ntile, NTASK)
     zero = Y.dtype.type(0)
-    for task in prange(ntask):
-        acc = carray(stack_buffer(_G, Y), (_G,))
-        for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
-            # Column-group-major: a task's consecutive tiles reuse one
-            # K x _G slice of W.
-            g = t // nb
-            r = t % nb
-            i = rows[r]
-            u0 = uint64(g * _G)
-            acc[:] = 0
-            for p in range(indptr[i], indptr[i + 1]):
-                v = values[p]
-                k = indices[p]
-                for j in range(uint64(_G)):
-                    acc[j] += v * W[k, u0 + j]
-            # Stores written out here: passing `acc` to a helper would let
-            # its address escape and cost the register promotion. One loop
-            # per activation over unsigned indices, so each vectorises: a
-            # per-element act_forward() dispatch was scalar and cost more
-            # than the products (~14 cycles per non-zero at MNIST density).
-            w = uint64(min(_G, N - g * _G))
-            if act == RELU:
-                for jj in range(w):
-                    v = acc[jj] + b[u0 + jj]
-                    Y[r, u0 + jj] = v if v > zero else zero
-            elif act == IDENTITY:
-                for jj in range(w):
-                    Y[r, u0 + jj] = acc[jj] + b[u0 + jj]
-            else:
-                for jj in range(w):
-                    Y[r, u0 + jj] = act_forward(acc[jj] + b[u0 + jj], act)
+    acc = carray(stack_buffer(_G, Y), (_G,))
+    for t in range(t0, t1):
+        # Column-group-major: consecutive tiles reuse one K x _G slice of W.
+        g = t // nb
+        r = t % nb
+        i = rows[r]
+        u0 = uint64(g * _G)
+        acc[:] = 0
+        for p in range(indptr[i], indptr[i + 1]):
+            v = values[p]
+            k = indices[p]
+            for j in range(uint64(_G)):
+                acc[j] += v * W[k, u0 + j]
+        # Stores written out here: passing `acc` to a helper would let
+        # its address escape and cost the register promotion. One loop
+        # per activation over unsigned indices, so each vectorises: a
+        # per-element act_forward() dispatch was scalar and cost more
+        # than the products (~14 cycles per non-zero at MNIST density).
+        w = uint64(min(_G, N - g * _G))
+        if act == RELU:
+            for jj in range(w):
+                v = acc[jj] + b[u0 + jj]
+                Y[r, u0 + jj] = v if v > zero else zero
+        elif act == IDENTITY:
+            for jj in range(w):
+                Y[r, u0 + jj] = acc[jj] + b[u0 + jj]
+        else:
+            for jj in range(w):
+                Y[r, u0 + jj] = act_forward(acc[jj] + b[u0 + jj], act)
 
 
 @jit
@@ -213,8 +225,9 @@ def batch_nnz_offsets(indptr, order, batch_size, base):
     base[0] = 0
     for b in range(base.shape[0] - 1):
         s = b * batch_size
+        e = min(n, s + batch_size)
         tot = 0
-        for r in range(s, min(n, s + batch_size)):
+        for r in range(s, e):
             i = order[r]
             tot += indptr[i + 1] - indptr[i]
         base[b + 1] = base[b] + tot
@@ -256,31 +269,43 @@ def batch_csc_build(indptr, indices, values, order, batch_size, base, colptr,
 @jit_parallel(fastmath=FASTMATH_NO_REASSOC)
 def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
     """dW = X_batch.T @ dU with the batch in CSC form (one row of
-    ``colptr`` from :func:`batch_csc_build`).
+    ``colptr`` from :func:`batch_csc_build`); tiles (a row of dW by a group
+    of _G columns) split over the pool.
 
     Row k of dW is ``sum over non-zeros (r, v) of column k of v * dU[r]``:
     it is accumulated in registers and written once, so tasks (runs of rows
     k and column groups) write disjoint cells; dU stays in L1. dU's rows are
     aligned with slack after them, as W's in :func:`sparse_dense_forward`.
+    (Scattering ``v * dU[r]`` into dW's rows straight from the CSR rows
+    needs no CSC form, but was 2.7x slower: every non-zero loads and
+    stores a row of dW from L2; 140 vs 52 us a classic batch.)
     """
-    K, N = dW.shape
-    ngroup = (N + _G - 1) // _G
-    ntile = K * ngroup
+    ntile = dW.shape[0] * ((dW.shape[1] + _G - 1) // _G)
     ntask = min(ntile, NTASK)
     for task in prange(ntask):
-        acc = carray(stack_buffer(_G, dW), (_G,))
-        for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
-            k = t // ngroup
-            g = t % ngroup
-            u0 = uint64(g * _G)
-            acc[:] = 0
-            for p in range(colptr[k], colptr[k + 1]):
-                v = cvals[p]
-                r = rowpos[p]
-                for j in range(uint64(_G)):
-                    acc[j] += v * dU[r, u0 + j]
-            for jj in range(uint64(min(_G, N - g * _G))):
-                dW[k, u0 + jj] = acc[jj]
+        sparse_grad_tiles(colptr, rowpos, cvals, dU, dW,
+                          task * ntile // ntask, (task + 1) * ntile // ntask)
+
+
+@jit(fastmath=FASTMATH_NO_REASSOC)
+def sparse_grad_tiles(colptr, rowpos, cvals, dU, dW, t0, t1):
+    """Tiles ``t0..t1-1`` of :func:`sparse_weight_grad` on the calling
+    thread (all of them: one half of a row-split batch)."""
+    N = dW.shape[1]
+    ngroup = (N + _G - 1) // _G
+    acc = carray(stack_buffer(_G, dW), (_G,))
+    for t in range(t0, t1):
+        k = t // ngroup
+        g = t % ngroup
+        u0 = uint64(g * _G)
+        acc[:] = 0
+        for p in range(colptr[k], colptr[k + 1]):
+            v = cvals[p]
+            r = rowpos[p]
+            for j in range(uint64(_G)):
+                acc[j] += v * dU[r, u0 + j]
+        for jj in range(uint64(min(_G, N - g * _G))):
+            dW[k, u0 + jj] = acc[jj]
 
 
 @jit

@@ -17,8 +17,7 @@ to the loss ``head``).
 """
 import numpy as np
 
-from numba import prange, types, uint64
-from numba.extending import overload
+from numba import prange, uint64
 
 from .._config import CACHE, jit, jit_parallel
 from .activations import IDENTITY
@@ -28,11 +27,13 @@ from .bundles import ADAM, Optimizer
 from .optim import (adam_range, adam_update, l2_backward, momentum_range, momentum_update,
                     sgd_range, sgd_update)
 from .rng import splitmix64
-from .layout import ALIGN_ELEMENTS, GATHER_MR, INFER_ROWS, NTASK, SPLIT_MIN_ROWS
+from .layout import (ALIGN_ELEMENTS, GATHER_MR, INFER_ROWS, NTASK, SPARSE_GROUP,
+                     SPLIT_MIN_ROWS, SPLIT_MIN_ROWS_SPARSE, padded_width)
 from .matmul import gemm_nn_fused_serial, gemm_tn_serial
 from .sparse import (active_columns, batch_csc_build, batch_nnz_offsets, column_scratch,
-                     gathered_first_layer, is_aligned, pad_rows_into,
-                     sparse_dense_forward, sparse_weight_grad)
+                     copy_rows, gathered_first_layer, is_aligned, pad_rows_into,
+                     sparse_dense_forward, sparse_forward_tiles, sparse_grad_tiles,
+                     sparse_weight_grad)
 
 
 @jit
@@ -125,12 +126,18 @@ def forward_backward(model, head, X, rows, batch, labels, T, w, sp, grad, work):
 
 
 @jit
-def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt):
+def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt, sp, rows,
+                          W0, share):
     """:func:`forward_backward` of rows ``s..e-1`` of an ``n``-row batch
     (``X`` and the targets are the whole batch's), every product on the
     calling thread: one half of a row-split batch. Its layer outputs and
     dE/dU are the rows ``s..e-1`` of the whole batch's; ``wt`` is its own
-    transpose scratch. The loss and ``grad`` are the mean over these rows."""
+    transpose scratch. The loss and ``grad`` are the mean over these rows.
+    A sparse first layer (``sp``) reads the half's rows ``rows[s:e]`` of
+    the CSR form, with ``W0`` its W with aligned rows; its weight gradient
+    is left to :func:`sparse_split_update` (the whole batch's, from the
+    batch's CSC block): the half puts its rows of dE/dU, times its
+    ``share`` of the batch, in the aligned scratch ``work.da``."""
     sizes, poff, hoff, cap = model.sizes, model.poff, work.hoff, work.cap
     L = sizes.shape[0] - 1
     dt = model.theta.dtype
@@ -138,11 +145,17 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt)
     noh = np.empty((0, 0), dt)
     x = X[s:e]
     H = x
+    ngroup = (sizes[1] + SPARSE_GROUP - 1) // SPARSE_GROUP
     for l in range(L):
         Y = layer_buf(work.hbuf, sizes, hoff, cap, l, n)[s:e]
-        gemm_nn_fused_serial(H, layer_W(model.theta, sizes, poff, l),
-                             Y, layer_b(model.theta, sizes, poff, l), model.acts[l], noh,
-                             IDENTITY)
+        if l == 0 and sp is not None:
+            sparse_forward_tiles(sp.indptr, sp.indices, sp.values, rows[s:e], W0,
+                                 layer_b(model.theta, sizes, poff, 0), model.acts[0], Y, 0,
+                                 (e - s) * ngroup)
+        else:
+            gemm_nn_fused_serial(H, layer_W(model.theta, sizes, poff, l),
+                                 Y, layer_b(model.theta, sizes, poff, l), model.acts[l], noh,
+                                 IDENTITY)
         H = Y
     dZ = layer_buf(work.dbuf, sizes, hoff, cap, L - 1, n)[s:e]
     loss, correct = loss_forward_backward(head, H, labels[s:e] if labels.shape[0] else labels,
@@ -151,7 +164,16 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt)
     for l in range(L - 1, -1, -1):
         dU = layer_buf(work.dbuf, sizes, hoff, cap, l, n)[s:e]
         Hin = x if l == 0 else layer_buf(work.hbuf, sizes, hoff, cap, l - 1, n)[s:e]
-        gemm_tn_serial(Hin, dU, layer_W(grad, sizes, poff, l))
+        if l == 0 and sp is not None:
+            # (pad columns of the scratch are never written: they stay zero)
+            npad = padded_width(sizes[1])
+            dUa = work.da[s * npad:e * npad].reshape((e - s, npad))
+            c = dt.type(share)
+            for r in range(e - s):
+                for jj in range(uint64(sizes[1])):
+                    dUa[r, jj] = c * dU[r, jj]
+        else:
+            gemm_tn_serial(Hin, dU, layer_W(grad, sizes, poff, l))
         bias_backward(dU, layer_b(grad, sizes, poff, l))
         if l > 0:
             W = layer_W(model.theta, sizes, poff, l)
@@ -171,8 +193,9 @@ def _gather_half(data, idx, s, e, xb, lb, tb, wb):
     them: both halves gather at once. (Measured the same as gathering the
     whole batch on the calling thread first, ~67 us a digits batch either
     way; this keeps the calling thread's serial part short.)"""
-    for r in range(s, e):
-        xb[r, :] = data.X[idx[r], :]
+    if xb.shape[0] > 0:  # (a sparse first layer reads its rows from the CSR form)
+        for r in range(s, e):
+            xb[r, :] = data.X[idx[r], :]
     if lb.shape[0] > 0:
         for r in range(s, e):
             lb[r] = data.labels[idx[r]]
@@ -185,11 +208,11 @@ def _gather_half(data, idx, s, e, xb, lb, tb, wb):
 
 
 @jit_parallel
-def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out):
+def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0, c0, c1):
     """The two halves of a row-split batch side by side: the first half's
     gradient into ``grad``, the second's into ``work.gs``; ``out[t]`` =
     (loss, n_correct) of half t."""
-    n = xb.shape[0]
+    n = idx.shape[0]
     h = (n + 1) // 2
     size = work.wt.shape[0] // 2
     for t in prange(2):
@@ -199,38 +222,49 @@ def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out):
             _gather_half(data, idx, s, e, xb, lb, tb, wb)
         g = grad if t == 0 else work.gs
         loss, c = forward_backward_rows(model, head, xb, lb, tb, wb, g, work, n, s, e,
-                                        work.wt[t * size:(t + 1) * size])
+                                        work.wt[t * size:(t + 1) * size], sp, idx, W0,
+                                        c0 if t == 0 else c1)
         out[t, 0] = loss
         out[t, 1] = c
 
 
 @jit
-def forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work):
-    """:func:`forward_backward` of a dense batch as two row halves, one per
+def forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work, sp):
+    """:func:`forward_backward` of a batch as two row halves, one per
     thread (:func:`.layout.row_split`): each half's mean gradient, in
     ``grad`` and ``work.gs``. With ``data.shuffle`` the batch is rows
     ``idx`` of ``data``, which each half gathers into its rows of ``xb``
     (and the targets' buffers); else ``xb`` etc. are the batch. Returns
     (loss, n_correct, c0, c1): the batch's gradient is ``c0 * grad + c1 *
     work.gs`` (the halves' shares of the rows, or of the sample weights),
-    which :func:`apply_update_split` forms."""
-    n = xb.shape[0]
+    which :func:`apply_update_split` forms. With a sparse first layer
+    (``sp``) its weight gradient is not formed here: see
+    :func:`sparse_split_update`."""
+    n = idx.shape[0]
     h = (n + 1) // 2
-    out = np.empty((2, 2))
-    _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out)
-    w = wb
+    # The halves' shares of the batch: of its rows, or of its sample weights.
     s0 = float(h)
     s1 = float(n - h)
-    if w.shape[0] > 0:
+    if data.w.shape[0] > 0:
         s0 = 0.0
         s1 = 0.0
-        for i in range(h):
-            s0 += w[i]
-        for i in range(h, n):
-            s1 += w[i]
+        for i in range(n):
+            v = data.w[idx[i]] if data.shuffle else wb[i]
+            if i < h:
+                s0 += v
+            else:
+                s1 += v
     total = s0 + s1
     c0 = s0 / total if total > 0 else 0.0
     c1 = s1 / total if total > 0 else 0.0
+    out = np.empty((2, 2))
+    W0 = np.empty((0, 0), model.theta.dtype)
+    if sp is not None:
+        W0 = layer_W(model.theta, model.sizes, model.poff, 0)
+        if not is_aligned(W0):  # the padded copy sparse_split_update keeps current
+            npad = padded_width(W0.shape[1])
+            W0 = work.wa[:W0.shape[0] * npad].reshape((W0.shape[0], npad))
+    _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0, c0, c1)
     return c0 * out[0, 0] + c1 * out[1, 0], int(out[0, 1] + out[1, 1]), c0, c1
 
 
@@ -252,36 +286,22 @@ def step_settings(opt, state, rows):
 
 
 @jit
-def split_step(model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt):
-    """A row-split batch's step (:func:`forward_backward_split`, then
-    :func:`apply_update_split`); returns (loss, n_correct, penalty)."""
-    loss, c, c0, c1 = forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work)
-    norm = float(xb.shape[0])
+def split_step(model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt, sp, j):
+    """Row-split batch ``j``'s step (:func:`forward_backward_split`, then
+    :func:`apply_update_split`, or :func:`sparse_split_update` with a
+    sparse first layer); returns (loss, n_correct, penalty)."""
+    loss, c, c0, c1 = forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work,
+                                             sp)
+    norm = float(idx.shape[0])
     if wb.shape[0] > 0:
         norm = 0.0
         for i in range(wb.shape[0]):
             norm += wb[i]
-    pen = apply_update_split(model, grad, work.gs, c0, c1, state, opt, norm)
+    if sp is None:
+        pen = apply_update_split(model, grad, work.gs, c0, c1, state, opt, norm)
+    else:
+        pen = sparse_split_update(model, grad, work, c0, c1, state, opt, norm, sp, j)
     return loss, c, pen
-
-
-def dense_split_step(model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt, sp):
-    """:func:`split_step` with a dense first layer (``sp`` None); with a
-    sparse one (never split) a stub. Chosen when Numba types the call:
-    train_batches compiled with a sparse first layer would otherwise carry
-    the row-split code (two parallel regions, serial products) for nothing,
-    a cold classic fit (sparse MNIST) 38 -> 54 s; Numba prunes `sp is
-    None` branches only when ``sp`` is None, not the other way round."""
-    raise NotImplementedError  # only callable from compiled code
-
-
-@overload(dense_split_step, jit_options=dict(cache=CACHE))
-def _dense_split_step_typed(model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt, sp):
-    if isinstance(sp, types.NoneType):
-        return (lambda model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt, sp:
-                split_step(model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt))
-    return (lambda model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt, sp:
-            (0.0, 0, 0.0))
 
 
 @jit
@@ -308,9 +328,10 @@ def apply_update(model, grad, state, opt, rows):
 
 
 @jit
-def _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi):
+def _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi, cfrom):
     """Entries ``lo..hi-1`` of a row-split batch's update: ``grad = c0 *
-    grad + c1 * gs``, the L2 term (weights only), the update rule. Returns
+    grad + c1 * gs`` (from entry ``cfrom`` on: before it ``grad`` is the
+    batch's already), the L2 term (weights only), the update rule. Returns
     their sum of W**2 (float64)."""
     # (Unsigned start + count loops: the signed, min()/max()-bounded ones
     # did not vectorise: 12.4 -> 7.7 us on one thread.)
@@ -320,8 +341,10 @@ def _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi):
     b = dt(c1)
     s = uint64(lo)
     w = uint64(hi - lo)
-    for i in range(w):
-        grad[s + i] = a * grad[s + i] + b * gs[s + i]
+    if hi > cfrom:
+        sc = uint64(max(lo, cfrom))
+        for i in range(uint64(hi - sc)):
+            grad[sc + i] = a * grad[sc + i] + b * gs[sc + i]
     sq = 0.0
     if coef > 0:
         k = dt(coef)
@@ -353,7 +376,7 @@ def _update_halves(model, grad, gs, c0, c1, state, opt, coef, lr, sq):
     for t in prange(2):
         lo = t * mid
         hi = mid + t * (P - mid)
-        sq[t] = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi)
+        sq[t] = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi, 0)
 
 
 @jit
@@ -366,6 +389,67 @@ def apply_update_split(model, grad, gs, c0, c1, state, opt, rows):
     sq = np.zeros(2)
     _update_halves(model, grad, gs, c0, c1, state, opt, coef, lr, sq)
     return 0.5 * coef * (sq[0] + sq[1])
+
+
+@jit_parallel
+def _sparse_halves(model, grad, gs, c0, c1, state, opt, coef, lr, sq, sp, j, dU, Wp, kmid):
+    # Thread t: rows k0..k1-1 of the first layer's weight gradient (the
+    # whole batch's, from its CSC block and both halves' scaled dU rows),
+    # then the update of those rows of W (and, the second, of everything
+    # after W: the halves' gradients combined), and the same rows of W's
+    # padded copy. Each thread keeps its rows of W, their gradient and
+    # optimizer state in its own cache: with a gradient per half (as
+    # apply_update_split) a classic batch moved ~340 KB between the cores.
+    sizes, poff = model.sizes, model.poff
+    K, N = sizes[0], sizes[1]
+    ngroup = (N + SPARSE_GROUP - 1) // SPARSE_GROUP
+    P = model.theta.shape[0]
+    W = layer_W(model.theta, sizes, poff, 0)
+    dW = layer_W(grad, sizes, poff, 0)
+    for t in prange(2):
+        k0 = t * kmid
+        k1 = kmid + t * (K - kmid)
+        sparse_grad_tiles(sp.colptr[j], sp.rowpos, sp.cvals, dU, dW, k0 * ngroup, k1 * ngroup)
+        hi = poff[0] + k1 * N if t == 0 else P
+        sq[t] = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, poff[0] + k0 * N,
+                              hi, poff[0] + K * N)
+        if Wp.shape[0] > 0:
+            copy_rows(W[k0:k1], Wp[k0:k1])
+
+
+@jit
+def sparse_split_update(model, grad, work, c0, c1, state, opt, rows, sp, j):
+    """:func:`apply_update_split` of row-split batch ``j`` with a sparse
+    first layer: its weight gradient formed from the batch's CSC block and
+    the halves' dU rows in ``work.da`` (see :func:`forward_backward_rows`),
+    split by rows of W between two threads, each then updating its rows.
+    Keeps the padded copy of W in ``work.wa`` (:func:`pad_first_layer`)
+    current. Returns the penalty as :func:`apply_update`."""
+    coef, lr = step_settings(opt, state, rows)
+    sq = np.zeros(2)
+    K, N = model.sizes[0], model.sizes[1]
+    npad = padded_width(N)
+    Wp = work.wa[:0].reshape((0, npad))
+    if not is_aligned(layer_W(model.theta, model.sizes, model.poff, 0)):
+        Wp = work.wa[:K * npad].reshape((K, npad))
+    dU = work.da[:(work.da.shape[0] // npad) * npad].reshape((work.da.shape[0] // npad, npad))
+    # Split at a row whose start is 64-byte aligned in theta (no cache line
+    # written by both threads), about half way.
+    kmid = K // 2
+    while kmid < K and (kmid * N) % ALIGN_ELEMENTS != 0:
+        kmid += 1
+    _sparse_halves(model, grad, work.gs, c0, c1, state, opt, coef, lr, sq, sp, j, dU, Wp, kmid)
+    return 0.5 * coef * (sq[0] + sq[1])
+
+
+@jit
+def pad_first_layer(model, work):
+    """Refresh the padded copy of the first layer's W that row-split
+    batches with a sparse first layer read (when W's rows are not aligned);
+    :func:`sparse_split_update` keeps it current after that."""
+    W = layer_W(model.theta, model.sizes, model.poff, 0)
+    if not is_aligned(W):
+        pad_rows_into(W, work.wa)
 
 
 @jit
@@ -461,6 +545,11 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     pen_sum = plan.sums[0, 1] if running else 0.0
     correct = np.int64(plan.sums[0, 2]) if running else np.int64(0)
     o = opt
+    min_rows = SPLIT_MIN_ROWS
+    if sp is not None:
+        min_rows = SPLIT_MIN_ROWS_SPARSE
+        if work.gs.shape[0] > 0:
+            pad_first_layer(model, work)
     for e in range(max(k, 1)):
         j0, j1 = first, last
         if k > 0:
@@ -477,9 +566,7 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
             e_ = min(n, s + data.batch_size)
             rows = e_ - s
             idx = order[s:e_]
-            split = False
-            if sp is None:  # (pruned at compile time for a sparse first layer)
-                split = work.gs.shape[0] > 0 and rows >= 2 * SPLIT_MIN_ROWS
+            split = work.gs.shape[0] > 0 and rows >= 2 * min_rows
             if data.shuffle:
                 xb = bufs.x[:0]
                 if sp is None:
@@ -505,8 +592,8 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
             c = 0
             pen = 0.0
             if split:
-                loss, c, pen = dense_split_step(model, head, data, idx, xb, lb, tb, wb, grad,
-                                                work, state, o, sp)
+                loss, c, pen = split_step(model, head, data, idx, xb, lb, tb, wb, grad, work,
+                                          state, o, sp, j)
             if not split:
                 loss, c = forward_backward(model, head, xb, idx, j, lb, tb, wb, sp, grad, work)
                 norm = float(rows)
