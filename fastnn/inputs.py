@@ -31,7 +31,7 @@ def is_scipy_sparse(x):
 def from_csr(X, dtype, batch_size=None):
     """:class:`SparseInput` over a checked scipy CSR matrix (its arrays are
     used in place when their types fit), with room for the per-batch CSC
-    form when ``batch_size`` is given."""
+    form when ``batch_size`` is given (else without the CSC form)."""
     n, d = X.shape
     nnz = X.nnz
     n_batches = -(-n // batch_size) if batch_size else 0
@@ -49,8 +49,11 @@ def dense_placeholder(X, dtype):
     return np.empty((0, X.shape[1]), dtype)
 
 
-def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
-    """Validate X (finite) and choose the first layer's path.
+def prepare(X, dtype, batch_size, shuffle, cache, max_density=None, csc=True):
+    """Validate X (finite) and choose the first layer's path. A sparse one
+    has room for the epoch's per-batch CSC blocks unless ``csc`` is False
+    (row-split batches of a shuffled fit sort each batch's non-zeros when
+    they need them, see ``kernels.train.sparse_split_update``).
 
     Returns ``(sp, csc_ready, cache)``: ``sp`` is a :class:`SparseInput`,
     or None on the dense path (the kernels then compile without the sparse
@@ -59,7 +62,7 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
     dense). A scipy sparse X (checked by ``validation.as_sparse``) always
     takes the sparse path, from its own CSR arrays; it is not cached."""
     if is_scipy_sparse(X):
-        return from_csr(X, dtype, batch_size), False, None
+        return from_csr(X, dtype, batch_size if csc else None), False, None
     if max_density is None:
         max_density = SPARSE_MAX_DENSITY
     counts, fp = validation.scan_matrix("x", X)
@@ -68,7 +71,7 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
         return None, False, None
     if fp is None:
         fp = validation.data_fingerprint(X)
-    key = (fp, X.shape, X.dtype.str, batch_size)
+    key = (fp, X.shape, X.dtype.str, batch_size, csc)
     if cache is not None and cache.key == key:
         return cache.sp, cache.csc_in_order and not shuffle, cache
     n, d = X.shape
@@ -84,10 +87,10 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None):
         nonzero = X != 0
         indices[:] = np.flatnonzero(nonzero) % d  # row-major: each row's columns in order
         values[:] = X[nonzero]
-    n_batches = -(-n // batch_size)
-    sp = SparseInput(indptr, indices, values, np.empty(n_batches + 1, np.int64),
-                     np.empty((n_batches, d + 1), np.int64), np.empty(nnz, np.int32),
-                     np.empty(nnz, dtype))
+    blocks, slots = (-(-n // batch_size), nnz) if csc else (0, 0)
+    sp = SparseInput(indptr, indices, values, np.empty(blocks + 1, np.int64),
+                     np.empty((blocks, d + 1), np.int64), np.empty(slots, np.int32),
+                     np.empty(slots, dtype))
     return sp, False, InputCache(key, sp)
 
 

@@ -138,8 +138,10 @@ class Trainer:
         shuffle = validation.check_bool("shuffle", shuffle)
         self.model, self.head, self.engine, self.n = model, head, engine, n
         dtype = model.theta.dtype
+        split_sparse = row_split(layout.sizes, batch_size, sparse=True)
         self.sp, self.csc_ready, engine.input_cache = inputs.prepare(
-            X, dtype, batch_size, shuffle, engine.input_cache)
+            X, dtype, batch_size, shuffle, engine.input_cache,
+            csc=not (split_sparse and shuffle))
         self.sparse = self.sp is not None
         # The NumPy engine (a first run, while the kernels compile) reads a
         # dense X as it is, even when the kernels read its sparse form.
@@ -147,7 +149,8 @@ class Trainer:
         if inputs.is_scipy_sparse(X):
             X = inputs.dense_placeholder(X, dtype)
         self.work = work_buffers(layout, batch_size, dtype, self.sparse,
-                                 split=row_split(layout.sizes, batch_size, self.sparse))
+                                 split=split_sparse if self.sparse
+                                 else row_split(layout.sizes, batch_size))
         self.grad = aligned_zeros(model.theta.size, dtype)
         w = np.empty(0, np.float64) if sample_weight is None else sample_weight
         self.data = TrainData(X, labels, T, w, np.arange(n, dtype=np.int64), batch_size,

@@ -289,21 +289,22 @@ def test_row_split_batches_match_the_numpy_engine(rng, dtype, output, shuffle, w
 @pytest.mark.parametrize("hidden_sizes", [(12, 7), (32, 5), (130,)])
 def test_row_split_batches_with_a_sparse_first_layer_match_the_numpy_engine(
         rng, dtype, output, shuffle, weighted, hidden_sizes):
-    """With a sparse first layer, batches of at least 2 x
-    SPLIT_MIN_ROWS_SPARSE rows split too: the halves run the CSR forward
-    and leave their scaled dE/dU rows, the first layer's weight gradient
-    is the whole batch's (from its CSC block), split by rows of W between
-    the threads. First layers 12 (a padded copy of W), 32 (W read in place
-    when aligned) and 130 wide (two column groups); 300 rows of 90% zeros
-    in batches of 131: two split batches, then 38 rows whole."""
+    """With a sparse first layer, fits whose batches have at least 2 x
+    SPLIT_MIN_ROWS_SPARSE rows split every batch: the halves run the CSR
+    forward and leave their scaled dE/dU rows; the first layer's weight
+    gradient is the whole batch's, split by rows of W between the threads,
+    from the epoch's CSC blocks, or (shuffled) from the batch's non-zeros
+    sorted on the spot. First layers 12 (a padded copy of W), 32 (W read in
+    place when aligned) and 130 wide (two column groups); 263 rows of 90%
+    zeros in batches of 131: two batches, then one row (an empty half)."""
     from fastnn.kernels.layout import SPLIT_MIN_ROWS_SPARSE
     k = HEADS[output]
     hidden = {"softmax": "relu", "sigmoid": "tanh", "identity": "sigmoid",
               "poisson": "relu"}[output]
     net = fastnn.Network([40, *hidden_sizes, k], hidden=hidden, output=output, seed=3,
                          dtype=dtype)
-    n, batch = 300, 131
-    assert n % batch < 2 * SPLIT_MIN_ROWS_SPARSE <= batch
+    n, batch = 263, 131
+    assert n % batch == 1 and 2 * SPLIT_MIN_ROWS_SPARSE <= batch
     x = rng.standard_normal((n, 40)) * (rng.random((n, 40)) < 0.1)
     x[5] = 0.0  # an all-zero row
     X = net.check_x(x.astype(dtype))
@@ -313,6 +314,7 @@ def test_row_split_batches_with_a_sparse_first_layer_match_the_numpy_engine(
         w[:40] = 0.0  # a half with little weight
     trainer = net.trainer(X, labels, T, batch, shuffle, w)
     assert trainer.sparse and trainer.work.gs.size == net.theta.size  # split, sparse
+    assert (trainer.sp.colptr.shape[0] == 0) == shuffle  # no CSC blocks when shuffled
     o = training.optimizer("adam", lr=0.01, l2=0.05, l2_per_row=True)
     state = training.fresh_state(o.kind, net.theta)
     before = _copy(trainer, state)
