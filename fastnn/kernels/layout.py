@@ -147,10 +147,19 @@ def tn_packed_size(K, M, N):
 # stay within SMALL_COPY_ELEMENTS.
 SPLIT_MIN_ROWS = 64
 SPLIT_MAX_WEIGHTS = 131072
-# With a sparse first layer (its rows' non-zeros only, CSR forward and a CSC
-# block per half for the weight gradient) every batch of a fit splits, its
-# batch size at least 2 x SPLIT_MIN_ROWS_SPARSE.
-SPLIT_MIN_ROWS_SPARSE = 32
+# A sparse first layer (MNIST) splits too, every batch of a fit whose batch
+# size is at least 2 x SPLIT_MIN_ROWS_SPARSE: each half runs the CSR forward
+# of its rows; the first layer's weight gradient is the whole batch's,
+# formed after the halves by rows of W, a range per thread, and each thread
+# updates its rows (kernels.train.sparse_split_update): no second gradient
+# of W to combine across the cores. Measured per epoch (2 threads, AVX-512,
+# SGD, MNIST unshuffled, whole -> halves): 784-100-50-10 b16 0.286 -> 0.256 s,
+# b64 0.126 -> 0.107, b100 0.107 -> 0.094, b256 0.088 -> 0.079; 784-64-10 b32
+# 0.118 -> 0.108; 784-160-10 b128 0.124 -> 0.120; but 784-256-10 b128 0.184
+# -> 0.191 and 784-512-10 0.300 -> 0.330 (SPLIT_MAX_WEIGHTS holds). AVX2
+# code: 784-100-50-10 b16 0.310 -> 0.263, b100 0.133 -> 0.113; 784-160-10
+# b128 0.146 -> 0.136.
+SPLIT_MIN_ROWS_SPARSE = 8
 
 
 def row_split(layers, batch_size, sparse=False):
