@@ -28,7 +28,8 @@ from .optim import (adam_range, adam_update, l2_backward, momentum_range, moment
                     sgd_range, sgd_update)
 from .rng import splitmix64
 from .layout import (ALIGN_ELEMENTS, GATHER_MR, INFER_ROWS, NTASK, SPARSE_GROUP,
-                     SPLIT_MIN_ROWS, padded_width)
+                     SPLIT_MIN_ROWS)
+from .layout import padded_width_jit as padded_width
 from .matmul import gemm_nn_fused_serial, gemm_tn_serial
 from .sparse import (active_columns, batch_csc_build, batch_nnz_offsets, column_scratch,
                      copy_rows, gathered_first_layer, is_aligned, pad_rows_into,
