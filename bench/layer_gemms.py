@@ -6,7 +6,7 @@
 Per layer: the forward product (nn, batch x fan_in @ fan_in x fan_out),
 the weight gradient (tn, X.T @ dU) and, above the first layer, the input
 gradient (nt, dU @ W.T); medians of 500 calls (a call's dispatch included:
-a few us that matter at these sizes), float32, the same number of threads
+a few us that matter at these sizes), float32 unless ``--dtype float64``, the same number of threads
 for Numba and for NumPy's BLAS (threadpoolctl, when installed).
 """
 import argparse
@@ -28,6 +28,7 @@ def main(argv=None):
     p.add_argument("--layers", type=int, nargs="+", default=[64, 50, 10])
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = p.parse_args(argv)
     import fastnn
     from fastnn.kernels import layout, matmul
@@ -40,17 +41,19 @@ def main(argv=None):
         pass
     rng = np.random.default_rng(0)
 
+    dt = np.dtype(args.dtype)
+
     def f(*shape):
-        return rng.random(shape).astype(np.float32)
+        return rng.random(shape).astype(dt)
 
     B = args.batch
-    print(f"kernels for {layout.TARGET_ISA}; {args.threads} thread(s); batch {B}; float32")
+    print(f"kernels for {layout.TARGET_ISA}; {args.threads} thread(s); batch {B}; {dt}")
     print(f"{'product':26s} {'fastnn us':>10s} {'numpy us':>9s} {'ratio':>6s}")
     total = [0.0, 0.0]
     for l, (K, N) in enumerate(zip(args.layers, args.layers[1:])):
         X, W, dU = f(B, K), f(K, N), f(B, N)
-        Y, dW, dX, WT = (np.empty((B, N), np.float32), np.empty((K, N), np.float32),
-                         np.empty((B, K), np.float32), np.empty((N, K), np.float32))
+        Y, dW, dX, WT = (np.empty((B, N), dt), np.empty((K, N), dt),
+                         np.empty((B, K), dt), np.empty((N, K), dt))
         cases = [(f"forward{l} nn {B}x{K}x{N}", lambda: matmul.gemm_nn(X, W, Y),
                   lambda: np.matmul(X, W, out=Y)),
                  (f"dW{l} tn {K}x{B}x{N}", lambda: matmul.gemm_tn(X, dU, dW),

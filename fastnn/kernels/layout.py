@@ -22,7 +22,11 @@ from .._config import AVX512, TARGET_ISA, jit  # noqa: F401 (TARGET_ISA: for rep
 #   per step for 12 FMAs, and ran at 0.50-0.53 of np.matmul on 512^3 and
 #   256x1024x1024; 6 x 16 runs at 0.85-0.98 there (1.1-1.2 on the classic
 #   100x784x100); 4 x 24 0.87-0.92; 3 x 32 0.63-0.69. float64 3 x 16
-#   0.60-0.96 (was 0.49-0.72).
+#   0.60-0.96 (was 0.49-0.72). On a real AVX2 host (AMD EPYC, Zen 2) the
+#   float64 3 x 16 tile spilled (12 accumulators + 4 vectors of B + a
+#   broadcast: 17 registers) and ran at 0.46-0.49 of np.matmul on 512^3 and
+#   256x1024x1024 (2 x 16: 0.79-0.84); with tile_fma loading B one vector
+#   at a time after the broadcasts (16 registers) 3 x 16 runs at 0.93-1.27.
 NR = 48 if AVX512 else 16
 MR32 = 8 if AVX512 else 6
 MR64 = 4 if AVX512 else 3
