@@ -104,6 +104,29 @@ def test_fused_activation_derivative_epilogue(rng, dtype, act, M, K, N):
     assert_close(C, expected, dtype, _scale(A, B), f"backward epilogue {act}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+@pytest.mark.parametrize("M,K,N", [(5, 7, 9), (100, 50, 30), (300, 100, 10), (100, 784, 100),
+                                   (120, 80, 100), (256, 100, 128), (61, 130, 300)])
+@pytest.mark.parametrize("scratch", ["packed_size", "none"])
+def test_gemm_nt_fused_derivative_epilogue(rng, dtype, act, M, K, N, scratch):
+    """The input gradient as training runs it, dX = (dU @ W.T) * act'(H):
+    small (serial), transposed into ``WT`` (parallel nn tiles) or, from
+    layout.NT_PACK_MIN_N columns, W.T packed per task; packing scratch of
+    the size memory.pack_scratch_size gives, or none (allocated)."""
+    from fastnn.kernels.layout import packed_size
+
+    f, fgrad = R.ACTIVATIONS[act]
+    dU, W = _data(rng, (M, K), dtype), _data(rng, (N, K), dtype)
+    H = f(_data(rng, (M, N), dtype)).astype(dtype)
+    expected = (dU.astype(np.float64) @ W.T.astype(np.float64)) * fgrad(H.astype(np.float64))
+    C = np.full((M, N), np.nan, dtype)
+    bp = np.full(packed_size(K, N) if scratch == "packed_size" else 0, np.nan, dtype)
+    mm.gemm_nt_fused_into(dU, W, C, np.empty(0, dtype), IDENTITY, H, CODES[act],
+                          np.full((K, N), np.nan, dtype), bp)
+    assert_close(C, expected, dtype, _scale(dU, W.T), f"nt backward epilogue {act}")
+
+
 @settings(max_examples=40, deadline=None)
 @given(M=st.integers(1, 70), K=st.integers(1, 90), N=st.integers(1, 150),
        dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2 ** 31))

@@ -62,7 +62,7 @@ from numba.extending import overload
 from .._config import CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import stack_buffer, tile_fma
-from .layout import (MR32, MR64, NARROW_NR, NR, NTASK, PACK_MIN_N, PF,  # noqa: F401
+from .layout import (MR32, MR64, NARROW_NR, NR, NT_PACK_MIN_N, NTASK, PACK_MIN_N, PF,  # noqa: F401
                      REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS, SMALL_COPY_ELEMENTS, VW32, VW64,
                      packed_size, tile_macs, tn_packed_size)
 
@@ -629,12 +629,13 @@ def _panels_transposed(W, bp):
 
 @jit
 def gemm_nt_fused_into(A, W, C, bias, act, H, dact, WT, bp):
-    """C = epilogue(A @ W.T), W (N, K). Wide outputs pack W.T straight from
-    W; otherwise W is transposed into the scratch ``WT`` (K, N) and the nn
+    """C = epilogue(A @ W.T), W (N, K). Outputs of at least NT_PACK_MIN_N
+    columns (layout.py) pack W.T straight from W, each task its panels;
+    otherwise W is transposed into the scratch ``WT`` (K, N) and the nn
     kernel runs."""
     M, K = A.shape
     N = W.shape[0]
-    if N >= PACK_MIN_N and not _small(M, K, N):
+    if not _small(M, K, N) and N >= NT_PACK_MIN_N and _rem_start(N) == N:
         _tiles_nn_packed(A, _panels_transposed(W, bp), C, bias, act, H, dact)
     else:
         transpose_into(W, WT)
