@@ -36,8 +36,8 @@ and README):
 
 Tiles are independent: ``NTASK`` parallel tasks take contiguous runs of
 them, all writes disjoint. ``gemm_nt`` transposes B into scratch (blocked,
-parallel; wide outputs: straight into packed panels) and reuses the ``nn``
-tile.
+parallel; from ``NT_PACK_MIN_N`` output columns: straight into packed
+panels, each task its own) and reuses the ``nn`` tile.
 
 Three regimes, chosen per call by size (measured on 2 cores):
 
