@@ -105,7 +105,11 @@ def test_a_damaged_cache_is_recompiled_with_one_warning(tmp_path):
     data.write_bytes(bytes(raw))
     out, loaded, saved, err = _run(env)
     assert out == good
-    assert err.count("fastnn:") == 1 and "recompiling" in err  # reported once
+    # Reported once. (The recompile's own one-line notice may come too:
+    # it shows when compiling takes over compile_notice.DELAY, as it did on
+    # a slow 2-core VM beside the rest of the suite.)
+    reports = [l for l in err.splitlines() if "fastnn:" in l and "compiling kernels" not in l]
+    assert len(reports) == 1 and "recompiling" in err, err
     assert saved >= 2  # both entries rewritten
     out, loaded, saved, err = _run(env)
     assert out == good and saved == 0 and "recompiling" not in err
