@@ -66,6 +66,13 @@ def test_sigint_at_any_moment_of_a_cold_run_ends_with_status_130():
     tmp_path, results = _any_moment.result()
     for moment, rc, err in results:
         assert rc is not None, f"SIGINT at {moment} s was lost (still running): {err[-800:]}"
+        if rc == -signal.SIGINT and not err and moment < 1:
+            # Ended by the signal's default action before the interpreter had
+            # set its handler (a shell reports it as 130 too): seen at 0.05 s
+            # on a slow 2-core VM beside the suite. Nothing ran, nothing written.
+            assert not (tmp_path / f"m{moment}.npz").exists()
+            assert not (tmp_path / f"h{moment}.json").exists()
+            continue
         assert rc == 130, f"SIGINT at {moment} s: status {rc}: {err[-800:]}"
         assert "Traceback" not in err and "Exception ignored" not in err, (moment, err[-800:])
         assert "interrupted" in err
