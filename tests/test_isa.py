@@ -38,7 +38,10 @@ def _avx2_suite():
     tests = [str(here / "test_matmul.py")] + [
         f"{here / 'test_sparse_kernels.py'}::{t}"
         for t in ("test_predict_rows_matches_the_reference",
-                  "test_predict_rows_counts_nan_and_inf_of_every_row")] + [
+                  "test_predict_rows_counts_nan_and_inf_of_every_row",
+                  "test_predict_rows_chooses_row_or_union_tiles_per_block",
+                  "test_active_columns_list_and_check_rows_and_groups",
+                  "test_compress_nonzero8_lists_the_nonzero_columns")] + [
         f"{here / 'test_numpy_engine.py'}::test_row_split_batches_match_the_numpy_engine"]
     # (float32 only for the drivers: their AVX2 tiles differ from float64's
     # by the vector width alone, and each dtype compiles the drivers again.)

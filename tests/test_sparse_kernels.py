@@ -145,6 +145,90 @@ def test_predict_rows_matches_the_reference(rng, dtype, layers, density):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_predict_rows_chooses_row_or_union_tiles_per_block(rng, dtype):
+    """Blocks of INFER_ROWS rows whose first rows are sparse, dense, or
+    sparse with the same columns in every row (row tiles and 3-row union
+    tiles on AVX2, layout.ROW_GATHER_RATIO), and a dense first group before
+    sparse rows: every block matches the reference whichever tiles run."""
+    import fastnn
+    from fastnn.kernels import train as K
+    from fastnn.kernels.layout import INFER_ROWS
+
+    net = fastnn.Network([200, 100, 9], seed=5, dtype=dtype)
+    B = INFER_ROWS
+    x = _sparse_matrix(rng, 5 * B + 7, 200, dtype, 0.1)
+    x[B:2 * B] = rng.standard_normal((B, 200))                      # dense
+    x[2 * B:3 * B] *= rng.random((1, 200)) < 0.5                    # same columns
+    x[2 * B:3 * B] += (x[2 * B:3 * B] == 0) * (rng.random((1, 200)) < 0.5)
+    x[3 * B:3 * B + 3] = rng.standard_normal((3, 200))              # dense first group
+    x[4 * B + 1] = 0                                                 # an empty row
+    for head in (-1, net.head):
+        out = np.full((x.shape[0], 9), np.nan, dtype)
+        assert K.predict_rows(x, net.model(), head, out) == 0
+        assert_close(out, _predict_reference(net, x, head), dtype, what=f"head={head}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [1, 7, 8, 9, 17, 31, 784])
+def test_active_columns_list_and_check_rows_and_groups(rng, dtype, d):
+    """sparse.active_columns for one row (listed from its bits, 8 columns
+    at a time, on AVX2) and for groups of 2-3 rows (their union): the
+    non-zero columns in order (-0.0 is zero) and the count of NaN/inf."""
+    from numba import njit
+
+    @njit
+    def listed(x, rows):
+        ks, orv = S.column_scratch(x)
+        lists, bad = [], 0
+        for r0 in range(0, x.shape[0], rows):
+            c, nf = S.active_columns(x, r0, min(rows, x.shape[0] - r0), orv, ks)
+            lists.append(ks[:c].copy())
+            bad += nf
+        return lists, bad
+
+    x = _sparse_matrix(rng, 9, d, dtype, 0.3)
+    x[0, 0] = -0.0
+    x[1, d - 1] = 2.0  # bits 0x40000000: zero once shifted twice
+    x[2, d // 2] = -1.0
+    x[3, d - 1] = np.nan
+    x[4, 0] = np.inf
+    x[5, d // 3] = -np.inf
+    x[7] = 0
+    for rows in (1, 2, 3):
+        lists, bad = listed(x, rows)
+        assert bad == 3
+        for i, ks in enumerate(lists):
+            want = np.flatnonzero((x[i * rows:(i + 1) * rows] != 0).any(axis=0))
+            assert np.array_equal(ks, want), (rows, i)
+
+
+def test_compress_nonzero8_lists_the_nonzero_columns(rng):
+    from numba import njit
+
+    from fastnn.kernels.intrinsics import compress_nonzero8
+
+    table = S.compress_table()
+    assert all(list(table[m, :bin(m).count("1")]) == [j for j in range(8) if m >> j & 1]
+               for m in range(256))
+
+    @njit
+    def listed(flags, out, table):
+        c = 0
+        for k0 in range(0, flags.shape[0] - 8, 8):
+            c, _ = compress_nonzero8(flags, k0, out, c, table, False)
+        return c
+
+    for dt in (np.uint32, np.uint64):
+        for density in (0.0, 0.3, 1.0):
+            flags = np.zeros(800 + 8, dt)
+            flags[:800] = (rng.random(800) < density) * rng.integers(1, 2 ** 31, 800)
+            flags[:800:97] = np.iinfo(dt).max  # every bit, the top one too
+            out = np.zeros(808, np.int32)
+            c = listed(flags, out, table)
+            assert np.array_equal(out[:c], np.flatnonzero(flags[:800]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_predict_rows_counts_nan_and_inf_of_every_row(rng, dtype):
     import fastnn
     from fastnn.kernels import train as K

@@ -113,6 +113,25 @@ ALIGN_ELEMENTS = 16
 # 8.76, 5 x 16 8.80; np.matmul (OpenBLAS Haswell) 9.1-9.9.
 GATHER_MR = 3
 GATHER_NV = 7 if AVX512 else 3
+# AVX2: sparse rows one per tile, ROW_GATHER_NV vectors wide (13 x 8 = 104
+# columns: the classic 100-wide layer in one pass; 13 accumulators + a
+# broadcast of 16 ymm, W's vectors read as memory operands). A row steps
+# over its own non-zeros only (19% of MNIST's columns, against 34% for a
+# 3-row union) and is listed in the same pass that checks it (intrinsics.
+# compress_nonzero8); but each step's vectors of W serve one row, not
+# three. So a block of INFER_ROWS rows goes row by row when its first group
+# of GATHER_MR rows has at most ROW_GATHER_RATIO times as many non-zeros,
+# counted row by row, as its union has columns. AMD EPYC Zen 2, one thread,
+# 10000 x 784 -> 100-50-10 predict_proba, ms, 3-row tiles / row tiles:
+# MNIST (ratio 1.65) 18.7-19.6 / 15.5-15.8; uniform random non-zeros at
+# density 0.2 (ratio 1.23) 23.7-24.4 / 17.0-17.4, 0.4 (1.53) 31.7-32.4 /
+# 25.6-26.9, 0.6 (1.92) 35.1-36.0 / 32.2-33.1, 0.8 (2.42) 36.9-39.1 /
+# 41.0-43.0, 1.0 (3) 37.3-38.3 / 47.9-50.1; the same columns non-zero in
+# every row (3) at 0.2 15.1-15.4 / 16.5-17.1, 0.4 22.3-23.0 / 26.1-26.3.
+# With the 3-row tiles: 3 x 24 18.8, 3 x 32 18.4, 2 x 48 18.2 on MNIST.
+# AVX-512 keeps its 3-row tiles (not measured there): 0 turns this off.
+ROW_GATHER_NV = 0 if AVX512 else 13
+ROW_GATHER_RATIO = 2.0
 # Rows per inference task block: the first layer's output for them stays in
 # L1/L2 while the next layers run on it (serial tiles inside the task).
 INFER_ROWS = 60

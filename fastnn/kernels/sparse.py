@@ -38,9 +38,9 @@ from numba.extending import overload
 
 from .._config import AVX512, CACHE, FASTMATH_NO_REASSOC, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, act_forward
-from .intrinsics import compress_nonzero16, stack_buffer, tile_fma_gather
+from .intrinsics import compress_nonzero8, compress_nonzero16, stack_buffer, tile_fma_gather
 from .layout import ALIGN_ELEMENTS, NTASK, SLACK, SMALL_COPY_ELEMENTS, padded_width  # noqa: F401
-from .layout import GATHER_MR, GATHER_NV, PF, VW32, VW64
+from .layout import GATHER_MR, GATHER_NV, PF, ROW_GATHER_NV, VW32, VW64
 from .matmul import store_tile
 from .layout import SPARSE_GROUP as _G
 from .rng import GOLDEN_GAMMA, splitmix64_mix
@@ -325,6 +325,19 @@ def sparse_grad_tiles(colptr, rowpos, cvals, dU, dW, t0, t1):
             dW[k, u0 + jj] = acc[jj]
 
 
+def compress_table():
+    """(256, 8) int32: row m lists the bits set in m, in order (the rest
+    of the row is 0): the table of :func:`.intrinsics.compress_nonzero8`."""
+    t = np.zeros((256, 8), np.int32)
+    for m in range(256):
+        bits = [j for j in range(8) if m >> j & 1]
+        t[m, :len(bits)] = bits
+    return t
+
+
+_COMPRESS8 = compress_table()
+
+
 @jit
 def column_scratch(X):
     """(ks, orv): the scratch of :func:`active_columns` for X's columns,
@@ -342,40 +355,47 @@ def active_columns(X, r0, rows, orv, ks):
     d = X.shape[1]
     B = _bits(X)
     bad = 0
+    c = 0
+    k0 = 0
+    if rows == 1 and not AVX512:
+        # One row (AVX2's tiles): listed straight from its bits, 8 columns
+        # at a time, the last d % 8 below (a group there would read past
+        # the row).
+        row = B[r0]
+        for k0 in range(0, d - 7, 8):
+            c, nf = compress_nonzero8(row, k0, ks, c, _COMPRESS8, True)
+            bad += nf
+        k0 = d - d % 8
     for r in range(rows):
         first = r == 0
-        for k in range(uint64(d)):
+        for k in range(uint64(k0), uint64(d)):
             # Shifted out: the sign bit, so -0.0 counts as zero.
             bits = B[r0 + r, k] << 1
             orv[k] = bits if first else orv[k] | bits
             bad += not np.isfinite(X[r0 + r, k])
-    c = 0
     if AVX512:
-        for k0 in range(0, d, 16):
-            c = compress_nonzero16(orv, k0, ks, c)
+        for k1 in range(k0, d, 16):
+            c = compress_nonzero16(orv, k1, ks, c)
     else:
-        for k in range(d):
-            # Branch-free: the store always happens, the count moves on
-            # non-zeros only (a branch per column mispredicted on images).
-            ks[c] = k
-            c += orv[k] != 0
+        for k1 in range(k0, d, 8):
+            c, _ = compress_nonzero8(orv, k1, ks, c, _COMPRESS8, False)
     return c, bad
 
 
-def _make_gathered(VW):
-    NRG = GATHER_NV * VW
-    ACC = GATHER_MR * NRG
+def _make_gathered(VW, MR, NV):
+    NRG = NV * VW
+    ACC = MR * NRG
     V4, V2 = 4 * VW, 2 * VW  # tile widths must be compile-time constants
-    ACC4 = GATHER_MR * V4
-    ACC2 = GATHER_MR * V2
-    ACC1 = GATHER_MR * VW
+    ACC4 = MR * V4
+    ACC2 = MR * V2
+    ACC1 = MR * VW
 
     @jit_inline
     def gathered(X, r0, rows, ks, c, W, b, act, Y, y0):
         """Y[y0:y0+rows] = act(X[r0:r0+rows] @ W + b) over the columns
-        ``ks[:c]`` of X (the others are zero). W (d, Np) and b (Np,) are
-        padded to Np = Y.shape[1], a multiple of VW; W's rows 64-byte
-        aligned."""
+        ``ks[:c]`` of X (the others are zero), in tiles of MR rows x NV
+        vectors. W (d, Np) and b (Np,) are padded to Np = Y.shape[1], a
+        multiple of VW."""
         d = X.shape[1]
         Np = W.shape[1]
         noh = Y[:0]  # no activation-derivative input (an empty view: no allocation)
@@ -383,30 +403,32 @@ def _make_gathered(VW):
         j0 = 0
         p = stack_buffer(ACC, Y)
         while j0 + NRG <= Np:
-            tile_fma_gather(p, X, a0, rows, d, 1, W, j0, Np, ks, c, GATHER_MR, NRG, VW, PF)
-            store_tile(carray(p, (GATHER_MR, NRG)), Y, y0, j0, j0, b, act, noh, IDENTITY)
+            tile_fma_gather(p, X, a0, rows, d, 1, W, j0, Np, ks, c, MR, NRG, VW, PF)
+            store_tile(carray(p, (MR, NRG)), Y, y0, j0, j0, b, act, noh, IDENTITY)
             j0 += NRG
-        # The rest (fewer than GATHER_NV vectors) in tiles of 4, 2, 1 vectors.
-        if j0 + V4 <= Np:
+        # The rest (fewer than NV vectors) in tiles of 4, 2, 1 vectors.
+        while j0 + V4 <= Np:
             p4 = stack_buffer(ACC4, Y)
-            tile_fma_gather(p4, X, a0, rows, d, 1, W, j0, Np, ks, c, GATHER_MR, V4, VW, PF)
-            store_tile(carray(p4, (GATHER_MR, V4)), Y, y0, j0, j0, b, act, noh, IDENTITY)
+            tile_fma_gather(p4, X, a0, rows, d, 1, W, j0, Np, ks, c, MR, V4, VW, PF)
+            store_tile(carray(p4, (MR, V4)), Y, y0, j0, j0, b, act, noh, IDENTITY)
             j0 += V4
         if j0 + V2 <= Np:
             p2 = stack_buffer(ACC2, Y)
-            tile_fma_gather(p2, X, a0, rows, d, 1, W, j0, Np, ks, c, GATHER_MR, V2, VW, PF)
-            store_tile(carray(p2, (GATHER_MR, V2)), Y, y0, j0, j0, b, act, noh, IDENTITY)
+            tile_fma_gather(p2, X, a0, rows, d, 1, W, j0, Np, ks, c, MR, V2, VW, PF)
+            store_tile(carray(p2, (MR, V2)), Y, y0, j0, j0, b, act, noh, IDENTITY)
             j0 += V2
         if j0 < Np:
             p1 = stack_buffer(ACC1, Y)
-            tile_fma_gather(p1, X, a0, rows, d, 1, W, j0, Np, ks, c, GATHER_MR, VW, VW, PF)
-            store_tile(carray(p1, (GATHER_MR, VW)), Y, y0, j0, j0, b, act, noh, IDENTITY)
+            tile_fma_gather(p1, X, a0, rows, d, 1, W, j0, Np, ks, c, MR, VW, VW, PF)
+            store_tile(carray(p1, (MR, VW)), Y, y0, j0, j0, b, act, noh, IDENTITY)
 
     return gathered
 
 
-_gathered32 = _make_gathered(VW32)
-_gathered64 = _make_gathered(VW64)
+_gathered32 = _make_gathered(VW32, GATHER_MR, GATHER_NV)
+_gathered64 = _make_gathered(VW64, GATHER_MR, GATHER_NV)
+_row32 = _make_gathered(VW32, 1, max(ROW_GATHER_NV, 1))
+_row64 = _make_gathered(VW64, 1, max(ROW_GATHER_NV, 1))
 
 
 def gathered_first_layer(X, r0, rows, ks, c, W, b, act, Y, y0):
@@ -414,6 +436,18 @@ def gathered_first_layer(X, r0, rows, ks, c, W, b, act, Y, y0):
     (:func:`active_columns`); see ``_make_gathered``. Rows: at most
     GATHER_MR."""
     raise NotImplementedError  # only callable from compiled code
+
+
+def gathered_row(X, r, ks, c, W, b, act, Y, y):
+    """:func:`gathered_first_layer` for the one row r of X (into row y of
+    Y), in tiles of one row x ROW_GATHER_NV vectors (layout.py)."""
+    raise NotImplementedError  # only callable from compiled code
+
+
+@overload(gathered_row, jit_options=dict(cache=CACHE))
+def _gathered_row_typed(X, r, ks, c, W, b, act, Y, y):
+    f = _row32 if Y.dtype == types.float32 else _row64
+    return lambda X, r, ks, c, W, b, act, Y, y: f(X, r, 1, ks, c, W, b, act, Y, y)
 
 
 @overload(gathered_first_layer, jit_options=dict(cache=CACHE))
