@@ -46,10 +46,14 @@ MAX_MR = max(MR32, MR64)  # the largest MR: scratch for packed row tiles is size
 # 48 columns for 2. Measured (1 thread, 2-core AVX-512 Xeon): 200x64 @ 64x50
 # 22 -> 12 us. Wider outputs keep the shifted tile (its waste is a small
 # share of their work, the remainder loops would run on one thread).
-# (AVX2's 16-column tiles waste at most 15 columns in the shifted tile: the
-# remainder kernels then take only outputs of 16 + <= 5 or 32 + <= 5.)
+# Outputs up to 96 columns + REM_MAX (AVX-512: 48 or 96 + <= 16; AVX2: 16..96
+# + <= 5): on AVX2 the digits layer's 50 = 48 + 2 had a fourth, shifted
+# 16-column tile (7.5 us of a 30 us 100x64 @ 64x50 float64 product; the
+# remainder kernels: 1.6-1.9 us). AMD EPYC Zen 2, digits MLPClassifier((50,))
+# fit, six alternating runs each: one thread 314-335 -> 279-297 ms, two
+# 197-246 -> 171-227; the classic epoch (100 = 96 + 4) unchanged, 0.125 s.
 REM_MAX = NR // 3
-REM_MAX_TILES = 2
+REM_MAX_TILES = 96 // NR
 # Parallel tasks per product, each a contiguous run of tiles in column-panel
 # order: consecutive tiles reuse one K x NR panel of B from L2 while A stays
 # cached. (Row-major order streamed all of B per row block; with B larger
