@@ -5,7 +5,7 @@ instruction set the kernels were compiled for.
     python bench/gemm_isa.py --isa avx2     # AVX2 code on an AVX-512 host, against
                                             # OpenBLAS's AVX2 (Haswell) kernels
 
-Each figure is the median of 30 calls after a warm-up, float32 unless
+Each figure is the median of 30 calls after a second's sleep and a warm-up, float32 unless
 ``--dtype float64``; the ratio is fastnn / np.matmul in the same run.
 Shapes: the classic first layer (100x784x100), the wide workload's hidden
 layer (256x1024x1024) and 512^3. Orientations as training uses them: nn
@@ -28,7 +28,10 @@ def isa():
     return layout.TARGET_ISA
 
 
-def median_seconds(fn, reps=30):
+def median_seconds(fn, reps=30, settle=0.0):
+    """Median of ``reps`` timed calls after one untimed call; ``settle``
+    seconds of sleep first (see main)."""
+    time.sleep(settle)
     fn()
     ts = []
     for _ in range(reps):
@@ -76,8 +79,13 @@ def main(argv=None):
             "nt": (lambda: matmul.gemm_nt(A, Bt, C, scratch), lambda: np.matmul(A, Bt.T, out=C)),
         }
         for op, (ours, theirs) in cases.items():
-            f = flops / median_seconds(ours) / 1e9
-            g = flops / median_seconds(theirs) / 1e9
+            # A second's sleep before each block: after np.matmul returns,
+            # OpenBLAS's threads spin-wait for a while, and a block of ours
+            # started inside that window shared a core with them (512^3 nn
+            # read 0.40 and 0.98 of np.matmul in two runs on a 2-core AMD
+            # EPYC; compare.py sleeps between systems for the same reason).
+            f = flops / median_seconds(ours, settle=1.0) / 1e9
+            g = flops / median_seconds(theirs, settle=1.0) / 1e9
             print(f"{name:14s} {op:3s} {f:11.1f} {g:11.1f} {f / g:6.2f}", flush=True)
             results["gflops"][f"{name} {op}"] = {"fastnn": f, "numpy": g, "ratio": f / g}
     if args.json:
