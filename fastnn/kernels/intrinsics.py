@@ -242,6 +242,31 @@ def bits_to_float(typingctx, i):
     return out(i), codegen
 
 
+def _flags_vector(context, builder, signature, args, lanes):
+    """The prologue of the compress intrinsics, whose first four arguments
+    are (flags, k0, out, c): ``lanes`` flags from k0 as a vector, k0 and c
+    as int64, and out's data pointer."""
+    f_arr, k0v, o_arr, cv = args[:4]
+    elt = context.get_data_type(signature.args[0].dtype)
+    k0v = context.cast(builder, k0v, signature.args[1], types.int64)
+    cv = context.cast(builder, cv, signature.args[3], types.int64)
+    f_data = context.make_array(signature.args[0])(context, builder, f_arr).data
+    o_data = context.make_array(signature.args[2])(context, builder, o_arr).data
+    fvec = ir.VectorType(elt, lanes)
+    v = builder.load(builder.bitcast(builder.gep(f_data, [k0v]), fvec.as_pointer()), align=1)
+    return v, k0v, cv, o_data
+
+
+def _splat_i32(builder, x, lanes):
+    """The int64 ``x`` as an int32 in every lane of a vector."""
+    i32 = ir.IntType(32)
+    ivec = ir.VectorType(i32, lanes)
+    one = builder.insert_element(ir.Constant(ivec, ir.Undefined), builder.trunc(x, i32),
+                                 ir.Constant(i32, 0))
+    return builder.shuffle_vector(one, ir.Constant(ivec, ir.Undefined),
+                                  ir.Constant(ivec, [0] * lanes))
+
+
 @intrinsic
 def compress_nonzero16(typingctx, flags, k0, out, c):
     """AVX-512's vpcompressd: the indices ``k0 + j`` (j < 16) with
@@ -261,24 +286,12 @@ def compress_nonzero16(typingctx, flags, k0, out, c):
     sig = types.int64(flags, k0, out, c)
 
     def codegen(context, builder, signature, args):
-        f_arr, k0v, o_arr, cv = args
         i1, i16, i32, i64 = (ir.IntType(b) for b in (1, 16, 32, 64))
-        elt = context.get_data_type(signature.args[0].dtype)
-        fvec = ir.VectorType(elt, 16)
         ivec = ir.VectorType(i32, 16)
         mvec = ir.VectorType(i1, 16)
-        k0v = context.cast(builder, k0v, signature.args[1], types.int64)
-        cv = context.cast(builder, cv, signature.args[3], types.int64)
-        f_data = context.make_array(signature.args[0])(context, builder, f_arr).data
-        o_data = context.make_array(signature.args[2])(context, builder, o_arr).data
-        fptr = builder.bitcast(builder.gep(f_data, [k0v]), fvec.as_pointer())
-        v = builder.load(fptr, align=1)
-        mask = builder.icmp_unsigned("!=", v, ir.Constant(fvec, None))
-        base = builder.insert_element(ir.Constant(ivec, ir.Undefined),
-                                      builder.trunc(k0v, i32), ir.Constant(i32, 0))
-        base = builder.shuffle_vector(base, ir.Constant(ivec, ir.Undefined),
-                                      ir.Constant(ivec, [0] * 16))
-        idx = builder.add(base, ir.Constant(ivec, list(range(16))))
+        v, k0v, cv, o_data = _flags_vector(context, builder, signature, args, 16)
+        mask = builder.icmp_unsigned("!=", v, ir.Constant(v.type, None))
+        idx = builder.add(_splat_i32(builder, k0v, 16), ir.Constant(ivec, list(range(16))))
         compress = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [ivec, i32.as_pointer(), mvec]),
             "llvm.masked.compressstore.v16i32")
@@ -320,18 +333,12 @@ def compress_nonzero8(typingctx, flags, k0, out, c, lut, SHIFT):
     sig = types.UniTuple(types.int64, 2)(flags, k0, out, c, lut, SHIFT)
 
     def codegen(context, builder, signature, args):
-        f_arr, k0v, o_arr, cv, l_arr, _ = args
         i8, i32, i64 = (ir.IntType(b) for b in (8, 32, 64))
-        elt = context.get_data_type(signature.args[0].dtype)
-        fvec = ir.VectorType(elt, 8)
         ivec = ir.VectorType(i32, 8)
-        k0v = context.cast(builder, k0v, signature.args[1], types.int64)
-        cv = context.cast(builder, cv, signature.args[3], types.int64)
-        f_data = context.make_array(signature.args[0])(context, builder, f_arr).data
-        o_data = context.make_array(signature.args[2])(context, builder, o_arr).data
-        l_data = context.make_array(signature.args[4])(context, builder, l_arr).data
-        v = builder.load(builder.bitcast(builder.gep(f_data, [k0v]), fvec.as_pointer()),
-                         align=1)
+        v, k0v, cv, o_data = _flags_vector(context, builder, signature, args, 8)
+        fvec = v.type
+        elt = fvec.element
+        l_data = context.make_array(signature.args[4])(context, builder, args[4]).data
         ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64]),
                                                "llvm.ctpop.i64")
 
@@ -350,11 +357,7 @@ def compress_nonzero8(typingctx, flags, k0, out, c, lut, SHIFT):
         m = lanes(builder.icmp_unsigned("!=", v, ir.Constant(fvec, None)))
         row = builder.load(builder.bitcast(builder.gep(l_data, [builder.mul(m, ir.Constant(i64, 8))]),
                                            ivec.as_pointer()), align=4)
-        base = builder.insert_element(ir.Constant(ivec, ir.Undefined),
-                                      builder.trunc(k0v, i32), ir.Constant(i32, 0))
-        base = builder.shuffle_vector(base, ir.Constant(ivec, ir.Undefined),
-                                      ir.Constant(ivec, [0] * 8))
-        builder.store(builder.add(row, base),
+        builder.store(builder.add(row, _splat_i32(builder, k0v, 8)),
                       builder.bitcast(builder.gep(o_data, [cv]), ivec.as_pointer()), align=4)
         count = builder.add(cv, builder.call(ctpop, [m]))
         return context.make_tuple(builder, signature.return_type, [count, bad])
