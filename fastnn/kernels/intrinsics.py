@@ -355,8 +355,8 @@ def compress_nonzero8(typingctx, flags, k0, out, c, lut, SHIFT):
             bad = builder.call(ctpop, [lanes(builder.icmp_unsigned(
                 ">=", v, ir.Constant(fvec, [top] * 8)))])
         m = lanes(builder.icmp_unsigned("!=", v, ir.Constant(fvec, None)))
-        row = builder.load(builder.bitcast(builder.gep(l_data, [builder.mul(m, ir.Constant(i64, 8))]),
-                                           ivec.as_pointer()), align=4)
+        row_ptr = builder.gep(l_data, [builder.mul(m, ir.Constant(i64, 8))])
+        row = builder.load(builder.bitcast(row_ptr, ivec.as_pointer()), align=4)
         builder.store(builder.add(row, _splat_i32(builder, k0v, 8)),
                       builder.bitcast(builder.gep(o_data, [cv]), ivec.as_pointer()), align=4)
         count = builder.add(cv, builder.call(ctpop, [m]))

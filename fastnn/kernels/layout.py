@@ -48,10 +48,13 @@ MAX_MR = max(MR32, MR64)  # the largest MR: scratch for packed row tiles is size
 # share of their work, the remainder loops would run on one thread).
 # Outputs up to 96 columns + REM_MAX (AVX-512: 48 or 96 + <= 16; AVX2: 16..96
 # + <= 5): on AVX2 the digits layer's 50 = 48 + 2 had a fourth, shifted
-# 16-column tile (7.5 us of a 30 us 100x64 @ 64x50 float64 product; the
-# remainder kernels: 1.6-1.9 us). AMD EPYC Zen 2, digits MLPClassifier((50,))
-# fit, six alternating runs each: one thread 314-335 -> 279-297 ms, two
-# 197-246 -> 171-227; the classic epoch (100 = 96 + 4) unchanged, 0.125 s.
+# 16-column tile (7.5 us of a 30 us 100x64 @ 64x50 float64 product). On AVX2
+# the remainder columns come from the narrow tiles (matmul._rem_product), so
+# they round as the shifted tile did (AVX-512's dot products, tried here
+# first, sent the classic float32 lr-0.5 run off course at epoch ~15). AMD
+# EPYC Zen 2, digits MLPClassifier((50,)) fit, four alternating runs: one
+# thread 331-371 -> 313-323 ms, two 188-251 -> 177-249; training otherwise
+# bit for bit as before (classic: the same parameters after an epoch).
 REM_MAX = NR // 3
 REM_MAX_TILES = 96 // NR
 # Parallel tasks per product, each a contiguous run of tiles in column-panel

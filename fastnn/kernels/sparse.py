@@ -154,11 +154,17 @@ def pad_rows_into(A, buf):
     R, N = A.shape
     Np = (N + ALIGN_ELEMENTS - 1) // ALIGN_ELEMENTS * ALIGN_ELEMENTS
     out = buf[:R * Np].reshape((R, Np))
-    if R * N <= SMALL_COPY_ELEMENTS:
+    copy_rows_auto(A, out)
+    return out
+
+
+@jit
+def copy_rows_auto(A, out):
+    """out[:, :N] = A: on the calling thread when small, else in parallel."""
+    if A.shape[0] * A.shape[1] <= SMALL_COPY_ELEMENTS:
         copy_rows(A, out)
     else:
         _copy_rows_parallel(A, out)
-    return out
 
 
 @jit

@@ -19,7 +19,7 @@ import numpy as np
 
 from numba import prange, uint64
 
-from .._config import CACHE, jit, jit_parallel
+from .._config import AVX512, CACHE, jit, jit_parallel
 from .activations import IDENTITY
 from .dense import bias_backward, dense_backward, dense_forward
 from .losses import head_output, loss_forward_backward
@@ -32,9 +32,9 @@ from .layout import (ALIGN_ELEMENTS, GATHER_MR, INFER_ROWS, NTASK, ROW_GATHER_NV
 from .layout import padded_width_jit as padded_width
 from .matmul import gemm_nn_fused_serial, gemm_tn_serial
 from .sparse import (active_columns, batch_csc_build, batch_nnz_offsets, column_scratch,
-                     copy_rows, gathered_first_layer, gathered_row, is_aligned, pad_rows_into,
-                     sparse_dense_forward, sparse_forward_tiles, sparse_grad_tiles,
-                     sparse_weight_grad)
+                     copy_rows, copy_rows_auto, gathered_first_layer, gathered_row, is_aligned,
+                     pad_rows_into, sparse_dense_forward, sparse_forward_tiles,
+                     sparse_grad_tiles, sparse_weight_grad)
 
 
 @jit
@@ -760,21 +760,26 @@ def padded_first_layer(model, like):
     one-layer network). (Kept out of the parallel function: there, Numba's
     parallel transforms of these copies read uninitialised memory.)
 
-    Why vectors, not ALIGN_ELEMENTS: the gathered tiles load whole vectors,
-    so AVX2's 8 float32 lanes pad 100 columns to 104, not 112: 7% fewer
-    multiply-adds in the first layer and fewer rows of the second."""
+    Why vectors on AVX2, not ALIGN_ELEMENTS: the gathered tiles load whole
+    vectors, so its 8 float32 lanes pad 100 columns to 104, not 112: 7%
+    fewer multiply-adds in the first layer and fewer rows of the second."""
     sizes = model.sizes
     L = sizes.shape[0] - 1
     W1 = layer_W(model.theta, sizes, model.poff, 0)
     b1 = layer_b(model.theta, sizes, model.poff, 0)
     W2 = layer_W(model.theta, sizes, model.poff, min(1, L - 1))
-    vw = VW32 if like.itemsize == 4 else VW64
     d, N1 = W1.shape
-    if N1 % vw == 0 and W1.ctypes.data % (vw * like.itemsize) == 0:
+    if AVX512:  # 64-byte rows, as measured there (float64: 100 -> 112)
+        per = ALIGN_ELEMENTS
+        in_place = is_aligned(W1)
+    else:
+        per = VW32 if like.itemsize == 4 else VW64
+        in_place = N1 % per == 0 and W1.ctypes.data % (per * like.itemsize) == 0
+    if in_place:
         return W1, b1, W2
-    Np = (N1 + vw - 1) // vw * vw
+    Np = (N1 + per - 1) // per * per
     Wp = aligned_zeros(d * Np, like).reshape((d, Np))
-    copy_rows(W1, Wp)
+    copy_rows_auto(W1, Wp)
     bp = np.zeros(Np, like.dtype)
     for j in range(N1):
         bp[j] = b1[j]
