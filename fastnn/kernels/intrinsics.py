@@ -304,7 +304,6 @@ def compress_nonzero16(typingctx, flags, k0, out, c):
     return sig, codegen
 
 
-
 @intrinsic
 def compress_nonzero8(typingctx, flags, k0, out, c, lut, SHIFT):
     """:func:`compress_nonzero16` without AVX-512, 8 at a time: stores the
@@ -315,8 +314,8 @@ def compress_nonzero8(typingctx, flags, k0, out, c, lut, SHIFT):
     ``c + 8``.
 
     With ``SHIFT`` (a compile-time True) ``flags`` are a float row's bits
-    (``X.view(uint)``): a value counts as non-zero when it is without its
-    sign bit (-0.0 is zero), and the second result counts the NaN/inf
+    (``X.view(uint)``): a value counts as non-zero when any bit but its
+    sign is set (-0.0 is zero), and the second result counts the NaN/inf
     among the 8 (exponent all ones): one pass over a row both validates
     and lists it.
 
