@@ -666,8 +666,11 @@ def gemm_nt_fused_into(A, W, C, bias, act, H, dact, WT, bp):
     kernel runs."""
     M, K = A.shape
     N = W.shape[0]
-    if not _small(M, K, N) and N >= NT_PACK_MIN_N and _rem_start(N) == N:
+    if not _small(M, K, N) and N >= NT_PACK_MIN_N:
         _tiles_nn_packed(A, _panels_transposed(W, bp), C, bias, act, H, dact)
+        # Columns the tiles leave to the remainder kernels (AVX2's 100 = 96
+        # + 4), read from W.T's columns in place.
+        _rem_nn(A, W.T, C, bias, act, H, dact, _rem_start(N))
     else:
         transpose_into(W, WT)
         gemm_nn_fused_into(A, WT, C, bias, act, H, dact, bp)
