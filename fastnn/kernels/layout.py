@@ -79,13 +79,13 @@ SERIAL_MAX_MACS = 400_000
 # contiguously restored it: 256x1024 @ 1024x1024 ~130 -> ~260 GFLOP/s.
 PACK_MIN_N = 256
 # The input gradient dU @ W.T packs W.T's panels straight from W, each task
-# its own (pack_panels_transposed), from this many output columns (when the
-# tiles cover every column). Below PACK_MIN_N it used to transpose W into a
-# (K, N) copy in parallel and run the nn tiles on it: each task then read a
-# panel whose rows both threads had written, and on a real AVX2 host (AMD
-# EPYC, Zen 2: moving a written cache line to the other core is slow) nt
-# 100x784x100 ran at 0.56-0.60 of np.matmul (transpose 40 us + tiles 130
-# us alone, 290 us in sequence); packed 0.73-0.91. AVX-512 keeps the
+# its own (pack_panels_transposed), from this many output columns (columns
+# left to the remainder kernels read W.T in place). Below PACK_MIN_N it used
+# to transpose W into a (K, N) copy in parallel and run the nn tiles on it:
+# each task then read a panel whose rows both threads had written, and on a
+# real AVX2 host (AMD EPYC, Zen 2: moving a written cache line to the other
+# core is slow) nt 100x784x100 ran at 0.56-0.60 of np.matmul (transpose 40
+# us + tiles 130 us alone, 290 us in sequence); packed 0.73-0.99. AVX-512 keeps the
 # transpose there (1.02-1.22 on the Xeon; not re-measured packed).
 NT_PACK_MIN_N = PACK_MIN_N if AVX512 else 2 * NR
 
