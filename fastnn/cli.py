@@ -294,7 +294,8 @@ def cmd_train(args, out):
                 validation_split=args.validation_split, early_stopping=args.early_stopping,
                 patience=args.patience, callbacks=[per_epoch],
                 progress=not args.quiet)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        interrupts.keep_frames(e)
         interrupted = True
     # From here on the outputs are written whatever happens: a Ctrl-C now is
     # acted on once they are complete.

@@ -31,6 +31,27 @@ _pending = False
 _installed = False
 
 
+_kept = []
+
+
+def keep_frames(exc):
+    """Keep the frames of an interrupted run (``exc``'s traceback) alive for
+    the rest of the process.
+
+    Why: a Ctrl-C inside Numba's compile can land between an llvmlite call
+    that hands a module to LLVM (``link_modules`` destroys its source) and
+    the line that marks the Python object as no longer owning it. When the
+    interrupted frames are freed, that object's finaliser disposes of the
+    module a second time: a segfault (status -11 in test_interrupts, seen
+    three times on a 2-core AMD EPYC VM; faulthandler showed
+    ``ModuleRef.__del__`` -> ``_dispose`` as ``fastnn train`` left its
+    ``except KeyboardInterrupt``). Kept, the frames are never freed: the CLI
+    ends with ``os._exit``, a session keeps a few MB of one compile's
+    objects."""
+    if exc.__traceback__ is not None:
+        _kept.append(exc.__traceback__)
+
+
 def check():
     """Raise ``KeyboardInterrupt`` if one was swallowed since the last check."""
     global _pending

@@ -99,7 +99,9 @@ def guarded(run, rollback, theta):
     (returns None): what a guarded epoch does, for any kind of trainer."""
     try:
         sums = run()
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt):
+            interrupts.keep_frames(e)
         rollback()
         raise
     if not (np.isfinite(sums[0]) and np.isfinite(sums[1]) and np.isfinite(theta).all()):
