@@ -88,6 +88,21 @@ PACK_MIN_N = 256
 # us + tiles 130 us alone, 290 us in sequence); packed 0.73-0.99. AVX-512 keeps the
 # transpose there (1.02-1.22 on the Xeon; not re-measured packed).
 NT_PACK_MIN_N = PACK_MIN_N if AVX512 else 2 * NR
+# Packed products with at least TASK_PACK_MIN_PANELS column panels pack them
+# per task, each panel right before that task's row tiles read it, into the
+# task's own slot (matmul.tiles_task_packed), instead of packing all of B
+# first and then running the tiles. Packed first, a panel written by the
+# packing pass had left L2 (B: 4 MiB at 1024 x 1024) and the tiles read it
+# back from L3: on the AMD EPYC (AVX2, 2 threads) the tiles alone ran at
+# ~187 GFLOP/s, but pack + tiles at 0.80-0.88 of np.matmul at 256x1024x1024.
+# Packed per task (interleaved with np.matmul, medians of 12 rounds): nn
+# 0.86 -> 0.94-0.97, nt 0.85-0.86 -> 0.91-0.92, tn 0.84 -> 0.93; 512^3 nn
+# 0.96 -> 1.00, tn 0.87 -> 0.93; same results bit for bit. Tasks own whole
+# panels (no panel packed twice), so it needs enough panels to balance two
+# threads: below 16, B is packed first as before. AVX-512 (48-column panels,
+# 22 at N = 1024) keeps packing first: not measured on such a host yet.
+TASK_PACK = not AVX512
+TASK_PACK_MIN_PANELS = 16
 
 # Copies and transposes of at most this many elements stay on the calling
 # thread: a parallel region costs more than moving a few thousand values.

@@ -62,8 +62,9 @@ from numba.extending import overload
 from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import stack_buffer, tile_fma
-from .layout import (MR32, MR64, NARROW_NR, NR, NT_PACK_MIN_N, NTASK, PACK_MIN_N, PF,  # noqa: F401
-                     REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS, SMALL_COPY_ELEMENTS, VW32, VW64,
+from .layout import (MAX_MR, MR32, MR64, NARROW_NR, NR, NT_PACK_MIN_N, NTASK,  # noqa: F401
+                     PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS,
+                     SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS, VW32, VW64,
                      packed_size, tile_macs, tn_packed_size)
 
 # ---------------------------------------------------------------------------
@@ -261,6 +262,46 @@ def _make_tiles(MR, VW):
                          VW, 0)
                 store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
 
+    @jit_parallel
+    def tiles_task_packed(A, a_tile, a_rs, a_ks, B, transposed, C, bias, act, H, dact, Bs):
+        """C = epilogue(A @ B), or A @ B.T from B = W (N, K) if ``transposed``,
+        each task packing its own column panels of B, one at a time, into its
+        slot ``Bs[task]`` (K, NR) right before its row tiles read it (see
+        layout.TASK_PACK). Row tile ``t`` of A starts at A.flat[t * a_tile],
+        its rows ``a_rs`` and its steps ``a_ks`` elements apart: A in place
+        (nn, nt) or packed by pack_rows_t (tn)."""
+        M, N = C.shape
+        K = Bs.shape[1]
+        nfull, ncol, nrow = _grid(M, N, MR)
+        ntask = min(ncol, NTASK)
+        for task in prange(ntask):
+            for c in range(task * ncol // ntask, (task + 1) * ncol // ntask):
+                j0, jlo = _col_tile(c, nfull, N)
+                _pack_panel(B, Bs[task], j0, transposed)
+                for t in range(nrow):
+                    i0 = t * MR
+                    p = stack_buffer(ACC, C)
+                    tile_fma(p, A, t * a_tile, M - i0, a_rs, a_ks, Bs, task * K * NR, NR, K,
+                             MR, NR, VW, 0)
+                    store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
+
+    @jit
+    def gemm_nn_packed(A, B, C, bias, act, H, dact, bp, transposed):
+        """C = epilogue(A @ B) (A @ B.T from B = W (N, K) if ``transposed``)
+        from B's packed column panels: packed per task where layout.TASK_PACK
+        says so, else all first (``bp`` as scratch, allocated if too
+        small)."""
+        K = A.shape[1]
+        N = C.shape[1]
+        if _task_pack(C.shape[0], N):
+            sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
+            tiles_task_packed(A, MR * sa0, sa0, sa1, B, transposed, C, bias, act, H, dact,
+                              _task_slots(K, N, bp))
+        elif transposed:
+            tiles_nn_packed(A, _panels_transposed(B, bp), C, bias, act, H, dact)
+        else:
+            tiles_nn_packed(A, _panels(B, bp), C, bias, act, H, dact)
+
     @jit
     def gemm_tn_packed(A, B, C, bp):
         """Both operands packed into ``bp`` (allocated if too small)."""
@@ -271,11 +312,15 @@ def _make_tiles(MR, VW):
         size = sb + nrow * K * MR
         if bp.shape[0] < size:
             bp = np.empty(size, B.dtype)
-        Bp = bp[:sb].reshape(((N + NR - 1) // NR, K, NR))
-        pack_panels(B, Bp)
         Ap = bp[sb:size].reshape((nrow, K, MR))
         pack_rows_t(A, Ap)
-        tiles_tn_packed(Ap, Bp, C)
+        if _task_pack(M, N):
+            tiles_task_packed(Ap, K * MR, 1, MR, B, False, C, np.empty(0, C.dtype), IDENTITY,
+                              np.empty((0, 0), C.dtype), IDENTITY, _task_slots(K, N, bp))
+        else:
+            Bp = bp[:sb].reshape(((N + NR - 1) // NR, K, NR))
+            pack_panels(B, Bp)
+            tiles_tn_packed(Ap, Bp, C)
 
     # Outputs of at most NARROW_NR columns (a 10-class output layer): tiles
     # that wide, with rows for half the accumulator registers (a 48-column
@@ -313,7 +358,7 @@ def _make_tiles(MR, VW):
             narrow_rows(A, Bp, Cp, task * ntile // ntask, (task + 1) * ntile // ntask,
                         transposed)
 
-    return (tiles_nn, tiles_tn, tiles_nn_serial, tiles_tn_serial, tiles_nn_packed,
+    return (tiles_nn, tiles_tn, tiles_nn_serial, tiles_tn_serial, gemm_nn_packed,
             gemm_tn_packed, narrow_serial, narrow_parallel)
 
 
@@ -407,6 +452,19 @@ def _by_dtype_tn(f32, f64):
     return run
 
 
+def _by_dtype_packed(f32, f64):
+    def run(A, B, C, bias, act, H, dact, bp, transposed):
+        raise NotImplementedError  # only callable from compiled code
+
+    @overload(run, jit_options=dict(cache=CACHE))
+    def _typed(A, B, C, bias, act, H, dact, bp, transposed):
+        f = f32 if C.dtype == types.float32 else f64
+        return lambda A, B, C, bias, act, H, dact, bp, transposed: f(A, B, C, bias, act, H,
+                                                                      dact, bp, transposed)
+
+    return run
+
+
 def _by_dtype_scratch(f32, f64):
     def run(A, B, C, bp):
         raise NotImplementedError  # only callable from compiled code
@@ -421,7 +479,7 @@ def _by_dtype_scratch(f32, f64):
 
 _tiles_nn = _by_dtype_nn(_nn32, _nn64)
 _tiles_nn_serial = _by_dtype_nn(_nn32s, _nn64s)
-_tiles_nn_packed = _by_dtype_nn(_nn32p, _nn64p)
+_gemm_nn_packed = _by_dtype_packed(_nn32p, _nn64p)
 _tiles_tn = _by_dtype_tn(_tn32, _tn64)
 _tiles_tn_serial = _by_dtype_tn(_tn32s, _tn64s)
 _gemm_tn_packed = _by_dtype_scratch(_tn32p, _tn64p)
@@ -667,13 +725,46 @@ def gemm_nt_fused_into(A, W, C, bias, act, H, dact, WT, bp):
     M, K = A.shape
     N = W.shape[0]
     if not _small(M, K, N) and N >= NT_PACK_MIN_N:
-        _tiles_nn_packed(A, _panels_transposed(W, bp), C, bias, act, H, dact)
+        _gemm_nn_packed(A, W, C, bias, act, H, dact, bp, True)
         # Columns the tiles leave to the remainder kernels (AVX2's 100 = 96
         # + 4), read from W.T's columns in place.
         _rem_nn(A, W.T, C, bias, act, H, dact, _rem_start(N))
     else:
         transpose_into(W, WT)
         gemm_nn_fused_into(A, WT, C, bias, act, H, dact, bp)
+
+
+@jit_inline
+def _pack_panel(B, Bs, j0, transposed):
+    """Bs (K, NR) = B[:, j0:j0+NR], or W.T's columns from B = W (N, K) if
+    ``transposed`` (rows of W read NR at a time; they stay in L1 across k)."""
+    K = Bs.shape[0]
+    u0 = uint64(j0)
+    if transposed:
+        for k in range(K):
+            for j in range(uint64(NR)):
+                Bs[k, j] = B[u0 + j, k]
+    else:
+        for k in range(K):
+            for j in range(uint64(NR)):
+                Bs[k, j] = B[k, u0 + j]
+
+
+@jit
+def _task_pack(M, N):
+    """Whether an (M, N) output packs B's panels per task: layout.TASK_PACK."""
+    return TASK_PACK and _grid(M, N, MAX_MR)[1] >= TASK_PACK_MIN_PANELS
+
+
+@jit
+def _task_slots(K, N, bp):
+    """Per-task panel slots (ntask, K, NR) at the front of ``bp`` (allocated
+    if too small): min(panels, NTASK) <= panels, so packed_size(K, N)
+    elements always hold them."""
+    ntask = min((N + NR - 1) // NR, NTASK)
+    if bp.shape[0] < ntask * K * NR:
+        bp = np.empty(ntask * K * NR, bp.dtype)
+    return bp[:ntask * K * NR].reshape((ntask, K, NR))
 
 
 @jit
@@ -701,7 +792,7 @@ def gemm_nn_fused_into(A, B, C, bias, act, H, dact, bp):
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
         _rem_nn(A, B, C, bias, act, H, dact, _rem_start(N))
     elif N >= PACK_MIN_N:
-        _tiles_nn_packed(A, _panels(B, bp), C, bias, act, H, dact)
+        _gemm_nn_packed(A, B, C, bias, act, H, dact, bp, False)
     else:
         _tiles_nn(A, B, C, bias, act, H, dact)
         _rem_nn(A, B, C, bias, act, H, dact, _rem_start(N))
