@@ -5,8 +5,12 @@ instruction set the kernels were compiled for.
     python bench/gemm_isa.py --isa avx2     # AVX2 code on an AVX-512 host, against
                                             # OpenBLAS's AVX2 (Haswell) kernels
 
-Each figure is the median of 30 calls after a second's sleep and a warm-up, float32 unless
-``--dtype float64``; the ratio is fastnn / np.matmul in the same run.
+Each figure is the median over 5 rounds of 6 calls (or of 50 ms of calls,
+whichever is more), float32 unless ``--dtype float64``; the ratio is fastnn /
+np.matmul in the same run. The rounds take ours and np.matmul's in turn,
+each block after half a second's sleep and a warm-up call: on a shared VM whose speed drifts from minute to minute, 30
+calls of ours and then 30 of theirs compared two different machines (the
+same code read 0.73-0.95 of np.matmul in runs minutes apart).
 Shapes: the classic first layer (100x784x100), the wide workload's hidden
 layer (256x1024x1024) and 512^3. Orientations as training uses them: nn
 (forward, A @ B), tn (weight gradient, A.T @ B), nt (input gradient, A @ B.T).
@@ -30,7 +34,7 @@ def isa():
 
 def median_seconds(fn, reps=30, settle=0.0):
     """Median of ``reps`` timed calls after one untimed call; ``settle``
-    seconds of sleep first (see main)."""
+    seconds of sleep first (layer_gemms.py's timing)."""
     time.sleep(settle)
     fn()
     ts = []
@@ -39,6 +43,31 @@ def median_seconds(fn, reps=30, settle=0.0):
         fn()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
+
+
+def paired_medians(ours, theirs, rounds=5, reps=6, settle=0.5, block=0.05):
+    """Median seconds per call of ``ours`` and of ``theirs``: ``rounds``
+    rounds of timed calls of each in turn, each block after ``settle``
+    seconds of sleep and one untimed call (see main). A block has ``reps``
+    calls or, for calls shorter than ``block / reps`` seconds, enough for
+    ``block`` seconds: the first calls after the sleep wake sleeping
+    threads, and 6 calls of a 0.2 ms product read 52 GFLOP/s, not ~85."""
+    ts = ([], [])
+    n = []
+    for fn in (ours, theirs):
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        n.append(max(reps, int(block / max(time.perf_counter() - t0, 1e-9))))
+    for _ in range(rounds):
+        for fn, out, calls in zip((ours, theirs), ts, n):
+            time.sleep(settle)
+            fn()
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
+    return statistics.median(ts[0]), statistics.median(ts[1])
 
 
 def main(argv=None):
@@ -79,13 +108,13 @@ def main(argv=None):
             "nt": (lambda: matmul.gemm_nt(A, Bt, C, scratch), lambda: np.matmul(A, Bt.T, out=C)),
         }
         for op, (ours, theirs) in cases.items():
-            # A second's sleep before each block: after np.matmul returns,
-            # OpenBLAS's threads spin-wait for a while, and a block of ours
-            # started inside that window shared a core with them (512^3 nn
-            # read 0.40 and 0.98 of np.matmul in two runs on a 2-core AMD
-            # EPYC; compare.py sleeps between systems for the same reason).
-            f = flops / median_seconds(ours, settle=1.0) / 1e9
-            g = flops / median_seconds(theirs, settle=1.0) / 1e9
+            # A sleep before each block: after np.matmul returns, OpenBLAS's
+            # threads spin-wait for a while, and a block of ours started
+            # inside that window shared a core with them (512^3 nn read 0.40
+            # and 0.98 of np.matmul in two runs on a 2-core AMD EPYC;
+            # compare.py sleeps between systems for the same reason).
+            t_ours, t_theirs = paired_medians(ours, theirs)
+            f, g = flops / t_ours / 1e9, flops / t_theirs / 1e9
             print(f"{name:14s} {op:3s} {f:11.1f} {g:11.1f} {f / g:6.2f}", flush=True)
             results["gflops"][f"{name} {op}"] = {"fastnn": f, "numpy": g, "ratio": f / g}
     if args.json:

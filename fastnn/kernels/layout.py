@@ -91,14 +91,14 @@ NT_PACK_MIN_N = PACK_MIN_N if AVX512 else 2 * NR
 # Packed products with at least TASK_PACK_MIN_PANELS column panels pack them
 # per task, each panel right before that task's row tiles read it, into the
 # task's own slot (matmul.tiles_task_packed), instead of packing all of B
-# first and then running the tiles. Packed first, a panel written by the
-# packing pass had left L2 (B: 4 MiB at 1024 x 1024) and the tiles read it
-# back from L3: on the AMD EPYC (AVX2, 2 threads) the tiles alone ran at
-# ~187 GFLOP/s, but pack + tiles at 0.80-0.88 of np.matmul at 256x1024x1024.
-# Packed per task (interleaved with np.matmul, medians of 12 rounds): nn
-# 0.86 -> 0.94-0.97, nt 0.85-0.86 -> 0.91-0.92, tn 0.84 -> 0.93; 512^3 nn
-# 0.96 -> 1.00, tn 0.87 -> 0.93; same results bit for bit. Tasks own whole
-# panels (no panel packed twice), so it needs enough panels to balance two
+# first and then running the tiles: a panel is then read from L2 where it
+# was just written, not back from L3 (B: 4 MiB at 1024 x 1024), and the
+# scratch touched is 32 slots of K x NR, not a copy of B. Measured on the
+# AMD EPYC (AVX2, 2 threads), old and new paths in one process, interleaved,
+# best of 16 rounds, as a share of np.matmul: nt 256x1024x1024 0.84-0.87 ->
+# 0.88-0.92, tn 512^3 0.80 -> 0.87, nn and tn 256x1024x1024 unchanged
+# (0.83-0.88, 0.78-0.80); results bit for bit the same. Tasks own whole
+# panels (none packed twice), so it needs enough panels to balance two
 # threads: below 16, B is packed first as before. AVX-512 (48-column panels,
 # 22 at N = 1024) keeps packing first: not measured on such a host yet.
 TASK_PACK = not AVX512
