@@ -62,7 +62,7 @@ from numba.extending import overload
 from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import stack_buffer, tile_fma
-from .layout import (MAX_MR, MR32, MR64, NARROW_NR, NR, NT_PACK_MIN_N, NTASK,  # noqa: F401
+from .layout import (MR32, MR64, NARROW_NR, NR, NT_PACK_MIN_N, NTASK,  # noqa: F401
                      PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS,
                      SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS, VW32, VW64,
                      packed_size, tile_macs, tn_packed_size)
@@ -293,7 +293,7 @@ def _make_tiles(MR, VW):
         small)."""
         K = A.shape[1]
         N = C.shape[1]
-        if _task_pack(C.shape[0], N):
+        if _task_pack(N):
             sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
             tiles_task_packed(A, MR * sa0, sa0, sa1, B, transposed, C, bias, act, H, dact,
                               _task_slots(K, N, bp))
@@ -314,7 +314,7 @@ def _make_tiles(MR, VW):
             bp = np.empty(size, B.dtype)
         Ap = bp[sb:size].reshape((nrow, K, MR))
         pack_rows_t(A, Ap)
-        if _task_pack(M, N):
+        if _task_pack(N):
             tiles_task_packed(Ap, K * MR, 1, MR, B, False, C, np.empty(0, C.dtype), IDENTITY,
                               np.empty((0, 0), C.dtype), IDENTITY, _task_slots(K, N, bp))
         else:
@@ -672,18 +672,31 @@ def _small(M, K, N):
     return tile_macs(M, K, N) <= SERIAL_MAX_MACS
 
 
+@jit_inline
+def _pack_panel(B, Bs, j0, transposed):
+    """Bs (K, NR) = B[:, j0:j0+NR], or W.T's columns from B = W (N, K) if
+    ``transposed`` (rows of W read NR at a time; they stay in L1 across k)."""
+    K = Bs.shape[0]
+    u0 = uint64(j0)
+    if transposed:
+        for k in range(K):
+            for j in range(uint64(NR)):
+                Bs[k, j] = B[u0 + j, k]
+    else:
+        for k in range(K):
+            for j in range(uint64(NR)):
+                Bs[k, j] = B[k, u0 + j]
+
+
 @jit_parallel
 def pack_panels(B, Bp):
     """Bp[c, k, :] = B[k, j0(c):j0(c)+NR] for every column tile c (the last
     one shifted to end at N, as the tiles are)."""
-    K, N = B.shape
+    N = B.shape[1]
     nfull = N // NR
     for c in prange(Bp.shape[0]):
         j0, jlo = _col_tile(c, nfull, N)
-        u0 = uint64(j0)
-        for k in range(K):
-            for j in range(uint64(NR)):
-                Bp[c, k, j] = B[k, u0 + j]
+        _pack_panel(B, Bp[c], j0, False)
 
 
 @jit_parallel
@@ -695,13 +708,11 @@ def pack_panels_transposed(W, Bp):
     the next k's. (Walking each row in 64-column blocks instead wrote with
     a stride of NR: 1024 x 1024, 2 threads, AVX2 0.45 -> 0.21 ms, AVX-512
     0.35 -> 0.32 ms.)"""
-    N, K = W.shape
+    N = W.shape[0]
     nfull = N // NR
     for c in prange(Bp.shape[0]):
         j0, jlo = _col_tile(c, nfull, N)
-        for k in range(K):
-            for j in range(NR):
-                Bp[c, k, j] = W[j0 + j, k]
+        _pack_panel(W, Bp[c], j0, True)
 
 
 @jit
@@ -734,26 +745,11 @@ def gemm_nt_fused_into(A, W, C, bias, act, H, dact, WT, bp):
         gemm_nn_fused_into(A, WT, C, bias, act, H, dact, bp)
 
 
-@jit_inline
-def _pack_panel(B, Bs, j0, transposed):
-    """Bs (K, NR) = B[:, j0:j0+NR], or W.T's columns from B = W (N, K) if
-    ``transposed`` (rows of W read NR at a time; they stay in L1 across k)."""
-    K = Bs.shape[0]
-    u0 = uint64(j0)
-    if transposed:
-        for k in range(K):
-            for j in range(uint64(NR)):
-                Bs[k, j] = B[u0 + j, k]
-    else:
-        for k in range(K):
-            for j in range(uint64(NR)):
-                Bs[k, j] = B[k, u0 + j]
-
-
 @jit
-def _task_pack(M, N):
-    """Whether an (M, N) output packs B's panels per task: layout.TASK_PACK."""
-    return TASK_PACK and _grid(M, N, MAX_MR)[1] >= TASK_PACK_MIN_PANELS
+def _task_pack(N):
+    """Whether an output of N columns packs B's panels per task
+    (layout.TASK_PACK): by its count of column tiles."""
+    return TASK_PACK and _grid(1, N, 1)[1] >= TASK_PACK_MIN_PANELS
 
 
 @jit
