@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import fastnn
-from fastnn.benchmark import WORKLOADS
+from fastnn.integrations.benchmark import WORKLOADS
 from fastnn.kernels import dense, losses, matmul
 
 _MNIST = None
@@ -157,7 +157,7 @@ class TimePredict:
     param_names = ["system"]
 
     def setup(self, system):
-        from fastnn.benchmark import PREDICTORS
+        from fastnn.integrations.benchmark import PREDICTORS
 
         _, (xt, _) = mnist()
         cls = {c.key: c for c in PREDICTORS}[system]
@@ -231,7 +231,7 @@ shutil.rmtree(cache)
 def timeraw_cold_first_fit():
     """Fresh process, EMPTY kernel cache (a first run after installing):
     import plus a one-epoch classic fit on 1000 rows, every kernel it needs
-    compiled in this process (on two cores: see fastnn/cold_start.py).
+    compiled in this process (on two cores: see fastnn/runtime/cold_start.py).
     The default cold fit runs on NumPy while a helper compiles (fit end in
     ~2 s: ``bench/compare.py``'s start-up lines); this tracks the compile."""
     return COLD_FIT.format(background="0")

@@ -10,7 +10,7 @@ temporary ``NUMBA_CACHE_DIR``), as a first run after installing does;
 The compile runs in the profiled process (``FASTNN_BACKGROUND_COMPILE=0``:
 by default a cold fit trains on NumPy while a helper compiles).
 ``--no-cache`` disables the cache instead (``FASTNN_CACHE=0``), which also
-turns off the helper process of a cold fit (see fastnn/cold_start.py):
+turns off the helper process of a cold fit (see fastnn/runtime/cold_start.py):
 the whole compile then runs in the profiled process.
 Numba's event API (``numba.core.event``, kind ``numba:compile``) reports the
 start and end of each function's compilation; nested compiles (a kernel's
@@ -84,7 +84,7 @@ def profile(code, signatures=False, cache=True):
     extra = ["--signatures"] if signatures else []
     with tempfile.TemporaryDirectory() as tmp:
         # The compile profiled in this process: no NumPy engine standing in
-        # while a helper compiles (the default of a cold fit, fastnn/cold_start.py).
+        # while a helper compiles (the default of a cold fit, fastnn/runtime/cold_start.py).
         env = dict(os.environ, FASTNN_BACKGROUND_COMPILE="0")
         env.update(NUMBA_CACHE_DIR=tmp) if cache else env.update(FASTNN_CACHE="0")
         out = subprocess.run([sys.executable, "-c", RECORDER, code] + extra, env=env,

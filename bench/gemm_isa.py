@@ -74,13 +74,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--isa", choices=["host", "avx2"], default="host",
-                   help="avx2: fastnn's kernels and OpenBLAS on AVX2 code (fastnn.benchmark."
+                   help="avx2: fastnn's kernels and OpenBLAS on AVX2 code (fastnn.integrations.benchmark."
                         "avx2_environment)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
     import sys
 
-    from fastnn.benchmark import rerun_for_isa
+    from fastnn.integrations.benchmark import rerun_for_isa
 
     status = rerun_for_isa(args.isa, [sys.executable] + sys.argv)
     if status is not None:

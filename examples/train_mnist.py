@@ -18,7 +18,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--hidden", type=int, nargs="+", default=[100, 50], metavar="N",
                    help="hidden layer sizes (default: 100 50)")
-    p.add_argument("--activation", default="relu", choices=fastnn.network.HIDDEN)
+    p.add_argument("--activation", default="relu", choices=fastnn.engine.network.HIDDEN)
     p.add_argument("--lr", type=float, default=0.5)
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=100)

@@ -17,14 +17,14 @@ __version__ = "0.1.0"
 
 # public name -> (module, attribute or None for the module itself)
 _LAZY = {
-    "Network": (".network", "Network"),
-    "TrainingDivergedError": (".network", "TrainingDivergedError"),
+    "Network": (".engine.network", "Network"),
+    "TrainingDivergedError": (".engine.training", "TrainingDivergedError"),
     "load_mnist": (".datasets", "load_mnist"),
     "datasets": (".datasets", None),
     "reference": (".reference", None),
-    "schedules": (".schedules", None),
-    "MLPClassifier": (".estimators", "MLPClassifier"),
-    "MLPRegressor": (".estimators", "MLPRegressor"),
+    "schedules": (".engine.schedules", None),
+    "MLPClassifier": (".integrations.estimators", "MLPClassifier"),
+    "MLPRegressor": (".integrations.estimators", "MLPRegressor"),
 }
 
 
@@ -32,7 +32,7 @@ def __getattr__(name):
     try:
         module, attr = _LAZY[name]
     except KeyError:
-        # A submodule used as an attribute (``fastnn.network.HIDDEN``), as
+        # A submodule used as an attribute (``fastnn.engine.network.HIDDEN``), as
         # after an eager ``import fastnn`` it would be.
         module, attr = "." + name, None
         if name.startswith("_") or importlib.util.find_spec(__name__ + module) is None:

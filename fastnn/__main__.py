@@ -1,4 +1,4 @@
-"""``python -m fastnn`` and the ``fastnn`` script: see :mod:`fastnn.cli`."""
+"""``python -m fastnn`` and the ``fastnn`` script: see :mod:`fastnn.cli.app`."""
 import os
 import sys
 
@@ -37,7 +37,7 @@ def main():
     try:
         # NumPy and Numba load here (a second or more on a cold disk): a
         # Ctrl-C now ends quietly with the shell's status for it.
-        from .cli import main as cli_main
+        from .cli.app import main as cli_main
     except BaseException as e:
         if isinstance(e, KeyboardInterrupt) or (received and isinstance(e, Exception)):
             print("\ninterrupted", file=sys.stderr, flush=True)

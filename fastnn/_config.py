@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numba
 
-from . import compile_notice, interrupts, kernel_cache
+from .runtime import compile_notice, interrupts, kernel_cache
 
 # A Ctrl-C must not be swallowed by a compile (see interrupts.py): installed
 # before the first kernel is defined.
@@ -95,7 +95,7 @@ def kernel_source_stamp():
     """One hash over every module that holds kernels (and this config)."""
     h = hashlib.sha256()
     for path in sorted(_PACKAGE_DIR.glob("kernels/*.py")) + [Path(__file__).resolve(),
-                                                           _PACKAGE_DIR / "kernel_cache.py"]:
+                                                           _PACKAGE_DIR / "runtime" / "kernel_cache.py"]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     # And the settings that change the machine code but not the sources

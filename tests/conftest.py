@@ -1,7 +1,7 @@
 import os
 
 # Tests check the compiled kernels, bit for bit where they compare runs: no
-# NumPy engine standing in while a helper compiles (fastnn.cold_start.ready).
+# NumPy engine standing in while a helper compiles (fastnn.runtime.cold_start.ready).
 # test_cold_start.py turns it on where it tests it. Subprocesses inherit this.
 os.environ.setdefault("FASTNN_BACKGROUND_COMPILE", "0")
 # Subprocesses (`python -c`, `python -m fastnn`) import the fastnn this
@@ -48,10 +48,10 @@ def _start_precompile(session):
         return
     # python_c: the fastnn the tests import (an installed package in CI,
     # whose cache directory differs from a source checkout's).
-    from fastnn.cold_start import python_c
+    from fastnn.runtime.cold_start import python_c
 
     code = ("import os; os.nice(5)\n"
-            "from fastnn.warmup import compile_configuration as c\nc('float64')")
+            "from fastnn.runtime.warmup import compile_configuration as c\nc('float64')")
     _precompile.append(subprocess.Popen(python_c(code), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL,
                                         env=dict(os.environ, FASTNN_QUIET="1")))

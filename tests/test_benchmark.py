@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from fastnn import benchmark
+from fastnn.integrations import benchmark
 
 
 def test_compare_runs_each_system_in_its_own_process_and_writes_json(tmp_path):

@@ -136,7 +136,7 @@ def test_read_only_install_uses_its_cache_through_a_per_user_copy(tmp_path):
     env.pop("XDG_CACHE_HOME", None)
     good, _, saved, _ = _run(env, cwd=tmp_path)  # fills the package's cache (the install)
     assert saved > 0
-    read_only = (f"import fastnn.kernel_cache as kc\n"
+    read_only = (f"import fastnn.runtime.kernel_cache as kc\n"
                  f"w = kc._writable\n"
                  f"kc._writable = lambda p: not p.startswith({str(site)!r}) and w(p)\n")
     home = tmp_path / "home"

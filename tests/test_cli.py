@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import cli
+from fastnn.cli import app as cli
 
 
 def run(capsys, *argv):

@@ -1,4 +1,4 @@
-"""The cold first fit's helper process (fastnn/cold_start.py).
+"""The cold first fit's helper process (fastnn/runtime/cold_start.py).
 
 Its benefit depends on one prediction: the argument types that
 ``train_batches`` calls the forward, backward and update drivers with. A
@@ -16,7 +16,7 @@ import pytest
 from conftest import early, early_tmp
 
 import fastnn
-from fastnn import cold_start
+from fastnn.runtime import cold_start
 from fastnn.kernels import train as K
 
 
@@ -77,7 +77,7 @@ class Rec(event.Listener):
         pass
 event.register("numba:compile", Rec())
 import fastnn
-from fastnn import cold_start
+from fastnn.runtime import cold_start
 rng = np.random.default_rng(0)
 x = rng.random((64, 5)).astype(np.float32)
 y = rng.integers(0, 3, 64)
@@ -167,7 +167,7 @@ def test_a_background_helper_leaves_the_kernels_in_the_cache(tmp_path):
     for p in procs:
         p.communicate(payload, timeout=300)
         assert p.returncode == 0
-    check = ("import numpy as np; from numba import typeof; from fastnn import cold_start; "
+    check = ("import numpy as np; from numba import typeof; from fastnn.runtime import cold_start; "
              "from fastnn.kernels import sparse; "
              "d = sparse.fingerprint; s = (typeof(np.arange(5, dtype=np.uint64)),); "
              "print(d._cache._index_key(s, d.targetctx.codegen()) "
@@ -215,7 +215,7 @@ def test_a_failing_helper_is_retried_once_then_this_process_compiles(monkeypatch
     monkeypatch.setattr(cold_start, "is_cached", lambda disp, sig: False)
     monkeypatch.setattr(cold_start, "_known", set())
     monkeypatch.setattr(cold_start, "_asked", {})
-    monkeypatch.setattr(fastnn.compile_notice, "_background", {})
+    monkeypatch.setattr(fastnn.runtime.compile_notice, "_background", {})
     started = []
     monkeypatch.setattr(cold_start, "_start_helper",
                         lambda keys: started.append(keys) or FakeHelper(None))

@@ -240,7 +240,7 @@ def test_mnist_accuracy_within_half_a_point_of_sklearn():
 def test_lbfgs_objective_equals_sklearn(rng, kind, activation):
     """The full-batch loss and gradient (compiled kernels) equal
     scikit-learn's _loss_grad_lbfgs at the same point."""
-    from fastnn import training
+    from fastnn.engine import training
 
     X, y = classification(rng, 70, 5, kind)
     kw = dict(hidden_layer_sizes=(7, 4), activation=activation, solver="lbfgs", max_iter=1,
@@ -554,7 +554,7 @@ def test_divergence_with_early_stopping_keeps_the_best_model_as_sklearn(rng, mon
     after restoring the epoch's start): with early stopping the best
     validation model is kept and fit returns, as scikit-learn does; without
     it TrainingDivergedError is raised."""
-    from fastnn import training
+    from fastnn.engine import training
     X, y = classification(rng, 200, 4, "multiclass")
     real = training.Trainer.guarded_epoch
     calls = []

@@ -60,9 +60,9 @@ def test_submodules_are_attributes_of_the_lazy_package():
     import subprocess
     import sys
 
-    code = ("import fastnn; print('relu' in fastnn.network.HIDDEN, fastnn.plots.__name__); "
+    code = ("import fastnn; print('relu' in fastnn.engine.network.HIDDEN, fastnn.integrations.plots.__name__); "
             "print(hasattr(fastnn, 'nosuchthing'), hasattr(fastnn, '_private'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["True", "fastnn.plots", "False", "False"]
+    assert out.stdout.split() == ["True", "fastnn.integrations.plots", "False", "False"]

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import cli, modelio
+from fastnn.cli import app as cli
+from fastnn.engine import modelio
 
 
 def data(rng, n=300, d=12, k=3):
@@ -133,7 +134,7 @@ def test_save_cleans_up_after_killed_saves_and_names_the_users_path(tmp_path, rn
 
 
 def test_sigkilled_saves_leave_nothing_behind_on_the_next_save(tmp_path):
-    code = (r"import os, signal, numpy as np, fastnn, fastnn.modelio as m"
+    code = (r"import os, signal, numpy as np, fastnn, fastnn.engine.modelio as m"
             "\nnet = fastnn.Network([784, 512, 10], seed=0)"
             "\nreal = np.savez"
             "\ndef savez(f, **a):\n    real(f, **a)\n    os.kill(os.getpid(), signal.SIGKILL)"

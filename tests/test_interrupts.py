@@ -17,7 +17,7 @@ import pytest
 
 import fastnn
 from conftest import early, early_tmp
-from fastnn import interrupts
+from fastnn.runtime import interrupts
 
 # Moments (s after start) at which SIGINT is sent to a cold run: start-up,
 # imports, and all through the compilation (~20-60 s on 2 cores).

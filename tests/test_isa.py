@@ -6,7 +6,7 @@ executes the AVX2 tiles that most laptops and cloud VMs run. Here the
 matmul suite (every tile driver: serial, parallel, packed, narrow,
 remainder columns) and the prediction tests (first layer over active
 columns) run again in a process whose kernels are built for
-AVX2 (fastnn.benchmark.avx2_environment: the host's CPU features with every
+AVX2 (fastnn.integrations.benchmark.avx2_environment: the host's CPU features with every
 AVX-512 one off). On an AVX2 host the suite itself already runs AVX2 code.
 """
 import subprocess
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import early
 
-from fastnn import benchmark
+from fastnn.integrations import benchmark
 from fastnn.kernels import layout
 
 

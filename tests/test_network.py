@@ -4,8 +4,8 @@ import pytest
 
 from conftest import DTYPES, assert_close
 import fastnn
-import fastnn.inputs  # noqa: F401
-import fastnn.training  # noqa: F401
+import fastnn.engine.inputs  # noqa: F401
+import fastnn.engine.training  # noqa: F401
 from fastnn import reference as R
 from fastnn.kernels import train as K
 
@@ -35,7 +35,7 @@ def ref_params(net):
 def kernel_gradients(net, x, y, sparse=False):
     """(loss, flat gradient) from the compiled forward_backward, with the
     first layer on the dense or the sparse (CSR/CSC) path."""
-    from fastnn import inputs, memory
+    from fastnn.engine import inputs, memory
     X = net.check_x(x)
     n = X.shape[0]
     labels, T = net.check_y(y, n)
@@ -119,7 +119,7 @@ def test_training_trajectory_matches_reference(rng, monkeypatch, dtype, momentum
     x = x.astype(dtype)
     if sparse:
         x[rng.random(x.shape) < 0.6] = 0
-    monkeypatch.setattr(fastnn.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
+    monkeypatch.setattr(fastnn.engine.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
     params = ref_params(net)
     velocity = [[np.zeros_like(W), np.zeros_like(b)] for W, b in params]
     state = net.engine.shuffle_state.copy()
@@ -366,7 +366,7 @@ def test_wide_layers_on_the_packed_matmul_path_match_reference(rng, monkeypatch,
     x = x.astype(dtype)
     if sparse:
         x[rng.random(x.shape) < 0.7] = 0
-    monkeypatch.setattr(fastnn.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
+    monkeypatch.setattr(fastnn.engine.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
     params = ref_params(net)
     ref_losses = [R.train_epoch(params, x.astype(np.float64), y, 0.05, 64) for _ in range(2)]
     hist = net.fit(x, y, epochs=2, batch_size=64, lr=0.05, shuffle=False)

@@ -1,11 +1,11 @@
-"""fastnn.numpy_engine against the compiled drivers it stands in for: the
+"""fastnn.engine.numpy_engine against the compiled drivers it stands in for: the
 same arguments, the same in-place changes, equal results to rounding."""
 import numpy as np
 import pytest
 
 import fastnn
-from fastnn import numpy_engine as NE
-from fastnn import training
+from fastnn.engine import numpy_engine as NE
+from fastnn.engine import training
 from fastnn.kernels import train as K
 from conftest import DTYPES, assert_close
 
@@ -85,7 +85,7 @@ def test_an_epoch_matches_the_compiled_drivers(rng, monkeypatch, dtype, output, 
     x = rng.standard_normal((n, 7))
     if sparse:
         x[rng.random(x.shape) < 0.7] = 0
-    monkeypatch.setattr(fastnn.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
+    monkeypatch.setattr(fastnn.engine.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
     X = net.check_x(x.astype(dtype))
     labels, T = net.check_y(_targets(rng, output, n, k), n)
     w = rng.random(n) + 0.5 if weighted else None
@@ -133,7 +133,7 @@ def test_predict_and_evaluate_match_the_compiled_drivers(rng, dtype, output, spa
         x = sp.csr_matrix(x)
     X = net.check_x(x)
     labels, T = net.check_y(_targets(rng, output, 37, k), 37)
-    Xd, spi, rows, work = fastnn.inputs.for_inference(X, net.layout, net.theta, 10)
+    Xd, spi, rows, work = fastnn.engine.inputs.for_inference(X, net.layout, net.theta, 10)
     for head in (-1, net.head):
         outs = [np.empty((37, k), dtype) for _ in range(2)]
         for engine, out in zip((K, NE), outs):
@@ -166,7 +166,7 @@ def test_the_full_batch_gradient_matches_the_compiled_driver(rng, dtype, weighte
     X = net.check_x(rng.standard_normal((23, 5)).astype(dtype))
     labels, T = net.check_y(rng.integers(0, 3, 23), 23)
     w = rng.random(23) if weighted else np.empty(0)
-    work = fastnn.memory.work_buffers(net.layout, 10, np.dtype(dtype))
+    work = fastnn.engine.memory.work_buffers(net.layout, 10, np.dtype(dtype))
     res = []
     for engine in (K, NE):
         grad = np.empty_like(net.theta)
@@ -182,7 +182,8 @@ def test_the_full_batch_gradient_matches_the_compiled_driver(rng, dtype, weighte
 def test_a_first_run_builds_the_same_inputs_in_numpy(rng, monkeypatch, dtype):
     """Input scan and CSR build while their kernels compile (NumPy) against
     the compiled ones: same non-zero counts, NaN check, CSR arrays."""
-    from fastnn import cold_start, inputs, validation
+    from fastnn.runtime import cold_start
+    from fastnn.engine import inputs, validation
 
     x = rng.standard_normal((1500, 800)).astype(dtype)  # above validation.NUMPY_SCAN_MAX
     x[rng.random(x.shape) < 0.8] = 0
@@ -206,7 +207,7 @@ def test_a_fit_on_the_numpy_engine_matches_a_compiled_fit(rng, monkeypatch, spar
     """What a first run does: every epoch on NumPy (or the first two, then
     the kernels, as when they become ready mid-fit), validation and predict
     included, against the same fit compiled throughout (float64)."""
-    from fastnn import cold_start
+    from fastnn.runtime import cold_start
 
     x = rng.standard_normal((150, 12))
     if sparse:

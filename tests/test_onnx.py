@@ -53,7 +53,7 @@ def test_mnist_model_and_file_and_estimators(tmp_path):
 
 
 def test_command_line_export(tmp_path, capsys):
-    from fastnn import cli
+    from fastnn.cli import app as cli
     net = fastnn.Network([5, 4, 3], seed=0)
     net.save(tmp_path / "m.npz")
     assert cli.main(["export", str(tmp_path / "m.npz"), "--onnx", str(tmp_path / "m.onnx")]) == 0

@@ -1,9 +1,9 @@
-"""fastnn.plots: the curves and the confusion heatmap render to files."""
+"""fastnn.integrations.plots: the curves and the confusion heatmap render to files."""
 import numpy as np
 import pytest
 
 import fastnn
-from fastnn import plots
+from fastnn.integrations import plots
 
 pytest.importorskip("matplotlib")
 

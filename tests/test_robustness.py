@@ -176,7 +176,7 @@ def test_accepted_input_forms_train_identically(form):
 
 
 def test_inputs_already_in_the_right_form_are_not_copied():
-    from fastnn import validation as V
+    from fastnn.engine import validation as V
     x = np.random.default_rng(0).random((50, 4)).astype(np.float32)
     assert V.as_float_matrix("x", x, np.float32, 4) is x
     ro = x.copy()
@@ -209,7 +209,7 @@ def test_read_only_inputs_run_the_kernels_compiled_for_writable_ones(tmp_path):
     assert np.array_equal(net.predict_proba(xm), p_ref)
     assert np.array_equal(net.theta, ref.theta)
     assert [set(d.overloads) for d in drivers] == before
-    from fastnn import validation as V
+    from fastnn.engine import validation as V
     wv = V.check_sample_weight(wm, 90)
     assert wv.flags.writeable and np.shares_memory(wv, wm)
     assert not (xm.flags.writeable or ym.flags.writeable or wm.flags.writeable)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import training
-from fastnn.stopping import ScheduleAndPatience, ScikitLearnRule
+from fastnn.engine import training
+from fastnn.engine.stopping import ScheduleAndPatience, ScikitLearnRule
 
 
 def _epoch_by_epoch(monkeypatch):

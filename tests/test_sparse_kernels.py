@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from conftest import DTYPES, assert_close
-from fastnn import inputs
+from fastnn.engine import inputs
 from fastnn.kernels import sparse as S
 from fastnn.kernels.activations import CODES, IDENTITY
 from fastnn.kernels.layout import SLACK, padded_width
-from fastnn.memory import aligned_zeros
+from fastnn.engine.memory import aligned_zeros
 
 SHAPES = [(1, 1), (7, 3), (33, 130), (64, 784), (5, 17)]  # (rows, features)
 

@@ -1,11 +1,11 @@
-"""The thread chooser (fastnn/threads.py): runs on the faster of the pool
+"""The thread chooser (fastnn/runtime/threads.py): runs on the faster of the pool
 and one thread, switches when the CPU becomes shared and back when it is
 free again; switching never changes the results."""
 import numpy as np
 import pytest
 
 import fastnn
-from fastnn import threads
+from fastnn.runtime import threads
 
 
 @pytest.fixture

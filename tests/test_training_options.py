@@ -10,8 +10,8 @@ import pytest
 
 from conftest import DTYPES, assert_close
 import fastnn
-import fastnn.inputs  # noqa: F401
-import fastnn.training  # noqa: F401
+import fastnn.engine.inputs  # noqa: F401
+import fastnn.engine.training  # noqa: F401
 from fastnn import reference as R
 from fastnn import schedules
 from fastnn.kernels import train as K
@@ -41,7 +41,7 @@ def test_optimizer_trajectory_matches_reference(rng, monkeypatch, dtype, shuffle
     x = x.astype(dtype)
     if sparse:
         x[rng.random(x.shape) < 0.6] = 0
-    monkeypatch.setattr(fastnn.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
+    monkeypatch.setattr(fastnn.engine.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
     params = ref_params(net)
     ropt = R.Optimizer(params, kind=opt["optimizer"], **{
         k: v for k, v in opt.items() if k != "optimizer"}, l2_per_row=per_row)
@@ -55,7 +55,7 @@ def test_optimizer_trajectory_matches_reference(rng, monkeypatch, dtype, shuffle
                                         output, order=order, optimizer=ropt))
     if per_row:
         # scikit-learn's alpha: the estimators pass it this way.
-        from fastnn import stopping, training
+        from fastnn.engine import stopping, training
         trainer = net.trainer(net.check_x(x), *net.check_y(y, 53), 8, shuffle)
         o = training.optimizer(opt.pop("optimizer"), l2_per_row=True,
                                **opt)
@@ -213,7 +213,7 @@ def test_progress_reports_between_chunks_without_changing_results(rng):
 def test_progress_bar_text():
     import io
     out = io.StringIO()
-    bar = fastnn.training.ProgressBar(width=10, stream=out)
+    bar = fastnn.engine.training.ProgressBar(width=10, stream=out)
     bar(5, 10)
     bar(10, 10)
     text = out.getvalue()

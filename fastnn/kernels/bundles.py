@@ -3,8 +3,8 @@
 Numba passes a ``NamedTuple`` of arrays and scalars to compiled code at no
 cost (it is a struct of its fields), so drivers read ``work.hbuf`` and
 ``sp.colptr`` instead of unpacking positional tuples. Each bundle is built
-in one place: :mod:`fastnn.memory` (``Model``, ``Work``), :mod:`fastnn.inputs`
-(``SparseInput``) and :mod:`fastnn.training` (``TrainData``, ``Optimizer``,
+in one place: :mod:`fastnn.engine.memory` (``Model``, ``Work``), :mod:`fastnn.engine.inputs`
+(``SparseInput``) and :mod:`fastnn.engine.training` (``TrainData``, ``Optimizer``,
 ``OptimizerState``, ``BatchBuffers``).
 """
 from typing import NamedTuple

@@ -1,7 +1,7 @@
 """Tile shapes, work splits and size thresholds of the kernels, in one place.
 
 Each value was chosen by measurement on 2 cores (the why is next to it);
-:mod:`.matmul` and :mod:`.sparse` use them, :mod:`fastnn.memory` sizes the
+:mod:`.matmul` and :mod:`.sparse` use them, :mod:`fastnn.engine.memory` sizes the
 scratch buffers with :func:`packed_size` and :func:`tn_packed_size`.
 """
 from .._config import AVX512, TARGET_ISA, jit  # noqa: F401 (TARGET_ISA: for reports)

@@ -1,6 +1,6 @@
 """Whole-network drivers: forward, backward, one update, runs of batches.
 
-Memory layout (sizes and allocation in :mod:`fastnn.memory`; the bundles are
+Memory layout (sizes and allocation in :mod:`fastnn.engine.memory`; the bundles are
 defined with shape comments in :mod:`.bundles`):
 
 * ``model.theta``: every parameter in one flat vector; layer ``l`` holds

@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from .kernels import activations, losses
+from ..kernels import activations, losses
 
 # Option tables: the values each named option accepts.
 DTYPES = ("float32", "float64")
@@ -85,9 +85,9 @@ def scan_matrix(name, a):
     The scan in NumPy leaves the fingerprint None (:func:`data_fingerprint`
     makes it when needed: hashing digits' 1797 x 64 float64 cost ~0.9 ms of
     a ~100 ms fit that never used it)."""
-    from .cold_start import ready
-    from .kernels.sparse import fingerprint, scan_rows
-    from .threads import serialized
+    from ..runtime.cold_start import ready
+    from ..kernels.sparse import fingerprint, scan_rows
+    from ..runtime.threads import serialized
 
     counts = np.empty(a.shape[0], np.int64)
     rowhash = np.empty(a.shape[0], np.uint64)

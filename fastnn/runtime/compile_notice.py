@@ -78,7 +78,7 @@ _background = {}  # t0 of the first background compile this process asked for
 
 def background_started():
     """A helper process compiles kernels while NumPy runs the work (see
-    :func:`fastnn.cold_start.ready`): say so once per process."""
+    :func:`fastnn.runtime.cold_start.ready`): say so once per process."""
     if _background:
         return
     _background["t0"] = time.perf_counter()

@@ -6,7 +6,7 @@ a 2-core machine (``python bench/compile_profile.py``); the same math in
 NumPy trains the classic 784-100-50-10 network at a third of the kernels'
 speed (0.34 vs 0.105 s per MNIST epoch, ``bench/compare.py``) and needs no
 compiling. So a cold fit starts at once here while a helper process
-compiles the kernels into the cache (:mod:`fastnn.cold_start`), and
+compiles the kernels into the cache (:mod:`fastnn.runtime.cold_start`), and
 switches to them at the first epoch that starts after they are ready.
 
 Each function takes the same argument bundles as its compiled namesake and
@@ -26,10 +26,10 @@ import functools
 
 import numpy as np
 
-from . import reference
-from .kernels.activations import IDENTITY, RELU, SIGMOID, TANH
-from .kernels.bundles import ADAM
-from .kernels.losses import EXP_POISSON, IDENTITY_MSE, SIGMOID_BCE, SOFTMAX_CE
+from .. import reference
+from ..kernels.activations import IDENTITY, RELU, SIGMOID, TANH
+from ..kernels.bundles import ADAM
+from ..kernels.losses import EXP_POISSON, IDENTITY_MSE, SIGMOID_BCE, SOFTMAX_CE
 from .memory import EVAL_ROWS
 
 _ACT = {int(IDENTITY): (reference.identity, None),

@@ -12,11 +12,12 @@ import time
 
 import numpy as np
 
-from . import cold_start, compile_notice, inputs, interrupts, numpy_engine, threads, validation
-from .kernels import train as train_kernels
-from .kernels.bundles import (ADAM, SGD, BatchBuffers, EpochPlan, Optimizer, OptimizerState,
+from ..runtime import cold_start, compile_notice, interrupts, threads
+from . import inputs, numpy_engine, validation
+from ..kernels import train as train_kernels
+from ..kernels.bundles import (ADAM, SGD, BatchBuffers, EpochPlan, Optimizer, OptimizerState,
                               TrainData)
-from .kernels.layout import row_split
+from ..kernels.layout import row_split
 from .memory import aligned_zeros, work_buffers
 
 OPTIMIZER_KINDS = {"sgd": SGD, "adam": ADAM}

@@ -28,7 +28,7 @@ def compile_configuration(dtype):
     import numpy as np
 
     from . import compile_notice
-    from .network import Network
+    from ..engine.network import Network
 
     compile_notice.enable(False)
     t0 = time.perf_counter()
@@ -37,7 +37,7 @@ def compile_configuration(dtype):
     sparse = dense * (rng.random((64, 8)) < 0.1)  # takes the sparse first-layer path
     y = rng.integers(0, 3, 64)
     # Inputs above validation.NUMPY_SCAN_MAX values are scanned by a kernel.
-    from .kernels.sparse import fingerprint, scan_rows
+    from ..kernels.sparse import fingerprint, scan_rows
 
     rowhash = np.empty(64, np.uint64)
     scan_rows(dense.astype(dtype), np.empty(64, np.int64), rowhash)

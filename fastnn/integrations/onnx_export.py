@@ -50,7 +50,7 @@ def to_onnx(net, path=None, name="fastnn"):
     model.ir_version = min(model.ir_version, 9)  # readable by current onnxruntime
     onnx.checker.check_model(model)
     if path is not None:
-        from .modelio import atomic_write
+        from ..engine.modelio import atomic_write
         data = model.SerializeToString()
         atomic_write(path, lambda f: f.write(data))
     return model

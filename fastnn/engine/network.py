@@ -8,9 +8,10 @@ arguments (:mod:`.validation`) and hands training to the engine
 
 import numpy as np
 
-from . import cold_start, compile_notice, inputs, modelio, schedules, threads, training, validation
+from ..runtime import cold_start, compile_notice, threads
+from . import inputs, modelio, schedules, training, validation
 from .init import INITS, init_params
-from .kernels import activations, losses
+from ..kernels import activations, losses
 from .memory import EVAL_ROWS, ParamLayout
 from .stopping import ScheduleAndPatience
 from .training import TrainingDivergedError  # noqa: F401  (re-exported)
@@ -33,7 +34,7 @@ class Network:
 
     ``theta`` holds every parameter; ``weights``/``biases`` are views into
     it (writing them changes the model). ``engine`` is what training keeps
-    between fits (:class:`fastnn.training.EngineState`).
+    between fits (:class:`fastnn.engine.training.EngineState`).
     """
 
     def __init__(self, layers, hidden="relu", output="softmax", init="uniform",
@@ -88,7 +89,7 @@ class Network:
         return validation.check_targets(y, n, self.output, self.n_outputs, self.dtype, name)
 
     def trainer(self, X, labels, T, batch_size, shuffle, sample_weight=None):
-        """A :class:`fastnn.training.Trainer` for checked data."""
+        """A :class:`fastnn.engine.training.Trainer` for checked data."""
         return training.Trainer(self.layout, self.model(), self.head, self.engine, X, labels, T,
                                 batch_size, shuffle, sample_weight)
 
@@ -251,7 +252,7 @@ class Network:
     @classmethod
     def load(cls, path):
         """Read a network written by :meth:`save` (never unpickles; every
-        header checked before data is read; see :func:`fastnn.modelio.read_model`)."""
+        header checked before data is read; see :func:`fastnn.engine.modelio.read_model`)."""
         description, weights, biases = modelio.read_model(path)
         net = cls(description["layers"], hidden=description["hidden"],
                   output=description["output"], seed=0, dtype=description["dtype"])
@@ -275,8 +276,8 @@ class Network:
         """Loss and accuracy curves of the last ``fit`` (train, validation),
         and for a softmax classifier given ``(x, y)`` the confusion matrix
         heatmap of its predictions; written to ``path`` if given; returns the
-        matplotlib figure (see :mod:`fastnn.plots`). Needs matplotlib."""
-        from . import plots
+        matplotlib figure (see :mod:`fastnn.integrations.plots`). Needs matplotlib."""
+        from ..integrations import plots
 
         hist = getattr(self, "history", None)
         if not hist:
@@ -293,8 +294,8 @@ class Network:
 
     def to_torch(self):
         """A ``torch.nn.Sequential`` with these weights whose output is
-        ``predict_proba`` (see :mod:`fastnn.torch_exchange`). Needs torch."""
-        from .torch_exchange import to_torch
+        ``predict_proba`` (see :mod:`fastnn.integrations.torch_exchange`). Needs torch."""
+        from ..integrations.torch_exchange import to_torch
         return to_torch(self)
 
     @classmethod
@@ -302,20 +303,20 @@ class Network:
         """A Network from a ``torch.nn.Sequential`` of Linear layers and one
         hidden activation (ReLU/Sigmoid/Tanh/Identity), optionally ending in
         Softmax(dim=1) or Sigmoid (the output head; none: identity)."""
-        from .torch_exchange import from_torch
+        from ..integrations.torch_exchange import from_torch
         return from_torch(cls, seq, seed)
 
     def to_onnx(self, path=None):
         """An ``onnx.ModelProto`` of this network (opset 17, input ``input``,
         output ``output`` = ``predict_proba``, dynamic batch); written to
         ``path`` if given. Needs ``pip install "fastnn[onnx]"``."""
-        from .onnx_export import to_onnx
+        from ..integrations.onnx_export import to_onnx
         return to_onnx(self, path)
 
     def summary(self):
         """A table of the layers: shapes, parameter counts, activation, dtype,
         and the first layer's kernel path of the last fit (dense/sparse)."""
-        from .summary import network_summary
+        from ..integrations.summary import network_summary
         return network_summary(self)
 
     def __repr__(self):

@@ -7,7 +7,7 @@ bench/compile_profile.py``). Two ways to live with that:
 1. **Default: run on NumPy while a helper compiles** (:func:`ready`, the
    second half of this file). A fit, evaluate or predict whose compiled
    driver is neither in memory nor in the disk cache runs on
-   :mod:`fastnn.numpy_engine` (the same math in NumPy, on the same argument
+   :mod:`fastnn.engine.numpy_engine` (the same math in NumPy, on the same argument
    bundles) while a helper interpreter compiles the driver, then the calls
    the work likely makes next, into the cache. A fit switches to the
    kernels at the first epoch that starts after they are there; later
@@ -32,7 +32,7 @@ bench/compile_profile.py``). Two ways to live with that:
 Anything that goes wrong in a helper (it crashed, was killed, guessed a
 type wrongly) costs nothing but time: this process then compiles what is
 missing itself. A helper is a fresh interpreter (``python -m
-fastnn.cold_start``), not a multiprocessing child: spawning would re-import
+fastnn.runtime.cold_start``), not a multiprocessing child: spawning would re-import
 the user's script (running it again if it has no ``__main__`` guard), and
 forking a process whose OpenMP threads have started is fatal with GNU
 OpenMP.
@@ -42,7 +42,7 @@ import pickle
 import subprocess
 import sys
 
-from . import _config
+from .. import _config
 
 
 # Who compiles what. Compiled alone: backward ~21 s, forward + update ~12 s
@@ -60,13 +60,13 @@ def python_c(code):
     directory: a helper's work then never reached this process (seen: the
     scan kernel compiled again in-process), and a benchmark's child timed
     another copy."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r})\n{code}"]
 
 
 def helper_command():
     """The helper interpreter's command line (reads its job on stdin)."""
-    return python_c("from fastnn.cold_start import _main; _main()")
+    return python_c("from fastnn.runtime.cold_start import _main; _main()")
 
 
 def _enabled():
@@ -127,7 +127,7 @@ def assist(trainer, opt, state):
         # cached before this is called, and its callees with it (asking
         # again cost ~1.2 ms of typing and cache-index reading per fit).
         return
-    from .kernels import train as K
+    from ..kernels import train as K
 
     try:
         sigs = signatures(trainer, opt, state)
@@ -205,7 +205,7 @@ def ready(calls, memo=None, then=()):
     (compiled already, or in the disk cache). If not, makes sure a helper
     process compiles them, then the ``then`` calls this work will likely
     make next (e.g. predict after fit), and returns False: the caller runs
-    :mod:`fastnn.numpy_engine` meanwhile. Always True when the background
+    :mod:`fastnn.engine.numpy_engine` meanwhile. Always True when the background
     compile is off. ``memo``: a cheap key of the argument types (typing
     the arguments costs ~0.2 ms) under which a True answer is remembered."""
     if memo in _known or not background_enabled():
@@ -236,11 +236,12 @@ def ready(calls, memo=None, then=()):
 
 def run(name, args, n_threads, memo):
     """``kernels.train.<name>(*args)`` on ``n_threads`` threads if it is
-    :func:`ready`, else :mod:`fastnn.numpy_engine`'s namesake (inference
+    :func:`ready`, else :mod:`fastnn.engine.numpy_engine`'s namesake (inference
     drivers: the first argument is X, the model is in ``args``). ``memo``
     as for :func:`ready`."""
-    from . import numpy_engine, threads
-    from .kernels import train as K
+    from ..engine import numpy_engine
+    from . import threads
+    from ..kernels import train as K
 
     X = args[0]
     if ready([(name, args)], memo=(name, X.flags.writeable) + memo):
@@ -302,7 +303,7 @@ def _main():
     each compiled kernel is written to the cache. In the background mode
     (:func:`ready`) it runs at a lower priority, one helper at a time per
     cache directory."""
-    from .kernels import train as K
+    from ..kernels import train as K
 
     job = pickle.loads(sys.stdin.buffer.read())
     if isinstance(job, list):  # assist(): this process waits for it

@@ -31,7 +31,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the fastnn package
 _MAGIC = b"FNNC1"  # header of fastnn's checked cache data files
 _DIGEST = 32
 _our_paths = set()  # cache directories holding fastnn's kernels

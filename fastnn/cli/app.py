@@ -17,9 +17,12 @@ import time
 
 import numpy as np
 
-from . import __version__, datasets, interrupts, modelio, plots, schedules
-from .network import HIDDEN, OPTIMIZERS, OUTPUTS, Network, TrainingDivergedError
-from .init import INITS
+from .. import __version__, datasets
+from ..runtime import interrupts
+from ..engine import modelio, schedules
+from ..integrations import plots
+from ..engine.network import HIDDEN, OPTIMIZERS, OUTPUTS, Network, TrainingDivergedError
+from ..engine.init import INITS
 
 
 class CLIError(Exception):
@@ -189,7 +192,7 @@ def _check_writable(path, flag):
 
 def _write_atomically(path, write):
     """The command line's outputs are written as model files are: see
-    :func:`fastnn.modelio.atomic_write`."""
+    :func:`fastnn.engine.modelio.atomic_write`."""
     modelio.atomic_write(path, write)
 
 
@@ -225,7 +228,7 @@ class _Table:
 
 def cmd_train(args, out):
     if args.quiet:
-        from . import compile_notice
+        from ..runtime import compile_notice
         compile_notice.enable(False)
     if args.epochs < 0:
         raise CLIError(f"--epochs must be >= 0, got {args.epochs}")
@@ -237,7 +240,7 @@ def cmd_train(args, out):
     if args.early_stopping and args.validation_split <= 0:
         raise CLIError("--early-stopping needs --validation-split (e.g. 0.1)")
     if args.threads:
-        from . import set_num_threads
+        from .. import set_num_threads
         import numba
         set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     (x, y), test = _load(args.data, header=_header(args))
@@ -458,14 +461,14 @@ def cmd_export(args, out):
 
 
 def cmd_compile(args, out):
-    from . import warmup
+    from ..runtime import warmup
 
     dtypes = warmup.DTYPES if args.all else tuple(dict.fromkeys(args.dtype))
     return warmup.main(dtypes, args.jobs, out)
 
 
 def cmd_bench(args, out):
-    from .benchmark import main as bench_main
+    from ..integrations.benchmark import main as bench_main
 
     return bench_main(args.args, prog="fastnn bench")
 

@@ -3,8 +3,8 @@ activation structs): the flat parameter vector's layout and the work buffers
 one ``fit`` or ``predict`` uses. Nothing here computes."""
 import numpy as np
 
-from .kernels.bundles import Model, Work
-from .kernels.layout import NT_PACK_MIN_N, PACK_MIN_N, SLACK, packed_size, padded_width, tn_packed_size
+from ..kernels.bundles import Model, Work
+from ..kernels.layout import NT_PACK_MIN_N, PACK_MIN_N, SLACK, packed_size, padded_width, tn_packed_size
 
 # Rows per forward chunk in predict/evaluate: buffers stay small (a few MB)
 # however many rows are predicted.

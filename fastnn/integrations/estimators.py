@@ -19,9 +19,9 @@ scikit-learn's conventions onto it:
   ``learning_rate="adaptive"`` divides the rate by 5 instead of stopping;
   ``"invscaling"`` sets ``learning_rate_init / (t_ + 1) ** power_t`` after
   each epoch (scikit-learn's rule, ``t_`` = samples seen); the decisions
-  live in :class:`fastnn.stopping.ScikitLearnRule`;
+  live in :class:`fastnn.engine.stopping.ScikitLearnRule`;
 * ``solver="lbfgs"``: scipy's L-BFGS-B on the compiled full-batch objective
-  (:func:`fastnn.training.full_batch_objective`);
+  (:func:`fastnn.engine.training.full_batch_objective`);
 * ``dtype``: None (default) follows ``X`` as scikit-learn does (float32
   stays float32, anything else is float64); "float32"/"float64" force it.
 
@@ -57,10 +57,10 @@ except ImportError as e:  # pragma: no cover - exercised without scikit-learn
     raise ImportError("fastnn.MLPClassifier/MLPRegressor need scikit-learn >= 1.6: "
                       "pip install 'fastnn[sklearn]'") from e
 
-from . import inputs, training
-from . import validation as V
-from .network import Network
-from .stopping import ScikitLearnRule
+from ..engine import inputs, training
+from ..engine import validation as V
+from ..engine.network import Network
+from ..engine.stopping import ScikitLearnRule
 
 ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "identity": "identity"}
 SOLVERS = ("lbfgs", "sgd", "adam")

@@ -381,7 +381,7 @@ def _block(key, wl, epochs, dtype, x=None, y=None):
         # Calls of a few ms ran ~20% slower over their first ~10 (every
         # system): more warm-up for them.
         system.epoch()
-    from . import cold_start
+    from ..runtime import cold_start
 
     if key == "fastnn" and cold_start._asked:
         # An empty kernel cache: the warm-up ran on NumPy while a helper
@@ -404,7 +404,7 @@ def _block_in_subprocess(key, wl, epochs, threads, dtype):
     code = ("import json, sys, fastnn; from fastnn import benchmark as b; "
             f"fastnn.set_num_threads({threads}); "
             f"print(json.dumps(b._block({key!r}, {wl!r}, {epochs}, {dtype!r})))")
-    from .cold_start import python_c
+    from ..runtime.cold_start import python_c
 
     r = subprocess.run(python_c(code), capture_output=True, text=True)
     if r.returncode != 0:
@@ -442,14 +442,14 @@ def startup(out=sys.stdout):
     """Seconds from a fresh process's start to the end of a one-epoch fit of
     the classic network on 1000 MNIST rows: fastnn on an empty kernel cache
     (cold: a first run after installing) as it runs by default (on NumPy
-    while a helper compiles: fastnn/cold_start.py) and compiling in-process
+    while a helper compiles: fastnn/runtime/cold_start.py) and compiling in-process
     (``FASTNN_BACKGROUND_COMPILE=0``), then on the cache the first run's
     helper left (warm), and PyTorch's import and same epoch when installed."""
     import importlib.util
     import subprocess
     import tempfile
 
-    from .cold_start import python_c
+    from ..runtime.cold_start import python_c
 
     def timed(module, env):
         code = STARTUP_SCRIPT.format(module=module, body=STARTUP_BODIES[module])
@@ -608,7 +608,7 @@ def avx2_environment(environ=None):
     env["NUMBA_CPU_FEATURES"] = ",".join(
         ("+" if on and not k.startswith(wide) else "-") + k for k, on in host.items())
     if "NUMBA_CACHE_DIR" not in env:
-        from .kernel_cache import user_cache_dir
+        from ..runtime.kernel_cache import user_cache_dir
 
         env["NUMBA_CACHE_DIR"] = user_cache_dir() + "-avx2"
     env.update(OPENBLAS_CORETYPE="Haswell", MKL_ENABLE_INSTRUCTIONS="AVX2",
@@ -651,7 +651,7 @@ def main(argv=None, prog=None):
     args = p.parse_args(argv)
     if args.epochs < 1:
         p.error("--epochs must be >= 1")
-    status = rerun_for_isa(args.isa, [sys.executable, "-m", "fastnn.benchmark"]
+    status = rerun_for_isa(args.isa, [sys.executable, "-m", "fastnn.integrations.benchmark"]
                            + list(sys.argv[1:] if argv is None else argv))
     if status is not None:
         return status

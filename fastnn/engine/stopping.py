@@ -1,5 +1,5 @@
 """Epoch policies: the learning rate of each epoch, when to stop, and which
-parameters to keep. :func:`fastnn.training.run_epochs` asks its policy
+parameters to keep. :func:`fastnn.engine.training.run_epochs` asks its policy
 ``learning_rate(i)`` before epoch ``i`` (0-based, within the call) and
 ``after_epoch(record, theta, rows)`` after it (True stops); ``finish(theta)``
 restores the best parameters where the rule keeps them.

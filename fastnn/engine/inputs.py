@@ -2,9 +2,10 @@
 per-batch CSC form, chosen by measured density and reused across fits."""
 import numpy as np
 
-from . import cold_start, threads, validation
-from .kernels import sparse as sparse_kernels
-from .kernels.bundles import SparseInput
+from ..runtime import cold_start, threads
+from . import validation
+from ..kernels import sparse as sparse_kernels
+from ..kernels.bundles import SparseInput
 
 # The first layer reads the training inputs in sparse form when at most this
 # fraction of them is non-zero (MNIST: 0.19). Measured break-even: see bench/.

@@ -1,0 +1,1 @@
+"""The ``fastnn`` command line (``python -m fastnn``)."""
