@@ -7,9 +7,10 @@ import fastnn
 import fastnn.engine.inputs  # noqa: F401
 import fastnn.engine.training  # noqa: F401
 from fastnn import reference as R
+from fastnn.engine.registry import ACTIVATIONS
 from fastnn.kernels import train as K
 
-ACTS = ["relu", "sigmoid", "tanh", "identity"]
+ACTS = list(ACTIVATIONS)
 HEADS = ["softmax", "sigmoid", "identity"]
 # Layer shapes with 1-wide layers, odd sizes and sizes past one column tile.
 ARCHS = [[3, 1], [1, 1, 1], [5, 7, 3], [13, 65, 33, 4], [30, 129, 2], [9, 200, 3]]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn.engine.registry import ACTIVATIONS
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -14,7 +15,7 @@ def run(model, x):
     return sess.run(["output"], {"input": x})[0]
 
 
-@pytest.mark.parametrize("hidden", ["relu", "sigmoid", "tanh", "identity"])
+@pytest.mark.parametrize("hidden", list(ACTIVATIONS))
 @pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity", "poisson"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_onnxruntime_equals_predict_proba(rng, hidden, output, dtype):

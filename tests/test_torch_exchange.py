@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn.engine.registry import ACTIVATIONS
 
 torch = pytest.importorskip("torch")
 
 
-@pytest.mark.parametrize("hidden", ["relu", "sigmoid", "tanh", "identity"])
+@pytest.mark.parametrize("hidden", list(ACTIVATIONS))
 @pytest.mark.parametrize("output", ["softmax", "sigmoid", "identity", "poisson"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_to_torch_and_back_give_the_same_outputs(rng, hidden, output, dtype):

@@ -18,11 +18,12 @@ import time
 import numpy as np
 
 from .. import __version__, datasets
-from ..runtime import interrupts
 from ..engine import modelio, schedules
-from ..integrations import plots
-from ..engine.network import HIDDEN, OPTIMIZERS, OUTPUTS, Network, TrainingDivergedError
 from ..engine.init import INITS
+from ..engine.network import Network, TrainingDivergedError
+from ..engine.validation import HIDDEN, OPTIMIZERS, OUTPUTS, REGRESSION_OUTPUTS
+from ..integrations import plots
+from ..runtime import interrupts
 
 
 class CLIError(Exception):
@@ -264,7 +265,7 @@ def cmd_train(args, out):
     layers = [x.shape[1]] + args.layers + [n_out]
     net = Network(layers, hidden=args.activation, output=output, init=args.init,
                   seed=args.seed, dtype=args.dtype)
-    classify = output in ("softmax", "sigmoid")
+    classify = output not in REGRESSION_OUTPUTS
     desc = (f"fastnn {__version__}: {'-'.join(map(str, layers))} {args.activation}/{output}, "
             f"{args.optimizer} lr={args.lr:g} ({args.schedule}), batch {args.batch_size}, "
             f"{args.epochs} epochs, {args.dtype}, {x.shape[0]} training rows")

@@ -26,16 +26,9 @@ import functools
 
 import numpy as np
 
-from .. import reference
-from ..kernels.activations import IDENTITY, RELU, SIGMOID, TANH
-from ..kernels.bundles import ADAM
-from ..kernels.losses import EXP_POISSON, IDENTITY_MSE, SIGMOID_BCE, SOFTMAX_CE
 from .memory import EVAL_ROWS
+from .registry import ACTIVATION_BY_CODE, HEAD_BY_CODE, OPTIMIZER_BY_KIND, step_size
 
-_ACT = {int(IDENTITY): (reference.identity, None),
-        int(RELU): (reference.relu, reference.relu_grad),
-        int(SIGMOID): (reference.sigmoid, reference.sigmoid_grad),
-        int(TANH): (reference.tanh, reference.tanh_grad)}
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -146,7 +139,7 @@ def forward(model, x):
     H, outs = x, []
     for l, w, shape, b in _layers(model):
         U = H @ model.theta[w].reshape(shape) + model.theta[b]
-        H = _ACT[int(model.acts[l])][0](U)
+        H = ACTIVATION_BY_CODE[int(model.acts[l])].forward(U)
         outs.append(H)
     return outs
 
@@ -154,44 +147,20 @@ def forward(model, x):
 def head_loss(head, Z, labels, T, w):
     """(mean loss, n_correct, dE/dZ) of a head, as ``loss_forward_backward``:
     the loss a (weighted) mean over rows in float64."""
-    B = Z.shape[0]
+    spec = HEAD_BY_CODE[int(head)]
     weighted = w.shape[0] > 0
     if weighted:
         s = float(w.sum())
         inv_b = 1.0 / s if s > 0 else 0.0
-        wi = w.astype(np.float64)[:, None]
+        wi = w.astype(np.float64)
     else:
-        inv_b = 1.0 / B
-        wi = 1.0
+        inv_b = 1.0 / Z.shape[0]
+        wi = np.ones(Z.shape[0])
     Z64 = Z.astype(np.float64)
-    correct = 0
-    if head == SOFTMAX_CE:
-        m = Z64.max(axis=1, keepdims=True)
-        e = np.exp(Z64 - m)
-        s = e.sum(axis=1, keepdims=True)
-        rows = np.arange(B)
-        per_row = np.log(s[:, 0]) + m[:, 0] - Z64[rows, labels]
-        correct = int((Z.argmax(axis=1) == labels).sum())
-        dZ = e / s * (wi * inv_b)
-        dZ[rows, labels] -= (w.astype(np.float64) if weighted else 1.0) * inv_b
-    elif head == SIGMOID_BCE:
-        per = np.maximum(Z64, 0) + np.log1p(np.exp(-np.abs(Z64))) - T * Z64
-        per_row = per.sum(axis=1)
-        p = reference.sigmoid(Z64)
-        correct = int(((p > 0.5) == (T > 0.5)).all(axis=1).sum())
-        dZ = (p - T) * (wi * inv_b)
-    elif head == EXP_POISSON:
-        mu = np.exp(Z64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tlogt = np.where(T > 0, T * np.log(np.where(T > 0, T, 1.0)), 0.0)
-        per_row = (tlogt - T * Z64 - T + mu).sum(axis=1)
-        dZ = (mu - T) * (wi * inv_b)
-    else:
-        d = Z64 - T
-        per_row = 0.5 * (d * d).sum(axis=1)
-        dZ = d * (wi * inv_b)
-    loss = float((per_row * (w if weighted else 1.0)).sum()) * inv_b
-    return loss, correct, dZ.astype(Z.dtype)
+    per_row, dZ = spec.rows(Z64, labels, T)
+    correct = spec.correct(Z64, labels, T) if spec.correct is not None else 0
+    loss = float((per_row * wi).sum()) * inv_b
+    return loss, correct, (dZ * (wi[:, None] * inv_b)).astype(Z.dtype)
 
 
 def backward(model, x, outs, dZ, grad):
@@ -204,7 +173,7 @@ def backward(model, x, outs, dZ, grad):
         grad[b] = dU.sum(axis=0)
         if l > 0:
             dX = dU @ model.theta[w].reshape(shape).T
-            dU = dX * _ACT[int(model.acts[l - 1])][1](Hin)
+            dU = dX * ACTIVATION_BY_CODE[int(model.acts[l - 1])].derivative(Hin)
 
 
 def apply_update(model, grad, state, opt, rows):
@@ -222,26 +191,8 @@ def apply_update(model, grad, state, opt, rows):
             sq += float(np.dot(W.astype(np.float64), W.astype(np.float64)))
         penalty = 0.5 * coef * sq
     state.step[0] += 1
-    if opt.kind == ADAM:
-        t = int(state.step[0])
-        lr_t = opt.lr * np.sqrt(1.0 - opt.beta2 ** t) / (1.0 - opt.beta1 ** t)
-        b1, b2 = dt(opt.beta1), dt(opt.beta2)
-        m, v = state.vel, state.sq
-        m *= b1
-        m += (dt(1) - b1) * grad
-        v *= b2
-        v += (dt(1) - b2) * grad * grad
-        theta -= dt(lr_t) * m / (np.sqrt(v) + dt(opt.eps))
-    elif opt.momentum == 0:
-        theta -= dt(opt.lr) * grad
-    else:
-        vel, mu, lr = state.vel, dt(opt.momentum), dt(opt.lr)
-        vel *= mu
-        vel -= lr * grad
-        if opt.nesterov:
-            theta += mu * vel - lr * grad
-        else:
-            theta += vel
+    rule = OPTIMIZER_BY_KIND[opt.kind]
+    rule.step(theta, grad, state, opt, step_size(opt, int(state.step[0])))
     return penalty
 
 
@@ -332,14 +283,7 @@ def predict_batches(X, sp, rows, model, head, work, out):
     cap = work.cap if sp is not None else max(work.cap, EVAL_ROWS)
     for s, e, xb in _chunks(X, sp, rows, cap):
         Z = forward(model, xb)[-1]
-        if head < 0 or head == IDENTITY_MSE:  # logits, or the identity head's values
-            out[s:e] = Z
-        elif head == SOFTMAX_CE:
-            out[s:e] = reference.softmax(Z)
-        elif head == SIGMOID_BCE:
-            out[s:e] = reference.sigmoid(Z)
-        else:
-            out[s:e] = np.exp(Z)
+        out[s:e] = Z if head < 0 else HEAD_BY_CODE[int(head)].output(Z)  # head < 0: logits
     return 0 if sp is not None else int(X.size - np.count_nonzero(np.isfinite(X)))
 
 

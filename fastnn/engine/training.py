@@ -13,14 +13,12 @@ import time
 import numpy as np
 
 from ..runtime import cold_start, compile_notice, interrupts, threads
-from . import inputs, numpy_engine, validation
+from . import inputs, numpy_engine, registry, validation
 from ..kernels import train as train_kernels
-from ..kernels.bundles import (ADAM, SGD, BatchBuffers, EpochPlan, Optimizer, OptimizerState,
-                              TrainData)
+from ..kernels.bundles import BatchBuffers, EpochPlan, Optimizer, OptimizerState, TrainData
 from ..kernels.layout import row_split
 from .memory import aligned_zeros, work_buffers
 
-OPTIMIZER_KINDS = {"sgd": SGD, "adam": ADAM}
 # Inputs larger than this are named as the likely cause of a divergence.
 INPUT_SCALE_WARN = 1e4
 
@@ -74,13 +72,14 @@ def optimizer(name="sgd", lr=0.1, momentum=0.0, nesterov=False, beta1=0.9, beta2
     beta2 = validation.check_float("beta2", beta2, 0, 1, high_open=True)
     eps = validation.check_float("eps", eps, 0, low_open=True)
     l2 = validation.check_float("l2", l2, 0)
-    return Optimizer(OPTIMIZER_KINDS[name], lr, momentum, nesterov, beta1, beta2, eps, l2,
+    return Optimizer(registry.OPTIMIZERS[name].kind, lr, momentum, nesterov, beta1, beta2, eps, l2,
                      bool(l2_per_row))
 
 
 def fresh_state(kind, theta):
     """Zero optimizer state for ``kind`` (Adam needs the second moment)."""
-    sq = np.zeros_like(theta) if kind == ADAM else np.zeros(0, theta.dtype)
+    second = registry.OPTIMIZER_BY_KIND[kind].second_moment
+    sq = np.zeros_like(theta) if second else np.zeros(0, theta.dtype)
     return OptimizerState(np.zeros_like(theta), sq, np.zeros(1, np.int64))
 
 

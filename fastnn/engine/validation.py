@@ -9,14 +9,14 @@ import numbers
 
 import numpy as np
 
-from ..kernels import activations, losses
+from . import registry
 
 # Option tables: the values each named option accepts.
 DTYPES = ("float32", "float64")
-HIDDEN = tuple(activations.CODES)   # hidden-layer activations
-OUTPUTS = tuple(losses.CODES)       # output heads (each with its loss)
-OPTIMIZERS = ("sgd", "adam")
-REGRESSION_OUTPUTS = ("identity", "poisson")  # heads without classes or accuracy
+HIDDEN = tuple(registry.ACTIVATIONS)            # hidden-layer activations
+OUTPUTS = tuple(registry.HEADS)                 # output heads (each with its loss)
+OPTIMIZERS = tuple(registry.OPTIMIZERS)
+REGRESSION_OUTPUTS = registry.REGRESSION_HEADS  # heads without classes or accuracy
 
 
 def check_choice(name, value, choices):

@@ -57,12 +57,12 @@ except ImportError as e:  # pragma: no cover - exercised without scikit-learn
     raise ImportError("fastnn.MLPClassifier/MLPRegressor need scikit-learn >= 1.6: "
                       "pip install 'fastnn[sklearn]'") from e
 
-from ..engine import inputs, training
+from ..engine import inputs, registry, training
 from ..engine import validation as V
 from ..engine.network import Network
 from ..engine.stopping import ScikitLearnRule
 
-ACTIVATIONS = {"relu": "relu", "logistic": "sigmoid", "tanh": "tanh", "identity": "identity"}
+ACTIVATIONS = registry.SKLEARN_ACTIVATIONS  # activation= names -> Network's hidden=
 SOLVERS = ("lbfgs", "sgd", "adam")
 STOCHASTIC_SOLVERS = ("sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
@@ -380,6 +380,10 @@ class _BaseMLP(BaseEstimator):
         cls = getattr(neural_network, type(self).__name__)
         params = {k: v for k, v in self.get_params().items() if k != "dtype"}
         est = cls(**params)
+        try:
+            est._validate_params()
+        except ValueError as e:
+            raise ValueError(f"scikit-learn's {cls.__name__} cannot hold this model: {e}") from None
         est.coefs_ = [np.array(c, dtype=np.float64) for c in self.coefs_]
         est.intercepts_ = [np.array(b, dtype=np.float64) for b in self.intercepts_]
         for name in ("n_layers_", "n_outputs_", "out_activation_", "n_iter_", "n_features_in_",
@@ -399,8 +403,7 @@ class _BaseMLP(BaseEstimator):
         ours = cls(**params, dtype=dtype)
         layers = [est.coefs_[0].shape[0]] + [c.shape[1] for c in est.coefs_]
         X_dtype = np.dtype(dtype) if dtype is not None else est.coefs_[0].dtype
-        head = {"softmax": "softmax", "logistic": "sigmoid", "identity": "identity",
-                "exp": "poisson"}[est.out_activation_]
+        head = {h.sklearn: h.name for h in registry.HEADS.values()}[est.out_activation_]
         ours._rs = check_random_state(ours.random_state)
         net = Network(layers, hidden=ACTIVATIONS[ours.activation], output=head, seed=0,
                       dtype=V.check_dtype(X_dtype))

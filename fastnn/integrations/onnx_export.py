@@ -2,17 +2,18 @@
 
 The graph is what the kernels compute: per layer ``Gemm(x, W, b)`` (W is
 stored (fan_in, fan_out), as ONNX's Gemm takes B without transposing), then
-``Relu``/``Sigmoid``/``Tanh`` (identity: nothing) for hidden layers, and
-the head: ``Softmax`` (axis 1), ``Sigmoid``, or nothing for regression.
+the hidden activation's node and, last, the head's (``Softmax`` over axis 1,
+``Sigmoid``, ``Exp``, or nothing for squared error), as
+:mod:`fastnn.engine.registry` declares them.
 Input ``input`` and output ``output`` have a dynamic batch dimension
 ``batch``; the element type is the model's (float32 or float64); opset 17.
 Needs the optional ``onnx`` package (``pip install "fastnn[onnx]"``).
 """
 import numpy as np
 
+from ..engine.registry import ACTIVATIONS, HEADS
+
 OPSET = 17
-HIDDEN_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "identity": None}
-HEAD_OPS = {"softmax": "Softmax", "sigmoid": "Sigmoid", "identity": None, "poisson": "Exp"}
 
 
 def to_onnx(net, path=None, name="fastnn"):
@@ -33,11 +34,11 @@ def to_onnx(net, path=None, name="fastnn"):
         nodes.append(helper.make_node("Gemm", [current, f"W{l}", f"b{l}"], [out],
                                       name=f"dense{l}"))
         current = out
-        op = HIDDEN_OPS[net.hidden] if l < n_layers - 1 else HEAD_OPS[net.output]
-        if op is not None:
-            kw = {"axis": 1} if op == "Softmax" else {}
+        node = ACTIVATIONS[net.hidden].onnx if l < n_layers - 1 else HEADS[net.output].onnx
+        if node is not None:
+            op, attributes = node
             nodes.append(helper.make_node(op, [current], [f"h{l}"], name=f"{op.lower()}{l}",
-                                          **kw))
+                                          **attributes))
             current = f"h{l}"
     nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     graph = helper.make_graph(

@@ -3,14 +3,17 @@
 ``to_torch``: a ``torch.nn.Sequential`` of ``Linear`` layers and the hidden
 activation, ending with the output head's non-linearity (``Softmax(dim=1)``,
 ``Sigmoid``, an exp for Poisson, nothing for identity), so calling it on a
-batch gives ``predict_proba``. ``from_torch``: the reverse, for
-``Linear``/``ReLU``/``Sigmoid``/``Tanh``/``Identity`` stacks with one hidden
-activation throughout (what a Network holds) and an optional final
-``Softmax``/``Sigmoid`` that names the output head (none: identity).
+batch gives ``predict_proba``. ``from_torch``: the reverse, for stacks of
+``Linear`` layers and one hidden activation throughout (what a Network
+holds) and an optional final ``Softmax``/``Sigmoid`` that names the output
+head (none: identity). The modules of each operation are those
+:mod:`fastnn.engine.registry` declares.
 """
 import numpy as np
 
-_HIDDEN = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Identity": "identity"}
+from ..engine.registry import ACTIVATIONS, HEADS
+
+_HIDDEN = {a.torch[0]: a for a in ACTIVATIONS.values()}  # torch.nn class name -> activation
 
 
 def _torch():
@@ -35,8 +38,7 @@ def to_torch(net):
     torch = _torch()
     dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[
         np.dtype(net.dtype)]
-    act = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh,
-           "identity": torch.nn.Identity}[net.hidden]
+    act_class, act_kwargs = ACTIVATIONS[net.hidden].torch
     modules = []
     for i, (W, b) in enumerate(zip(net.weights, net.biases)):
         lin = torch.nn.Linear(W.shape[0], W.shape[1], dtype=dtype)
@@ -45,13 +47,14 @@ def to_torch(net):
             lin.bias.copy_(torch.from_numpy(b.copy()))
         modules.append(lin)
         if i < len(net.weights) - 1:
-            modules.append(act())
-    if net.output == "softmax":
+            modules.append(getattr(torch.nn, act_class)(**act_kwargs))
+    head = HEADS[net.output].torch
+    if head == "Softmax":
         modules.append(torch.nn.Softmax(dim=1))
-    elif net.output == "sigmoid":
-        modules.append(torch.nn.Sigmoid())
-    elif net.output == "poisson":
+    elif head == "Exp":
         modules.append(_exp_module(torch))
+    elif head is not None:
+        modules.append(getattr(torch.nn, head)())
     return torch.nn.Sequential(*modules)
 
 
@@ -76,10 +79,10 @@ def from_torch(cls, seq, seed=None):
         elif type(m).__name__ in _HIDDEN:
             if not linears or i == len(mods) - 1:
                 raise ValueError(f"layer {i} ({type(m).__name__}) must sit between Linear layers")
-            hidden.add(_HIDDEN[type(m).__name__])
+            hidden.add(_hidden_name(m, i))
         else:
             raise ValueError(f"layer {i} ({type(m).__name__}) is not supported: use Linear, "
-                             f"ReLU, Sigmoid, Tanh, Identity and a final Softmax/Sigmoid")
+                             f"{', '.join(_HIDDEN)} and a final Softmax/Sigmoid")
     if not linears:
         raise ValueError("the Sequential holds no Linear layer")
     if len(hidden) > 1:
@@ -100,3 +103,14 @@ def from_torch(cls, seq, seed=None):
         net.weights[l][...] = m.weight.detach().cpu().numpy().T
         net.biases[l][...] = m.bias.detach().cpu().numpy()
     return net
+
+
+def _hidden_name(module, i):
+    """The activation a torch module is, checking its settings (a LeakyReLU
+    of another slope is not fastnn's)."""
+    spec = _HIDDEN[type(module).__name__]
+    for key, value in spec.torch[1].items():
+        if getattr(module, key, value) != value:
+            raise ValueError(f"layer {i} ({type(module).__name__}) has {key}="
+                             f"{getattr(module, key)}; fastnn's {spec.name} has {key}={value}")
+    return spec.name

@@ -1,0 +1,166 @@
+"""The operations a network is made of, each declared once.
+
+One table per kind of operation: hidden-layer activations, output heads
+(an output non-linearity with its loss) and optimizers. An entry names what
+users type (``Network``, the estimators, the command line), the kernels'
+code for it (the compiled branch lives in :mod:`fastnn.kernels`, which
+Numba needs), its NumPy form (what :mod:`.numpy_engine` runs while the
+kernels compile) and its ONNX and PyTorch equivalents. Validation, the NumPy
+backend, the estimators' name maps and the ONNX / PyTorch exchange read
+their tables from here; ``tests/test_registry.py`` fails when a declared
+operation lacks a kernel branch, a NumPy form or an export.
+
+Activations take their derivative from the layer's *output* ``y = f(x)``:
+the kernels keep only a layer's output for the backward pass.
+"""
+from typing import Callable, NamedTuple, Optional
+
+import numpy as np
+
+from ..kernels import activations as _act
+from ..kernels import losses as _loss
+from ..kernels.bundles import ADAM, SGD
+
+
+# --- hidden-layer activations ------------------------------------------------
+class Activation(NamedTuple):
+    name: str                    # what Network(hidden=...) and the CLI take
+    code: np.int64               # its branch in kernels.activations.act_forward / act_grad
+    forward: Callable            # NumPy: y = f(x)
+    derivative: Callable         # NumPy: f'(x), from y = f(x)
+    sklearn: Optional[str]       # scikit-learn's name for it (MLP*.activation), or None
+    onnx: Optional[tuple]        # (op_type, attributes) of its ONNX node; None: no node
+    torch: tuple                 # (torch.nn class name, constructor keywords)
+
+
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))  # exp of a non-positive number only: no overflow
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+ACTIVATIONS = {a.name: a for a in (
+    Activation("identity", _act.IDENTITY, lambda x: x, np.ones_like,
+               "identity", None, ("Identity", {})),
+    Activation("relu", _act.RELU, lambda x: np.maximum(x, 0),
+               lambda y: (y > 0).astype(y.dtype), "relu", ("Relu", {}), ("ReLU", {})),
+    Activation("sigmoid", _act.SIGMOID, _sigmoid, lambda y: y * (1 - y),
+               "logistic", ("Sigmoid", {}), ("Sigmoid", {})),
+    Activation("tanh", _act.TANH, np.tanh, lambda y: 1 - y * y,
+               "tanh", ("Tanh", {}), ("Tanh", {})),
+)}
+ACTIVATION_BY_CODE = {int(a.code): a for a in ACTIVATIONS.values()}
+# scikit-learn's activation names (MLPClassifier(activation=...)) -> ours.
+SKLEARN_ACTIVATIONS = {a.sklearn: a.name for a in ACTIVATIONS.values() if a.sklearn}
+
+
+# --- output heads: the output non-linearity and its loss ---------------------
+class Head(NamedTuple):
+    name: str                    # what Network(output=...) and the CLI take
+    code: int                    # its branch in kernels.losses (loss_forward_backward, head_output)
+    rows: Callable               # NumPy: (z, labels, T) -> (per-row loss, per-row dE/dz)
+    output: Callable             # NumPy: predict_proba from the logits z
+    correct: Optional[Callable]  # NumPy: (z, labels, T) -> rows right; None: regression
+    sklearn: str                 # scikit-learn's out_activation_
+    onnx: Optional[tuple]        # (op_type, attributes) after the last Gemm; None: none
+    torch: Optional[str]         # the final torch.nn module's class name; None: none
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _softmax_rows(z, labels, T):
+    m = z.max(axis=1, keepdims=True)
+    e = np.exp(z - m)
+    s = e.sum(axis=1, keepdims=True)
+    rows = np.arange(z.shape[0])
+    dz = e / s
+    dz[rows, labels] -= 1
+    return np.log(s[:, 0]) + m[:, 0] - z[rows, labels], dz
+
+
+def _sigmoid_rows(z, labels, T):
+    # softplus(z) - t*z == -t log(s) - (1-t) log(1-s), written stably.
+    per = np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))) - T * z
+    return per.sum(axis=1), _sigmoid(z) - T
+
+
+def _squared_rows(z, labels, T):
+    d = z - T
+    return 0.5 * (d * d).sum(axis=1), d
+
+
+def _poisson_rows(z, labels, T):
+    # Half Poisson deviance with a log link (prediction exp(z)).
+    mu = np.exp(z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tlogt = np.where(T > 0, T * np.log(np.where(T > 0, T, 1.0)), 0.0)
+    return (tlogt - T * z - T + mu).sum(axis=1), mu - T
+
+
+HEADS = {h.name: h for h in (
+    Head("softmax", _loss.SOFTMAX_CE, _softmax_rows, _softmax,
+         lambda z, labels, T: int((z.argmax(axis=1) == labels).sum()),
+         "softmax", ("Softmax", {"axis": 1}), "Softmax"),
+    Head("sigmoid", _loss.SIGMOID_BCE, _sigmoid_rows, _sigmoid,
+         lambda z, labels, T: int(((_sigmoid(z) > 0.5) == (T > 0.5)).all(axis=1).sum()),
+         "logistic", ("Sigmoid", {}), "Sigmoid"),
+    Head("identity", _loss.IDENTITY_MSE, _squared_rows, lambda z: z, None,
+         "identity", None, None),
+    Head("poisson", _loss.EXP_POISSON, _poisson_rows, np.exp, None,
+         "exp", ("Exp", {}), "Exp"),
+)}
+HEAD_BY_CODE = {h.code: h for h in HEADS.values()}
+REGRESSION_HEADS = tuple(h.name for h in HEADS.values() if h.correct is None)
+
+
+# --- optimizers ----------------------------------------------------------------
+class OptimizerRule(NamedTuple):
+    name: str                    # what fit(optimizer=...) and the CLI take
+    kind: int                    # kernels.bundles kind: its branch in kernels.train.apply_update
+    settings: tuple              # the Optimizer fields it reads besides lr and l2
+    second_moment: bool          # keeps OptimizerState.sq (else it stays empty)
+    step: Callable               # NumPy: step(theta, grad, state, opt, lr) in place
+    torch: str                   # the torch.optim class with the same trajectory
+
+
+def _sgd_step(theta, grad, state, opt, lr):
+    dt = theta.dtype.type
+    if opt.momentum == 0:
+        theta -= dt(lr) * grad
+        return
+    vel, mu, lr = state.vel, dt(opt.momentum), dt(lr)
+    vel *= mu
+    vel -= lr * grad
+    if opt.nesterov:
+        theta += mu * vel - lr * grad
+    else:
+        theta += vel
+
+
+def _adam_step(theta, grad, state, opt, lr):
+    # lr is the bias-corrected step size (see step_size).
+    dt = theta.dtype.type
+    b1, b2 = dt(opt.beta1), dt(opt.beta2)
+    m, v = state.vel, state.sq
+    m *= b1
+    m += (dt(1) - b1) * grad
+    v *= b2
+    v += (dt(1) - b2) * grad * grad
+    theta -= dt(lr) * m / (np.sqrt(v) + dt(opt.eps))
+
+
+OPTIMIZERS = {o.name: o for o in (
+    OptimizerRule("sgd", SGD, ("momentum", "nesterov"), False, _sgd_step, "SGD"),
+    OptimizerRule("adam", ADAM, ("beta1", "beta2", "eps"), True, _adam_step, "Adam"),
+)}
+OPTIMIZER_BY_KIND = {o.kind: o for o in OPTIMIZERS.values()}
+
+
+def step_size(opt, t):
+    """The step size of update ``t`` (1-based): Adam's bias-corrected rate,
+    else ``lr`` (as ``kernels.train.step_settings``)."""
+    if opt.kind == ADAM:
+        return opt.lr * np.sqrt(1.0 - opt.beta2 ** t) / (1.0 - opt.beta1 ** t)
+    return opt.lr
