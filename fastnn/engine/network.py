@@ -26,8 +26,10 @@ class Network:
     """A fully connected network ``layers[0] -> ... -> layers[-1]``.
 
     ``layers``: widths, input first (``[784, 100, 50, 10]``). ``hidden``:
-    relu | sigmoid | tanh | identity. ``output``: softmax (cross-entropy) |
-    sigmoid (binary cross-entropy) | identity (squared error). ``init``:
+    the hidden layers' activation, a name in :data:`HIDDEN` (the registry's
+    activations: relu, sigmoid, tanh, identity, ...). ``output``: softmax
+    (cross-entropy) | sigmoid (binary cross-entropy) | identity (squared
+    error) | poisson (half Poisson deviance, log link). ``init``:
     uniform (half-width ``init_scale``) | he | glorot. ``seed`` seeds the
     initialisation and the shuffling, so a run repeats exactly. ``dtype``:
     float32 | float64.
@@ -301,8 +303,9 @@ class Network:
     @classmethod
     def from_torch(cls, seq, seed=None):
         """A Network from a ``torch.nn.Sequential`` of Linear layers and one
-        hidden activation (ReLU/Sigmoid/Tanh/Identity), optionally ending in
-        Softmax(dim=1) or Sigmoid (the output head; none: identity)."""
+        hidden activation (each registry activation's torch module: ReLU,
+        Sigmoid, Tanh, Identity, ...), optionally ending in Softmax(dim=1)
+        or Sigmoid (the output head; none: identity)."""
         from ..integrations.torch_exchange import from_torch
         return from_torch(cls, seq, seed)
 
