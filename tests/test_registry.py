@@ -146,7 +146,8 @@ def test_each_activation_trains_alike_on_both_backends(rng, hidden, dtype):
 @pytest.mark.parametrize("name", ACTS)
 def test_each_activation_is_exported(name):
     spec = registry.ACTIVATIONS[name]
-    assert spec.onnx is None or (isinstance(spec.onnx[0], str) and isinstance(spec.onnx[1], dict))
+    assert spec.onnx is None or (isinstance(spec.onnx[0], str) and isinstance(spec.onnx[1], dict)
+                                 and isinstance(spec.onnx[2], tuple))
     assert isinstance(spec.torch[0], str) and isinstance(spec.torch[1], dict)
     assert spec.sklearn in registry.SKLEARN_ACTIVATIONS
 

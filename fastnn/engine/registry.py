@@ -29,7 +29,7 @@ class Activation(NamedTuple):
     forward: Callable            # NumPy: y = f(x)
     derivative: Callable         # NumPy: f'(x), from y = f(x)
     sklearn: Optional[str]       # scikit-learn's name for it (MLP*.activation), or None
-    onnx: Optional[tuple]        # (op_type, attributes) of its ONNX node; None: no node
+    onnx: Optional[tuple]        # its ONNX node: (op_type, attributes, constant inputs); None: none
     torch: tuple                 # (torch.nn class name, constructor keywords)
 
 
@@ -42,11 +42,11 @@ ACTIVATIONS = {a.name: a for a in (
     Activation("identity", _act.IDENTITY, lambda x: x, np.ones_like,
                "identity", None, ("Identity", {})),
     Activation("relu", _act.RELU, lambda x: np.maximum(x, 0),
-               lambda y: (y > 0).astype(y.dtype), "relu", ("Relu", {}), ("ReLU", {})),
+               lambda y: (y > 0).astype(y.dtype), "relu", ("Relu", {}, ()), ("ReLU", {})),
     Activation("sigmoid", _act.SIGMOID, _sigmoid, lambda y: y * (1 - y),
-               "logistic", ("Sigmoid", {}), ("Sigmoid", {})),
+               "logistic", ("Sigmoid", {}, ()), ("Sigmoid", {})),
     Activation("tanh", _act.TANH, np.tanh, lambda y: 1 - y * y,
-               "tanh", ("Tanh", {}), ("Tanh", {})),
+               "tanh", ("Tanh", {}, ()), ("Tanh", {})),
 )}
 ACTIVATION_BY_CODE = {int(a.code): a for a in ACTIVATIONS.values()}
 # scikit-learn's activation names (MLPClassifier(activation=...)) -> ours.
@@ -61,7 +61,7 @@ class Head(NamedTuple):
     output: Callable             # NumPy: predict_proba from the logits z
     correct: Optional[Callable]  # NumPy: (z, labels, T) -> rows right; None: regression
     sklearn: str                 # scikit-learn's out_activation_
-    onnx: Optional[tuple]        # (op_type, attributes) after the last Gemm; None: none
+    onnx: Optional[tuple]        # the node after the last Gemm, as Activation.onnx; None: none
     torch: Optional[str]         # the final torch.nn module's class name; None: none
 
 
@@ -102,14 +102,14 @@ def _poisson_rows(z, labels, T):
 HEADS = {h.name: h for h in (
     Head("softmax", _loss.SOFTMAX_CE, _softmax_rows, _softmax,
          lambda z, labels, T: int((z.argmax(axis=1) == labels).sum()),
-         "softmax", ("Softmax", {"axis": 1}), "Softmax"),
+         "softmax", ("Softmax", {"axis": 1}, ()), "Softmax"),
     Head("sigmoid", _loss.SIGMOID_BCE, _sigmoid_rows, _sigmoid,
          lambda z, labels, T: int(((_sigmoid(z) > 0.5) == (T > 0.5)).all(axis=1).sum()),
-         "logistic", ("Sigmoid", {}), "Sigmoid"),
+         "logistic", ("Sigmoid", {}, ()), "Sigmoid"),
     Head("identity", _loss.IDENTITY_MSE, _squared_rows, lambda z: z, None,
          "identity", None, None),
     Head("poisson", _loss.EXP_POISSON, _poisson_rows, np.exp, None,
-         "exp", ("Exp", {}), "Exp"),
+         "exp", ("Exp", {}, ()), "Exp"),
 )}
 HEAD_BY_CODE = {h.code: h for h in HEADS.values()}
 REGRESSION_HEADS = tuple(h.name for h in HEADS.values() if h.correct is None)

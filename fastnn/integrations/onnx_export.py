@@ -4,7 +4,9 @@ The graph is what the kernels compute: per layer ``Gemm(x, W, b)`` (W is
 stored (fan_in, fan_out), as ONNX's Gemm takes B without transposing), then
 the hidden activation's node and, last, the head's (``Softmax`` over axis 1,
 ``Sigmoid``, ``Exp``, or nothing for squared error), as
-:mod:`fastnn.engine.registry` declares them.
+:mod:`fastnn.engine.registry` declares them. A node's constant inputs (a
+slope, say) are initializers of the model's element type, so a float64
+model computes with float64 constants (ONNX's float attributes are 32-bit).
 Input ``input`` and output ``output`` have a dynamic batch dimension
 ``batch``; the element type is the model's (float32 or float64); opset 17.
 Needs the optional ``onnx`` package (``pip install "fastnn[onnx]"``).
@@ -36,9 +38,12 @@ def to_onnx(net, path=None, name="fastnn"):
         current = out
         node = ACTIVATIONS[net.hidden].onnx if l < n_layers - 1 else HEADS[net.output].onnx
         if node is not None:
-            op, attributes = node
-            nodes.append(helper.make_node(op, [current], [f"h{l}"], name=f"{op.lower()}{l}",
-                                          **attributes))
+            op, attributes, constants = node
+            extra = [f"{op.lower()}{l}_c{k}" for k in range(len(constants))]
+            inits += [numpy_helper.from_array(np.array([c], net.dtype), name)
+                      for c, name in zip(constants, extra)]
+            nodes.append(helper.make_node(op, [current] + extra, [f"h{l}"],
+                                          name=f"{op.lower()}{l}", **attributes))
             current = f"h{l}"
     nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     graph = helper.make_graph(
