@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import DTYPES, assert_close
-from fastnn import reference as R
 from fastnn.kernels import matmul as mm
+from fastnn.engine.registry import ACTIVATIONS
 from fastnn.kernels.activations import CODES, IDENTITY
 
 # Below SERIAL_MAX_MACS the products run on the serial drivers.
@@ -83,7 +83,7 @@ def test_gemm_nt(rng, dtype, M, K, N):
                                    (300, 100, 10), (70, 90, 260), (200, 64, 50), (9, 5, 50)])
 def test_fused_bias_activation_epilogue(rng, dtype, act, M, K, N):
     A, B, b = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype), _data(rng, N, dtype)
-    f, _ = R.ACTIVATIONS[act]
+    f = ACTIVATIONS[act].forward
     expected = f(A.astype(np.float64) @ B.astype(np.float64) + b)
     C = np.full((M, N), np.nan, dtype)
     mm.gemm_nn_fused(A, B, C, b, CODES[act], np.empty((0, 0), dtype), IDENTITY)
@@ -95,7 +95,7 @@ def test_fused_bias_activation_epilogue(rng, dtype, act, M, K, N):
 @pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 50, 100), (3, 7, 10),
                                    (300, 100, 10), (70, 90, 260), (200, 64, 50), (9, 5, 50)])
 def test_fused_activation_derivative_epilogue(rng, dtype, act, M, K, N):
-    f, fgrad = R.ACTIVATIONS[act]
+    f, fgrad = ACTIVATIONS[act].forward, ACTIVATIONS[act].derivative
     A, B = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype)
     H = f(_data(rng, (M, N), dtype)).astype(dtype)
     expected = (A.astype(np.float64) @ B.astype(np.float64)) * fgrad(H.astype(np.float64))
@@ -116,7 +116,7 @@ def test_gemm_nt_fused_derivative_epilogue(rng, dtype, act, M, K, N, scratch):
     the size memory.pack_scratch_size gives, or none (allocated)."""
     from fastnn.kernels.layout import packed_size
 
-    f, fgrad = R.ACTIVATIONS[act]
+    f, fgrad = ACTIVATIONS[act].forward, ACTIVATIONS[act].derivative
     dU, W = _data(rng, (M, K), dtype), _data(rng, (N, K), dtype)
     H = f(_data(rng, (M, N), dtype)).astype(dtype)
     expected = (dU.astype(np.float64) @ W.T.astype(np.float64)) * fgrad(H.astype(np.float64))

@@ -162,3 +162,19 @@ def test_each_activation_reaches_the_estimators_and_the_cli(name):
     parser = app.build_parser()
     args = parser.parse_args(["train", "--activation", name])
     assert args.activation == name
+
+
+@pytest.mark.parametrize("name", ACTS)
+def test_each_activation_fits_in_the_estimators(rng, name):
+    """MLPClassifier(activation=<its estimator name>) trains and predicts
+    what the registry's NumPy forms compute from its weights."""
+    pytest.importorskip("sklearn")
+    x = rng.standard_normal((60, 4))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 1)
+    est = fastnn.MLPClassifier((6, 5), activation=registry.ACTIVATIONS[name].sklearn,
+                               max_iter=5, random_state=0).fit(x, y)
+    h = x
+    for W, b in zip(est.coefs_[:-1], est.intercepts_[:-1]):
+        h = registry.ACTIVATIONS[name].forward(h @ W + b)
+    expected = registry.HEADS["softmax"].output(h @ est.coefs_[-1] + est.intercepts_[-1])
+    assert_close(est.predict_proba(x), expected, np.float64, what=name)

@@ -47,6 +47,11 @@ ACTIVATIONS = {a.name: a for a in (
                "logistic", ("Sigmoid", {}, ()), ("Sigmoid", {})),
     Activation("tanh", _act.TANH, np.tanh, lambda y: 1 - y * y,
                "tanh", ("Tanh", {}, ()), ("Tanh", {})),
+    Activation("leaky_relu", _act.LEAKY_RELU,
+               lambda x: np.where(x > 0, x, x * x.dtype.type(_act.LEAKY_SLOPE)),
+               lambda y: np.where(y > 0, 1, _act.LEAKY_SLOPE).astype(y.dtype),
+               "leaky_relu", ("PRelu", {}, (_act.LEAKY_SLOPE,)),
+               ("LeakyReLU", {"negative_slope": _act.LEAKY_SLOPE})),
 )}
 ACTIVATION_BY_CODE = {int(a.code): a for a in ACTIVATIONS.values()}
 # scikit-learn's activation names (MLPClassifier(activation=...)) -> ours.

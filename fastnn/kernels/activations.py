@@ -5,7 +5,8 @@ an ``act`` code and the fused matmul epilogues call :func:`act_forward` /
 :func:`act_grad` on each output element. Both are tiny and LLVM inlines them.
 
 The derivative is written in terms of the activation's *output* ``y``
-(relu: ``y > 0``; sigmoid: ``y(1-y)``; tanh: ``1-y^2``), so a layer's forward
+(relu: ``y > 0``; sigmoid: ``y(1-y)``; tanh: ``1-y^2``; leaky relu:
+1 or its slope by the sign of ``y``), so a layer's forward
 only has to keep its output for the backward pass.
 """
 import math
@@ -26,8 +27,12 @@ IDENTITY = np.int64(0)
 RELU = np.int64(1)
 SIGMOID = np.int64(2)
 TANH = np.int64(3)
+LEAKY_RELU = np.int64(4)
+LEAKY_SLOPE = 0.01  # x * slope for x <= 0: torch.nn.LeakyReLU's default negative_slope
+_LEAKY_SLOPE32 = np.float32(LEAKY_SLOPE)
 
-CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
+CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH,
+         "leaky_relu": LEAKY_RELU}
 
 
 # --- exp of a non-positive argument, inline and vectorisable ---------------
@@ -94,6 +99,19 @@ def _exp_nonpositive_typed(x):
     return lambda x: _exp_nonpositive64(x)
 
 
+def leaky_slope(x):
+    """The leaky relu's slope in x's precision (a float64 constant would
+    make float32 arithmetic float64)."""
+    raise NotImplementedError  # only callable from compiled code
+
+
+@overload(leaky_slope, inline="always", jit_options=dict(cache=CACHE))
+def _leaky_slope_typed(x):
+    if x == types.float32:
+        return lambda x: _LEAKY_SLOPE32
+    return lambda x: LEAKY_SLOPE
+
+
 @jit
 def sigmoid(x):
     # Two branches so exp() only ever sees a non-positive argument: no
@@ -112,6 +130,8 @@ def act_forward(x, act):
         return sigmoid(x)
     if act == TANH:
         return math.tanh(x)
+    if act == LEAKY_RELU:
+        return x if x > 0 else x * leaky_slope(x)
     return x
 
 
@@ -124,4 +144,6 @@ def act_grad(y, act):
         return y * (1 - y)
     if act == TANH:
         return 1 - y * y
+    if act == LEAKY_RELU:
+        return y * 0 + 1 if y > 0 else y * 0 + leaky_slope(y)
     return y * 0 + 1
