@@ -19,7 +19,13 @@ def _exit_interrupted():
 
 
 def main():
-    import signal
+    try:
+        # A Ctrl-C can land while this very import runs (the signal module
+        # is not loaded yet at a cold start): it ends the run as any other.
+        import signal
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr, flush=True)
+        _exit_interrupted()
 
     # A Ctrl-C inside a C extension's import comes back as that import's
     # error, not as KeyboardInterrupt: NumPy's reads "Importing the numpy
