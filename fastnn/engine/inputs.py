@@ -2,10 +2,8 @@
 per-batch CSC form, chosen by measured density and reused across fits."""
 import numpy as np
 
-from ..runtime import cold_start, threads
-from . import validation
-from ..kernels import sparse as sparse_kernels
 from ..kernels.bundles import SparseInput
+from . import backend, validation
 
 # The first layer reads the training inputs in sparse form when at most this
 # fraction of them is non-zero (MNIST: 0.19). Measured break-even: see bench/.
@@ -80,14 +78,9 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None, csc=True):
     np.cumsum(counts, out=indptr[1:])
     indices = np.empty(nnz, np.int32)
     values = np.empty(nnz, dtype)
-    if cold_start.ready([("sparse.csr_fill", (X, indptr, indices, values))],
-                        memo=("csr_fill", X.dtype.str, X.flags.writeable)):
-        with threads.serialized():
-            sparse_kernels.csr_fill(X, indptr, indices, values)
-    else:  # a first run, while the kernel compiles in the background
-        nonzero = X != 0
-        indices[:] = np.flatnonzero(nonzero) % d  # row-major: each row's columns in order
-        values[:] = X[nonzero]
+    args = (X, indptr, indices, values)
+    backend.choose([("sparse.csr_fill", args)],
+                   memo=("csr_fill", X.dtype.str, X.flags.writeable)).csr_fill(*args)
     blocks, slots = (-(-n // batch_size), nnz) if csc else (0, 0)
     sp = SparseInput(indptr, indices, values, np.empty(blocks + 1, np.int64),
                      np.empty((blocks, d + 1), np.int64), np.empty(slots, np.int32),

@@ -8,11 +8,10 @@ arguments (:mod:`.validation`) and hands training to the engine
 
 import numpy as np
 
-from ..runtime import cold_start, compile_notice, threads
-from . import inputs, modelio, schedules, training, validation
+from . import backend, inputs, modelio, schedules, training, validation
 from .init import INITS, init_params
-from ..kernels import activations, losses
 from .memory import EVAL_ROWS, ParamLayout
+from .registry import ACTIVATIONS, HEADS
 from .stopping import ScheduleAndPatience
 from .training import TrainingDivergedError  # noqa: F401  (re-exported)
 
@@ -62,9 +61,9 @@ class Network:
     def _allocate(self):
         self.layout = ParamLayout(self.layers)
         n_layers = len(self.layers) - 1
-        self.acts = np.array([activations.CODES[self.hidden]] * (n_layers - 1)
-                             + [activations.IDENTITY], dtype=np.int64)
-        self.head = losses.CODES[self.output]
+        self.acts = np.array([ACTIVATIONS[self.hidden].code] * (n_layers - 1)
+                             + [ACTIVATIONS["identity"].code], dtype=np.int64)
+        self.head = HEADS[self.output].code
         self.theta = self.layout.new_theta(self.dtype)
         self.weights, self.biases = self.layout.views(self.theta)
 
@@ -201,9 +200,8 @@ class Network:
         X = self.check_x(x, name, check_finite=False)
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         Xd, sp, rows, work = self._rows(X, dense_work=False)
-        bad = cold_start.run("predict_batches", (Xd, sp, rows, self.model(), head, work, out),
-                             threads.preferred(), (self.dtype.str, sp is None))
-        compile_notice.done()
+        args = (Xd, sp, rows, self.model(), head, work, out)
+        bad = self._backend("predict_batches", args).predict(*args)
         if bad:
             raise ValueError(f"{name} contains NaN or infinity")
         return out
@@ -226,12 +224,16 @@ class Network:
             return p[:, 0] if self.n_outputs == 1 else p
         return Z
 
+    def _backend(self, name, args):
+        """The backend to run the inference driver ``name`` on ``args``."""
+        X, sp = args[0], args[1]
+        return backend.choose([(name, args)], memo=(name, X.flags.writeable, self.dtype.str,
+                                                    sp is None))
+
     def _evaluate(self, X, labels, T):
         Xd, sp, rows, work = self._rows(X)
-        loss_sum, correct = cold_start.run(
-            "evaluate_batches", (Xd, sp, rows, labels, T, self.model(), self.head, work),
-            threads.preferred(), (self.dtype.str, sp is None))
-        compile_notice.done()
+        args = (Xd, sp, rows, labels, T, self.model(), self.head, work)
+        loss_sum, correct = self._backend("evaluate_batches", args).evaluate(*args)
         r = {"loss": loss_sum / X.shape[0]}
         if self.output not in validation.REGRESSION_OUTPUTS:
             r["accuracy"] = correct / X.shape[0]

@@ -12,11 +12,10 @@ import time
 
 import numpy as np
 
-from ..runtime import cold_start, compile_notice, interrupts, threads
-from . import inputs, numpy_engine, registry, validation
-from ..kernels import train as train_kernels
 from ..kernels.bundles import BatchBuffers, EpochPlan, Optimizer, OptimizerState, TrainData
 from ..kernels.layout import row_split
+from ..runtime import interrupts
+from . import backend, inputs, registry, validation
 from .memory import aligned_zeros, work_buffers
 
 # Inputs larger than this are named as the likely cause of a divergence.
@@ -147,7 +146,7 @@ class Trainer:
         self.sparse = self.sp is not None
         # The NumPy engine (a first run, while the kernels compile) reads a
         # dense X as it is, even when the kernels read its sparse form.
-        self._numpy_x = None if inputs.is_scipy_sparse(X) else X
+        self.numpy_x = None if inputs.is_scipy_sparse(X) else X
         if inputs.is_scipy_sparse(X):
             X = inputs.dense_placeholder(X, dtype)
         self.work = work_buffers(layout, batch_size, dtype, self.sparse,
@@ -164,18 +163,15 @@ class Trainer:
             np.empty((batch_size if gather and T.size else 0, T.shape[1]), dtype),
             np.empty(batch_size if gather and w.size else 0, np.float64))
         self.n_batches = -(-n // batch_size)
-        # Thread choices for chunks of batches and for runs of whole epochs.
-        work = (tuple(int(s) for s in layout.sizes), batch_size, dtype.str, self.sparse)
-        self.chooser = threads.chooser_for(("chunks",) + work)
-        self.epochs_chooser = threads.chooser_for(("epochs",) + work)
+        # What the work is, for the compiled backend's thread choice.
+        self.work_key = (tuple(int(s) for s in layout.sizes), batch_size, dtype.str, self.sparse)
         # A call of train_batches on batches of the current epoch; its sums
         # row holds the epoch's running sums (see train_batches).
         self.no_plan = EpochPlan(np.empty(0, np.float64), np.zeros((1, 3), np.float64),
                                  np.zeros(2, np.int64), engine.shuffle_state, False)
         self._snapshot = None  # what the running epoch changes, as it was before it
         self._saved = None
-        self._assisted = False
-        self._kernels_ready = False
+        self._compiled = None  # the compiled backend, once its kernels can run
         self._batch_seconds = None  # per batch, the last compiled epoch
 
     def guarded_epoch(self, opt, state, progress):
@@ -208,25 +204,23 @@ class Trainer:
             for src, dst in zip(self._snapshot, self._saved):
                 dst[...] = src
 
-    def _compiled(self, opt, state):
-        """Whether this epoch runs the compiled drivers, or NumPy's while
-        they compile in the background (:func:`cold_start.ready`)."""
-        if self._kernels_ready:
-            return True
+    def backend(self, opt, state):
+        """The backend this epoch runs on: the compiled one once its drivers
+        can run without compiling here, NumPy while a helper compiles them
+        (:func:`.backend.choose`)."""
+        if self._compiled is not None:
+            return self._compiled
         data = self.data
         calls = [("epoch_begin", (data.order, self.engine.shuffle_state, data.shuffle,
                                   self.sp, self.csc_ready, data.batch_size)),
                  ("train_batches", (data, self.model, self.head, self.grad, state, opt,
                                     self.sp, self.work, self.bufs, 0, 1, self.no_plan))]
-        if not cold_start.ready(calls, memo=("train", data.X.dtype.str, data.X.flags.writeable,
-                                             self.sparse), then=self._next_calls()):
-            return False
-        self._kernels_ready = True
-        compile_notice.background_ready()
-        if not self._assisted:
-            self._assisted = True
-            cold_start.assist(self, opt, state)  # a cold cache compiles on two cores
-        return True
+        chosen = backend.choose(calls, memo=("train", data.X.dtype.str, data.X.flags.writeable,
+                                             self.sparse), then=self._next_calls())
+        if chosen.name == "compiled":
+            self._compiled = chosen
+            chosen.prepare(self, opt, state)
+        return chosen
 
     def _next_calls(self):
         """The calls a fit likely makes next (validation, predict on dense
@@ -241,68 +235,31 @@ class Trainer:
                 ("predict_batches", (like_x, None, rows, self.model, self.head, self.work,
                                      out))]
 
+    def _cache_follows(self):
+        """The input cache's CSC blocks are valid for the next fit exactly
+        when they are for this one (set before a call that may rebuild them,
+        so an interrupted rebuild leaves them marked invalid, and after)."""
+        if self.engine.input_cache is not None:
+            self.engine.input_cache.csc_in_order = self.csc_ready
+
     def epoch(self, opt, state, progress):
-        compiled = self._compiled(opt, state)
-        kernels = train_kernels if compiled else numpy_engine
-        cache = self.engine.input_cache
-        if cache is not None:  # invalid while (and if interrupted while) rebuilding
-            cache.csc_in_order = self.csc_ready
-        data = self.data
-        with threads.serialized():
-            kernels.epoch_begin(data.order, self.engine.shuffle_state, data.shuffle,
-                                self.sp, self.csc_ready, data.batch_size)
-        # The CSC blocks now follow `order`: still valid next epoch (and next
-        # fit) unless shuffling reorders the rows. (NumPy's epoch_begin does
-        # not build them.)
-        self.csc_ready = compiled and not data.shuffle
-        if cache is not None:
-            cache.csc_in_order = self.csc_ready
+        runner = self.backend(opt, state)
+        self._cache_follows()
+        runner.shuffle(self)
+        self._cache_follows()
         report = progress_reporter(progress)
         nb = self.n_batches
         step = max(1, -(-nb // self.EPOCH_CHUNKS))
+        compiled = runner is self._compiled
         if compiled and self._batch_seconds and report is None:
             step = max(step, int(self.MIN_CHUNK_SECONDS / self._batch_seconds))
         t0 = time.perf_counter()
         self.no_plan.sums[0] = 0.0
         for first in range(0, nb, step):
             last = min(nb, first + step)
-            if not compiled:
-                dense = self._numpy_x is not None
-                with numpy_engine.one_blas_thread():
-                    numpy_engine.train_batches(
-                        data._replace(X=self._numpy_x) if dense else data, self.model,
-                        self.head, self.grad, state, opt, None if dense else self.sp,
-                        self.work, self.bufs, first, last, self.no_plan)
-                compile_notice.done()  # what compiled before (e.g. the CSR build) is done
-                if report is not None:
-                    report(last, nb)
-                interrupts.check()
-                continue
-            n_threads, probe = self.chooser.pick()
-            if probe is not None and last - first <= (1 if probe == 1 else 2):
-                # Too few batches to probe some and run the rest (iris: one
-                # batch an epoch, whose single thread was never measured and
-                # ran 44 us a batch where the pool took 67): the chunk is the
-                # probe.
-                self._run(probe, first, last, opt, state, True)
-                first = last
-            elif probe == 1 and last - first > 1:
-                # One batch on this thread alone, to measure it.
-                self._run(1, first, first + 1, opt, state, True)
-                first += 1
-            elif probe is not None and last - first > 2:
-                # The pool, measured on the chunk after one unmeasured batch
-                # that wakes its threads (see threads.py).
-                self._run(probe, first, first + 1, opt, state, None)
-                first += 1
-                n_threads = probe
-            if first < last:
-                self._run(n_threads, first, last, opt, state,
-                          probe is not None and n_threads == probe)
-            compile_notice.done()
+            runner.train(self, opt, state, first, last)
             if report is not None:
                 report(last, nb)
-            interrupts.check()  # a Ctrl-C swallowed while compiling (see interrupts.py)
         if compiled:
             self._batch_seconds = (time.perf_counter() - t0) / nb
         return self._sums()
@@ -317,7 +274,7 @@ class Trainer:
         :meth:`run_ahead` should run: 1 (epoch by epoch) until the kernels
         are running and while an epoch takes more than
         ``RUN_AHEAD_EPOCH_SECONDS``."""
-        if not (self._kernels_ready and self._batch_seconds):
+        if not (self._compiled is not None and self._batch_seconds):
             return 1
         epoch = self._batch_seconds * self.n_batches
         if epoch > self.RUN_AHEAD_EPOCH_SECONDS:
@@ -334,94 +291,39 @@ class Trainer:
         :meth:`guarded_epoch` undoes it."""
         self.snapshot(state)
         rates = np.asarray(rates, np.float64)
-        chooser = self.epochs_chooser
-        n_threads, probe = chooser.pick()
-        use = probe if probe is not None else n_threads
-        # The pool's figure is taken after one unmeasured epoch that wakes
-        # its threads (asleep through the Python before the call): measured
-        # with the wake-up, iris' pool looked slower than one thread (and
-        # was left for the fit) where it runs 24 us an epoch to 33.
-        wake = use > 1 and (probe is not None or use not in chooser.rate) and len(rates) > 2
-        sums = []
-        seconds = 0.0
+        runner = self._compiled
         try:
-            for seg in ([rates[:1], rates[1:]] if wake else [rates]):
-                plan = EpochPlan(seg, np.empty((len(seg), 3)), np.zeros(2, np.int64),
-                                 self.engine.shuffle_state, self.csc_ready)
-                timed = not (wake and len(sums) == 0)
-                seconds = self._plan(use, opt, state, plan, probe is not None, timed)
-                done, diverged = int(plan.status[0]), bool(plan.status[1])
-                sums.extend(plan.sums[:done])
-                if diverged:
-                    break
-            done = len(sums)
+            self._cache_follows()
+            sums, diverged, n_threads, seconds = runner.train_epochs(self, opt, state, rates)
             if diverged:
                 # Back to the start, then the epochs before the diverged one
                 # again: the same calls, so the same parameters.
                 self.rollback()
-                done -= 1
-                sums = sums[:done]
-                if done:
-                    self._plan(use, opt, state, EpochPlan(
-                        rates[:done], np.empty((done, 3)), np.zeros(2, np.int64),
-                        self.engine.shuffle_state, self.csc_ready), False, False)
+                sums = sums[:-1]
+                if sums:
+                    self._cache_follows()
+                    runner.train_epochs(self, opt, state, rates[:len(sums)], n_threads,
+                                        timed=False)
         except BaseException:
             self.rollback()
             raise
-        self._batch_seconds = seconds / (int(plan.status[0]) * self.n_batches)
+        finally:
+            self._cache_follows()
+        self._batch_seconds = seconds / self.n_batches
         return [(float(a), float(b), int(c)) for a, b, c in sums], diverged
 
-    def _plan(self, n_threads, opt, state, plan, probe, timed=True):
-        """One train_batches call of ``plan``'s epochs (``timed`` for the
-        thread chooser unless something compiled); returns its seconds."""
-        cache = self.engine.input_cache
-        if cache is not None:
-            cache.csc_in_order = self.csc_ready
-        kernel = train_kernels.train_batches
-        compiled = compile_notice.compiles[0], len(kernel.overloads)
-        t0 = time.perf_counter()
-        threads.run_with(n_threads, kernel, self.data, self.model, self.head, self.grad, state,
-                         opt, self.sp, self.work, self.bufs, 0, 0, plan)
-        seconds = time.perf_counter() - t0
-        self.csc_ready = not self.data.shuffle
-        if cache is not None:
-            cache.csc_in_order = self.csc_ready
-        if timed and compiled == (compile_notice.compiles[0], len(kernel.overloads)):
-            self.epochs_chooser.record(n_threads, int(plan.status[0]) * self.n, seconds, probe)
-        compile_notice.done()
-        return seconds
-
-    def pass_slice(self, opt, state, first, last, n_threads):
+    def pass_slice(self, opt, state, first, last, n_threads=None):
         """Batches ``first..last-1`` of the pass whose visiting order the
         current shuffle state gives (the state advances as a whole epoch's
         would): one round of data-parallel training (:mod:`fastnn.dask`),
         where a pass is cut into rounds and the parameters are averaged in
-        between. Returns the sums of :meth:`epoch` over those batches."""
-        data = self.data
-        with threads.serialized():
-            train_kernels.epoch_begin(data.order, self.engine.shuffle_state, data.shuffle,
-                                      self.sp, self.csc_ready, data.batch_size)
-        self.csc_ready = not data.shuffle
+        between; ``n_threads`` caps the threads (a worker's share). Returns
+        the sums of :meth:`epoch` over those batches."""
+        runner = self.backend(opt, state)
+        runner.shuffle(self)
         self.no_plan.sums[0] = 0.0
-        self._run(n_threads, first, last, opt, state, None)
-        compile_notice.done()
+        runner.train(self, opt, state, first, last, n_threads)
         return self._sums()
-
-    def _run(self, n_threads, first, last, opt, state, probe):
-        """Batches first..last-1 on ``n_threads`` threads, timed for the
-        thread chooser (see threads.py; ``probe`` None: not timed); their
-        sums continue the epoch's in ``no_plan.sums``."""
-        # A call that compiles, or loads the kernel from the disk cache, says
-        # nothing about speed.
-        compiled = compile_notice.compiles[0], len(train_kernels.train_batches.overloads)
-        t0 = time.perf_counter()
-        threads.run_with(n_threads, train_kernels.train_batches, self.data, self.model,
-                         self.head, self.grad, state, opt, self.sp, self.work, self.bufs,
-                         first, last, self.no_plan)
-        rows = min(self.n, last * self.data.batch_size) - first * self.data.batch_size
-        if probe is not None and compiled == (compile_notice.compiles[0],
-                                              len(train_kernels.train_batches.overloads)):
-            self.chooser.record(n_threads, rows, time.perf_counter() - t0, probe)
 
 
 def new_history(validating):
@@ -606,32 +508,12 @@ def full_batch_objective(layout, model, head, X, labels, T, l2=0.0, loss_scale=1
         o = int(layout.poff[l])
         weights[o:o + int(layout.sizes[l] * layout.sizes[l + 1])] = True
 
-    # Between calls the solver runs single-threaded (and BLAS threads may
-    # spin): the pool's regions then waited on woken or contended threads,
-    # and the pool ran 10x slower than one thread on digits. Measure both.
-    chooser = threads.ThreadChooser()
-
     def objective(x):
         theta[...] = x
-        current, probe = chooser.pick()
-        use = probe if probe is not None else current
-        kernel = train_kernels.full_batch_gradient
         args = (X, labels, T, sw, model, head, work, grad, total)
-        if not cold_start.ready([("full_batch_gradient", args)],
-                                memo=("full_batch", dtype.str, X.flags.writeable)):
-            with numpy_engine.one_blas_thread():  # while the kernels compile
-                loss = numpy_engine.full_batch_gradient(*args)
-            interrupts.check()
-            return finish(loss)
-        cold_start.compile_notice_ready()
-        before = compile_notice.compiles[0], len(kernel.overloads)
-        t0 = time.perf_counter()
-        loss = threads.run_with(use, kernel, X, labels, T, sw, model, head, work, grad, total)
-        if before == (compile_notice.compiles[0], len(kernel.overloads)):
-            chooser.record(use, n, time.perf_counter() - t0, probe is not None)
-        interrupts.check()
-        compile_notice.done()
-        return finish(loss)
+        runner = backend.choose([("full_batch_gradient", args)],
+                                memo=("full_batch", dtype.str, X.flags.writeable))
+        return finish(runner.full_batch(*args))
 
     def finish(loss):
         W = theta[weights].astype(np.float64)

@@ -80,30 +80,26 @@ NUMPY_SCAN_MAX = 1 << 20
 
 def scan_matrix(name, a):
     """(non-zeros per row, 64-bit fingerprint of the data) of a C-contiguous
-    float matrix, in one compiled pass; raises if it holds NaN or inf. (The
+    float matrix, in one pass; raises if it holds NaN or inf. (The
     fingerprint identifies data within a process: inputs.prepare's cache.)
-    The scan in NumPy leaves the fingerprint None (:func:`data_fingerprint`
-    makes it when needed: hashing digits' 1797 x 64 float64 cost ~0.9 ms of
-    a ~100 ms fit that never used it)."""
-    from ..runtime.cold_start import ready
-    from ..kernels.sparse import fingerprint, scan_rows
-    from ..runtime.threads import serialized
+    Small matrices, and any while the compiled scan is not cached (a first
+    run: it compiles in the background meanwhile), are scanned in NumPy,
+    which leaves the fingerprint None (:func:`data_fingerprint` makes it
+    when needed: hashing digits' 1797 x 64 float64 cost ~0.9 ms of a
+    ~100 ms fit that never used it)."""
+    from . import backend
 
-    counts = np.empty(a.shape[0], np.int64)
-    rowhash = np.empty(a.shape[0], np.uint64)
-    # In NumPy too while the compiled scan is not cached (a first run: it
-    # compiles in the background instead of making the fit wait ~2 s).
-    if a.size <= NUMPY_SCAN_MAX or not ready(
+    if a.size <= NUMPY_SCAN_MAX:
+        runner = backend.NUMPY
+    else:
+        counts, rowhash = np.empty(a.shape[0], np.int64), np.empty(a.shape[0], np.uint64)
+        runner = backend.choose(
             [("sparse.scan_rows", (a, counts, rowhash)), ("sparse.fingerprint", (rowhash,))],
-            memo=("scan", a.dtype.str, a.flags.writeable)):
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        return np.count_nonzero(a, axis=1).astype(np.int64), None
-    with serialized():
-        bad = scan_rows(a, counts, rowhash)
+            memo=("scan", a.dtype.str, a.flags.writeable))
+    counts, fingerprint, bad = runner.scan(a)
     if bad:
         raise ValueError(f"{name} contains NaN or infinity")
-    return counts, int(fingerprint(rowhash))
+    return counts, fingerprint
 
 
 def data_fingerprint(a):

@@ -193,15 +193,12 @@ def _round(fit_id, index, net, x, y, params, opt, batch_size, shuffle, first, la
     moments, step, shuffle state at the pass's start). Returns the updated
     (theta, velocity, second moments, step, shuffle state after the pass,
     sums, rows trained)."""
-    import numba
-
     net, trainer = _chunk_trainer(fit_id, index, net, x, y, batch_size, shuffle)
     theta, vel, sq, step, shuffle_state = params
     net.theta[...] = theta
     net.engine.shuffle_state[...] = shuffle_state
     state = OptimizerState(vel.copy(), sq.copy(), step.copy())
-    n_threads = min(_worker_threads(), numba.config.NUMBA_NUM_THREADS)
-    sums = trainer.pass_slice(opt, state, first, last, n_threads)
+    sums = trainer.pass_slice(opt, state, first, last, _worker_threads())
     rows = min(trainer.n, last * batch_size) - first * batch_size
     return (net.theta.copy(), state.vel, state.sq, state.step, net.engine.shuffle_state.copy(),
             sums, rows)
