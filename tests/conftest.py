@@ -31,6 +31,43 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 _precompile = []
 
 
+# ------------------------------------------------------------ two backends
+# The behaviour tests (Network, estimators, CLI, Dask: modules marked
+# ``both_backends``) run on each backend in one run: the compiled kernels
+# and the NumPy backend that a first run trains on while they compile.
+# ``pytest --backend numpy`` (or ``compiled``) runs one of them only, and
+# then only the behaviour tests for numpy; the kernels' own (bit-for-bit)
+# tests are compiled-only.
+BACKENDS = ("compiled", "numpy")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backend", choices=("both",) + BACKENDS, default="both",
+                     help="run the behaviour tests on this backend (default: both)")
+
+
+def _backends(config):
+    chosen = config.getoption("--backend")
+    return BACKENDS if chosen == "both" else (chosen,)
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("both_backends"):
+        if "fastnn_backend" not in metafunc.fixturenames:
+            metafunc.fixturenames.append("fastnn_backend")
+        metafunc.parametrize("fastnn_backend", _backends(metafunc.config), indirect=True,
+                             scope="module")
+
+
+@pytest.fixture(scope="module")
+def fastnn_backend(request):
+    """The backend this module's tests run on (FASTNN_BACKEND, which
+    subprocesses and Dask workers started meanwhile inherit)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FASTNN_BACKEND", request.param)
+        yield request.param
+
+
 def pytest_collection_finish(session):
     _start_precompile(session)
     _start_early_jobs(session)
@@ -105,6 +142,10 @@ def early(test_name):
 
 
 def pytest_collection_modifyitems(session, config, items):
+    if "compiled" not in _backends(config):
+        kept = [item for item in items if item.get_closest_marker("both_backends")]
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
     # The tests that check an early job's result run last (stable order
     # otherwise): by then their jobs have had the rest of the suite's time.
     items.sort(key=lambda item: item.name in _early)

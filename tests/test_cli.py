@@ -9,6 +9,8 @@ import pytest
 import fastnn
 from fastnn.cli import app as cli
 
+pytestmark = pytest.mark.both_backends
+
 
 def run(capsys, *argv):
     rc = cli.main(list(argv))

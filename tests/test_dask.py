@@ -7,13 +7,15 @@ import pytest
 
 import fastnn
 
+pytestmark = pytest.mark.both_backends
+
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 fd = pytest.importorskip("fastnn.dask")
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(fastnn_backend):
     cluster = fd.local_cluster(2)
     c = distributed.Client(cluster)
     yield c

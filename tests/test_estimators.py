@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.both_backends
+
 sklearn = pytest.importorskip("sklearn")
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402

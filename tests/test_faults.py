@@ -16,6 +16,8 @@ import fastnn
 from fastnn.cli import app as cli
 from fastnn.engine import modelio
 
+pytestmark = pytest.mark.both_backends
+
 
 def data(rng, n=300, d=12, k=3):
     return rng.random((n, d)).astype(np.float32), rng.integers(0, k, n)

@@ -12,6 +12,8 @@ from fastnn.kernels import train as K
 
 # The activations the reference oracle writes out (the others are held to
 # their registry forms by test_registry.py).
+
+pytestmark = pytest.mark.both_backends
 ACTS = [a for a in ACTIVATIONS if a in R.ACTIVATIONS]
 HEADS = ["softmax", "sigmoid", "identity"]
 # Layer shapes with 1-wide layers, odd sizes and sizes past one column tile.
@@ -375,3 +377,23 @@ def test_wide_layers_on_the_packed_matmul_path_match_reference(rng, monkeypatch,
     hist = net.fit(x, y, epochs=2, batch_size=64, lr=0.05, shuffle=False)
     assert_close(hist["loss"], ref_losses, dtype, what="epoch losses")
     assert_close(net.theta, flatten(params), dtype, what="parameters")
+
+
+def test_fit_predict_and_evaluate_run_on_the_chosen_backend(rng, monkeypatch, fastnn_backend):
+    """The switch works: on the NumPy backend every driver is NumPy's; on
+    the compiled one none is."""
+    from fastnn.engine import numpy_engine
+
+    calls = []
+    for name in ("train_batches", "evaluate_batches", "predict_batches"):
+        def counted(*args, _name=name, _f=getattr(numpy_engine, name)):
+            calls.append(_name)
+            return _f(*args)
+        monkeypatch.setattr(numpy_engine, name, counted)
+    net = fastnn.Network([5, 8, 3], seed=0)
+    x, y = make_data(rng, net, 50)
+    net.fit(x, y, epochs=2, batch_size=10)
+    net.evaluate(x, y)
+    net.predict(x)
+    expected = {"train_batches", "evaluate_batches", "predict_batches"}
+    assert set(calls) == (expected if fastnn_backend == "numpy" else set())

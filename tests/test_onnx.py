@@ -6,6 +6,8 @@ import pytest
 import fastnn
 from fastnn.engine.registry import ACTIVATIONS
 
+pytestmark = pytest.mark.both_backends
+
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 

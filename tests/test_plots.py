@@ -7,6 +7,8 @@ from fastnn.integrations import plots
 
 pytest.importorskip("matplotlib")
 
+pytestmark = pytest.mark.both_backends
+
 
 def test_confusion_matrix_counts():
     m = plots.confusion_matrix([0, 1, 1, 2, 2, 2], [0, 1, 2, 2, 2, 0], 3)

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 import fastnn
 from fastnn import datasets
 
+pytestmark = pytest.mark.both_backends
+
 
 def small_net(output="softmax"):
     return fastnn.Network([4, 6, 3], output=output, seed=0)

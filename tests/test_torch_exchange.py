@@ -5,6 +5,8 @@ import pytest
 import fastnn
 from fastnn.engine.registry import ACTIVATIONS
 
+pytestmark = pytest.mark.both_backends
+
 torch = pytest.importorskip("torch")
 
 

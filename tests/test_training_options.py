@@ -17,6 +17,8 @@ from fastnn import schedules
 from fastnn.kernels import train as K
 from test_network import flatten, make_data, ref_params
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shuffle", [False, True])
