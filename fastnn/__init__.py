@@ -43,6 +43,14 @@ def __getattr__(name):
     return value
 
 
+def _submodule(package, name):
+    """``package.name`` imported on first use as an attribute (PEP 562), as
+    after an eager import of it; for the layer packages' ``__getattr__``."""
+    if name.startswith("_") or importlib.util.find_spec(f"{package}.{name}") is None:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    return importlib.import_module(f"{package}.{name}")
+
+
 def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 

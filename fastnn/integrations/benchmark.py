@@ -401,7 +401,7 @@ def _block(key, wl, epochs, dtype, x=None, y=None):
 def _block_in_subprocess(key, wl, epochs, threads, dtype):
     import subprocess
 
-    code = ("import json, sys, fastnn; from fastnn import benchmark as b; "
+    code = ("import json, sys, fastnn; from fastnn.integrations import benchmark as b; "
             f"fastnn.set_num_threads({threads}); "
             f"print(json.dumps(b._block({key!r}, {wl!r}, {epochs}, {dtype!r})))")
     from ..runtime.cold_start import python_c
@@ -421,7 +421,7 @@ x, y = x[:1000], y[:1000]
 print("@@fit-end", time.time())
 import sys
 if "fastnn" in sys.modules:
-    __import__("fastnn").cold_start.wait()  # the next run finds the cache filled
+    __import__("fastnn.runtime.cold_start").runtime.cold_start.wait()  # the next run finds the cache filled
 """
 STARTUP_BODIES = {
     "fastnn": "fastnn.Network([784, 100, 50, 10], seed=8).fit(x, y, epochs=1, verbose=False)",
