@@ -63,7 +63,7 @@ def test_optimizer_trajectory_matches_reference(rng, monkeypatch, dtype, shuffle
                                **opt)
         hist = training.run_epochs(trainer, o, training.fresh_state(o.kind, net.theta),
                                    stopping.ScheduleAndPatience(schedules.Constant(), o.lr), 3,
-                                   history=training.new_history(False))
+                                   training.Watch(training.new_history(False)))
     else:
         hist = net.fit(x, y, epochs=3, batch_size=8, shuffle=shuffle, **opt)
     assert_close(hist["loss"], ref_losses, dtype, what="epoch losses")

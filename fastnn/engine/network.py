@@ -159,11 +159,9 @@ class Network:
             r = self._evaluate(*val)
             return {"val_loss": r["loss"], "val_accuracy": r.get("accuracy", float("nan"))}
 
-        training.run_epochs(trainer, opt, state, policy, epochs, history=hist,
-                            validate=validate if val is not None else None, progress=progress,
-                            callbacks=callbacks, owner=self,
-                            report=training.epoch_printer(classify) if verbose else None,
-                            classify=classify)
+        training.run_epochs(trainer, opt, state, policy, epochs, training.Watch(
+            hist, validate if val is not None else None, progress, callbacks, self,
+            training.epoch_printer(classify) if verbose else None, classify=classify))
         best = policy.finish(self.theta)
         if best is not None:
             hist["best_epoch"] = best
@@ -184,8 +182,8 @@ class Network:
             self.history = hist = training.new_history(False)
             training.run_epochs(trainer, opt, state,
                                 ScheduleAndPatience(schedules.Constant(), opt.lr), 1,
-                                history=hist,
-                                classify=self.output not in validation.REGRESSION_OUTPUTS)
+                                training.Watch(hist, classify=self.output not in
+                                               validation.REGRESSION_OUTPUTS))
         return {"loss": hist["loss"][-1], "accuracy": hist["accuracy"][-1]}
 
     # ------------------------------------------------------------ inference

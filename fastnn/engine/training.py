@@ -9,6 +9,7 @@ import math
 import sys
 import threading
 import time
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -332,95 +333,109 @@ def new_history(validating):
     return {k: [] for k in keys}
 
 
-def run_epochs(trainer, opt, state, policy, max_epochs, *, history, validate=None,
-               progress=None, callbacks=(), owner=None, report=None, loss_scale=1.0,
-               classify=True):
+class Watch(NamedTuple):
+    """What looks at training between epochs, and how epochs are counted."""
+    history: dict                # the entries of each epoch are appended here
+    validate: Any = None         # () -> dict of extra entries (val_loss, ...), or None
+    progress: Any = None         # True, False/None or f(batches_done, batches_total)
+    callbacks: tuple = ()        # f(owner, history) after each epoch; True stops
+    owner: Any = None            # what callbacks get (the Network)
+    report: Any = None           # report(epoch, record), e.g. epoch_printer
+    loss_scale: float = 1.0      # the training loss is (loss_sum / loss_scale + penalty) / rows
+    classify: bool = True        # False: accuracy is NaN (regression)
+
+
+def run_epochs(trainer, opt, state, policy, max_epochs, watch):
     """The epoch loop. Each epoch: the rate from ``policy.learning_rate``,
     a guarded epoch (divergence raises :class:`TrainingDivergedError`),
-    ``validate()`` (a dict of extra entries), then the epoch's entries are
-    appended to ``history`` together -- an interrupt before that undoes the
-    epoch, so the parameters always match the history. Then ``report(epoch,
-    record)``, ``policy.after_epoch`` and ``callbacks`` (``f(owner,
-    history)``; True stops). The training loss is ``(loss_sum / loss_scale +
-    penalty_sum) / rows``."""
-    bar = epoch_bar(progress, max_epochs)
+    ``watch.validate()``, then the epoch's entries are appended to
+    ``watch.history`` together -- an interrupt before that undoes the
+    epoch, so the parameters always match the history. Then
+    ``watch.report``, ``policy.after_epoch`` and the callbacks. Returns the
+    history."""
+    bar = epoch_bar(watch.progress, max_epochs)
     if bar is not None:
-        progress = None  # the epoch bar replaces the batch-level one
+        watch = watch._replace(progress=None)  # the epoch bar replaces the batch-level one
     try:
-        return _epochs(trainer, opt, state, policy, max_epochs, history, validate, progress,
-                       callbacks, owner, report, loss_scale, classify, bar)
+        return _EpochLoop(trainer, opt, state, policy, watch, bar).run(max_epochs)
     finally:
         if bar is not None:
             bar.close()
 
 
-def _epochs(trainer, opt, state, policy, max_epochs, history, validate, progress, callbacks,
-            owner, report, loss_scale, classify, bar):
-    n = trainer.n
-    # Several epochs per compiled call when nothing needs the model between
-    # them, and the policy can tell their rates (and that it cannot stop
-    # before the last) in advance.
-    ahead = (validate is None and not callbacks and bar is None and progress_reporter(progress)
-             is None and hasattr(trainer, "run_ahead") and hasattr(policy, "rates_ahead"))
-    i = 0
-    while i < max_epochs:
-        t0 = time.perf_counter()
-        k = trainer.epochs_per_call(max_epochs - i) if ahead else 1
-        rates = policy.rates_ahead(i, k) if k > 1 else []
-        if len(rates) > 1:
-            results, diverged = trainer.run_ahead(opt, state, rates)
-        else:
-            rates = [policy.learning_rate(i)]
-            sums = trainer.guarded_epoch(opt._replace(lr=rates[0]), state, progress)
-            results, diverged = ([] if sums is None else [sums]), sums is None
-        seconds = (time.perf_counter() - t0) / max(1, len(results) + diverged)
-        for sums, lr in zip(results, rates):
-            stop = _record_epoch(trainer, policy, history, validate, report, callbacks, owner,
-                                 bar, sums, lr, seconds, n, loss_scale, classify, i)
-            i += 1
-            if stop:
-                return history
-        if diverged:
-            lr = rates[len(results)]
-            message = policy.divergence_message(i + 1, lr)
-            scale = trainer.input_scale()
-            if scale > INPUT_SCALE_WARN:
-                message += (f" The inputs reach |x| = {scale:.3g}: scale them first (e.g. "
-                            f"to [0, 1] or zero mean and unit variance); no learning rate "
-                            f"trains well on such values.")
-            raise TrainingDivergedError(message)
-        interrupts.check()  # a Ctrl-C during a run of epochs: after their records
-    return history
+class _EpochLoop:
+    def __init__(self, trainer, opt, state, policy, watch, bar):
+        self.trainer, self.opt, self.state, self.policy = trainer, opt, state, policy
+        self.watch, self.bar = watch, bar
 
+    def run(self, max_epochs):
+        trainer, policy, watch = self.trainer, self.policy, self.watch
+        # Several epochs per compiled call when nothing needs the model
+        # between them, and the policy can tell their rates (and that it
+        # cannot stop before the last) in advance.
+        ahead = (watch.validate is None and not watch.callbacks and self.bar is None
+                 and progress_reporter(watch.progress) is None
+                 and hasattr(trainer, "run_ahead") and hasattr(policy, "rates_ahead"))
+        i = 0
+        while i < max_epochs:
+            t0 = time.perf_counter()
+            k = trainer.epochs_per_call(max_epochs - i) if ahead else 1
+            rates = policy.rates_ahead(i, k) if k > 1 else []
+            if len(rates) > 1:
+                results, diverged = trainer.run_ahead(self.opt, self.state, rates)
+            else:
+                rates = [policy.learning_rate(i)]
+                sums = trainer.guarded_epoch(self.opt._replace(lr=rates[0]), self.state,
+                                             watch.progress)
+                results, diverged = ([] if sums is None else [sums]), sums is None
+            seconds = (time.perf_counter() - t0) / max(1, len(results) + diverged)
+            for sums, lr in zip(results, rates):
+                stop = self.record(sums, lr, seconds, i)
+                i += 1
+                if stop:
+                    return watch.history
+            if diverged:
+                raise TrainingDivergedError(self.divergence(i, rates[len(results)]))
+            interrupts.check()  # a Ctrl-C during a run of epochs: after their records
+        return watch.history
 
-def _record_epoch(trainer, policy, history, validate, report, callbacks, owner, bar, sums, lr,
-                  seconds, n, loss_scale, classify, i):
-    """Epoch ``i``'s record in ``history`` (validated first), reported;
-    returns whether the policy or a callback stops training."""
-    loss_sum, pen_sum, correct = sums
-    record = {"loss": (loss_sum / loss_scale + pen_sum) / n,
-              "accuracy": correct / n if classify else math.nan, "lr": lr,
-              "seconds": seconds}
-    if validate is not None:
-        try:
-            record.update(validate())
-        except BaseException:
-            trainer.rollback()
-            raise
-    for key, value in record.items():
-        history.setdefault(key, []).append(value)
-    if report is not None:
-        report(i + 1, record)
-    if bar is not None:
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()
-                         if k in ("loss", "accuracy", "val_loss", "val_accuracy")
-                         and not math.isnan(v)}, refresh=False)
-        bar.update(1)
-    stop = policy.after_epoch(record, trainer.model.theta, n)
-    for cb in callbacks:
-        if cb(owner, history) is True:
-            stop = True
-    return stop
+    def divergence(self, i, lr):
+        message = self.policy.divergence_message(i + 1, lr)
+        scale = self.trainer.input_scale()
+        if scale > INPUT_SCALE_WARN:
+            message += (f" The inputs reach |x| = {scale:.3g}: scale them first (e.g. "
+                        f"to [0, 1] or zero mean and unit variance); no learning rate "
+                        f"trains well on such values.")
+        return message
+
+    def record(self, sums, lr, seconds, i):
+        """Epoch ``i``'s record in the history (validated first), reported;
+        returns whether the policy or a callback stops training."""
+        watch, n, bar = self.watch, self.trainer.n, self.bar
+        loss_sum, pen_sum, correct = sums
+        record = {"loss": (loss_sum / watch.loss_scale + pen_sum) / n,
+                  "accuracy": correct / n if watch.classify else math.nan, "lr": lr,
+                  "seconds": seconds}
+        if watch.validate is not None:
+            try:
+                record.update(watch.validate())
+            except BaseException:
+                self.trainer.rollback()
+                raise
+        for key, value in record.items():
+            watch.history.setdefault(key, []).append(value)
+        if watch.report is not None:
+            watch.report(i + 1, record)
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()
+                             if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                             and not math.isnan(v)}, refresh=False)
+            bar.update(1)
+        stop = self.policy.after_epoch(record, self.trainer.model.theta, n)
+        for cb in watch.callbacks:
+            if cb(watch.owner, watch.history) is True:
+                stop = True
+        return stop
 
 
 def epoch_printer(classify, stream=None):

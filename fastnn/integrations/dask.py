@@ -353,10 +353,10 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
                 r = net._evaluate(*val)
                 return {"val_loss": r["loss"], "val_accuracy": r.get("accuracy", float("nan"))}
 
-            training.run_epochs(trainer, opt, state, policy, epochs, history=hist,
-                                validate=validate if val is not None else None,
-                                callbacks=callbacks, owner=net, classify=classify,
-                                report=training.epoch_printer(classify) if verbose else None)
+            training.run_epochs(trainer, opt, state, policy, epochs, training.Watch(
+                hist, validate if val is not None else None, callbacks=callbacks, owner=net,
+                report=training.epoch_printer(classify) if verbose else None,
+                classify=classify))
             net.engine.shuffle_state[...] = trainer.streams[0]
             best = policy.finish(net.theta)
             if best is not None:

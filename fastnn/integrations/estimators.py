@@ -302,11 +302,11 @@ class _BaseMLP(BaseEstimator):
         try:
             with net.engine.exclusive():
                 training.run_epochs(
-                    trainer, opt, state, rule, 1 if incremental else self.max_iter, history={},
-                    validate=validate if self.early_stopping else None, report=report,
-                    classify=False,
-                    # scikit-learn's squared loss is averaged over the outputs too.
-                    loss_scale=n_out if head == "identity" else 1)
+                    trainer, opt, state, rule, 1 if incremental else self.max_iter,
+                    training.Watch({}, validate if self.early_stopping else None, report=report,
+                                   classify=False,
+                                   # scikit-learn's squared loss is averaged over the outputs too.
+                                   loss_scale=n_out if head == "identity" else 1))
             if not incremental and rule.n_iter == self.max_iter and not rule.stopped:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                               "reached and the optimization hasn't converged yet.",

@@ -234,23 +234,6 @@ def ready(calls, memo=None, then=()):
     return False
 
 
-def run(name, args, n_threads, memo):
-    """``kernels.train.<name>(*args)`` on ``n_threads`` threads if it is
-    :func:`ready`, else :mod:`fastnn.engine.numpy_engine`'s namesake (inference
-    drivers: the first argument is X, the model is in ``args``). ``memo``
-    as for :func:`ready`."""
-    from ..engine import numpy_engine
-    from . import threads
-    from ..kernels import train as K
-
-    X = args[0]
-    if ready([(name, args)], memo=(name, X.flags.writeable) + memo):
-        compile_notice_ready()
-        return threads.run_with(n_threads, getattr(K, name), *args)
-    with numpy_engine.one_blas_thread():
-        return getattr(numpy_engine, name)(*args)
-
-
 def compile_notice_ready():
     if _asked:
         from . import compile_notice
