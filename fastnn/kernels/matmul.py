@@ -1,4 +1,4 @@
-"""Matrix multiply kernels: naive references and the tiled fast path.
+"""Matrix multiply kernels: the register-tiled fast path.
 
 Training needs three orientations of one product:
 
@@ -6,8 +6,7 @@ Training needs three orientations of one product:
 * ``gemm_tn``: ``C = A.T @ B``  weight gradient ``dW = X.T @ dU``
 * ``gemm_nt``: ``C = A @ B.T``  input gradient ``dX = dU @ W.T``
 
-Each has a naive triple loop (``*_naive``): obviously correct, the in-file
-reference the tests compare the fast path with.
+The tests hold each to a naive triple loop (``tests/naive.py``) and NumPy.
 
 The fast path computes C in register tiles of ``MR`` rows x ``NR`` columns,
 shaped per instruction set (``layout``: AVX-512 8 x 48 float32 / 4 x 48
@@ -66,45 +65,6 @@ from .layout import (MR32, MR64, NARROW_NR, NR, NT_PACK_MIN_N, NTASK,  # noqa: F
                      PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS,
                      SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS, VW32, VW64,
                      packed_size, tile_macs, tn_packed_size)
-
-# ---------------------------------------------------------------------------
-# naive references
-# ---------------------------------------------------------------------------
-@jit
-def gemm_nn_naive(A, B, C):
-    M, K = A.shape
-    N = B.shape[1]
-    for i in range(M):
-        for j in range(N):
-            s = 0.0
-            for k in range(K):
-                s += A[i, k] * B[k, j]
-            C[i, j] = s
-
-
-@jit
-def gemm_tn_naive(A, B, C):
-    K, M = A.shape
-    N = B.shape[1]
-    for i in range(M):
-        for j in range(N):
-            s = 0.0
-            for k in range(K):
-                s += A[k, i] * B[k, j]
-            C[i, j] = s
-
-
-@jit
-def gemm_nt_naive(A, B, C):
-    M, K = A.shape
-    N = B.shape[0]
-    for i in range(M):
-        for j in range(N):
-            s = 0.0
-            for k in range(K):
-                s += A[i, k] * B[j, k]
-            C[i, j] = s
-
 
 # ---------------------------------------------------------------------------
 # register tiles (one set of functions per tile shape, generated at import)
