@@ -63,9 +63,19 @@ def pytest_generate_tests(metafunc):
 def fastnn_backend(request):
     """The backend this module's tests run on (FASTNN_BACKEND, which
     subprocesses and Dask workers started meanwhile inherit)."""
+    from fastnn.engine.numpy_engine import one_blas_thread
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FASTNN_BACKEND", request.param)
-        yield request.param
+        if request.param == "compiled":
+            yield request.param
+            return
+        # NumPy's BLAS on one thread: beside the suite's compile helper and
+        # early jobs, OpenBLAS's spin-waiting threads slowed these tests
+        # several-fold, for matrices of a few hundred rows.
+        mp.setenv("OPENBLAS_NUM_THREADS", "1")
+        with one_blas_thread():
+            yield request.param
 
 
 def pytest_collection_finish(session):

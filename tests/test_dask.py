@@ -69,14 +69,17 @@ def test_model_averaging_is_deterministic_and_learns(client):
     np.testing.assert_array_equal(net.theta, runs[0][0])
 
 
-def test_predict_matches_the_network(client):
+def test_predict_matches_the_network(client, fastnn_backend):
     x, y = data(700)
     net = fastnn.Network([10, 8, 3], seed=3)
     net.fit(x, y, epochs=2, batch_size=50)
     X = da.from_array(x, chunks=(128, 5))  # column chunks are merged
     p = fd.predict_proba(net, X)
     assert p.chunks[0] == X.chunks[0]
-    np.testing.assert_array_equal(p.compute(), net.predict_proba(x))
+    if fastnn_backend == "compiled":  # each row computed alike, whatever the rows beside it
+        np.testing.assert_array_equal(p.compute(), net.predict_proba(x))
+    else:  # NumPy's matmul rounds by the matrix's shape: 128-row blocks vs 700 rows
+        np.testing.assert_allclose(p.compute(), net.predict_proba(x), rtol=1e-6)
     np.testing.assert_array_equal(fd.predict(net, X).compute(), net.predict(x))
     reg = fastnn.Network([10, 4, 2], output="identity", seed=3)
     np.testing.assert_array_equal(fd.predict(reg, x).compute(), reg.predict(x))
