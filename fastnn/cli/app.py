@@ -72,7 +72,12 @@ def build_parser():
         prog="fastnn", description="Train and use multi-layer perceptrons on the CPU.")
     p.add_argument("--version", action="version", version=f"fastnn {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _train_parser(sub)
+    _use_parsers(sub)
+    return p
 
+
+def _train_parser(sub):
     t = sub.add_parser("train", help="train a network and print a per-epoch table",
                        description="Train a network (MNIST by default) and print one line "
                                    "per epoch.")
@@ -111,6 +116,9 @@ def build_parser():
     t.add_argument("--json", metavar="HISTORY.json", help="write the history as JSON")
     t.add_argument("--quiet", action="store_true", help="no table, no progress bar")
 
+
+def _use_parsers(sub):
+    """The commands that use a saved model, compile and bench."""
     e = sub.add_parser("evaluate", help="loss, accuracy and confusion matrix on test data",
                        description="Evaluate a saved model on the test set.")
     e.add_argument("model", help="a model written by 'fastnn train --save'")
@@ -148,7 +156,6 @@ def build_parser():
     b = sub.add_parser("bench", help="side-by-side speed comparison (see bench/compare.py)",
                        add_help=False)
     b.add_argument("args", nargs=argparse.REMAINDER)
-    return p
 
 
 # ------------------------------------------------------------------ train

@@ -122,96 +122,116 @@ def read_model(path):
 
 
 def _read_zip(zf, path):
-    def bad(msg):
-        return ValueError(f"{path}: {msg}")
+    model = _ZipModel(zf, path)
+    description, sizes, dtype = model.description()
+    return (description,) + model.parameters(sizes, dtype)
 
-    infos = {}
-    for info in zf.infolist():
-        if not info.filename.endswith(".npy"):
-            raise bad(f"not a fastnn model file (member {info.filename!r})")
-        if info.compress_type != zipfile.ZIP_STORED:
-            raise bad("not a fastnn model file (compressed members)")
-        if info.file_size != info.compress_size:
-            raise bad("truncated or corrupted (a member's sizes disagree)")
-        if info.filename[:-4] in infos:
-            raise bad(f"corrupted (member {info.filename!r} appears twice)")
-        infos[info.filename[:-4]] = info
-    if sum(i.compress_size for i in infos.values()) > os.path.getsize(path):
-        raise bad("truncated or corrupted (members larger than the file)")
 
-    def read(name, shape=None, kinds=None, dtype=None, max_items=None):
-        info = infos.get(name)
+class _ZipModel:
+    """A model file's members, each checked before any of its data is read."""
+
+    def __init__(self, zf, path):
+        self.zf, self.path = zf, path
+        infos = {}
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise self.bad(f"not a fastnn model file (member {info.filename!r})")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise self.bad("not a fastnn model file (compressed members)")
+            if info.file_size != info.compress_size:
+                raise self.bad("truncated or corrupted (a member's sizes disagree)")
+            if info.filename[:-4] in infos:
+                raise self.bad(f"corrupted (member {info.filename!r} appears twice)")
+            infos[info.filename[:-4]] = info
+        if sum(i.compress_size for i in infos.values()) > os.path.getsize(path):
+            raise self.bad("truncated or corrupted (members larger than the file)")
+        self.infos = infos
+
+    def bad(self, msg):
+        return ValueError(f"{self.path}: {msg}")
+
+    def read(self, name, shape=None, kinds=None, dtype=None, max_items=None):
+        """Member ``name`` as an array, its header checked first against
+        ``shape``, dtype ``kinds`` or ``dtype``, and ``max_items``."""
+        info = self.infos.get(name)
         if info is None:
-            raise bad(f"not a fastnn model file (no '{name}')")
-        with zf.open(info) as f:
-            try:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    hshape, fortran, hdtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    hshape, fortran, hdtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise ValueError(f"npy version {version}")
-            except ValueError as e:
-                raise bad(f"malformed '{name}' ({e})") from None
-            if hdtype.hasobject:
-                raise bad(f"'{name}' holds Python objects (refused: never unpickled)")
-            if shape is not None and tuple(hshape) != tuple(shape):
-                raise bad(f"'{name}' has shape {tuple(hshape)}, expected {tuple(shape)}")
-            if kinds is not None and hdtype.kind not in kinds:
-                raise bad(f"malformed '{name}' (dtype {hdtype})")
-            if dtype is not None and hdtype != dtype:
-                raise bad(f"'{name}' has dtype {hdtype}, expected {dtype}")
-            n_items = int(np.prod(hshape, dtype=np.float64))
-            if max_items is not None and n_items > max_items:
-                raise bad(f"malformed '{name}' (shape {tuple(hshape)})")
-            if n_items * hdtype.itemsize > info.file_size:
-                raise bad(f"'{name}' is truncated")
-        with zf.open(info) as f:
+            raise self.bad(f"not a fastnn model file (no '{name}')")
+        with self.zf.open(info) as f:
+            hshape, hdtype = self._header(f, name)
+        if hdtype.hasobject:
+            raise self.bad(f"'{name}' holds Python objects (refused: never unpickled)")
+        if shape is not None and tuple(hshape) != tuple(shape):
+            raise self.bad(f"'{name}' has shape {tuple(hshape)}, expected {tuple(shape)}")
+        if kinds is not None and hdtype.kind not in kinds:
+            raise self.bad(f"malformed '{name}' (dtype {hdtype})")
+        if dtype is not None and hdtype != dtype:
+            raise self.bad(f"'{name}' has dtype {hdtype}, expected {dtype}")
+        n_items = int(np.prod(hshape, dtype=np.float64))
+        if max_items is not None and n_items > max_items:
+            raise self.bad(f"malformed '{name}' (shape {tuple(hshape)})")
+        if n_items * hdtype.itemsize > info.file_size:
+            raise self.bad(f"'{name}' is truncated")
+        with self.zf.open(info) as f:
             try:
                 return np.lib.format.read_array(f, allow_pickle=False)
             except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
-                raise bad(f"'{name}' is unreadable ({e})") from None
+                raise self.bad(f"'{name}' is unreadable ({e})") from None
 
-    version = read("fastnn_format", kinds="iu", max_items=1)
-    if version.shape != () or int(version) != FORMAT_VERSION:
-        raise bad(f"unsupported fastnn format version {version!r}")
-    layers = read("layers", kinds="iu", max_items=10_000)
-    if layers.ndim != 1:
-        raise bad("malformed 'layers'")
-    strings = {}
-    for key in ("hidden", "output", "dtype"):
-        a = read(key, shape=(), kinds="U", max_items=1)
-        strings[key] = str(a)
-    try:
-        sizes = validation.check_layers(layers.tolist())
-        validation.check_choice("hidden", strings["hidden"], validation.HIDDEN)
-        validation.check_choice("output", strings["output"], validation.OUTPUTS)
-        dtype = validation.check_dtype(strings["dtype"])
-    except (ValueError, TypeError) as e:
-        raise bad(f"invalid model description ({e})") from None
-    n_layers = len(sizes) - 1
-    expected = {f"W{l}" for l in range(n_layers)} | {f"b{l}" for l in range(n_layers)}
-    extra = set(infos) - expected - {"fastnn_format", "layers", "hidden", "output", "dtype"}
-    if extra:
-        raise bad(f"unexpected arrays {sorted(extra)}")
-    # Every parameter array must be in the file with its full size before
-    # the network (and its memory) is made.
-    arrays = {}
-    for l in range(n_layers):
-        for name, shape in ((f"W{l}", (sizes[l], sizes[l + 1])), (f"b{l}", (sizes[l + 1],))):
-            info = infos.get(name)
+    def _header(self, f, name):
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                hshape, _, hdtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                hshape, _, hdtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"npy version {version}")
+        except ValueError as e:
+            raise self.bad(f"malformed '{name}' ({e})") from None
+        return hshape, hdtype
+
+    def description(self):
+        """(the architecture as Network.describe gives it, layer sizes, dtype)."""
+        version = self.read("fastnn_format", kinds="iu", max_items=1)
+        if version.shape != () or int(version) != FORMAT_VERSION:
+            raise self.bad(f"unsupported fastnn format version {version!r}")
+        layers = self.read("layers", kinds="iu", max_items=10_000)
+        if layers.ndim != 1:
+            raise self.bad("malformed 'layers'")
+        strings = {key: str(self.read(key, shape=(), kinds="U", max_items=1))
+                   for key in ("hidden", "output", "dtype")}
+        try:
+            sizes = validation.check_layers(layers.tolist())
+            validation.check_choice("hidden", strings["hidden"], validation.HIDDEN)
+            validation.check_choice("output", strings["output"], validation.OUTPUTS)
+            dtype = validation.check_dtype(strings["dtype"])
+        except (ValueError, TypeError) as e:
+            raise self.bad(f"invalid model description ({e})") from None
+        return {"layers": sizes, "hidden": strings["hidden"], "output": strings["output"],
+                "dtype": dtype.name}, sizes, dtype
+
+    def parameters(self, sizes, dtype):
+        """(weights, biases): every parameter array must be in the file with
+        its full size before the network (and its memory) is made."""
+        shapes = {}
+        for l in range(len(sizes) - 1):
+            shapes[f"W{l}"] = (sizes[l], sizes[l + 1])
+            shapes[f"b{l}"] = (sizes[l + 1],)
+        extra = set(self.infos) - set(shapes) - {"fastnn_format", "layers", "hidden", "output",
+                                                  "dtype"}
+        if extra:
+            raise self.bad(f"unexpected arrays {sorted(extra)}")
+        for name, shape in shapes.items():
+            info = self.infos.get(name)
             if info is None:
-                raise bad(f"missing '{name}'")
+                raise self.bad(f"missing '{name}'")
             if info.file_size < int(np.prod(shape, dtype=np.float64)) * dtype.itemsize:
-                raise bad(f"'{name}' is truncated")
-    for l in range(n_layers):
-        for name, shape in ((f"W{l}", (sizes[l], sizes[l + 1])), (f"b{l}", (sizes[l + 1],))):
-            src = read(name, shape=shape, dtype=dtype)
-            if not np.isfinite(src).all():
-                raise bad(f"'{name}' contains NaN or infinity")
-            arrays[name] = src
-    description = {"layers": sizes, "hidden": strings["hidden"], "output": strings["output"],
-                   "dtype": dtype.name}
-    return description, [arrays[f"W{l}"] for l in range(n_layers)], \
-        [arrays[f"b{l}"] for l in range(n_layers)]
+                raise self.bad(f"'{name}' is truncated")
+        arrays = {}
+        for name, shape in shapes.items():
+            arrays[name] = self.read(name, shape=shape, dtype=dtype)
+            if not np.isfinite(arrays[name]).all():
+                raise self.bad(f"'{name}' contains NaN or infinity")
+        n_layers = len(sizes) - 1
+        return ([arrays[f"W{l}"] for l in range(n_layers)],
+                [arrays[f"b{l}"] for l in range(n_layers)])

@@ -119,9 +119,9 @@ class Network:
         epoch and raises :class:`TrainingDivergedError`; ``KeyboardInterrupt``
         keeps the last completed epoch (and ``self.history``) and propagates.
         """
-        epochs, opt, policy, callbacks = self.fit_settings(
-            epochs, lr, optimizer, momentum, nesterov, beta1, beta2, eps, l2, lr_schedule,
-            early_stopping, patience, min_delta, callbacks)
+        opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2)
+        epochs, policy, callbacks = self.fit_settings(
+            epochs, opt, lr_schedule, (early_stopping, patience, min_delta), callbacks)
         validation_split = validation.check_float("validation_split", validation_split, 0, 1,
                                                   high_open=True)
         X = self.check_x(x, check_finite=False)  # the trainer's input scan checks it
@@ -131,37 +131,40 @@ class Network:
         if early_stopping and val is None:
             raise ValueError("early_stopping needs validation_data or validation_split > 0")
         with self.engine.exclusive():
-            return self._fit(X, labels, T, opt, policy, epochs, batch_size, shuffle, val,
-                             callbacks, progress, verbose)
+            trainer = self.trainer(X, labels, T, batch_size, shuffle)
+            classify = self.output not in validation.REGRESSION_OUTPUTS
+            return self._fit(trainer, opt, policy, epochs, val, training.Watch(
+                None, progress=progress, callbacks=callbacks, owner=self,
+                report=training.epoch_printer(classify) if verbose else None,
+                classify=classify))
 
     @staticmethod
-    def fit_settings(epochs, lr, optimizer, momentum, nesterov, beta1, beta2, eps, l2,
-                     lr_schedule, early_stopping, patience, min_delta, callbacks):
-        """Checked ``fit`` options: (epochs, Optimizer, policy, callbacks);
-        shared with :func:`fastnn.dask.fit`."""
+    def fit_settings(epochs, opt, lr_schedule, stopping, callbacks):
+        """Checked ``fit`` options: (epochs, policy, callbacks) for the
+        :class:`.training.Optimizer` ``opt`` and ``stopping`` =
+        (early_stopping, patience, min_delta); shared with
+        :func:`fastnn.dask.fit`."""
+        early_stopping, patience, min_delta = stopping
         epochs = validation.check_int("epochs", epochs, 0)
-        opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2)
         schedule = schedules.get(lr_schedule, epochs)
         patience = validation.check_int("patience", patience, 1)
         min_delta = validation.check_float("min_delta", min_delta, 0)
         callbacks = validation.check_callbacks(callbacks)
         policy = ScheduleAndPatience(schedule, opt.lr, bool(early_stopping), patience, min_delta)
-        return epochs, opt, policy, callbacks
+        return epochs, policy, callbacks
 
-    def _fit(self, X, labels, T, opt, policy, epochs, batch_size, shuffle, val, callbacks,
-             progress, verbose):
+    def _fit(self, trainer, opt, policy, epochs, val, watch):
+        """``epochs`` of ``trainer``'s data; ``val`` the validation data or
+        None; ``watch`` what else looks at the fit (its history is made here)."""
         self.history = hist = training.new_history(val is not None)
-        trainer = self.trainer(X, labels, T, batch_size, shuffle)
         state = training.state_for(self.engine, opt, self.theta, keep=False)
-        classify = self.output not in validation.REGRESSION_OUTPUTS
 
         def validate():
             r = self._evaluate(*val)
             return {"val_loss": r["loss"], "val_accuracy": r.get("accuracy", float("nan"))}
 
-        training.run_epochs(trainer, opt, state, policy, epochs, training.Watch(
-            hist, validate if val is not None else None, progress, callbacks, self,
-            training.epoch_printer(classify) if verbose else None, classify=classify))
+        training.run_epochs(trainer, opt, state, policy, epochs, watch._replace(
+            history=hist, validate=validate if val is not None else None))
         best = policy.finish(self.theta)
         if best is not None:
             hist["best_epoch"] = best

@@ -210,8 +210,7 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     k = plan.rates.shape[0]
     if k == 0:
         start = tuple(plan.sums[0]) if plan.sums.shape[0] else (0.0, 0.0, 0)
-        sums = _run_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last,
-                            start)
+        sums = _run_batches(data, (model, head, grad, state, opt), sp, range(first, last), start)
         if plan.sums.shape[0]:
             plan.sums[0] = sums
         return sums
@@ -219,8 +218,8 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     plan.status[:] = (k, 0)
     for e in range(k):
         epoch_begin(data.order, plan.rng_state, data.shuffle, sp, False, data.batch_size)
-        sums = _run_batches(data, model, head, grad, state, opt._replace(lr=plan.rates[e]), sp,
-                            work, bufs, 0, nb)
+        sums = _run_batches(data, (model, head, grad, state, opt._replace(lr=plan.rates[e])),
+                            sp, range(nb))
         plan.sums[e] = sums
         if not (np.isfinite(sums[0]) and np.isfinite(sums[1]) and np.isfinite(model.theta).all()):
             plan.status[:] = (e + 1, 1)
@@ -228,12 +227,15 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     return 0.0, 0.0, 0
 
 
-def _run_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last,
-                 start=(0.0, 0.0, 0)):
+def _run_batches(data, step, sp, batches, start=(0.0, 0.0, 0)):
+    """Train on ``batches`` (indices into the epoch) with ``step`` = (model,
+    head, grad, optimizer state, Optimizer); returns the running sums
+    continued from ``start``."""
+    model, head, grad, state, opt = step
     X, labels, T, order, w = data.X, data.labels, data.T, data.order, data.w
     n = order.shape[0]
     loss_sum, pen_sum, correct = float(start[0]), float(start[1]), int(start[2])
-    for j in range(first, last):
+    for j in batches:
         s = j * data.batch_size
         e = min(n, s + data.batch_size)
         rows = e - s

@@ -506,6 +506,25 @@ def _small_table(wl, spec, fits, threads, systems, isolate, result, out):
               f"{r['ms_per_epoch']:9.3f}", file=out)
 
 
+def _print_table(wl, spec, rows, flops, reps, out):
+    """One workload's rows: ms per call (predict) or s per epoch, GFLOP/s."""
+    if wl == "predict":
+        print(f"\npredict: {spec['layers']}, class probabilities of {spec['rows']} MNIST "
+              f"test rows, {flops / 1e9:.2f} GFLOP dense; median of {reps} calls", file=out)
+        print(f"{'system':40s} {'ms/call':>8s} {'x fastnn':>9s}", file=out)
+        for r in rows:
+            ratio = "" if r["vs_fastnn"] is None else f"{r['vs_fastnn']:9.2f}"
+            print(f"{r['system']:40s} {1e3 * r['s_per_epoch']:8.2f} {ratio:>9s}", file=out)
+        return
+    print(f"\n{wl}: {spec['layers']}, batch {spec['batch_size']}, lr {spec['lr']}, "
+          f"{flops / 1e9:.1f} GFLOP/epoch; median of {reps} epochs", file=out)
+    print(f"{'system':34s} {'s/epoch':>8s} {'x fastnn':>9s} {'GFLOP/s':>8s} {'of peak':>8s}",
+          file=out)
+    for r in rows:
+        print(f"{r['system']:34s} {r['s_per_epoch']:8.3f} {r['vs_fastnn']:9.2f} "
+              f"{r['gflops']:8.1f} {100 * r['share_of_matmul_peak']:7.0f}%", file=out)
+
+
 def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
         systems=None, out=sys.stdout, isolate=True, with_startup=False):
     import fastnn
@@ -568,21 +587,7 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
                              gflops=round(gf, 1), share_of_matmul_peak=round(gf / peak, 3),
                              all_epochs=[round(t, 6 if predict else 4) for t in ts]))
         result["workloads"][wl] = dict(spec, epoch_gflop=round(flops / 1e9, 2), results=rows)
-        if predict:
-            print(f"\npredict: {spec['layers']}, class probabilities of {spec['rows']} MNIST "
-                  f"test rows, {flops / 1e9:.2f} GFLOP dense; median of {reps} calls", file=out)
-            print(f"{'system':40s} {'ms/call':>8s} {'x fastnn':>9s}", file=out)
-            for r in rows:
-                ratio = "" if r["vs_fastnn"] is None else f"{r['vs_fastnn']:9.2f}"
-                print(f"{r['system']:40s} {1e3 * r['s_per_epoch']:8.2f} {ratio:>9s}", file=out)
-            continue
-        print(f"\n{wl}: {spec['layers']}, batch {spec['batch_size']}, lr {spec['lr']}, "
-              f"{flops / 1e9:.1f} GFLOP/epoch; median of {epochs} epochs", file=out)
-        print(f"{'system':34s} {'s/epoch':>8s} {'x fastnn':>9s} {'GFLOP/s':>8s} {'of peak':>8s}",
-              file=out)
-        for r in rows:
-            print(f"{r['system']:34s} {r['s_per_epoch']:8.3f} {r['vs_fastnn']:9.2f} "
-                  f"{r['gflops']:8.1f} {100 * r['share_of_matmul_peak']:7.0f}%", file=out)
+        _print_table(wl, spec, rows, flops, reps, out)
     for name, why in result["skipped"].items():
         print(f"skipped {name}: {why}", file=out)
     if with_startup:

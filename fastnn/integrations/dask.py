@@ -42,6 +42,7 @@ import math
 import os
 import threading
 import uuid
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -187,21 +188,46 @@ def _worker_threads():
         return 1
 
 
-def _round(fit_id, index, net, x, y, params, opt, batch_size, shuffle, first, last):
-    """One chunk's share of a round (runs on a worker): batches
-    ``first..last-1`` of its pass from ``params`` = (theta, velocity, second
-    moments, step, shuffle state at the pass's start). Returns the updated
-    (theta, velocity, second moments, step, shuffle state after the pass,
-    sums, rows trained)."""
-    net, trainer = _chunk_trainer(fit_id, index, net, x, y, batch_size, shuffle)
-    theta, vel, sq, step, shuffle_state = params
-    net.theta[...] = theta
-    net.engine.shuffle_state[...] = shuffle_state
-    state = OptimizerState(vel.copy(), sq.copy(), step.copy())
-    sums = trainer.pass_slice(opt, state, first, last, _worker_threads())
-    rows = min(trainer.n, last * batch_size) - first * batch_size
-    return (net.theta.copy(), state.vel, state.sq, state.step, net.engine.shuffle_state.copy(),
-            sums, rows)
+class RoundState(NamedTuple):
+    """What a round starts from (sent to each chunk) and, with the chunk's
+    own shuffle stream, what it ends with."""
+    theta: np.ndarray          # the parameters
+    vel: np.ndarray            # momentum velocity / Adam's first moment
+    sq: np.ndarray             # Adam's second moment (empty for SGD)
+    step: np.ndarray           # (1,) int64: updates made
+    shuffle_state: np.ndarray  # the chunk's shuffle stream at its pass's start (after: its end)
+
+
+class RoundTask(NamedTuple):
+    """One chunk's share of a round: batches ``first..last-1`` of its pass."""
+    fit_id: str
+    index: int                 # the chunk
+    opt: Any                   # the Optimizer
+    batch_size: int
+    shuffle: bool
+    first: int
+    last: int
+
+
+class RoundResult(NamedTuple):
+    state: RoundState
+    sums: tuple                # (loss sum, penalty sum, rows right) of the batches run
+    rows: int                  # rows trained
+
+
+def _chunk_round(task, net, block, start):
+    """Run ``task`` (a :class:`RoundTask`) on a worker, from ``start`` (a
+    :class:`RoundState`), on the chunk ``block`` = (x, y)."""
+    x, y = block
+    net, trainer = _chunk_trainer(task.fit_id, task.index, net, x, y, task.batch_size,
+                                  task.shuffle)
+    net.theta[...] = start.theta
+    net.engine.shuffle_state[...] = start.shuffle_state
+    state = OptimizerState(start.vel.copy(), start.sq.copy(), start.step.copy())
+    sums = trainer.pass_slice(task.opt, state, task.first, task.last, _worker_threads())
+    rows = min(trainer.n, task.last * task.batch_size) - task.first * task.batch_size
+    return RoundResult(RoundState(net.theta.copy(), state.vel, state.sq, state.step,
+                                  net.engine.shuffle_state.copy()), sums, rows)
 
 
 class _DaskTrainer:
@@ -250,30 +276,30 @@ class _DaskTrainer:
         for r in range(rounds):
             first = r * self.sync_every
             futures, ran = [], []
-            params = (self.net.theta, state.vel, state.sq, state.step)
             for i, block in enumerate(self.blocks):
                 last = min(self.batches[i], first + self.sync_every)
                 if first >= last:
                     continue  # a shorter chunk: its pass is over
                 ran.append(i)
+                task = RoundTask(self.fit_id, i, opt, self.batch_size, self.shuffle, first, last)
+                start = RoundState(self.net.theta, state.vel, state.sq, state.step,
+                                   self.streams[i])
                 futures.append(self.client.submit(
-                    _chunk_round, self.fit_id, i, self.net, block,
-                    params + (self.streams[i],), opt, self.batch_size, self.shuffle, first,
-                    last, pure=False, retries=RETRIES, key=f"fastnn-round-{self.fit_id}-"
-                                                          f"{r}-{i}-{uuid.uuid4().hex[:8]}"))
+                    _chunk_round, task, self.net, block, start, pure=False, retries=RETRIES,
+                    key=f"fastnn-round-{self.fit_id}-{r}-{i}-{uuid.uuid4().hex[:8]}"))
             wait(futures)
             results = self.client.gather(futures)
-            weights = np.array([res[6] for res in results], np.float64)
+            weights = np.array([res.rows for res in results], np.float64)
             share = weights / weights.sum()
-            self.net.theta[...] = _weighted(share, [res[0] for res in results])
-            state.vel[...] = _weighted(share, [res[1] for res in results])
+            self.net.theta[...] = _weighted(share, [res.state.theta for res in results])
+            state.vel[...] = _weighted(share, [res.state.vel for res in results])
             if state.sq.size:
-                state.sq[...] = _weighted(share, [res[2] for res in results])
-            state.step[...] = max(int(res[3][0]) for res in results)
+                state.sq[...] = _weighted(share, [res.state.sq for res in results])
+            state.step[...] = max(int(res.state.step[0]) for res in results)
             for i, res in zip(ran, results):
-                after[i] = res[4]
+                after[i] = res.state.shuffle_state
                 for k in range(3):
-                    totals[k] += res[5][k]
+                    totals[k] += res.sums[k]
             if progress is not None and callable(progress):
                 progress(r + 1, rounds)
         self.streams = after
@@ -290,11 +316,6 @@ class _DaskTrainer:
         import dask.array as da
 
         return float(da.fabs(self.X).max().compute())
-
-
-def _chunk_round(fit_id, index, net, block, params, opt, batch_size, shuffle, first, last):
-    x, y = block
-    return _round(fit_id, index, net, x, y, params, opt, batch_size, shuffle, first, last)
 
 
 def _weighted(share, arrays):
@@ -318,9 +339,9 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
     with the averaged model)."""
     import dask.array as da
 
-    epochs, opt, policy, callbacks = net.fit_settings(
-        epochs, lr, optimizer, momentum, nesterov, beta1, beta2, eps, l2, lr_schedule,
-        early_stopping, patience, min_delta, callbacks)
+    opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2)
+    epochs, policy, callbacks = net.fit_settings(
+        epochs, opt, lr_schedule, (early_stopping, patience, min_delta), callbacks)
     batch_size = validation.check_int("batch_size", batch_size, 1)
     shuffle = validation.check_bool("shuffle", shuffle)
     if sync_every is not None:

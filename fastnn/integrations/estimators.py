@@ -38,6 +38,7 @@ scikit-learn is needed for this module only (``pip install fastnn[sklearn]``).
 """
 import numbers
 import warnings
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -66,6 +67,17 @@ ACTIVATIONS = registry.SKLEARN_ACTIVATIONS  # activation= names -> Network's hid
 SOLVERS = ("lbfgs", "sgd", "adam")
 STOCHASTIC_SOLVERS = ("sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
+
+
+class _FitData(NamedTuple):
+    """One fit's checked data."""
+    X: Any                # (n, d) validated X (dense or scipy sparse)
+    y: np.ndarray         # the targets as given (for the validation score)
+    labels: np.ndarray    # (n,) int64 class indices (softmax head), else empty
+    T: np.ndarray         # (n, K) targets of the other heads, else empty
+    head: str             # the output head
+    n_out: int            # output units
+    sw: Any               # (n,) float64 sample weights, or None
 
 
 class _BaseMLP(BaseEstimator):
@@ -215,6 +227,17 @@ class _BaseMLP(BaseEstimator):
         self._views()
 
     def _fit(self, X, y, incremental, sample_weight=None):
+        data = self._fit_data(X, y, incremental, sample_weight)
+        net = self.network_
+        self._sync_params()
+        if self.solver == "lbfgs":
+            return self._fit_lbfgs(net, data.X, data.labels, data.T, data.n_out, data.head,
+                                   data.sw)
+        return self._fit_stochastic(net, data, incremental)
+
+    def _fit_data(self, X, y, incremental, sample_weight):
+        """Checked data and the network to fit (new, or the fitted one
+        continued): a :class:`_FitData`."""
         hidden, dtype = self._check_params()
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
@@ -236,10 +259,9 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes/dtype changed since the model was fitted "
                              f"(layers {list(self.network_.layers)}, now {layer_units}); "
                              f"refit with warm_start=False")
-        net = self.network_
-        self._sync_params()
-        if self.solver == "lbfgs":
-            return self._fit_lbfgs(net, X, labels, T, n_out, head, sw)
+        return _FitData(X, y, labels, T, head, n_out, sw)
+
+    def _fit_stochastic(self, net, data, incremental):
         if not hasattr(self, "_rule"):  # warm start from an lbfgs fit
             self.loss_curve_ = []
             self._rule = ScikitLearnRule(self.learning_rate_init)
@@ -256,40 +278,11 @@ class _BaseMLP(BaseEstimator):
                        tol=self.tol, n_iter_no_change=self.n_iter_no_change,
                        early_stopping=self.early_stopping, verbose=self.verbose,
                        reset_rate=not incremental)
-
-        X_val = y_val = sw_val = None
-        if self.early_stopping:
-            stratify = y if isinstance(self, ClassifierMixin) and y.ndim == 1 else None
-            idx = np.arange(X.shape[0])
-            tr, va = train_test_split(idx, random_state=self._rs,
-                                      test_size=self.validation_fraction, stratify=stratify)
-            if va.size < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
-            X_val, y_val = X[va], y[va]
-            if sw is not None:
-                sw_val, sw = sw[va], sw[tr]
-            X = X[tr]
-            labels = labels[tr] if labels.size else labels
-            T = T[tr] if T.size else T
-        n = X.shape[0]
-        if self.batch_size == "auto":
-            batch_size = min(200, n)
-        else:
-            if self.batch_size > n:
-                warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
-                              "It is going to be clipped")
-            batch_size = min(self.batch_size, n)
-        # Sparse X stays sparse: the first layer reads its CSR arrays.
-        if inputs.is_scipy_sparse(X):
-            Xd = net.check_x(X, "X")
-        else:
-            Xd = V.cast_float("X", X, net.dtype)
-        T = V.kernel_array(np.ascontiguousarray(T, dtype=net.dtype))
-        trainer = net.trainer(Xd, labels, T, batch_size, self.shuffle, sw)
+        data, val = self._validation_split(data)
+        trainer = self._trainer(net, data)
 
         def validate():
-            return {"validation_score": self._score(X_val, y_val, sw_val)}
+            return {"validation_score": self._score(*val)}
 
         def report(epoch, record):
             self.loss_ = record["loss"]
@@ -306,7 +299,7 @@ class _BaseMLP(BaseEstimator):
                     training.Watch({}, validate if self.early_stopping else None, report=report,
                                    classify=False,
                                    # scikit-learn's squared loss is averaged over the outputs too.
-                                   loss_scale=n_out if head == "identity" else 1))
+                                   loss_scale=data.n_out if data.head == "identity" else 1))
             if not incremental and rule.n_iter == self.max_iter and not rule.stopped:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                               "reached and the optimization hasn't converged yet.",
@@ -324,6 +317,42 @@ class _BaseMLP(BaseEstimator):
             self._publish_rule()
         rule.finish(net.theta)
         return self
+
+    def _validation_split(self, data):
+        """(the rows to train on, (X_val, y_val, sample_weight_val) or None):
+        with early_stopping, scikit-learn's split of the rows (stratified
+        for single-label classification) by ``validation_fraction``."""
+        if not self.early_stopping:
+            return data, None
+        X, y = data.X, data.y
+        stratify = y if isinstance(self, ClassifierMixin) and y.ndim == 1 else None
+        tr, va = train_test_split(np.arange(X.shape[0]), random_state=self._rs,
+                                  test_size=self.validation_fraction, stratify=stratify)
+        if va.size < 2:
+            raise ValueError("The validation set is too small. Increase "
+                             "'validation_fraction' or the size of your dataset.")
+        sw = data.sw
+        val = (X[va], y[va], None if sw is None else sw[va])
+        return data._replace(X=X[tr], y=y[tr], sw=None if sw is None else sw[tr],
+                             labels=data.labels[tr] if data.labels.size else data.labels,
+                             T=data.T[tr] if data.T.size else data.T), val
+
+    def _trainer(self, net, data):
+        n = data.X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
+                              "It is going to be clipped")
+            batch_size = min(self.batch_size, n)
+        # Sparse X stays sparse: the first layer reads its CSR arrays.
+        if inputs.is_scipy_sparse(data.X):
+            Xd = net.check_x(data.X, "X")
+        else:
+            Xd = V.cast_float("X", data.X, net.dtype)
+        T = V.kernel_array(np.ascontiguousarray(data.T, dtype=net.dtype))
+        return net.trainer(Xd, data.labels, T, batch_size, self.shuffle, data.sw)
 
     def _fit_lbfgs(self, net, X, labels, T, n_out, head, sample_weight=None):
         """Full batch L-BFGS-B (scipy) on the compiled loss and gradient,
