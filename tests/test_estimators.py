@@ -256,7 +256,7 @@ def test_lbfgs_objective_equals_sklearn(rng, kind, activation):
     net = ours.network_
     labels, T = net.check_y(ours._targets(y, False)[0] if kind == "multiclass" else
                             ours._label_binarizer.transform(y), len(y))
-    f = training.full_batch_objective(net.layout, net.model(), net.head, X, labels, T, l2=0.1)
+    f = training.full_batch_objective(net, X, labels, T, l2=0.1)
     loss, grad = f(net.theta.copy())
     Y = theirs._label_binarizer.transform(y).astype(float)
     units = [X.shape[1], 7, 4, theirs.n_outputs_]

@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -311,11 +312,23 @@ def cmd_train(args, out):
     # From here on the outputs are written whatever happens: a Ctrl-C now is
     # acted on once they are complete.
     with interrupts.deferred():
-        return _finish_train(args, net, layers, output, classify, test, test_hist, t0,
-                             interrupted, out)
+        return _finish_train(args, net, _TrainRun(layers, output, classify, test, test_hist,
+                                                  t0, interrupted), out)
 
 
-def _finish_train(args, net, layers, output, classify, test, test_hist, t0, interrupted, out):
+class _TrainRun(NamedTuple):
+    """What ``fastnn train`` did, for its closing outputs."""
+    layers: list           # the network's widths
+    output: str            # its head
+    classify: bool         # a classifier (accuracy is reported)
+    test: Any              # (X, labels, T) of the test split, or None
+    test_hist: dict        # test_loss / test_accuracy per epoch
+    t0: float              # perf_counter at the start of training
+    interrupted: bool      # by Ctrl-C
+
+
+def _finish_train(args, net, run, out):
+    layers, output, classify, test, test_hist, t0, interrupted = run
     hist = dict(getattr(net, "history", None) or {"loss": [], "accuracy": []})
     n_done = len(hist["loss"])
     if interrupted:

@@ -91,8 +91,7 @@ class Network:
 
     def trainer(self, X, labels, T, batch_size, shuffle, sample_weight=None):
         """A :class:`fastnn.engine.training.Trainer` for checked data."""
-        return training.Trainer(self.layout, self.model(), self.head, self.engine, X, labels, T,
-                                batch_size, shuffle, sample_weight)
+        return training.Trainer(self, X, labels, T, batch_size, shuffle, sample_weight)
 
     # ------------------------------------------------------------- training
     def fit(self, x, y, epochs=1, batch_size=100, lr=0.1, optimizer="sgd", momentum=0.0,

@@ -133,8 +133,10 @@ class Trainer:
     # and the thread choice revised, between calls).
     RUN_AHEAD_CALL_SECONDS = 0.02
 
-    def __init__(self, layout, model, head, engine, X, labels, T, batch_size, shuffle,
-                 sample_weight=None):
+    def __init__(self, net, X, labels, T, batch_size, shuffle, sample_weight=None):
+        """``net``: the :class:`~fastnn.Network` to train (its layout,
+        parameters, head and engine state)."""
+        layout, model, head, engine = net.layout, net.model(), net.head, net.engine
         n = X.shape[0]
         batch_size = min(validation.check_int("batch_size", batch_size, 1), n)
         shuffle = validation.check_bool("shuffle", shuffle)
@@ -499,17 +501,17 @@ class ProgressBar:
         self.stream.flush()
 
 
-def full_batch_objective(layout, model, head, X, labels, T, l2=0.0, loss_scale=1.0,
-                         sample_weight=None):
+def full_batch_objective(net, X, labels, T, l2=0.0, loss_scale=1.0, sample_weight=None):
     """``f(theta) -> (loss, gradient)`` over all of X for a full-batch
     solver (L-BFGS): the mean loss divided by ``loss_scale`` plus
     ``0.5 * l2 * sum(W**2) / rows``, and the gradient of the mean loss plus
     ``l2 * W / rows`` (scikit-learn's objective for ``alpha = l2``), both in
     float64; with ``sample_weight`` the weighted mean, and the sum of the
-    weights for ``rows``. Sets ``model.theta`` to each point it is asked
+    weights for ``rows``. Sets ``net.theta`` to each point it is asked
     about."""
     from .memory import EVAL_ROWS
 
+    layout, model, head = net.layout, net.model(), net.head
     n = X.shape[0]
     sw = np.empty(0, np.float64) if sample_weight is None else sample_weight
     norm = float(sw.sum()) if sw.size else n

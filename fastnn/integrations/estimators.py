@@ -364,7 +364,7 @@ class _BaseMLP(BaseEstimator):
         Xd = V.cast_float("X", X, net.dtype)
         T = V.kernel_array(np.ascontiguousarray(T, dtype=net.dtype))
         objective = training.full_batch_objective(
-            net.layout, net.model(), net.head, Xd, labels, T, l2=self.alpha,
+            net, Xd, labels, T, l2=self.alpha,
             # scikit-learn's squared loss is averaged over the outputs too.
             loss_scale=n_out if head == "identity" else 1, sample_weight=sample_weight)
         x0 = net.theta.astype(np.float64)
