@@ -397,6 +397,22 @@ def test_assigned_coefs_are_the_model(rng):
         a.predict(X)
 
 
+@pytest.mark.parametrize("copy_with", ["pickle", "deepcopy"])
+def test_assigned_coefs_survive_a_copy_made_before_any_predict(rng, copy_with):
+    import copy
+    import pickle
+
+    X, y = classification(rng, 50, 4, "multiclass")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0).fit(X, y)
+        b = MLPClassifier(hidden_layer_sizes=(6,), max_iter=50, random_state=1).fit(X, y)
+    a.coefs_ = [c.copy() for c in b.coefs_]
+    a.intercepts_ = [i.copy() for i in b.intercepts_]
+    c = pickle.loads(pickle.dumps(a)) if copy_with == "pickle" else copy.deepcopy(a)
+    np.testing.assert_array_equal(c.predict_proba(X), b.predict_proba(X))
+
+
 def test_single_class_y_is_accepted_as_sklearn_does(rng):
     X = rng.standard_normal((30, 3))
     y = np.full(30, "only")

@@ -259,3 +259,48 @@ def test_sparse_inputs_stay_sparse_in_fit_predict_and_the_estimators(rng):
         c1 = MLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0).fit(dense, y)
         c2 = MLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0).fit(X, y)
     np.testing.assert_allclose(c1.predict_proba(dense), c2.predict_proba(X), rtol=1e-9)
+
+
+# ------------------------------------------------- special files as paths
+def _fifo(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("this system cannot make a FIFO (os.mkfifo)")
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    return path
+
+
+def test_writers_refuse_a_fifo_or_device_and_leave_it_alone(tmp_path, dataset, capsys):
+    fifo = _fifo(tmp_path)
+    net = fastnn.Network([4, 3, 2], seed=0)
+    with pytest.raises(ValueError, match="is a FIFO"):
+        net.save(fifo)
+    assert os.path.exists(fifo) and not os.path.isfile(fifo)  # still the FIFO
+    with pytest.raises(ValueError, match="is a character device"):
+        modelio.regular_destination("/dev/null")
+    rc = cli.main(["train", "--data", str(dataset), "--epochs", "1", "--json", str(fifo)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "is a FIFO" in err and "epoch" not in err  # refused before training
+
+
+def test_a_symlink_to_a_model_file_is_followed_and_kept(tmp_path, rng):
+    target = tmp_path / "real.npz"
+    link = tmp_path / "link.npz"
+    a = fastnn.Network([4, 3, 2], seed=0)
+    a.save(target)
+    os.symlink(target, link)
+    b = fastnn.Network([4, 3, 2], seed=1)
+    b.save(link)                       # the target is replaced, atomically; the link stays
+    assert os.path.islink(link)
+    np.testing.assert_array_equal(fastnn.Network.load(target).theta, b.theta)
+
+
+def test_load_refuses_what_is_not_a_regular_file_before_reading_it(tmp_path, capsys):
+    fifo = _fifo(tmp_path)
+    for path, words in ((fifo, "is a FIFO"), ("/dev/zero", "is a character device")):
+        with pytest.raises(ValueError, match=words):
+            fastnn.Network.load(path)     # a FIFO would block, /dev/zero never end
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        fastnn.Network.load(tmp_path)
+    rc = cli.main(["evaluate", str(tmp_path)])
+    assert rc == 1 and "is a directory" in capsys.readouterr().err

@@ -189,8 +189,10 @@ def _check_writable(path, flag):
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d):
         raise CLIError(f"{flag}: directory {d} does not exist")
-    if os.path.isdir(path):
-        raise CLIError(f"{flag} {path}: is a directory")
+    try:
+        d = os.path.dirname(os.path.abspath(modelio.regular_destination(path)))
+    except ValueError as e:
+        raise CLIError(f"{flag} {e}") from None
     try:
         tempfile.TemporaryFile(dir=d).close()
     except OSError as e:
@@ -393,8 +395,10 @@ def _finish_train(args, net, run, out):
 
 # --------------------------------------------------------------- evaluate
 def _load_model(path):
-    if not os.path.isfile(path):
-        raise CLIError(f"model file {path} does not exist")
+    try:
+        modelio.regular_source(path)
+    except (OSError, ValueError) as e:
+        raise CLIError(str(e)) from None
     return Network.load(path)
 
 
@@ -421,8 +425,10 @@ def cmd_evaluate(args, out):
 
 # ---------------------------------------------------------------- predict
 def _load_input(path, header=None):
-    if not os.path.isfile(path):
-        raise CLIError(f"input file {path} does not exist")
+    try:
+        modelio.regular_source(path, "input file")
+    except (OSError, ValueError) as e:
+        raise CLIError(str(e)) from None
     low = path.lower()
     if low.endswith(".npy"):
         try:

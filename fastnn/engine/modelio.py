@@ -6,6 +6,7 @@ Format (version ``FORMAT_VERSION``): uncompressed ``.npy`` members
 layer, in the model's dtype.
 """
 import os
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -34,13 +35,65 @@ def write_model(path, description, weights, biases):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+def _kind(mode):
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def regular_source(path, what="model file"):
+    """``path`` if it names a regular file (or a link to one); else an error
+    naming it: FileNotFoundError, IsADirectoryError, or ValueError for a
+    device, FIFO or socket (read before any data: /dev/zero would be read
+    until memory runs out, a FIFO would block)."""
+    path = os.fspath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path} does not exist") from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{what} {path} is a directory")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{what} {path} is {_kind(mode)}, not a regular file: refused")
+    return path
+
+
+def regular_destination(path):
+    """Where writing ``path`` goes: ``path`` itself (a new name or a regular
+    file), or the regular file a symbolic link at ``path`` names (written
+    in its place, atomically). A directory, device, FIFO or socket there is
+    refused with ValueError naming ``path``: replacing it with a file would
+    lose what a reader expects (and, as root, a system device)."""
+    path = os.fspath(path)
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        if target != path and not os.path.isdir(os.path.dirname(target) or "."):
+            raise ValueError(f"cannot write {path}: it links to {target}, whose directory "
+                             f"does not exist") from None
+        return target
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"cannot write {path}: it is {_kind(mode)}"
+                         + (f" (through the link to {target})" if target != path else "")
+                         + "; give the name of a regular file")
+    return target
+
+
 def atomic_write(path, write):
     """``write(f)`` into a temporary file beside ``path`` (named with this
     process's id), flushed to disk, then renamed over ``path``: a full disk,
     an interrupt or a kill leaves the previous file whole, never a partial
-    one. Errors name ``path``, not the temporary file."""
+    one. A symbolic link is followed: its target is what is replaced. A
+    destination that is not a regular file is refused
+    (:func:`regular_destination`). Errors name ``path``, not the temporary
+    file."""
     path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
+    target = regular_destination(path)
+    d = os.path.dirname(os.path.abspath(target))
     remove_stale_temporaries(d)
     try:
         fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{TEMP_PREFIX}{os.getpid()}-",
@@ -57,7 +110,7 @@ def atomic_write(path, write):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -110,7 +163,7 @@ def read_model(path):
     before its data is read; the format version, names and values (finite)
     are checked too. Anything else raises ``ValueError`` naming the file.
     """
-    path = os.fspath(path)
+    path = regular_source(path)
     try:
         with zipfile.ZipFile(path) as zf:
             return _read_zip(zf, path)

@@ -477,6 +477,8 @@ class _BaseMLP(BaseEstimator):
 
     # Pickling: coefs_/intercepts_ are views into the network's parameters.
     def __getstate__(self):
+        if "network_" in self.__dict__ and "coefs_" in self.__dict__:
+            self._sync_params()  # arrays assigned to coefs_ are the model that is saved
         state = dict(super().__getstate__())
         state.pop("coefs_", None)
         state.pop("intercepts_", None)

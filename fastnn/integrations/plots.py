@@ -71,9 +71,12 @@ def plot_history(hist, path=None, *, confusion=None, title=""):
     if not hist.get("loss"):
         raise ValueError("the history is empty: train for at least one epoch first")
     if path is not None:
+        from ..engine.modelio import regular_destination
+
         d = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(d):
             raise FileNotFoundError(f"cannot write {path}: directory {d} does not exist")
+        path = regular_destination(path)  # no device, FIFO or socket; a link's target
     plt = _pyplot(path)
     epochs = np.arange(1, len(hist["loss"]) + 1)
     classify = not np.isnan(np.asarray(hist.get("accuracy", [np.nan]), float)).all()
