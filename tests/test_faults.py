@@ -304,3 +304,32 @@ def test_load_refuses_what_is_not_a_regular_file_before_reading_it(tmp_path, cap
         fastnn.Network.load(tmp_path)
     rc = cli.main(["evaluate", str(tmp_path)])
     assert rc == 1 and "is a directory" in capsys.readouterr().err
+
+
+def _fork_child_work(args):
+    net, x, y = args
+    p = net.predict_proba(x)
+    fresh = fastnn.Network([12, 32, 3], seed=0)
+    fresh.fit(x, y, epochs=1, batch_size=64)
+    return p, fresh.theta.copy()
+
+
+def test_a_forked_child_works_after_the_parent_ran_parallel_kernels(rng):
+    """GNU OpenMP aborts a forked child's first parallel region once the
+    parent's pool has run; the child then runs on NumPy (never a hang)."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("this system has no fork start method")
+    x = rng.random((600, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 600)
+    net = fastnn.Network([12, 32, 3], seed=0)
+    net.fit(x, y, epochs=1, batch_size=64)
+    expected = net.predict_proba(x)
+    alone = fastnn.Network([12, 32, 3], seed=0)
+    alone.fit(x, y, epochs=1, batch_size=64)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map_async(_fork_child_work, [(net, x, y)] * 2).get(timeout=240)
+    for p, theta in results:
+        np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(theta, alone.theta, rtol=1e-4, atol=1e-5)

@@ -24,7 +24,9 @@ compile helper, thread choice, compile notices and interrupt checks.
 :func:`choose` picks one for a piece of work: the compiled backend when its
 kernels can run without compiling here, else NumPy (while a helper compiles
 them). ``FASTNN_BACKEND=numpy`` runs everything on NumPy, ``compiled``
-everything compiled (compiling in-process when needed).
+everything compiled (compiling in-process when needed). A child forked
+from a process whose OpenMP pool has run uses NumPy: GNU OpenMP would
+abort it at its first parallel region.
 """
 import contextlib
 import os
@@ -131,6 +133,8 @@ def choose(calls, memo=None, then=()):
     if m == "numpy":
         return NUMPY
     backend = compiled()
+    if backend.pool_unusable():
+        return NUMPY  # a fork of a process whose OpenMP pool ran: see runtime/threads.py
     if m == "compiled" or backend.ready(calls, memo, then):
         return backend
     return _NUMPY_BESIDE_HELPER

@@ -35,6 +35,8 @@ def _timed(n_threads, kernel, *args):
 class CompiledBackend:
     name = "compiled"
 
+    pool_unusable = staticmethod(threads.pool_unusable)
+
     @staticmethod
     def ready(calls, memo=None, then=()):
         """Whether ``calls`` run without compiling here (see

@@ -144,3 +144,29 @@ def run_with(threads, fn, *args):
             return fn(*args)
         finally:
             numba.set_num_threads(previous)
+
+
+# --- fork -------------------------------------------------------------------
+# A child made by fork() of a process whose GNU OpenMP pool has started
+# dies at its first parallel region ("fork() called from a process already
+# using GNU OpenMP"), and a multiprocessing.Pool waiting for it hangs. Such
+# a child runs the NumPy backend instead (engine.backend.choose asks here).
+_forked_after_pool = [False]
+
+
+def _after_fork_in_child():
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # the parent never started a pool: the child may
+        return
+    if layer == "omp":
+        _forked_after_pool[0] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def pool_unusable():
+    """Whether this process is a fork of one whose OpenMP pool had started."""
+    return _forked_after_pool[0]
