@@ -170,6 +170,21 @@ def test_module_entry_point_and_bench_help():
     assert r.returncode == 2 and "--input" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_predict_with_stdout_closed_says_so_and_writes_files(capsys, tmp_path, data_npz):
+    import os
+
+    model = tmp_path / "m.npz"
+    fastnn.Network([6, 3], seed=0).save(model)
+    np.save(tmp_path / "x.npy", data_npz[1][:5])
+    argv = [sys.executable, "-m", "fastnn", "predict", str(model), "--input",
+            str(tmp_path / "x.npy")]
+    r = subprocess.run(argv, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1))
+    assert r.returncode == 1 and "standard output is closed: give --output" in r.stderr
+    r = subprocess.run(argv + ["--output", str(tmp_path / "p.csv")], stderr=subprocess.PIPE,
+                       text=True, preexec_fn=lambda: os.close(1))
+    assert r.returncode == 0 and np.loadtxt(tmp_path / "p.csv").shape == (5,)
+
+
 def test_predict_csv_rules_on_the_command_line(capsys, tmp_path, data_npz):
     model = tmp_path / "m.npz"
     rc, _, err = run(capsys, "train", "--data", str(data_npz[0]), "--layers", "8", "--epochs",

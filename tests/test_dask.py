@@ -97,10 +97,32 @@ def test_clear_errors(client):
         fd.fit(net, x, y, client=client, sync_every=0)
     with pytest.raises(ValueError, match="expects 10"):
         fd.predict(net, x[:, :3])
+    with pytest.raises(ValueError, match="x is empty"):
+        fd.fit(net, x[:0], y[:0], client=client)
+    with pytest.raises(ValueError, match="x is empty"):
+        fd.fit(net, da.zeros((0, 10), chunks=5), da.zeros((0,), chunks=5, dtype=int),
+               client=client)
     closed = distributed.Client(client.cluster, set_as_default=False)
     closed.close()
     with pytest.raises(ValueError, match="client is closed"):
         fd.fit(net, x, y, client=closed)
+
+
+@pytest.mark.parametrize("bad", ["nan", "label"])
+def test_a_bad_chunk_is_reported_at_once_with_its_rows(client, bad):
+    """Bad data fails the same way on every rerun, so the worker returns the
+    error (a raised one would be retried, as for a lost worker, then
+    surface without the chunk's rows)."""
+    x, y = data(100)
+    if bad == "nan":
+        x[70, 1] = np.nan
+    else:
+        y[70] = 9
+    net = fastnn.Network([10, 4, 3], seed=0)
+    with pytest.raises(ValueError, match="chunk 1 \\(rows 50-99\\)") as e:
+        fd.fit(net, da.from_array(x, chunks=(50, 10)), da.from_array(y, chunks=50),
+               client=client)
+    assert ("NaN" in str(e.value)) if bad == "nan" else ("labels" in str(e.value))
 
 
 def test_a_killed_worker_does_not_change_the_result(client):

@@ -485,6 +485,40 @@ def test_round_trip_with_sklearn(rng, kind):
         assert back.score(X, y) > 0 or kind == "regression"
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_model_sent_to_sklearn_trains_on_there(rng, solver, early_stopping):
+    X, y = classification(rng, 200, 4, "multiclass")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(hidden_layer_sizes=(6,), solver=solver, max_iter=3,
+                             early_stopping=early_stopping, random_state=0).fit(X, y)
+        sk = ours.to_sklearn().set_params(warm_start=True, max_iter=5)
+        sk.fit(X, y)
+        if not early_stopping:
+            sk.partial_fit(X, y)
+    assert np.isfinite(sk.predict_proba(X)).all()
+
+
+def test_non_finite_weights_are_reported_in_sklearns_words_first(rng):
+    big = np.finfo(np.float64).max
+    X, y = np.full((20, 3), big), np.full(20, big)
+    for solver in ("adam", "sgd"):  # lbfgs stops at once with finite weights, as scikit-learn
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(ValueError) as e:
+                MLPRegressor(solver=solver, max_iter=5).fit(X, y)
+        assert str(e.value).startswith("Solver produced non-finite parameter weights. The input "
+                                       "data may contain large values and need to be "
+                                       "preprocessed."), solver
+
+
+def test_random_state_out_of_range_is_named(rng):
+    X, y = classification(rng, 20, 3, "binary")
+    with pytest.raises(ValueError, match="random_state: .*2\\*\\*32"):
+        MLPClassifier(random_state=2**64, max_iter=2).fit(X, y)
+
+
 def test_network_summary_lists_layers_and_parameters():
     net = fastnn.Network([784, 100, 50, 10], dtype="float64")
     text = net.summary()

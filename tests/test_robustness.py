@@ -118,6 +118,7 @@ def test_bad_targets_for_other_heads(output, y, words):
     (dict(layers=[4, 3], dtype="int32"), "dtype must be one of"),
     (dict(layers=[4, 3], dtype="float16"), "dtype must be one of"),
     (dict(layers=[4, 3], seed=-1), "seed must be >= 0"),
+    (dict(layers=[4, 3], seed=2**64), "seed must be <= 4294967295"),
 ])
 def test_constructor_errors_name_the_argument(kwargs, words):
     with pytest.raises((ValueError, TypeError)) as e:

@@ -460,6 +460,8 @@ def _load_input(path, header=None):
 
 
 def cmd_predict(args, out):
+    if not args.output and out is None:  # Python's sys.stdout when file descriptor 1 is closed
+        raise CLIError("standard output is closed: give --output FILE for the predictions")
     net = _load_model(args.model)
     _check_writable(args.output, "--output")
     suffix = os.path.splitext(args.output)[1].lower() if args.output else ".csv"

@@ -46,7 +46,7 @@ class Network:
         validation.check_choice("init", init, INITS)
         self.dtype = validation.check_dtype(dtype)
         if seed is not None:
-            validation.check_int("seed", seed, 0)
+            validation.check_int("seed", seed, 0, 2**32 - 1)  # RandomState's range
         init_scale = validation.check_float("init_scale", init_scale, 0, low_open=True)
         if init == "uniform" and init_scale > float(np.finfo(self.dtype).max):
             raise ValueError(f"init_scale={init_scale:g} is beyond the range of "

@@ -215,12 +215,22 @@ class RoundResult(NamedTuple):
     rows: int                  # rows trained
 
 
+class BadChunk(NamedTuple):
+    """A chunk's data cannot be trained on (a NaN, a bad label): returned,
+    not raised, since rerunning the round (as for a lost worker) fails the
+    same way."""
+    error: str
+
+
 def _chunk_round(task, net, block, start):
     """Run ``task`` (a :class:`RoundTask`) on a worker, from ``start`` (a
     :class:`RoundState`), on the chunk ``block`` = (x, y)."""
     x, y = block
-    net, trainer = _chunk_trainer(task.fit_id, task.index, net, x, y, task.batch_size,
-                                  task.shuffle)
+    try:
+        net, trainer = _chunk_trainer(task.fit_id, task.index, net, x, y, task.batch_size,
+                                      task.shuffle)
+    except (ValueError, TypeError) as e:
+        return BadChunk(str(e))
     net.theta[...] = start.theta
     net.engine.shuffle_state[...] = start.shuffle_state
     state = OptimizerState(start.vel.copy(), start.sq.copy(), start.step.copy())
@@ -240,7 +250,7 @@ class _DaskTrainer:
         self.n = int(X.shape[0])
         self.batch_size = batch_size
         self.shuffle = shuffle
-        sizes = [int(c) for c in X.chunks[0]]
+        self.sizes = sizes = [int(c) for c in X.chunks[0]]
         self.batches = [-(-s // batch_size) for s in sizes]
         self.sync_every = sync_every or max(self.batches)
         self.fit_id = uuid.uuid4().hex
@@ -289,6 +299,11 @@ class _DaskTrainer:
                     key=f"fastnn-round-{self.fit_id}-{r}-{i}-{uuid.uuid4().hex[:8]}"))
             wait(futures)
             results = self.client.gather(futures)
+            for i, res in zip(ran, results):
+                if isinstance(res, BadChunk):
+                    first_row = sum(self.sizes[:i])
+                    raise ValueError(f"chunk {i} (rows {first_row}-{first_row + self.sizes[i] - 1})"
+                                     f": {res.error}")
             weights = np.array([res.rows for res in results], np.float64)
             share = weights / weights.sum()
             self.net.theta[...] = _weighted(share, [res.state.theta for res in results])
@@ -353,6 +368,8 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
         xv, yv = (v.compute() if isinstance(v, da.Array) else v for v in validation_data)
         Xv = net.check_x(xv, "validation_data x")
         val = (Xv,) + tuple(net.check_y(yv, Xv.shape[0], "validation_data y"))
+    if (X.shape[0] if hasattr(X, "shape") else len(X)) == 0:  # before starting a cluster
+        raise ValueError("x is empty (0 samples)")
     client, cluster = _get_client(client)
     try:
         workers = max(1, len(client.scheduler_info().get("workers", {})))

@@ -67,6 +67,19 @@ ACTIVATIONS = registry.SKLEARN_ACTIVATIONS  # activation= names -> Network's hid
 SOLVERS = ("lbfgs", "sgd", "adam")
 STOCHASTIC_SOLVERS = ("sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
+# scikit-learn's words for a fit that ends with inf or NaN weights; programs
+# match them, so fastnn's errors for that case begin with them.
+NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
+              "values and need to be preprocessed.")
+
+
+def _random_state(value):
+    """scikit-learn's generator for ``random_state``; its range error names
+    the argument."""
+    try:
+        return check_random_state(value)
+    except ValueError as e:
+        raise ValueError(f"random_state: {e}, got {value!r}") from None
 
 
 class _FitData(NamedTuple):
@@ -166,7 +179,7 @@ class _BaseMLP(BaseEstimator):
     # ----------------------------------------------------------- training
     def _initialize(self, layer_units, dtype, head):
         """A new network with scikit-learn's initialisation."""
-        self._rs = check_random_state(self.random_state)
+        self._rs = _random_state(self.random_state)
         net = Network(layer_units, hidden=ACTIVATIONS[self.activation], output=head,
                       init="uniform", seed=0, dtype=dtype)
         factor = 2.0 if self.activation == "logistic" else 6.0
@@ -307,12 +320,12 @@ class _BaseMLP(BaseEstimator):
         except KeyboardInterrupt:
             # As scikit-learn: keep the model of the last completed epoch.
             warnings.warn("Training interrupted by user.")
-        except training.TrainingDivergedError:
+        except training.TrainingDivergedError as e:
             # With early stopping scikit-learn keeps its best validation
             # model when the loss blows up; without it fastnn raises (the
             # parameters are those before the diverging epoch).
             if not (self.early_stopping and rule.best_params is not None):
-                raise
+                raise training.TrainingDivergedError(f"{NON_FINITE} {e}") from None
         finally:
             self._publish_rule()
         rule.finish(net.theta)
@@ -387,8 +400,7 @@ class _BaseMLP(BaseEstimator):
                 f"https://scikit-learn.org/stable/modules/preprocessing.html",
                 ConvergenceWarning, stacklevel=3)
         if not np.isfinite(net.theta).all():
-            raise ValueError("Solver produced non-finite parameter weights. The input data "
-                             "may contain large values and need to be preprocessed.")
+            raise ValueError(NON_FINITE)
         return self
 
     def to_onnx(self, path=None):
@@ -418,9 +430,13 @@ class _BaseMLP(BaseEstimator):
         for name in ("n_layers_", "n_outputs_", "out_activation_", "n_iter_", "n_features_in_",
                      "feature_names_in_", "classes_", "_label_binarizer", "loss_", "t_",
                      "loss_curve_", "best_loss_", "validation_scores_",
-                     "best_validation_score_"):
+                     "best_validation_score_", "_no_improvement_count"):
             if hasattr(self, name):
                 setattr(est, name, getattr(self, name))
+        # scikit-learn's early stopping restores these at the end of a fit
+        # that continues this one (warm_start): the best model so far is this.
+        est._best_coefs = [c.copy() for c in est.coefs_]
+        est._best_intercepts = [b.copy() for b in est.intercepts_]
         return est
 
     @classmethod
@@ -433,7 +449,7 @@ class _BaseMLP(BaseEstimator):
         layers = [est.coefs_[0].shape[0]] + [c.shape[1] for c in est.coefs_]
         X_dtype = np.dtype(dtype) if dtype is not None else est.coefs_[0].dtype
         head = {h.sklearn: h.name for h in registry.HEADS.values()}[est.out_activation_]
-        ours._rs = check_random_state(ours.random_state)
+        ours._rs = _random_state(ours.random_state)
         net = Network(layers, hidden=ACTIVATIONS[ours.activation], output=head, seed=0,
                       dtype=V.check_dtype(X_dtype))
         for W, b, c, i in zip(net.weights, net.biases, est.coefs_, est.intercepts_):
