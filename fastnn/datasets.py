@@ -183,6 +183,9 @@ def _is_number(cell):
     return True
 
 
+CSV_BLOCK_ROWS = 65536  # rows parsed per NumPy conversion; memory is whole blocks
+
+
 def read_csv(path, header=None):
     """A numeric CSV file as a float64 matrix (one row per line).
 
@@ -198,42 +201,164 @@ def read_csv(path, header=None):
       i.e. no cell of the first row is a number or empty, and the next row
       is data. A first row with a blank or a number among its names is
       data, and its bad cell is an error, not silently dropped;
-    * an empty cell or a non-number is an error naming the file, line and
-      column; so is a file without data rows.
+    * an empty cell, a non-number or a non-finite number (nan, inf) is an
+      error naming the file, line and column; so is a file without data
+      rows.
+
+    The file is read as a stream, in blocks of rows converted as they come:
+    reading holds the result about twice (the blocks, then the matrix).
+    NumPy's C reader (``np.loadtxt``) converts the blocks; whatever it
+    objects to (a bad or non-finite cell, a ragged row, a blank-looking
+    line) is read again by the ``csv`` module under the rules above, which
+    either accepts it or names the cell.
     """
+    for encoding in ("utf-8-sig", "latin-1"):
+        try:
+            x = _read_csv_fast(path, header, encoding)
+            return x if x is not None else _read_csv(path, header, encoding)
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes any bytes")
+
+
+def _first_rows(path, encoding):
+    """The first two non-blank rows of a CSV file (stripped cells) and the
+    physical lines up to the end of the first."""
     import csv
 
-    raw = Path(path).read_bytes()
+    rows, through = [], 0
+    with open(path, newline="", encoding=encoding) as f:
+        reader = csv.reader(f)
+        for r in reader:
+            if r and any(c.strip() for c in r):
+                rows.append([c.strip() for c in r])
+                through = through or reader.line_num
+                if len(rows) == 2:
+                    break
+    return rows, through
+
+
+def _read_csv_fast(path, header, encoding):
+    """read_csv by ``np.loadtxt`` in blocks, or None where the exact reader
+    must decide (an error to locate, or a line loadtxt reads otherwise)."""
+    import warnings
+
+    first, through = _first_rows(path, encoding)
+    if not first:
+        return None
+    if header is None:
+        header = _is_header(first[0], first[1] if len(first) > 1 else None)
+    blocks, width = [], len(first[1 if header and len(first) > 1 else 0])
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    reader = csv.reader(text.splitlines())
-    rows, lines = [], []
-    for r in reader:
-        if r and any(c.strip() for c in r):
-            rows.append([c.strip() for c in r])
-            lines.append(reader.line_num)
-    if rows and header is None:
-        first = rows[0]
-        header = (all(c and not _is_number(c) for c in first)
-                  and (len(rows) < 2 or all(_is_number(c) for c in rows[1])))
-    if rows and header:
-        rows, lines = rows[1:], lines[1:]
-    if not rows:
+        with open(path, newline="", encoding=encoding) as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # loadtxt's "no data" at the end
+            for _ in range(through if header else 0):
+                f.readline()
+            while True:
+                block = np.loadtxt(f, np.float64, comments=None, delimiter=",", quotechar='"',
+                                   max_rows=CSV_BLOCK_ROWS, ndmin=2)
+                if block.shape[0] == 0:
+                    break
+                if block.shape[1] != width or not np.isfinite(block).all():
+                    return None
+                blocks.append(block)
+    except (ValueError, TypeError):
+        return None
+    if not blocks:
+        return None
+    if len(blocks) == 1:
+        return blocks[0]
+    out = np.concatenate(blocks)
+    blocks.clear()
+    return out
+
+
+def _read_csv(path, header, encoding):
+    import csv
+
+    with open(path, newline="", encoding=encoding) as f:
+        reader = csv.reader(f)
+        rows, lines = [], []
+        blocks = []
+        width = first_line = None
+        pending = []  # the first two data-looking rows, until the header is decided
+
+        def convert():
+            blocks.append(_csv_block(path, rows, lines, first_row=not blocks and not header))
+            rows.clear()
+            lines.clear()
+
+        for r in reader:
+            if not (r and any(c.strip() for c in r)):
+                continue
+            r = [c.strip() for c in r]
+            if header is None and len(pending) < 2:
+                pending.append((r, reader.line_num))
+                if len(pending) < 2:
+                    continue
+                header = _is_header(pending[0][0], pending[1][0])
+                for row, line in pending[1 if header else 0:]:
+                    width, first_line = _add_csv_row(path, rows, lines, row, line, width,
+                                                     first_line)
+                continue
+            if header and not pending:
+                pending.append((r, reader.line_num))  # the header: skipped
+                continue
+            width, first_line = _add_csv_row(path, rows, lines, r, reader.line_num, width,
+                                             first_line)
+            if len(rows) == CSV_BLOCK_ROWS:
+                convert()
+        if header is None and pending:  # a one-row file
+            header = _is_header(pending[0][0], None)
+            if not header:
+                width, first_line = _add_csv_row(path, rows, lines, *pending[0], width,
+                                                 first_line)
+        if rows:
+            convert()
+    if not blocks:
         raise ValueError(f"{path}: no data rows")
-    width = len(rows[0])
-    out = np.empty((len(rows), width), np.float64)
+    if len(blocks) == 1:
+        return blocks[0]
+    out = np.concatenate(blocks)
+    blocks.clear()
+    return out
+
+
+def _is_header(first, second):
+    return (all(c and not _is_number(c) for c in first)
+            and (second is None or all(_is_number(c) for c in second)))
+
+
+def _add_csv_row(path, rows, lines, row, line, width, first_line):
+    if width is None:
+        width, first_line = len(row), line
+    elif len(row) != width:
+        raise ValueError(f"{path}: line {line} has {len(row)} columns, expected {width} "
+                         f"(as line {first_line})")
+    rows.append(row)
+    lines.append(line)
+    return width, first_line
+
+
+def _csv_block(path, rows, lines, first_row):
+    """``rows`` (lists of cell text) as a float64 matrix; a bad cell is an
+    error naming its line and column."""
+    try:
+        block = np.array(rows, dtype=np.float64)
+    except ValueError:
+        block = None
+    if block is not None and np.isfinite(block).all():
+        return block
     for i, (r, line) in enumerate(zip(rows, lines)):
-        if len(r) != width:
-            raise ValueError(f"{path}: line {line} has {len(r)} columns, expected {width} "
-                             f"(as line {lines[0]})")
         for j, c in enumerate(r):
             try:
-                out[i, j] = float(c)
+                v = float(c)
             except ValueError:
                 what = "an empty cell" if not c else f"non-numeric value {c!r}"
                 hint = (" (if it is a header row, say so: header=True, or --csv-header yes)"
-                        if i == 0 and not header else "")
+                        if i == 0 and first_row else "")
                 raise ValueError(f"{path}: line {line}, column {j + 1}: {what}{hint}") from None
-    return out
+            if not np.isfinite(v):
+                raise ValueError(f"{path}: line {line}, column {j + 1}: non-finite value {c!r} "
+                                 f"(the inputs and targets must be finite numbers)")
+    raise ValueError(f"{path}: unreadable numbers")  # np.array refused what float() takes

@@ -125,11 +125,34 @@ def test_idx_rejects_broken_gzip(tmp_path):
     ('"x 1","x,2",y\n"1",2,0\n', None, [[1, 2, 0]]),            # RFC 4180 quoting
     ("1,2,0\n3,4,1\n", True, [[3, 4, 1]]),                      # header requested
     ("1e3, -2.5 ,0\n", False, [[1000, -2.5, 0]]),
+    ("1,2\n  ,  \n3,4\n", None, [[1, 2], [3, 4]]),               # a blank-looking line
+    ("a,b\n1,2\n3,4\n5,6\n7,8\n", None, [[1, 2], [3, 4], [5, 6], [7, 8]]),
+    ("1,2\n3,4\n5,6\n7,8\n9,10\n", True, [[3, 4], [5, 6], [7, 8], [9, 10]]),
 ])
-def test_read_csv_accepts(tmp_path, text, header, expected):
+@pytest.mark.parametrize("block_rows", [65536, 2])
+def test_read_csv_accepts(tmp_path, monkeypatch, text, header, expected, block_rows):
+    monkeypatch.setattr(datasets, "CSV_BLOCK_ROWS", block_rows)
     p = tmp_path / "d.csv"
     p.write_text(text, encoding="utf-8", newline="")
     np.testing.assert_array_equal(datasets.read_csv(p, header), expected)
+
+
+def test_read_csv_streams_holding_about_twice_the_result(tmp_path):
+    """A file read in blocks: at most ~2x the matrix is ever allocated (the
+    whole text and its rows of cells were held at once: ~16x)."""
+    import tracemalloc
+
+    x = np.random.default_rng(0).standard_normal((100_000, 5))
+    p = tmp_path / "big.csv"
+    np.savetxt(p, x, fmt="%.17g", delimiter=",")
+    tracemalloc.start()
+    try:
+        got = datasets.read_csv(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(got, x)
+    assert peak < 2.5 * x.nbytes, peak / x.nbytes
 
 
 def test_read_csv_latin1_header_is_read(tmp_path):
@@ -146,8 +169,15 @@ def test_read_csv_latin1_header_is_read(tmp_path):
     ("", None, ["no data rows"]),
     ("x,y\n", None, ["no data rows"]),
     ("x,y\n", False, ["line 1, column 1"]),
+    ("1,2\n3,nan\n", None, ["line 2, column 2", "non-finite value 'nan'"]),
+    ("1,2\n3,4\n5,6\n-inf,8\n", None, ["line 4, column 1", "non-finite value '-inf'"]),
+    ("1,2\n3,4\n5,6\n7,8\n9\n", None, ["line 5 has 1 columns, expected 2"]),
+    ("1,2\n3,4\n5,6\n7,1e999\n", None, ["line 4, column 2", "non-finite"]),
 ])
-def test_read_csv_errors_name_file_line_and_column(tmp_path, text, header, words):
+@pytest.mark.parametrize("block_rows", [65536, 2])
+def test_read_csv_errors_name_file_line_and_column(tmp_path, monkeypatch, text, header, words,
+                                                   block_rows):
+    monkeypatch.setattr(datasets, "CSV_BLOCK_ROWS", block_rows)
     p = tmp_path / "bad.csv"
     p.write_text(text)
     with pytest.raises(ValueError) as e:
