@@ -204,10 +204,10 @@ def test_a_background_compile_predicts_the_calls_after_training(dtype, sparse):
 
 class FakeHelper:
     def __init__(self, code):
-        self.code = code
+        self.returncode = code
 
     def poll(self):
-        return self.code
+        return self.returncode
 
 
 def test_a_failing_helper_is_retried_once_then_this_process_compiles(monkeypatch):
@@ -216,18 +216,168 @@ def test_a_failing_helper_is_retried_once_then_this_process_compiles(monkeypatch
     monkeypatch.setattr(cold_start, "_known", set())
     monkeypatch.setattr(cold_start, "_asked", {})
     monkeypatch.setattr(fastnn.runtime.compile_notice, "_background", {})
+    monkeypatch.setattr(cold_start, "claim", lambda path: cold_start.NO_LOCK)
     started = []
     monkeypatch.setattr(cold_start, "_start_helper",
-                        lambda keys: started.append(keys) or FakeHelper(None))
+                        lambda keys, lock: started.append(keys) or FakeHelper(None))
     # Argument types epoch_begin is never compiled for (int32 row ids).
     args = (np.zeros(4, np.int32), np.zeros(1, np.uint64), True, None, False, 2)
     calls = [("epoch_begin", args)]
     assert not cold_start.ready(calls)  # a helper starts
     assert not cold_start.ready(calls)  # still running
     assert len(started) == 1
-    cold_start._asked[started[0][0]].code = 1  # it failed: one more try
+    cold_start._asked[started[0][0]].returncode = 1  # it failed: one more try
     assert not cold_start.ready(calls) and len(started) == 2
-    cold_start._asked[started[0][0]].code = 1  # failed again: compile here
+    cold_start._asked[started[0][0]].returncode = 1  # failed again: compile here
     assert cold_start.ready(calls)
     monkeypatch.setenv("FASTNN_BACKGROUND_COMPILE", "0")
     assert cold_start.ready([("epoch_begin", ("not", "typed"))])
+
+
+# ------------------------------------------------- one helper per cache, machine-wide
+def unknown_calls():
+    """Argument types epoch_begin is never compiled for (int32 row ids)."""
+    args = (np.zeros(4, np.int32), np.zeros(1, np.uint64), True, None, False, 2)
+    return [("epoch_begin", args)]
+
+
+@pytest.fixture
+def cold(monkeypatch, tmp_path):
+    """ready() as on a cold cache in tmp_path, helpers recorded, not run."""
+    monkeypatch.setenv("FASTNN_BACKGROUND_COMPILE", "1")
+    monkeypatch.setattr(cold_start, "is_cached", lambda disp, sig: False)
+    monkeypatch.setattr(cold_start, "_known", set())
+    monkeypatch.setattr(cold_start, "_asked", {})
+    monkeypatch.setattr(cold_start, "cache_dir", lambda: str(tmp_path / "not" / "yet"))
+    monkeypatch.setattr(fastnn.runtime.compile_notice, "_background", {})
+    monkeypatch.setattr(fastnn.runtime.kernel_cache, "write_errors", [])
+    started = []
+
+    def start(keys, lock):
+        started.append(lock)  # ready() closes it: as if the helper ended
+        return FakeHelper(None)
+
+    monkeypatch.setattr(cold_start, "_start_helper", start)
+    return started
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_process_that_finds_a_helper_at_work_starts_none(cold, tmp_path):
+    """The lock is taken even where the cache directory does not exist yet
+    (the first helper of an empty cache took none, and two compiled the same
+    kernels), and held by someone else it means: do not start another."""
+    held = cold_start.claim(str(tmp_path / "not" / "yet"))
+    assert held is not None and held != cold_start.NO_LOCK
+    try:
+        assert not cold_start.ready(unknown_calls())  # NumPy meanwhile
+        assert not cold_start.ready(unknown_calls())
+        assert cold == []
+    finally:
+        os.close(held)
+    assert not cold_start.ready(unknown_calls())
+    assert len(cold) == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_started_helper_holds_the_lock_until_it_exits(tmp_path):
+    """The parent takes the lock and the helper inherits it: no moment in
+    which a second process could start a second helper."""
+    from numba import typeof
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    script = ("import os, sys, numpy as np; from numba import typeof\n"
+              "from fastnn.runtime import cold_start\n"
+              "path = cold_start.cache_dir()\n"
+              "lock = cold_start.claim(path)\n"
+              "h = cold_start._start_helper([('sparse.fingerprint', "
+              "(typeof(np.arange(5, dtype=np.uint64)),))], lock)\n"
+              "os.close(lock)\n"
+              "print(cold_start.claim(path) is None, flush=True)\n"
+              "h.wait()\n"
+              "print(h.returncode, cold_start.claim(path) is not None)\n")
+    out = subprocess.run(cold_start.python_c(script), env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.stdout.split() == ["True", "0", "True"], out.stderr[-2000:]
+    del typeof
+
+
+def small_tmpfs(path, size, *options):
+    """A tmpfs of ``size`` mounted at ``path`` (root on Linux), or skip."""
+    path.mkdir(parents=True, exist_ok=True)
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root on Linux")
+    opts = ",".join((f"size={size}",) + options)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    return path
+
+
+@pytest.fixture
+def mounts():
+    made = []
+    yield made
+    for path in made:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+COLD_CALL = r"""
+import warnings, numpy as np
+from fastnn.runtime import cold_start
+warnings.simplefilter("always")
+rowhash = np.arange(5, dtype=np.uint64)
+calls = [("sparse.fingerprint", (rowhash,))]  # a small kernel stands in for the drivers
+with warnings.catch_warnings(record=True) as caught:
+    here = [cold_start.ready(calls) for _ in range(3)]
+    value = cold_start.kernel("sparse.fingerprint")(rowhash)
+said = [str(w.message) for w in caught if "kernel cache" in str(w.message)]
+print(repr((here, len(cold_start._asked), said, int(value))))
+"""
+
+
+@pytest.mark.parametrize("disk", ["full", "read-only"])
+def test_a_cache_that_cannot_take_kernels_never_fails_the_work(tmp_path, mounts, disk):
+    """A cache on a full (a 4 KB tmpfs) or read-only disk: no helper is
+    started, the work compiles and runs here, and it is said once."""
+    cache = small_tmpfs(tmp_path / "cache", "4k", *(("ro",) if disk == "read-only" else ()))
+    mounts.append(cache)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), FASTNN_BACKGROUND_COMPILE="1")
+    out = subprocess.run(cold_start.python_c(COLD_CALL), env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    here, helpers, said, value = eval(out.stdout.strip().splitlines()[-1])
+    assert here == [True] * 3 and helpers == 0 and len(said) == 1, (here, helpers, said)
+    assert str(cache) in said[0] and "cannot write the kernel cache" in said[0]
+    from fastnn.kernels import sparse
+    assert value == sparse.fingerprint(np.arange(5, dtype=np.uint64))
+
+
+def test_a_full_disk_fails_no_save_of_a_kernel(tmp_path, mounts):
+    """Compiling in-process onto a full cache disk (the save raised ENOSPC
+    out of the fit): one warning, the kernel runs."""
+    cache = small_tmpfs(tmp_path / "cache", "4k")
+    mounts.append(cache)
+    (cache / "filler").write_bytes(b"x" * 4096)
+    script = ("import warnings, numpy as np; warnings.simplefilter('always')\n"
+              "from fastnn.kernels import sparse\n"
+              "with warnings.catch_warnings(record=True) as w:\n"
+              "    a = sparse.fingerprint(np.arange(5, dtype=np.uint64))\n"
+              "    b = sparse.fingerprint(np.arange(5, dtype=np.uint64))\n"
+              "print(a == b, sum('cannot write the kernel cache' in str(x.message) for x in w))")
+    out = subprocess.run(cold_start.python_c(script), capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, NUMBA_CACHE_DIR=str(cache)))
+    assert out.stdout.split() == ["True", "1"], out.stderr[-2000:]
+
+
+def test_a_helper_that_cannot_write_exits_at_once_and_says_why(tmp_path, mounts):
+    from numba import typeof
+
+    cache = small_tmpfs(tmp_path / "cache", "4k")
+    mounts.append(cache)
+    job = pickle.dumps({"background": [("sparse.fingerprint",
+                                        (typeof(np.arange(5, dtype=np.uint64)),))]})
+    out = subprocess.run(cold_start.helper_command(), input=job, capture_output=True,
+                         timeout=300, env=dict(os.environ, NUMBA_CACHE_DIR=str(cache)))
+    assert out.returncode == cold_start.CANNOT_WRITE
+    assert b"MB free" in out.stdout

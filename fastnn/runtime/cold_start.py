@@ -157,12 +157,17 @@ def assist(trainer, opt, state):
 
 # --- the default: NumPy while a helper compiles ------------------------------
 # A background helper finishes its work even if this process ends first (it
-# only writes the cache), runs at a lower priority, and waits for other
-# helpers writing the same cache (a lock file beside it), so two processes
-# starting cold compile once.
+# only writes the cache) and runs at a lower priority. One helper at a time
+# compiles into a cache directory, machine-wide: the process that starts one
+# takes the directory's lock file for it (the helper inherits the locked
+# file), and a process that finds the lock taken starts none; it stays on
+# NumPy until that helper is done, then loads what it compiled.
 
 _known = set()    # (name, signature) compiled in memory or found in the cache
 _asked = {}       # (name, signature) -> the helper process asked to compile it
+LOCK_NAME = "fastnn-compile.lock"
+NO_LOCK = -1      # where there is no flock (Windows): helpers do not wait for each other
+CANNOT_WRITE = 3  # a helper's exit status: the cache cannot take its kernels
 
 
 def background_enabled():
@@ -177,6 +182,35 @@ def kernel(name):
 
     module, _, func = name.rpartition(".")
     return getattr(importlib.import_module(f"fastnn.kernels.{module or 'train'}"), func)
+
+
+def cache_dir():
+    """The directory fastnn's kernels are cached in (all kernel modules
+    share it: one folder)."""
+    return kernel("train_batches")._cache._cache_path
+
+
+def claim(path, wait=False):
+    """Take the compile lock of the cache directory ``path`` (created if
+    missing): an open file descriptor holding it, or None if another
+    process holds it and ``wait`` is false; ``NO_LOCK`` where there is no
+    flock. Raises OSError if the lock file cannot be opened."""
+    try:
+        import fcntl
+    except ImportError:
+        return NO_LOCK
+    os.makedirs(path, exist_ok=True)
+    name = os.path.join(path, LOCK_NAME)
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:  # another user's lock file in a shared cache
+        fd = os.open(name, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _missing(calls):
@@ -199,15 +233,29 @@ def _missing(calls):
     return missing
 
 
+def _compile_here(path, reason):
+    """The cache cannot take kernels: say so once; this process compiles
+    what it runs (in memory)."""
+    from . import compile_notice, kernel_cache
+
+    kernel_cache.cannot_write(path, reason)
+    compile_notice.background_abandoned()
+    return True
+
+
 def ready(calls, memo=None, then=()):
     """Whether every ``(name, args)`` in ``calls`` can run
     ``kernel(name)(*args)`` without compiling in this process
     (compiled already, or in the disk cache). If not, makes sure a helper
     process compiles them, then the ``then`` calls this work will likely
     make next (e.g. predict after fit), and returns False: the caller runs
-    :mod:`fastnn.engine.numpy_engine` meanwhile. Always True when the background
-    compile is off. ``memo``: a cheap key of the argument types (typing
-    the arguments costs ~0.2 ms) under which a True answer is remembered."""
+    :mod:`fastnn.engine.numpy_engine` meanwhile. True (compile here) when
+    the background compile is off, when the cache cannot take kernels, or
+    when a helper did not deliver them twice. ``memo``: a cheap key of the
+    argument types (typing the arguments costs ~0.2 ms) under which a True
+    answer is remembered."""
+    from . import compile_notice, kernel_cache
+
     if memo in _known or not background_enabled():
         return True
     missing = _missing(calls)
@@ -215,21 +263,40 @@ def ready(calls, memo=None, then=()):
         if memo is not None and missing is not None:
             _known.add(memo)
         return True
+    if kernel_cache.write_errors:
+        return True  # reported: this process compiles
     helpers = [_asked.get(key) for key in missing]
     if any(h is not None and h.poll() is None for h in helpers):
         return False  # still compiling
-    if any(h is not None and (h.poll() == 0 or h.retried) for h in helpers):
-        # Done but not in the cache (unwritable?), or failed twice: compile here.
+    for h in helpers:
+        if h is not None and h.returncode == CANNOT_WRITE:
+            return _compile_here(cache_dir(), h.stdout.read().decode(errors="replace").strip()
+                                 or "the helper could not write it")
+    if any(h is not None and (h.returncode == 0 or h.retried) for h in helpers):
+        # Done but not in the cache, or failed twice: compile here.
         return True
+    path = cache_dir()
+    problem = kernel_cache.unusable(path)
+    if problem:
+        return _compile_here(path, problem)
+    try:
+        lock = claim(path)
+    except OSError as e:
+        return _compile_here(path, e.strerror or str(e))
+    if lock is None:  # another process's helper (or `fastnn compile`) is at work
+        compile_notice.background_started()
+        return False
     extra = [key for key in (_missing(then) or []) if key not in missing]
     try:
-        helper = _start_helper(missing + extra)
+        helper = _start_helper(missing + extra, lock)
     except (OSError, pickle.PicklingError):
         return True
+    finally:
+        if lock != NO_LOCK:
+            os.close(lock)  # the helper's copy keeps the lock
     helper.retried = any(h is not None for h in helpers)
     for key in missing + extra:
         _asked[key] = helper
-    from . import compile_notice
     compile_notice.background_started()
     return False
 
@@ -256,37 +323,32 @@ def wait(timeout=None):
     return True
 
 
-def _start_helper(keys):
+def _start_helper(keys, lock=NO_LOCK):
+    """A helper compiling ``keys`` in the background; it inherits ``lock``
+    (this cache's compile lock, held) and holds it until it exits."""
     env = dict(os.environ, FASTNN_QUIET="1", FASTNN_COLD_ASSIST="0",
-               FASTNN_BACKGROUND_COMPILE="0")
+               FASTNN_BACKGROUND_COMPILE="0", FASTNN_HELPER_LOCK=str(lock))
     # A session of its own: a Ctrl-C meant for this process's fit does not
     # cut the cache-writing helper short.
-    helper = subprocess.Popen(helper_command(),
-                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    helper = subprocess.Popen(helper_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+                              pass_fds=() if lock == NO_LOCK else (lock,))
     helper.stdin.write(pickle.dumps({"background": keys}))
     helper.stdin.close()
     return helper
 
 
-def _lock(cache_path):
-    """Wait for other helpers compiling into the same cache (POSIX; elsewhere
-    no lock: two helpers then compile the same kernels, both correctly)."""
-    try:
-        import fcntl
-    except ImportError:
-        return None
-    f = open(os.path.join(cache_path, "fastnn-compile.lock"), "a")
-    fcntl.flock(f, fcntl.LOCK_EX)
-    return f
-
-
 def _main():
     """The helper: compile each (kernel name, signature) read from stdin;
     each compiled kernel is written to the cache. In the background mode
-    (:func:`ready`) it runs at a lower priority, one helper at a time per
-    cache directory."""
+    (:func:`ready`) it runs at a lower priority, holds the cache's compile
+    lock, skips what another helper cached meanwhile, and exits with
+    ``CANNOT_WRITE`` (the reason on stdout) as soon as the cache refuses a
+    kernel."""
+    import warnings
+
     from ..kernels import train as K
+    from . import kernel_cache
 
     job = pickle.loads(sys.stdin.buffer.read())
     if isinstance(job, list):  # assist(): this process waits for it
@@ -299,15 +361,26 @@ def _main():
         os.nice(5)
     except (AttributeError, OSError):
         pass
-    lock = None
-    try:
-        lock = _lock(K.train_batches._cache._cache_path)
-    except Exception:
-        pass
+    warnings.simplefilter("ignore")  # the reason goes to the parent instead
+    path = cache_dir()
+    lock = int(os.environ.get("FASTNN_HELPER_LOCK", NO_LOCK))
+    if lock == NO_LOCK:  # started by hand (or no flock): wait for any other helper
+        try:
+            lock = claim(path, wait=True)
+        except OSError:
+            pass
+    problem = kernel_cache.unusable(path)
     for name, sig in job["background"]:
-        kernel(name).compile(sig)  # loads it instead if another helper compiled it
-    if lock is not None:
-        lock.close()
+        if problem is None:
+            disp = kernel(name)
+            if not is_cached(disp, sig):  # another helper may have cached it meanwhile
+                disp.compile(sig)
+            if kernel_cache.write_errors:
+                problem = kernel_cache.write_errors[0][1]
+        if problem is not None:
+            sys.stdout.write(problem)
+            sys.stdout.flush()
+            os._exit(CANNOT_WRITE)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,12 @@ def background_started():
         sys.stderr.flush()
 
 
+def background_abandoned():
+    """The helper's kernels will not come (the cache cannot take them; that
+    was reported): this process compiles them, without a "ready" line."""
+    _background["ready"] = True
+
+
 def background_ready():
     """The compiled kernels took over from NumPy: say when, once."""
     if not _background or _background.get("ready"):

@@ -36,6 +36,10 @@ _MAGIC = b"FNNC1"  # header of fastnn's checked cache data files
 _DIGEST = 32
 _our_paths = set()  # cache directories holding fastnn's kernels
 _warned = []
+write_errors = []  # (cache directory, reason) of this process's first failed write
+# Below this much free space a cache directory is not worth a compile
+# helper (its writes would fail); the kernels of one dtype take ~20 MB.
+MIN_FREE_BYTES = 64 * 2**20
 
 
 def user_cache_dir():
@@ -47,6 +51,35 @@ def user_cache_dir():
 def temp_cache_dir():
     uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
     return os.path.join(tempfile.gettempdir(), f"fastnn-cache-{uid}")
+
+
+def unusable(path):
+    """Why compiled kernels cannot be written into the cache directory
+    ``path`` (created if missing), or None: it cannot be created or written,
+    or its file system has less than ``MIN_FREE_BYTES`` free."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            return "not writable"
+        st = os.statvfs(path) if hasattr(os, "statvfs") else None
+    except OSError as e:
+        return e.strerror or str(e)
+    if st is not None and st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+        return f"{st.f_bavail * st.f_frsize / 2**20:.0f} MB free"
+    return None
+
+
+def cannot_write(path, error):
+    """Kernels cannot be saved into ``path`` (``error``: an OSError or the
+    reason): report it once; kernels stay compiled in memory and the work
+    goes on."""
+    if write_errors:
+        return
+    reason = getattr(error, "strerror", None) or str(error)
+    write_errors.append((path, reason))
+    warnings.warn(f"fastnn: cannot write the kernel cache at {path} ({reason}); kernels "
+                  f"compiled by this process stay in its memory (reported once)",
+                  RuntimeWarning, stacklevel=2)
 
 
 def _writable(path):
@@ -123,7 +156,28 @@ def install(stamp):
 
     impl._locator_classes[0:0] = [FastnnLocator]
     _check_cache_files(index_file)
+    _never_fail_a_save(caching.Cache)
     return True
+
+
+def _never_fail_a_save(cache_class):
+    """A full or read-only disk makes Numba's save raise out of the
+    compiling call (a fit failed with ENOSPC): for fastnn's kernels the
+    failure is reported once instead."""
+    if getattr(cache_class, "_fastnn_guarded", False):
+        return
+    save_overload = cache_class.save_overload
+
+    def guarded(self, sig, data):
+        if self._cache_path not in _our_paths:
+            return save_overload(self, sig, data)
+        try:
+            save_overload(self, sig, data)
+        except OSError as e:
+            cannot_write(self._cache_path, e)
+
+    cache_class.save_overload = guarded
+    cache_class._fastnn_guarded = True
 
 
 def _warn_once(message):
