@@ -152,3 +152,45 @@ def test_read_only_install_uses_its_cache_through_a_per_user_copy(tmp_path):
                                    read_only + SMALL, tmp_path)
     assert out == good and loaded > 0 and saved == 0, err[-2000:]
     assert list(tmp.rglob("*.nbi"))
+
+
+# ----------------------------------------------------------- fastnn compile
+def test_compile_from_a_checkout_that_shadows_an_install_finds_the_install(
+        tmp_path, monkeypatch):
+    """``python -m fastnn compile`` puts the working directory first on the
+    path: from a source checkout it would compile the checkout's copy,
+    whose cache the installed package never reads."""
+    from fastnn.runtime import warmup
+    from fastnn.runtime.kernel_cache import PACKAGE_DIR
+
+    checkout = str(PACKAGE_DIR.parent)
+    site = tmp_path / "site-packages"
+    (site / "fastnn").mkdir(parents=True)
+    (site / "fastnn" / "__init__.py").write_text("")
+    monkeypatch.setattr(sys, "path", [checkout, str(site)] + sys.path)
+    assert warmup.installed_elsewhere() == os.path.realpath(site / "fastnn")
+    (tmp_path / "link").symlink_to(checkout)  # an editable install: the same package
+    monkeypatch.setattr(sys, "path", [checkout, str(tmp_path / "link"), str(site)])
+    assert warmup.installed_elsewhere() is None
+    monkeypatch.setattr(sys, "path", [str(tmp_path), str(site)])
+    assert warmup.installed_elsewhere() is None  # not started from the checkout
+
+
+def test_compile_checks_the_cache_from_a_fresh_process_and_names_what_is_missing(tmp_path):
+    """The check that ends ``fastnn compile``: a fresh process that finds a
+    kernel missing names it (an empty cache: the scan kernels, loaded first,
+    are compiled); the work itself is the tiny fit of every kind."""
+    script = ("from fastnn.runtime import warmup\n"
+              "names = warmup._compiled_here()\n"
+              "warmup._in_process()\n"
+              "from fastnn.kernels.sparse import fingerprint\n"
+              "import numpy as np\n"
+              "fingerprint(np.arange(3, dtype=np.uint64))\n"
+              "print(names)\n")
+    from fastnn.runtime.cold_start import python_c
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run(python_c(script), env=env, capture_output=True, text=True,
+                           timeout=300) for _ in range(2)]
+    assert [r.stdout.strip() for r in runs] == ["['sparse.fingerprint']", "[]"], \
+        runs[0].stderr[-2000:]

@@ -493,7 +493,7 @@ def cmd_compile(args, out):
     from ..runtime import warmup
 
     dtypes = warmup.DTYPES if args.all else tuple(dict.fromkeys(args.dtype))
-    return warmup.main(dtypes, args.jobs, out)
+    return warmup.main(dtypes, args.jobs, out, argv=args.argv)
 
 
 def cmd_bench(args, out):
@@ -514,6 +514,7 @@ def main(argv=None, out=None):
         args = argparse.Namespace(command="bench", args=argv[1:])
     else:
         args = build_parser().parse_args(argv)
+        args.argv = argv
     try:
         return COMMANDS[args.command](args, out)
     except KeyboardInterrupt:
