@@ -178,3 +178,4 @@ def test_each_activation_fits_in_the_estimators(rng, name):
         h = registry.ACTIVATIONS[name].forward(h @ W + b)
     expected = registry.HEADS["softmax"].output(h @ est.coefs_[-1] + est.intercepts_[-1])
     assert_close(est.predict_proba(x), expected, np.float64, what=name)
+

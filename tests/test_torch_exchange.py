@@ -53,3 +53,37 @@ def test_from_torch_rejects_what_a_network_cannot_hold(seq, words):
         fastnn.Network.from_torch(seq())
     with pytest.raises(TypeError, match="Sequential"):
         fastnn.Network.from_torch(torch.nn.Linear(2, 2))
+
+
+OPTIMIZER_CASES = {  # fastnn's fit settings -> torch.optim keywords, the same rule
+    "sgd": (dict(momentum=0.9, nesterov=True), dict(momentum=0.9, nesterov=True)),
+    "rmsprop": (dict(beta2=0.95, eps=1e-7), dict(alpha=0.95, eps=1e-7)),
+    "adagrad": (dict(eps=1e-9), dict(eps=1e-9)),
+    "adamw": (dict(beta1=0.8, beta2=0.99, eps=1e-7, weight_decay=0.05),
+              dict(betas=(0.8, 0.99), eps=1e-7, weight_decay=0.05)),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZER_CASES))
+def test_each_optimizer_follows_torch_optim_for_20_steps(rng, name):
+    """From the same weights, 20 full-batch steps of fit(optimizer=name)
+    and of the torch.optim class the registry names for it end at the same
+    weights, to float64 rounding."""
+    from fastnn.engine.registry import OPTIMIZERS
+
+    ours, theirs = OPTIMIZER_CASES[name]
+    x = rng.standard_normal((40, 5))
+    y = rng.integers(0, 3, 40)
+    net = fastnn.Network([5, 8, 3], hidden="tanh", dtype="float64", seed=0)
+    seq = net.to_torch()[:-1]  # the logits: CrossEntropyLoss applies the softmax
+    opt = getattr(torch.optim, OPTIMIZERS[name].torch)(seq.parameters(), lr=0.02, **theirs)
+    X, Y = torch.from_numpy(x), torch.from_numpy(y)
+    for _ in range(20):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(seq(X), Y).backward()
+        opt.step()
+    net.fit(x, y, epochs=20, batch_size=40, shuffle=False, lr=0.02, optimizer=name, **ours)
+    back = fastnn.Network.from_torch(torch.nn.Sequential(*seq, torch.nn.Softmax(dim=1)))
+    np.testing.assert_allclose(net.theta, back.theta, rtol=1e-9, atol=1e-12)
+    assert not np.allclose(net.theta, fastnn.Network([5, 8, 3], hidden="tanh", dtype="float64",
+                                                     seed=0).theta)

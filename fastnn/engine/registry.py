@@ -11,7 +11,9 @@ their tables from here; ``tests/test_registry.py`` fails when a declared
 operation lacks a kernel branch, a NumPy form or an export.
 
 Activations take their derivative from the layer's *output* ``y = f(x)``:
-the kernels keep only a layer's output for the backward pass.
+the kernels keep only a layer's output for the backward pass (so an
+activation that is not a function of its output, such as GELU or SiLU,
+needs the pre-activations kept first).
 """
 from typing import Callable, NamedTuple, Optional
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from ..kernels import activations as _act
 from ..kernels import losses as _loss
-from ..kernels.bundles import ADAM, SGD
+from ..kernels.bundles import ADAGRAD, ADAM, ADAMW, RMSPROP, SGD
 
 
 # --- hidden-layer activations ------------------------------------------------
@@ -52,6 +54,12 @@ ACTIVATIONS = {a.name: a for a in (
                lambda y: np.where(y > 0, 1, _act.LEAKY_SLOPE).astype(y.dtype),
                "leaky_relu", ("PRelu", {}, (_act.LEAKY_SLOPE,)),
                ("LeakyReLU", {"negative_slope": _act.LEAKY_SLOPE})),
+    Activation("elu", _act.ELU, lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+               lambda y: np.where(y > 0, 1, y + 1).astype(y.dtype),
+               "elu", ("Elu", {"alpha": 1.0}, ()), ("ELU", {})),
+    Activation("softplus", _act.SOFTPLUS,
+               lambda x: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))),
+               lambda y: -np.expm1(-y), "softplus", ("Softplus", {}, ()), ("Softplus", {})),
 )}
 ACTIVATION_BY_CODE = {int(a.code): a for a in ACTIVATIONS.values()}
 # scikit-learn's activation names (MLPClassifier(activation=...)) -> ours.
@@ -156,16 +164,49 @@ def _adam_step(theta, grad, state, opt, lr):
     theta -= dt(lr) * m / (np.sqrt(v) + dt(opt.eps))
 
 
+def _adamw_step(theta, grad, state, opt, lr):
+    # torch.optim.AdamW: decay, then Adam with eps added to sqrt(v_hat).
+    dt = theta.dtype.type
+    b1, b2 = dt(opt.beta1), dt(opt.beta2)
+    m, v = state.vel, state.sq
+    m *= b1
+    m += (dt(1) - b1) * grad
+    v *= b2
+    v += (dt(1) - b2) * grad * grad
+    eps_t = opt.eps * np.sqrt(1.0 - opt.beta2 ** int(state.step[0]))
+    theta *= dt(1.0 - opt.lr * opt.decay)
+    theta -= dt(lr) * m / (np.sqrt(v) + dt(eps_t))
+
+
+def _rmsprop_step(theta, grad, state, opt, lr):
+    dt = theta.dtype.type
+    b2, v = dt(opt.beta2), state.sq
+    v *= b2
+    v += (dt(1) - b2) * grad * grad
+    theta -= dt(lr) * grad / (np.sqrt(v) + dt(opt.eps))
+
+
+def _adagrad_step(theta, grad, state, opt, lr):
+    dt = theta.dtype.type
+    v = state.sq
+    v += grad * grad
+    theta -= dt(lr) * grad / (np.sqrt(v) + dt(opt.eps))
+
+
 OPTIMIZERS = {o.name: o for o in (
     OptimizerRule("sgd", SGD, ("momentum", "nesterov"), False, _sgd_step, "SGD"),
     OptimizerRule("adam", ADAM, ("beta1", "beta2", "eps"), True, _adam_step, "Adam"),
+    OptimizerRule("rmsprop", RMSPROP, ("beta2", "eps"), True, _rmsprop_step, "RMSprop"),
+    OptimizerRule("adagrad", ADAGRAD, ("eps",), True, _adagrad_step, "Adagrad"),
+    OptimizerRule("adamw", ADAMW, ("beta1", "beta2", "eps", "weight_decay"), True, _adamw_step,
+                  "AdamW"),
 )}
 OPTIMIZER_BY_KIND = {o.kind: o for o in OPTIMIZERS.values()}
 
 
 def step_size(opt, t):
-    """The step size of update ``t`` (1-based): Adam's bias-corrected rate,
-    else ``lr`` (as ``kernels.train.step_settings``)."""
-    if opt.kind == ADAM:
+    """The step size of update ``t`` (1-based): Adam's and AdamW's
+    bias-corrected rate, else ``lr`` (as ``kernels.train.step_settings``)."""
+    if opt.kind in (ADAM, ADAMW):
         return opt.lr * np.sqrt(1.0 - opt.beta2 ** t) / (1.0 - opt.beta1 ** t)
     return opt.lr

@@ -62,8 +62,9 @@ class EngineState:
 
 
 def optimizer(name="sgd", lr=0.1, momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999,
-              eps=1e-8, l2=0.0, l2_per_row=False):
-    """Checked optimizer settings (:class:`Optimizer`)."""
+              eps=1e-8, l2=0.0, l2_per_row=False, weight_decay=0.01):
+    """Checked optimizer settings (:class:`Optimizer`); ``weight_decay`` is
+    AdamW's (decoupled) and read by it only."""
     validation.check_choice("optimizer", name, validation.OPTIMIZERS)
     lr = validation.check_float("lr", lr, 0, low_open=True)
     momentum = validation.check_float("momentum", momentum, 0, 1, high_open=True)
@@ -72,8 +73,12 @@ def optimizer(name="sgd", lr=0.1, momentum=0.0, nesterov=False, beta1=0.9, beta2
     beta2 = validation.check_float("beta2", beta2, 0, 1, high_open=True)
     eps = validation.check_float("eps", eps, 0, low_open=True)
     l2 = validation.check_float("l2", l2, 0)
+    weight_decay = validation.check_float("weight_decay", weight_decay, 0)
+    if name == "adamw" and lr * weight_decay >= 1:
+        raise ValueError(f"lr * weight_decay must be < 1 (each step multiplies the parameters by "
+                         f"1 - lr * weight_decay), got {lr} * {weight_decay}")
     return Optimizer(registry.OPTIMIZERS[name].kind, lr, momentum, nesterov, beta1, beta2, eps, l2,
-                     bool(l2_per_row))
+                     bool(l2_per_row), weight_decay)
 
 
 def fresh_state(kind, theta):

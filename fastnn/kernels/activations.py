@@ -6,7 +6,8 @@ an ``act`` code and the fused matmul epilogues call :func:`act_forward` /
 
 The derivative is written in terms of the activation's *output* ``y``
 (relu: ``y > 0``; sigmoid: ``y(1-y)``; tanh: ``1-y^2``; leaky relu:
-1 or its slope by the sign of ``y``), so a layer's forward
+1 or its slope by the sign of ``y``; elu: 1 or ``y+1``; softplus:
+``1-exp(-y)``, the sigmoid of the input), so a layer's forward
 only has to keep its output for the backward pass.
 """
 import math
@@ -31,8 +32,11 @@ LEAKY_RELU = np.int64(4)
 LEAKY_SLOPE = 0.01  # x * slope for x <= 0: torch.nn.LeakyReLU's default negative_slope
 _LEAKY_SLOPE32 = np.float32(LEAKY_SLOPE)
 
+ELU = np.int64(5)       # alpha = 1, torch.nn.ELU's default
+SOFTPLUS = np.int64(6)  # beta = 1, computed exactly (torch.nn.Softplus returns x above 20)
+
 CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH,
-         "leaky_relu": LEAKY_RELU}
+         "leaky_relu": LEAKY_RELU, "elu": ELU, "softplus": SOFTPLUS}
 
 
 # --- exp of a non-positive argument, inline and vectorisable ---------------
@@ -132,6 +136,11 @@ def act_forward(x, act):
         return math.tanh(x)
     if act == LEAKY_RELU:
         return x if x > 0 else x * leaky_slope(x)
+    if act == ELU:
+        return x if x > 0 else math.expm1(x)
+    if act == SOFTPLUS:
+        # log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|).
+        return max(x, x * 0) + math.log1p(math.exp(-abs(x)))
     return x
 
 
@@ -146,4 +155,8 @@ def act_grad(y, act):
         return 1 - y * y
     if act == LEAKY_RELU:
         return y * 0 + 1 if y > 0 else y * 0 + leaky_slope(y)
+    if act == ELU:
+        return y * 0 + 1 if y > 0 else y + 1
+    if act == SOFTPLUS:
+        return -math.expm1(-y)
     return y * 0 + 1

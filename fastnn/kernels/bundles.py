@@ -78,23 +78,28 @@ class EpochPlan(NamedTuple):
 # Optimizer kinds.
 SGD = 0
 ADAM = 1
+RMSPROP = 2
+ADAGRAD = 3
+ADAMW = 4
 
 
 class Optimizer(NamedTuple):
     """Update rule settings for one epoch (``lr`` is set per epoch)."""
-    kind: int            # SGD or ADAM
+    kind: int            # SGD, ADAM, RMSPROP, ADAGRAD or ADAMW
     lr: float
     momentum: float      # SGD: 0 = plain SGD
     nesterov: bool
-    beta1: float         # Adam
-    beta2: float
+    beta1: float         # Adam, AdamW
+    beta2: float         # Adam, AdamW; RMSprop's smoothing constant (torch's alpha)
     eps: float
     l2: float            # penalty 0.5*l2*sum(W**2) per batch (weights only)
     l2_per_row: bool     # l2 / batch rows, or / the batch's sample weights (scikit-learn's alpha)
+    decay: float         # AdamW: decoupled weight decay, theta *= 1 - lr*decay each step
 
 
 class OptimizerState(NamedTuple):
     """What the update rule carries from step to step."""
     vel: np.ndarray      # (n_params,): momentum velocity, or Adam's first moment
-    sq: np.ndarray       # (n_params,): Adam's second moment (empty for SGD)
+    sq: np.ndarray       # (n_params,): Adam's / RMSprop's second moment, Adagrad's sum of
+    #                      squares (empty for SGD)
     step: np.ndarray     # (1,) int64: updates made

@@ -11,13 +11,24 @@ same layout, so one loop updates every layer.
 * Adam (Kingma & Ba, the "efficient" form of their section 2, as in
   scikit-learn): ``m = b1*m + (1-b1)*g``; ``v = b2*v + (1-b2)*g*g``;
   ``theta -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)`` at step t.
+* AdamW (``torch.optim.AdamW``): ``theta *= 1 - lr*decay``, then Adam
+  with torch's epsilon, ``m_hat / (sqrt(v_hat) + eps)``, i.e. the form
+  above with ``eps * sqrt(1-b2^t)``.
+* RMSprop (``torch.optim.RMSprop``, no momentum, not centred):
+  ``v = b2*v + (1-b2)*g*g``; ``theta -= lr * g / (sqrt(v) + eps)``.
+* Adagrad (``torch.optim.Adagrad``): ``v += g*g``;
+  ``theta -= lr * g / (sqrt(v) + eps)``.
 * L2 penalty ``0.5*coef*sum(W**2)`` (weights only, never biases): its
   gradient ``coef*W`` is added to ``grad`` before the update.
+
+SGD and Adam (the classic runs and scikit-learn's solvers) split long
+vectors over the threads; the others update on the calling thread.
 """
 import numpy as np
 from numba import prange, uint64
 
 from .._config import jit, jit_parallel
+from .bundles import ADAGRAD, ADAMW, RMSPROP
 
 # A few large contiguous chunks: one per thread or so. (4096-element chunks
 # ran 4x slower: the signed, min()-bounded inner loop did not vectorise.)
@@ -69,6 +80,54 @@ def adam_range(theta, grad, m, v, lr_t, b1, b2, eps, s, w):
         m[s + i] = mi
         v[s + i] = vi
         theta[s + i] -= lr_t * mi / (np.sqrt(vi) + eps)
+
+
+@jit
+def adamw_range(theta, grad, m, v, keep, lr_t, b1, b2, eps_t, s, w):
+    one = theta.dtype.type(1)
+    for i in range(w):
+        g = grad[s + i]
+        mi = b1 * m[s + i] + (one - b1) * g
+        vi = b2 * v[s + i] + (one - b2) * g * g
+        m[s + i] = mi
+        v[s + i] = vi
+        theta[s + i] = theta[s + i] * keep - lr_t * mi / (np.sqrt(vi) + eps_t)
+
+
+@jit
+def rmsprop_range(theta, grad, v, lr, b2, eps, s, w):
+    one = theta.dtype.type(1)
+    for i in range(w):
+        g = grad[s + i]
+        vi = b2 * v[s + i] + (one - b2) * g * g
+        v[s + i] = vi
+        theta[s + i] -= lr * g / (np.sqrt(vi) + eps)
+
+
+@jit
+def adagrad_range(theta, grad, v, lr, eps, s, w):
+    for i in range(w):
+        g = grad[s + i]
+        vi = v[s + i] + g * g
+        v[s + i] = vi
+        theta[s + i] -= lr * g / (np.sqrt(vi) + eps)
+
+
+@jit
+def other_range(theta, grad, state, opt, lr, s, w):
+    """Entries ``s..s+w-1`` of an RMSprop, Adagrad or AdamW step (``lr``:
+    AdamW's bias-corrected step size, see ``train.step_settings``)."""
+    dt = theta.dtype.type
+    if opt.kind == ADAMW:
+        t = state.step[0]
+        eps_t = opt.eps * np.sqrt(1.0 - opt.beta2 ** t)
+        keep = 1.0 - opt.lr * opt.decay
+        adamw_range(theta, grad, state.vel, state.sq, dt(keep), dt(lr), dt(opt.beta1),
+                    dt(opt.beta2), dt(eps_t), s, w)
+    elif opt.kind == RMSPROP:
+        rmsprop_range(theta, grad, state.sq, dt(lr), dt(opt.beta2), dt(opt.eps), s, w)
+    elif opt.kind == ADAGRAD:
+        adagrad_range(theta, grad, state.sq, dt(lr), dt(opt.eps), s, w)
 
 
 @jit_parallel

@@ -23,8 +23,9 @@ from .._config import AVX512, CACHE, jit, jit_parallel
 from .activations import IDENTITY
 from .dense import bias_backward, dense_backward, dense_forward
 from .losses import head_output, loss_forward_backward
-from .bundles import ADAM, Optimizer
+from .bundles import ADAM, ADAMW, SGD, Optimizer
 from .optim import (adam_range, adam_update, l2_backward, momentum_range, momentum_update,
+                    other_range,
                     sgd_range, sgd_update)
 from .rng import splitmix64
 from .layout import (ALIGN_ELEMENTS, GATHER_MR, INFER_ROWS, NTASK, ROW_GATHER_NV,
@@ -290,7 +291,7 @@ def step_settings(opt, state, rows):
     if opt.l2 > 0:
         coef = (opt.l2 / rows if rows > 0 else 0.0) if opt.l2_per_row else opt.l2
     state.step[0] += 1
-    if opt.kind == ADAM:
+    if opt.kind == ADAM or opt.kind == ADAMW:
         t = state.step[0]
         return coef, opt.lr * np.sqrt(1.0 - opt.beta2 ** t) / (1.0 - opt.beta1 ** t)
     return coef, opt.lr
@@ -331,6 +332,8 @@ def apply_update(model, grad, state, opt, rows):
     if opt.kind == ADAM:
         adam_update(theta, grad, state.vel, state.sq, dt(lr), dt(opt.beta1), dt(opt.beta2),
                     dt(opt.eps))
+    elif opt.kind != SGD:
+        other_range(theta, grad, state, opt, lr, uint64(0), uint64(theta.shape[0]))
     elif opt.momentum == 0:
         sgd_update(theta, grad, dt(lr))
     else:
@@ -371,6 +374,8 @@ def _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi, cfrom):
     if opt.kind == ADAM:
         adam_range(theta, grad, state.vel, state.sq, dt(lr), dt(opt.beta1), dt(opt.beta2),
                    dt(opt.eps), s, w)
+    elif opt.kind != SGD:
+        other_range(theta, grad, state, opt, lr, s, w)
     elif opt.momentum == 0:
         sgd_range(theta, grad, dt(lr), s, w)
     else:
@@ -622,7 +627,7 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
             epoch_begin(order, plan.rng_state, data.shuffle, sp, ready, data.batch_size)
             ready = not data.shuffle
             o = Optimizer(opt.kind, plan.rates[e], opt.momentum, opt.nesterov, opt.beta1,
-                          opt.beta2, opt.eps, opt.l2, opt.l2_per_row)
+                          opt.beta2, opt.eps, opt.l2, opt.l2_per_row, opt.decay)
             j0, j1 = 0, nb
             loss_sum = 0.0
             pen_sum = 0.0
