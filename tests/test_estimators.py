@@ -191,7 +191,11 @@ def test_coefs_are_live_views_and_survive_pickling(rng):
 
 
 @pytest.mark.parametrize("params,err,match", [
-    (dict(activation="softplus"), ValueError, "activation"),
+    (dict(activation="mish"), ValueError, "activation"),
+    (dict(solver="lion"), ValueError, "solver"),
+    (dict(weight_decay=-0.1), ValueError, "weight_decay"),
+    (dict(early_stopping_metric="auc"), ValueError, "early_stopping_metric"),
+    (dict(callbacks=print), TypeError, "callbacks"),
     (dict(learning_rate="cyclic"), ValueError, "learning_rate"),
     (dict(hidden_layer_sizes=(10, 0)), ValueError, "hidden_layer_sizes"),
     (dict(batch_size=0), ValueError, "batch_size"),
@@ -630,3 +634,104 @@ def test_divergence_with_early_stopping_keeps_the_best_model_as_sklearn(rng, mon
     calls.clear()
     with pytest.raises(fastnn.TrainingDivergedError):
         MLPClassifier(dtype="float64", **dict(kw, early_stopping=False)).fit(X, y)
+
+
+# ----------------------------------------------------- beyond scikit-learn's MLP
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+def test_class_weight_is_a_sample_weight_per_class(rng, kind):
+    """class_weight (a dict, "balanced", or for multi-label a list of
+    dicts) trains exactly as the sample_weight scikit-learn's
+    compute_sample_weight gives, and multiplies a given sample_weight."""
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    X, y = classification(rng, 120, 4, kind)
+    weights = {"multiclass": [{"cat": 2.0, "emu": 0.5}, "balanced"],
+               "binary": [{7: 3.0}, "balanced"],
+               "multilabel": [[{0: 1.0, 1: 2.0}, {0: 1.0, 1: 0.5}, {0: 2.0, 1: 1.0}]]}[kind]
+    sw = rng.random(120) + 0.5
+    kw = dict(hidden_layer_sizes=(6,), max_iter=4, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for cw in weights:
+            a = MLPClassifier(class_weight=cw, **kw).fit(X, y, sample_weight=sw)
+            b = MLPClassifier(**kw).fit(X, y, sample_weight=sw * compute_sample_weight(cw, y))
+            for ca, cb in zip(a.coefs_, b.coefs_):
+                np.testing.assert_array_equal(ca, cb)
+
+
+def test_class_weight_errors_name_it(rng):
+    X, y = classification(rng, 60, 3, "multiclass")
+    with pytest.raises(ValueError, match="class_weight"):
+        MLPClassifier(class_weight="balance", max_iter=2).fit(X, y)
+    with pytest.raises(ValueError, match="class_weight"):
+        MLPClassifier(class_weight={"cat": -1.0}, max_iter=2).fit(X, y)
+    with pytest.raises(ValueError, match="class_weight='balanced' is not supported"):
+        MLPClassifier(class_weight="balanced").partial_fit(X, y, classes=np.unique(y))
+
+
+def test_network_class_weight_equals_its_sample_weight(rng):
+    x = rng.standard_normal((90, 4))
+    y = rng.integers(0, 3, 90)
+    counts = np.bincount(y)
+    runs = []
+    for kw in (dict(class_weight="balanced"), dict(sample_weight=90 / (3 * counts[y])),
+               dict(class_weight={0: 2.0}), dict(sample_weight=np.where(y == 0, 2.0, 1.0))):
+        net = fastnn.Network([4, 5, 3], seed=0, dtype="float64")
+        runs.append(net.fit(x, y, epochs=2, batch_size=30, **kw)["loss"] + [net.theta.copy()])
+    for a, b in (runs[:2], runs[2:]):
+        np.testing.assert_allclose(a[-1], b[-1], rtol=1e-12)
+    with pytest.raises(ValueError, match="class_weight: 5 is not a class"):
+        fastnn.Network([4, 3]).fit(x, y, class_weight={5: 1.0})
+    with pytest.raises(ValueError, match="class_weight needs class labels"):
+        fastnn.Network([4, 1], output="identity").fit(x, rng.random(90), class_weight="balanced")
+
+
+def test_validation_loss_curve_and_early_stopping_on_the_loss(rng):
+    X, y = classification(rng, 300, 4, "multiclass")
+    kw = dict(hidden_layer_sizes=(8,), early_stopping=True, max_iter=40, random_state=0,
+              n_iter_no_change=3, learning_rate_init=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        by_score = MLPClassifier(**kw).fit(X, y)
+        by_loss = MLPClassifier(early_stopping_metric="loss", **kw).fit(X, y)
+        plain = MLPClassifier(**dict(kw, early_stopping=False)).fit(X, y)
+    for est in (by_score, by_loss):
+        curve = est.validation_loss_curve_
+        assert len(curve) == est.n_iter_ == len(est.validation_scores_)
+        assert all(np.isfinite(curve))
+    assert plain.validation_loss_curve_ is None
+    # Stopping on the loss: it ends n_iter_no_change + 1 epochs after the
+    # lowest validation loss, whose model it keeps.
+    curve = by_loss.validation_loss_curve_
+    best = int(np.argmin(curve))
+    assert by_loss.n_iter_ == 40 or by_loss.n_iter_ == best + 1 + kw["n_iter_no_change"] + 1
+    assert by_loss.best_validation_score_ == by_loss.validation_scores_[best]
+
+
+def test_estimator_callbacks_see_each_epoch_and_can_stop(rng):
+    X, y = classification(rng, 100, 4, "binary")
+    seen = []
+
+    def watch(est, history):
+        seen.append((est, len(history["loss"])))
+        return len(history["loss"]) == 3
+
+    est = MLPClassifier((5,), max_iter=20, random_state=0, callbacks=[watch]).fit(X, y)
+    assert [n for _, n in seen] == [1, 2, 3] and seen[0][0] is est and est.n_iter_ == 3
+    with pytest.raises(TypeError, match="callbacks\\[0\\] is not callable"):
+        MLPClassifier(callbacks=[3]).fit(X, y)
+    from sklearn.base import clone
+    assert clone(est).get_params()["callbacks"] == [watch]
+
+
+@pytest.mark.parametrize("solver", ["rmsprop", "adagrad", "adamw"])
+def test_fastnn_solvers_fit_and_cannot_go_to_sklearn(rng, solver):
+    X, y = classification(rng, 100, 4, "multiclass")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier((6,), solver=solver, max_iter=30, learning_rate_init=0.01,
+                            random_state=0).fit(X, y)
+    assert est.score(X, y) > 0.6
+    assert est.loss_curve_[-1] < est.loss_curve_[0]
+    with pytest.raises(ValueError, match="cannot hold this model"):
+        est.to_sklearn()

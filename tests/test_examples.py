@@ -66,3 +66,12 @@ def test_submodules_are_attributes_of_the_lazy_package():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "fastnn.integrations.plots", "False", "False"]
+
+
+def test_beyond_sklearn_balances_the_minority_class():
+    pytest.importorskip("sklearn")
+    results = load("beyond_sklearn").main(["--rows", "4000", "--max-iter", "15"])
+    plain, balanced = (results[k] for k in ("fastnn, same settings",
+                                            "fastnn, class_weight='balanced', adamw"))
+    assert balanced["minority_recall"] > plain["minority_recall"]
+    assert balanced["balanced_accuracy"] > plain["balanced_accuracy"]

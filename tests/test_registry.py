@@ -179,3 +179,21 @@ def test_each_activation_fits_in_the_estimators(rng, name):
     expected = registry.HEADS["softmax"].output(h @ est.coefs_[-1] + est.intercepts_[-1])
     assert_close(est.predict_proba(x), expected, np.float64, what=name)
 
+
+
+@pytest.mark.parametrize("name", OPTS)
+def test_each_optimizer_reaches_the_estimators_and_the_cli(rng, name):
+    from fastnn.cli import app
+    pytest.importorskip("sklearn")
+    from fastnn.integrations.estimators import SOLVERS
+
+    assert name in SOLVERS
+    assert app.build_parser().parse_args(["train", "--optimizer", name]).optimizer == name
+    x = rng.standard_normal((60, 4))
+    y = (x[:, 0] > 0).astype(int)
+    est = fastnn.MLPClassifier((5,), solver=name, max_iter=3, random_state=0)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(x, y)
+    assert np.isfinite(est.predict_proba(x)).all() and est.n_iter_ == 3

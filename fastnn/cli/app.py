@@ -98,6 +98,10 @@ def _train_parser(sub):
     t.add_argument("--momentum", type=float, default=0.0)
     t.add_argument("--nesterov", action="store_true")
     t.add_argument("--l2", type=float, default=0.0, help="L2 weight penalty")
+    t.add_argument("--weight-decay", type=float, default=0.01,
+                   help="adamw's decoupled weight decay (default: 0.01)")
+    t.add_argument("--class-weight", choices=("balanced",), default=None,
+                   help="weigh each class's rows by n / (classes * rows of the class)")
     t.add_argument("--batch-size", type=_positive_int, default=100)
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--seed", type=int, default=8)
@@ -307,7 +311,8 @@ def cmd_train(args, out):
                 l2=args.l2, lr_schedule=args.schedule, shuffle=args.shuffle,
                 validation_split=args.validation_split, early_stopping=args.early_stopping,
                 patience=args.patience, callbacks=[per_epoch],
-                progress=not args.quiet)
+                progress=not args.quiet, weight_decay=args.weight_decay,
+                class_weight=args.class_weight)
     except KeyboardInterrupt as e:
         interrupts.keep_frames(e)
         interrupted = True

@@ -97,11 +97,16 @@ class Network:
     def fit(self, x, y, epochs=1, batch_size=100, lr=0.1, optimizer="sgd", momentum=0.0,
             nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, lr_schedule=None,
             shuffle=True, validation_data=None, validation_split=0.0, early_stopping=False,
-            patience=10, min_delta=0.0, callbacks=(), progress=False, verbose=False):
+            patience=10, min_delta=0.0, callbacks=(), progress=False, verbose=False,
+            weight_decay=0.01, sample_weight=None, class_weight=None):
         """Mini-batch gradient descent; returns the history (also ``self.history``).
 
-        ``optimizer``: "sgd" (``momentum``, ``nesterov``) or "adam" (``beta1``,
-        ``beta2``, ``eps``); its state starts fresh on each ``fit``. ``l2``:
+        ``optimizer``: "sgd" (``momentum``, ``nesterov``), "adam" (``beta1``,
+        ``beta2``, ``eps``), "adamw" (those and the decoupled
+        ``weight_decay``), "rmsprop" (``beta2`` as its smoothing constant,
+        torch's ``alpha``; ``eps``) or "adagrad" (``eps``): each as
+        ``torch.optim``'s class of that name computes it; its state starts
+        fresh on each ``fit``. ``l2``:
         penalty ``0.5*l2*sum(W**2)`` (weights only) in each batch's loss.
         ``lr_schedule``: see :mod:`fastnn.schedules`. Validation:
         ``validation_data=(x_val, y_val)`` or ``validation_split`` (the last
@@ -109,7 +114,11 @@ class Network:
         has not improved by more than ``min_delta`` for ``patience`` epochs
         and restores the best epoch. ``callbacks``: ``f(net, history)`` after
         each epoch, True stops. ``progress``: True (a bar on a terminal) or
-        ``f(batches_done, batches_total)``.
+        ``f(batches_done, batches_total)``. ``sample_weight``: a weight per
+        row of ``x`` (each batch's loss is the weighted mean); ``class_weight``:
+        {class index: weight} or "balanced" (scikit-learn's formula over the
+        training rows), multiplied into ``sample_weight``; validation rows
+        are not weighted.
 
         History: per epoch ``loss``/``accuracy`` (running means over the
         batches, each measured before its update; NaN accuracy for
@@ -118,19 +127,27 @@ class Network:
         epoch and raises :class:`TrainingDivergedError`; ``KeyboardInterrupt``
         keeps the last completed epoch (and ``self.history``) and propagates.
         """
-        opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2)
+        opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
+                                 weight_decay=weight_decay)
         epochs, policy, callbacks = self.fit_settings(
             epochs, opt, lr_schedule, (early_stopping, patience, min_delta), callbacks)
         validation_split = validation.check_float("validation_split", validation_split, 0, 1,
                                                   high_open=True)
         X = self.check_x(x, check_finite=False)  # the trainer's input scan checks it
         labels, T = self.check_y(y, X.shape[0])
+        sw = (None if sample_weight is None
+              else validation.check_sample_weight(sample_weight, X.shape[0]))
         (X, labels, T), val = validation.split_validation(
             X, labels, T, validation_data, validation_split, self.check_x, self.check_y)
+        if sw is not None:
+            sw = sw[:X.shape[0]]
+        cw = validation.class_weights(class_weight, labels, T)
+        if cw is not None:
+            sw = cw if sw is None else validation.kernel_array(sw * cw)
         if early_stopping and val is None:
             raise ValueError("early_stopping needs validation_data or validation_split > 0")
         with self.engine.exclusive():
-            trainer = self.trainer(X, labels, T, batch_size, shuffle)
+            trainer = self.trainer(X, labels, T, batch_size, shuffle, sw)
             classify = self.output not in validation.REGRESSION_OUTPUTS
             return self._fit(trainer, opt, policy, epochs, val, training.Watch(
                 None, progress=progress, callbacks=callbacks, owner=self,
@@ -170,12 +187,14 @@ class Network:
         return hist
 
     def partial_fit(self, x, y, batch_size=100, lr=0.1, optimizer="sgd", momentum=0.0,
-                    nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, shuffle=True):
+                    nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, shuffle=True,
+                    weight_decay=0.01):
         """One epoch over ``(x, y)``, continuing the optimizer state (momentum
         velocity, Adam moments and step count) of the previous ``fit`` or
         ``partial_fit`` with the same optimizer: for data that arrives in
         chunks. Returns the epoch's ``{"loss", "accuracy"}``."""
-        opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2)
+        opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
+                                 weight_decay=weight_decay)
         X = self.check_x(x, check_finite=False)
         labels, T = self.check_y(y, X.shape[0])
         with self.engine.exclusive():

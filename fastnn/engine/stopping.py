@@ -75,7 +75,8 @@ class ScikitLearnRule:
         self.t = 0                      # samples seen (t_)
         self.no_improvement_count = 0
         self.best_loss = math.inf
-        self.best_validation_score = -math.inf
+        self.best_validation_score = -math.inf  # (of the best epoch by the watched value)
+        self.best_watched = -math.inf
         self.validation_scores = []
         self.best_params = None         # of the best validation score (early stopping)
         self.stopped = False
@@ -116,11 +117,16 @@ class ScikitLearnRule:
         if self.early_stopping:
             score = record["validation_score"]
             self.validation_scores.append(score)
-            if score < self.best_validation_score + self.tol:
+            # What stopping watches: the score (scikit-learn), or a
+            # "stop_score" (fastnn's early_stopping_metric="loss": -loss).
+            watched = record.get("stop_score", score)
+            best = getattr(self, "best_watched", self.best_validation_score)  # older pickles
+            if watched < best + self.tol:
                 self.no_improvement_count += 1
             else:
                 self.no_improvement_count = 0
-            if score > self.best_validation_score:
+            if watched > best:
+                self.best_watched = watched
                 self.best_validation_score = score
                 self.best_params = theta.copy()
         else:

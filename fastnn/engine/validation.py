@@ -240,6 +240,45 @@ def check_bool(name, value):
     return bool(value)
 
 
+def class_weights(class_weight, labels, T):
+    """Per-row weights (float64) for ``class_weight``: a dict {class index:
+    weight} or "balanced" (scikit-learn's ``n_rows / (n_classes *
+    rows_of_class)``) over integer ``labels`` (softmax), or a single 0/1
+    target column (sigmoid: classes 0 and 1); None gives None."""
+    if class_weight is None:
+        return None
+    if labels.size:
+        cls, k = labels, None
+    elif T.ndim == 2 and T.shape[1] == 1 and np.isin(T, (0, 1)).all():
+        cls, k = T[:, 0].astype(np.int64), 2
+    else:
+        raise ValueError("class_weight needs class labels (a softmax output, or one 0/1 "
+                         "sigmoid output)")
+    k = k or int(cls.max()) + 1
+    counts = np.bincount(cls, minlength=k)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be 'balanced', a dict or None, got "
+                             f"{class_weight!r}")
+        present = counts > 0
+        per_class = np.zeros(k)
+        per_class[present] = cls.size / (present.sum() * counts[present])
+    elif isinstance(class_weight, dict):
+        per_class = np.ones(k)
+        for c, w in class_weight.items():
+            if isinstance(c, (bool, np.bool_)) or not isinstance(c, numbers.Integral) or not (
+                    0 <= c < k):
+                raise ValueError(f"class_weight: {c!r} is not a class (0..{k - 1})")
+            per_class[c] = check_float(f"class_weight[{c}]", w, 0)
+    else:
+        raise TypeError(f"class_weight must be 'balanced', a dict or None, got "
+                        f"{type(class_weight).__name__}")
+    w = per_class[cls]
+    if not (w > 0).any():
+        raise ValueError("class_weight gives every row a weight of 0")
+    return kernel_array(np.ascontiguousarray(w, dtype=np.float64))
+
+
 def split_validation(X, labels, T, validation_data, validation_split, check_x, check_y):
     """((X, labels, T) to train on, (X_val, labels_val, T_val) or None):
     ``validation_data`` checked with ``check_x``/``check_y``, or the last

@@ -64,8 +64,9 @@ from ..engine.network import Network
 from ..engine.stopping import ScikitLearnRule
 
 ACTIVATIONS = registry.SKLEARN_ACTIVATIONS  # activation= names -> Network's hidden=
-SOLVERS = ("lbfgs", "sgd", "adam")
-STOCHASTIC_SOLVERS = ("sgd", "adam")
+# scikit-learn's solvers, then fastnn's (torch.optim's rules; see Network.fit).
+SOLVERS = ("lbfgs", "sgd", "adam", "rmsprop", "adagrad", "adamw")
+STOCHASTIC_SOLVERS = SOLVERS[1:]
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 # scikit-learn's words for a fit that ends with inf or NaN weights; programs
 # match them, so fastnn's errors for that case begin with them.
@@ -102,7 +103,8 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype=None):
+                 dtype=None, weight_decay=0.01, early_stopping_metric="score",
+                 callbacks=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -127,6 +129,9 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.dtype = dtype
+        self.weight_decay = weight_decay
+        self.early_stopping_metric = early_stopping_metric
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------ checks
     def _check_params(self):
@@ -160,6 +165,17 @@ class _BaseMLP(BaseEstimator):
         if not (isinstance(self.n_iter_no_change, float) and self.n_iter_no_change == np.inf):
             V.check_int("n_iter_no_change", self.n_iter_no_change, 1)
         V.check_int("max_fun", self.max_fun, 1)
+        V.check_float("weight_decay", self.weight_decay, 0)
+        V.check_choice("early_stopping_metric", self.early_stopping_metric, ("score", "loss"))
+        if self.callbacks is not None:
+            try:
+                callbacks = list(self.callbacks)
+            except TypeError:
+                raise TypeError(f"callbacks must be a list of functions, got "
+                                f"{type(self.callbacks).__name__}") from None
+            for i, f in enumerate(callbacks):
+                if not callable(f):
+                    raise TypeError(f"callbacks[{i}] is not callable: {f!r}")
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -196,6 +212,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         if self.solver in STOCHASTIC_SOLVERS:  # as scikit-learn: no curve for lbfgs
             self.loss_curve_ = []
+            self.validation_loss_curve_ = []
             self._rule = ScikitLearnRule(self.learning_rate_init)
             self._publish_rule()
 
@@ -239,6 +256,9 @@ class _BaseMLP(BaseEstimator):
                 view[...] = a
         self._views()
 
+    def _class_weights(self, y, incremental):
+        return None  # classifiers: class_weight
+
     def _fit(self, X, y, incremental, sample_weight=None):
         data = self._fit_data(X, y, incremental, sample_weight)
         net = self.network_
@@ -261,6 +281,9 @@ class _BaseMLP(BaseEstimator):
         X, y = self._validate_X(X, reset=first, y=y)
         sw = None if sample_weight is None else V.check_sample_weight(sample_weight, X.shape[0])
         labels, T, head = self._targets(y, first and not incremental)
+        cw = self._class_weights(y, incremental)
+        if cw is not None:
+            sw = cw if sw is None else V.kernel_array(sw * cw)
         n_out = T.shape[1] if T.size else len(self.classes_)
         layer_units = [X.shape[1]] + hidden + [n_out]
         if dtype is None:  # as scikit-learn: float32 X trains in float32, else float64
@@ -282,7 +305,7 @@ class _BaseMLP(BaseEstimator):
         opt = training.optimizer(self.solver, self.learning_rate_init,
                                  self.momentum if sgd else 0.0, bool(self.nesterovs_momentum),
                                  self.beta_1, self.beta_2, self.epsilon, self.alpha,
-                                 l2_per_row=True)
+                                 l2_per_row=True, weight_decay=self.weight_decay)
         # The optimizer state carries over between partial_fit calls only.
         state = training.state_for(net.engine, opt, net.theta, keep=incremental)
         rule = self._rule
@@ -293,13 +316,26 @@ class _BaseMLP(BaseEstimator):
                        reset_rate=not incremental)
         data, val = self._validation_split(data)
         trainer = self._trainer(net, data)
+        loss_scale = data.n_out if data.head == "identity" else 1
+        if val is None:
+            self.validation_loss_curve_ = None
+        else:  # continued by a warm start, as validation_scores_
+            Xv = net.check_x(val[0], "X")
+            if getattr(self, "validation_loss_curve_", None) is None:
+                self.validation_loss_curve_ = []
 
         def validate():
-            return {"validation_score": self._score(*val)}
+            record = {"validation_score": self._score(*val[:3]),
+                      "validation_loss": net._evaluate(Xv, val[3], val[4])["loss"] / loss_scale}
+            if self.early_stopping_metric == "loss":
+                record["stop_score"] = -record["validation_loss"]
+            return record
 
         def report(epoch, record):
             self.loss_ = record["loss"]
             self.loss_curve_.append(self.loss_)
+            if "validation_loss" in record:
+                self.validation_loss_curve_.append(record["validation_loss"])
             if self.verbose:
                 print("Iteration %d, loss = %.8f" % (rule.n_iter + 1, self.loss_))
                 if "validation_score" in record:
@@ -310,9 +346,10 @@ class _BaseMLP(BaseEstimator):
                 training.run_epochs(
                     trainer, opt, state, rule, 1 if incremental else self.max_iter,
                     training.Watch({}, validate if self.early_stopping else None, report=report,
-                                   classify=False,
+                                   classify=False, callbacks=tuple(self.callbacks or ()),
+                                   owner=self,
                                    # scikit-learn's squared loss is averaged over the outputs too.
-                                   loss_scale=data.n_out if data.head == "identity" else 1))
+                                   loss_scale=loss_scale))
             if not incremental and rule.n_iter == self.max_iter and not rule.stopped:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
                               "reached and the optimization hasn't converged yet.",
@@ -332,7 +369,8 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _validation_split(self, data):
-        """(the rows to train on, (X_val, y_val, sample_weight_val) or None):
+        """(the rows to train on, (X_val, y_val, sample_weight_val, labels_val,
+        T_val) or None):
         with early_stopping, scikit-learn's split of the rows (stratified
         for single-label classification) by ``validation_fraction``."""
         if not self.early_stopping:
@@ -345,7 +383,9 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("The validation set is too small. Increase "
                              "'validation_fraction' or the size of your dataset.")
         sw = data.sw
-        val = (X[va], y[va], None if sw is None else sw[va])
+        val = (X[va], y[va], None if sw is None else sw[va],
+               data.labels[va] if data.labels.size else data.labels,
+               data.T[va] if data.T.size else data.T)
         return data._replace(X=X[tr], y=y[tr], sw=None if sw is None else sw[tr],
                              labels=data.labels[tr] if data.labels.size else data.labels,
                              T=data.T[tr] if data.T.size else data.T), val
@@ -419,7 +459,10 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self)
         self._sync_params()
         cls = getattr(neural_network, type(self).__name__)
-        params = {k: v for k, v in self.get_params().items() if k != "dtype"}
+        # fastnn's own parameters (scikit-learn's MLP has no such settings).
+        params = {k: v for k, v in self.get_params().items()
+                  if k not in ("dtype", "weight_decay", "class_weight", "early_stopping_metric",
+                               "callbacks")}
         est = cls(**params)
         try:
             est._validate_params()
@@ -517,6 +560,48 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     (stochastic solvers). Multi-class (softmax output), binary and
     multi-label (logistic outputs); any label type scikit-learn accepts."""
 
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=None, weight_decay=0.01, early_stopping_metric="score", callbacks=None,
+                 class_weight=None):
+        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
+                         batch_size=batch_size, learning_rate=learning_rate,
+                         learning_rate_init=learning_rate_init, power_t=power_t,
+                         max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
+                         verbose=verbose, warm_start=warm_start, momentum=momentum,
+                         nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+                         validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+                         epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+                         dtype=dtype, weight_decay=weight_decay,
+                         early_stopping_metric=early_stopping_metric, callbacks=callbacks)
+        self.class_weight = class_weight
+
+    def _class_weights(self, y, incremental):
+        """Per-row weights from ``class_weight`` (scikit-learn's
+        ``compute_sample_weight``: a dict {label: weight}, "balanced", or for
+        multi-label y a list of dicts), or None."""
+        cw = self.class_weight
+        if cw is None:
+            return None
+        if incremental and isinstance(cw, str) and cw == "balanced":
+            raise ValueError("class_weight='balanced' is not supported for partial_fit: the "
+                             "class frequencies of all the data are unknown; pass a dict")
+        if not (isinstance(cw, (dict, list)) or (isinstance(cw, str) and cw == "balanced")):
+            raise ValueError(f"class_weight must be 'balanced', a dict, a list of dicts or None, "
+                             f"got {cw!r}")
+        from sklearn.utils.class_weight import compute_sample_weight
+        try:
+            w = compute_sample_weight(cw, y)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"class_weight: {e}") from None
+        if not (np.isfinite(w).all() and (w >= 0).all()):
+            raise ValueError(f"class_weight: the weights must be finite and >= 0, got {cw!r}")
+        return V.kernel_array(np.ascontiguousarray(w, dtype=np.float64))
+
     def _targets(self, y, reset):
         check_classification_targets(y)
         if reset or not hasattr(self, "classes_"):
@@ -592,7 +677,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 loss="squared_error", dtype=None):
+                 loss="squared_error", dtype=None, weight_decay=0.01,
+                 early_stopping_metric="score", callbacks=None):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
@@ -601,7 +687,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                          nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
                          validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-                         dtype=dtype)
+                         dtype=dtype, weight_decay=weight_decay,
+                         early_stopping_metric=early_stopping_metric, callbacks=callbacks)
         self.loss = loss
 
     def _check_params(self):
