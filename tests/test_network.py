@@ -261,7 +261,7 @@ def test_history_and_verbose_output(rng, capsys):
 @pytest.mark.parametrize("kwargs,err,match", [
     (dict(layers=[3]), ValueError, "at least"),
     (dict(layers=[3, 0]), ValueError, r"layers\[1\]"),
-    (dict(layers=[3, 2], hidden="elu"), ValueError, "hidden"),
+    (dict(layers=[3, 2], hidden="gelu"), ValueError, "hidden"),
     (dict(layers=[3, 2], output="softmin"), ValueError, "output"),
     (dict(layers=[3, 2], init="zeros"), ValueError, "init"),
     (dict(layers=[3, 2], dtype="float16"), ValueError, "dtype"),
@@ -397,3 +397,105 @@ def test_fit_predict_and_evaluate_run_on_the_chosen_backend(rng, monkeypatch, fa
     net.predict(x)
     expected = {"train_batches", "evaluate_batches", "predict_batches"}
     assert set(calls) == (expected if fastnn_backend == "numpy" else set())
+
+
+# ------------------------------------------------- one activation per hidden layer
+MIXED = ["relu", "tanh", "elu"]
+
+
+def mixed_forward(net, x):
+    from fastnn.engine.registry import ACTIVATIONS, HEADS
+
+    h = x
+    for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+        h = h @ W + b
+        h = (ACTIVATIONS[MIXED[l]].forward(h) if l < len(MIXED)
+             else HEADS[net.output].output(h))
+    return h
+
+
+def test_a_list_gives_each_hidden_layer_its_activation(rng, tmp_path):
+    x = rng.standard_normal((30, 6))
+    y = rng.integers(0, 4, 30)
+    net = fastnn.Network([6, 9, 8, 7, 4], hidden=MIXED, dtype="float64", seed=1)
+    assert net.hidden == MIXED and net.hidden_acts == tuple(MIXED)
+    net.fit(x, y, epochs=2, batch_size=10)
+    np.testing.assert_allclose(net.predict_proba(x), mixed_forward(net, x), rtol=1e-10)
+    net.save(tmp_path / "m.npz")
+    back = fastnn.Network.load(tmp_path / "m.npz")
+    assert back.hidden == MIXED
+    np.testing.assert_array_equal(back.predict_proba(x), net.predict_proba(x))
+    assert "tanh" in net.summary() and "elu" in net.summary() and "hidden=['relu'" in repr(net)
+    uniform = fastnn.Network([6, 9, 4], hidden="tanh")
+    assert uniform.hidden == "tanh" and uniform.hidden_acts == ("tanh",)
+
+
+def test_per_layer_activations_train_alike_on_both_backends(rng):
+    from fastnn.engine import numpy_engine as NE
+    from fastnn.engine import training
+    from fastnn.kernels import train as K
+
+    x = rng.standard_normal((40, 6))
+    y = rng.integers(0, 4, 40)
+    results = []
+    for engine in (K, NE):
+        net = fastnn.Network([6, 9, 8, 7, 4], hidden=MIXED, dtype="float64", seed=1)
+        X = net.check_x(x)
+        tr = net.trainer(X, *net.check_y(y, 40), 8, False)
+        opt = training.optimizer("sgd", lr=0.1)
+        state = training.fresh_state(opt.kind, net.theta)
+        tr.no_plan.sums[0] = 0.0
+        engine.train_batches(tr.data, tr.model, tr.head, tr.grad, state, opt, tr.sp, tr.work,
+                             tr.bufs, 0, tr.n_batches, tr.no_plan)
+        results.append(net.theta.copy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("hidden,words", [
+    (["relu", "tanh"], "hidden has 2 activations, the network has 3 hidden layers"),
+    (["relu", "gelu", "tanh"], "hidden[1] must be one of"),
+    (7, "hidden must be an activation name or a list"),
+])
+def test_bad_per_layer_activations_name_the_argument(hidden, words):
+    with pytest.raises((ValueError, TypeError)) as e:
+        fastnn.Network([6, 9, 8, 7, 4], hidden=hidden)
+    assert words in str(e.value)
+
+
+def test_per_layer_activations_reach_onnx_torch_the_estimators_and_the_cli(rng):
+    from fastnn.cli import app
+
+    x = rng.standard_normal((30, 6))
+    net = fastnn.Network([6, 9, 8, 7, 4], hidden=MIXED, dtype="float64", seed=1)
+    assert app.build_parser().parse_args(["train", "--activation", "relu,tanh,elu"]
+                                         ).activation == MIXED
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        seq = net.to_torch()
+        with torch.no_grad():
+            np.testing.assert_allclose(seq(torch.from_numpy(x)).numpy(), net.predict_proba(x),
+                                       rtol=1e-12)
+        assert fastnn.Network.from_torch(seq).hidden == MIXED
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        ort = None
+    if ort is not None:
+        model = net.to_onnx()
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(sess.run(None, {"input": x})[0], net.predict_proba(x),
+                                   rtol=1e-10)
+    pytest.importorskip("sklearn")
+    y = (x[:, 0] > 0).astype(int)
+    est = fastnn.MLPClassifier((9, 8, 7), activation=["relu", "tanh", "elu"], max_iter=3,
+                               random_state=0)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(x, y)
+    assert est.network_.hidden_acts == tuple(MIXED)
+    with pytest.raises(ValueError, match="hidden has 1 activations"):
+        fastnn.MLPClassifier((9, 8), activation=["relu"]).fit(x, y)

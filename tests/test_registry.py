@@ -18,7 +18,6 @@ OPTS = list(registry.OPTIMIZERS)
 # Values on both sides of 0 (away from relu's kink) and far into the tails.
 GRID = np.concatenate([-np.logspace(-3, 2, 40), np.logspace(-3, 2, 40)])
 
-
 def test_the_option_tables_are_the_registry():
     assert validation.HIDDEN == tuple(ACTS)
     assert validation.OUTPUTS == tuple(HEADS)
@@ -26,7 +25,6 @@ def test_the_option_tables_are_the_registry():
     assert len({int(a.code) for a in registry.ACTIVATIONS.values()}) == len(ACTS)
     assert len({h.code for h in registry.HEADS.values()}) == len(HEADS)
     assert len({o.kind for o in registry.OPTIMIZERS.values()}) == len(OPTS)
-
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ACTS)
@@ -41,7 +39,6 @@ def test_each_activation_has_its_kernel_branch(name, dtype):
     assert_close(ky, y, dtype, what=f"{name} forward")
     assert_close(kd, spec.derivative(y), dtype, what=f"{name} derivative")
 
-
 @pytest.mark.parametrize("name", ACTS)
 def test_each_derivative_is_the_derivative(name):
     spec = registry.ACTIVATIONS[name]
@@ -49,7 +46,6 @@ def test_each_derivative_is_the_derivative(name):
     h = 1e-6 * np.maximum(1.0, np.abs(x))
     numeric = (spec.forward(x + h) - spec.forward(x - h)) / (2 * h)
     np.testing.assert_allclose(spec.derivative(spec.forward(x)), numeric, rtol=1e-5, atol=1e-8)
-
 
 def _targets(rng, head, n, k):
     if head == "softmax":
@@ -59,7 +55,6 @@ def _targets(rng, head, n, k):
     if head == "poisson":
         return np.zeros(0, np.int64), rng.poisson(1.0, (n, k)).astype(float)
     return np.zeros(0, np.int64), rng.standard_normal((n, k))
-
 
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -83,7 +78,6 @@ def test_each_head_has_its_kernel_branch(rng, name, dtype, weighted):
     L.head_output(spec.code, Z, P)
     assert_close(P, spec.output(Z.astype(np.float64)), dtype, what="output")
 
-
 @pytest.mark.parametrize("name", HEADS)
 def test_each_head_gradient_is_the_derivative_of_its_loss(rng, name):
     spec = registry.HEADS[name]
@@ -98,7 +92,6 @@ def test_each_head_gradient_is_the_derivative_of_its_loss(rng, name):
         down[i, j] -= h
         numeric = (spec.rows(up, labels, T)[0].sum() - spec.rows(down, labels, T)[0].sum()) / (2 * h)
         assert abs(numeric - dZ[i, j]) < 1e-6 * max(1.0, abs(numeric))
-
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", OPTS)
@@ -118,7 +111,6 @@ def test_each_optimizer_has_its_kernel_branch(rng, name, dtype):
         runs.append((model.theta, state.vel, state.sq))
     for a, b in zip(*runs):
         assert_close(a, b, dtype, what=name)
-
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("hidden", ACTS)
@@ -142,15 +134,15 @@ def test_each_activation_trains_alike_on_both_backends(rng, hidden, dtype):
     assert_close(results[1][0], results[0][0], dtype, what="sums")
     assert_close(results[1][1], results[0][1], dtype, what="parameters")
 
-
 @pytest.mark.parametrize("name", ACTS)
 def test_each_activation_is_exported(name):
     spec = registry.ACTIVATIONS[name]
-    assert spec.onnx is None or (isinstance(spec.onnx[0], str) and isinstance(spec.onnx[1], dict)
-                                 and isinstance(spec.onnx[2], tuple))
+    steps = [spec.onnx] if isinstance(spec.onnx, tuple) else spec.onnx or []
+    assert spec.onnx is None or steps
+    for op, attributes, inputs in steps:
+        assert isinstance(op, str) and isinstance(attributes, dict) and isinstance(inputs, tuple)
     assert isinstance(spec.torch[0], str) and isinstance(spec.torch[1], dict)
     assert spec.sklearn in registry.SKLEARN_ACTIVATIONS
-
 
 @pytest.mark.parametrize("name", ACTS)
 def test_each_activation_reaches_the_estimators_and_the_cli(name):
@@ -162,7 +154,6 @@ def test_each_activation_reaches_the_estimators_and_the_cli(name):
     parser = app.build_parser()
     args = parser.parse_args(["train", "--activation", name])
     assert args.activation == name
-
 
 @pytest.mark.parametrize("name", ACTS)
 def test_each_activation_fits_in_the_estimators(rng, name):
@@ -178,8 +169,6 @@ def test_each_activation_fits_in_the_estimators(rng, name):
         h = registry.ACTIVATIONS[name].forward(h @ W + b)
     expected = registry.HEADS["softmax"].output(h @ est.coefs_[-1] + est.intercepts_[-1])
     assert_close(est.predict_proba(x), expected, np.float64, what=name)
-
-
 
 @pytest.mark.parametrize("name", OPTS)
 def test_each_optimizer_reaches_the_estimators_and_the_cli(rng, name):

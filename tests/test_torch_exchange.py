@@ -40,8 +40,8 @@ def test_a_torch_trained_stack_predicts_the_same_in_fastnn(rng):
 
 
 @pytest.mark.parametrize("seq, words", [
-    (lambda: torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3),
-                                 torch.nn.Tanh(), torch.nn.Linear(3, 2)), "one hidden activation"),
+    (lambda: torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Tanh(),
+                                 torch.nn.Linear(8, 2)), "follows another activation"),
     (lambda: torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(), torch.nn.Linear(8, 3)),
      "Dropout"),
     (lambda: torch.nn.Sequential(torch.nn.Linear(4, 8, bias=False)), "no bias"),

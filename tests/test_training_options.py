@@ -256,7 +256,11 @@ def test_pickle_round_trip_keeps_live_views(rng):
 
 
 @pytest.mark.parametrize("kw,err,match", [
-    ({"optimizer": "rmsprop"}, ValueError, "optimizer"),
+    ({"optimizer": "lion"}, ValueError, "optimizer"),
+    ({"optimizer": "adamw", "weight_decay": -0.1}, ValueError, "weight_decay"),
+    ({"optimizer": "adamw", "lr": 10.0, "weight_decay": 0.5}, ValueError, "lr \\* weight_decay"),
+    ({"class_weight": "even"}, ValueError, "class_weight"),
+    ({"sample_weight": [1.0]}, ValueError, "sample_weight"),
     ({"beta1": 1.0}, ValueError, "beta1"),
     ({"beta2": -0.1}, ValueError, "beta2"),
     ({"eps": 0}, ValueError, "eps"),

@@ -41,6 +41,16 @@ def _positive_int(text):
     return v
 
 
+def _activations(text):
+    """One activation name, or a comma-separated name per hidden layer."""
+    names = [n.strip() for n in text.split(",")]
+    for n in names:
+        if n not in HIDDEN:
+            raise argparse.ArgumentTypeError(f"unknown activation {n!r} (choose from "
+                                              f"{', '.join(HIDDEN)})")
+    return names[0] if len(names) == 1 else names
+
+
 def _layers(text):
     try:
         sizes = [int(s) for s in text.replace(",", " ").split()]
@@ -86,7 +96,9 @@ def _train_parser(sub):
     _csv_header_option(t)
     t.add_argument("--layers", type=_layers, default=[100, 50], metavar="N,N,...",
                    help="hidden layer sizes (default: 100,50)")
-    t.add_argument("--activation", choices=HIDDEN, default="relu")
+    t.add_argument("--activation", type=_activations, default="relu", metavar="NAME[,NAME...]",
+                   help=f"hidden activation ({', '.join(HIDDEN)}), or one per hidden layer "
+                        f"(default: relu)")
     t.add_argument("--output", choices=OUTPUTS, default=None,
                    help="output head (default: softmax for integer labels, identity "
                         "(regression) otherwise)")
@@ -280,7 +292,8 @@ def cmd_train(args, out):
     net = Network(layers, hidden=args.activation, output=output, init=args.init,
                   seed=args.seed, dtype=args.dtype)
     classify = output not in REGRESSION_OUTPUTS
-    desc = (f"fastnn {__version__}: {'-'.join(map(str, layers))} {args.activation}/{output}, "
+    act = args.activation if isinstance(args.activation, str) else ",".join(args.activation)
+    desc = (f"fastnn {__version__}: {'-'.join(map(str, layers))} {act}/{output}, "
             f"{args.optimizer} lr={args.lr:g} ({args.schedule}), batch {args.batch_size}, "
             f"{args.epochs} epochs, {args.dtype}, {x.shape[0]} training rows")
     if not args.quiet:

@@ -252,10 +252,14 @@ class _ZipModel:
         if layers.ndim != 1:
             raise self.bad("malformed 'layers'")
         strings = {key: str(self.read(key, shape=(), kinds="U", max_items=1))
-                   for key in ("hidden", "output", "dtype")}
+                   for key in ("output", "dtype")}
+        hidden = self.read("hidden", kinds="U", max_items=10_000)  # a name, or one per layer
+        if hidden.ndim > 1:
+            raise self.bad("malformed 'hidden'")
+        strings["hidden"] = str(hidden) if hidden.ndim == 0 else [str(a) for a in hidden]
         try:
             sizes = validation.check_layers(layers.tolist())
-            validation.check_choice("hidden", strings["hidden"], validation.HIDDEN)
+            validation.check_hidden(strings["hidden"], len(sizes) - 2)
             validation.check_choice("output", strings["output"], validation.OUTPUTS)
             dtype = validation.check_dtype(strings["dtype"])
         except (ValueError, TypeError) as e:

@@ -26,7 +26,8 @@ class Network:
 
     ``layers``: widths, input first (``[784, 100, 50, 10]``). ``hidden``:
     the hidden layers' activation, a name in :data:`HIDDEN` (the registry's
-    activations: relu, sigmoid, tanh, identity, ...). ``output``: softmax
+    activations: relu, sigmoid, tanh, identity, ...), or a list of one per
+    hidden layer (``["relu", "tanh"]``). ``output``: softmax
     (cross-entropy) | sigmoid (binary cross-entropy) | identity (squared
     error) | poisson (half Poisson deviance, log link). ``init``:
     uniform (half-width ``init_scale``) | he | glorot. ``seed`` seeds the
@@ -41,7 +42,9 @@ class Network:
     def __init__(self, layers, hidden="relu", output="softmax", init="uniform",
                  init_scale=0.1, seed=None, dtype="float32"):
         self.layers = tuple(validation.check_layers(layers))
-        self.hidden = validation.check_choice("hidden", hidden, HIDDEN)
+        # One name per hidden layer; ``hidden`` as given (a name or a list).
+        self.hidden_acts = validation.check_hidden(hidden, len(self.layers) - 2)
+        self.hidden = hidden if isinstance(hidden, str) else list(self.hidden_acts)
         self.output = validation.check_choice("output", output, OUTPUTS)
         validation.check_choice("init", init, INITS)
         self.dtype = validation.check_dtype(dtype)
@@ -61,8 +64,9 @@ class Network:
     def _allocate(self):
         self.layout = ParamLayout(self.layers)
         n_layers = len(self.layers) - 1
-        self.acts = np.array([ACTIVATIONS[self.hidden].code] * (n_layers - 1)
+        self.acts = np.array([ACTIVATIONS[a].code for a in self.hidden_acts]
                              + [ACTIVATIONS["identity"].code], dtype=np.int64)
+        assert self.acts.shape[0] == n_layers
         self.head = HEADS[self.output].code
         self.theta = self.layout.new_theta(self.dtype)
         self.weights, self.biases = self.layout.views(self.theta)

@@ -15,7 +15,7 @@ the kernels keep only a layer's output for the backward pass (so an
 activation that is not a function of its output, such as GELU or SiLU,
 needs the pre-activations kept first).
 """
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -31,7 +31,10 @@ class Activation(NamedTuple):
     forward: Callable            # NumPy: y = f(x)
     derivative: Callable         # NumPy: f'(x), from y = f(x)
     sklearn: Optional[str]       # scikit-learn's name for it (MLP*.activation), or None
-    onnx: Optional[tuple]        # its ONNX node: (op_type, attributes, constant inputs); None: none
+    # Its ONNX form: one node (op_type, attributes, constant inputs), or a
+    # list of steps (op_type, attributes, inputs), an input being "x" (the
+    # layer's), the index of an earlier step or a float constant; None: none.
+    onnx: Any
     torch: tuple                 # (torch.nn class name, constructor keywords)
 
 
@@ -56,10 +59,16 @@ ACTIVATIONS = {a.name: a for a in (
                ("LeakyReLU", {"negative_slope": _act.LEAKY_SLOPE})),
     Activation("elu", _act.ELU, lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
                lambda y: np.where(y > 0, 1, y + 1).astype(y.dtype),
-               "elu", ("Elu", {"alpha": 1.0}, ()), ("ELU", {})),
+               # relu(x) + min(exp(x) - 1, 0): onnxruntime has no float64 Elu.
+               "elu", [("Exp", {}, ("x",)), ("Sub", {}, (0, 1.0)), ("Min", {}, (1, 0.0)),
+                       ("Relu", {}, ("x",)), ("Add", {}, (3, 2))], ("ELU", {})),
     Activation("softplus", _act.SOFTPLUS,
                lambda x: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))),
-               lambda y: -np.expm1(-y), "softplus", ("Softplus", {}, ()), ("Softplus", {})),
+               # relu(x) + log(1 + exp(-|x|)): onnxruntime has no float64 Softplus.
+               lambda y: -np.expm1(-y), "softplus",
+               [("Abs", {}, ("x",)), ("Neg", {}, (0,)), ("Exp", {}, (1,)),
+                ("Add", {}, (2, 1.0)), ("Log", {}, (3,)), ("Relu", {}, ("x",)),
+                ("Add", {}, (5, 4))], ("Softplus", {})),
 )}
 ACTIVATION_BY_CODE = {int(a.code): a for a in ACTIVATIONS.values()}
 # scikit-learn's activation names (MLPClassifier(activation=...)) -> ours.

@@ -240,6 +240,23 @@ def check_bool(name, value):
     return bool(value)
 
 
+def check_hidden(hidden, n_hidden):
+    """The activation of each of ``n_hidden`` hidden layers: ``hidden`` is
+    one name in :data:`HIDDEN` for all, or a sequence of one per layer."""
+    if isinstance(hidden, str):
+        return (check_choice("hidden", hidden, HIDDEN),) * n_hidden
+    try:
+        names = list(hidden)
+    except TypeError:
+        raise TypeError(f"hidden must be an activation name or a list of one per hidden "
+                        f"layer, got {type(hidden).__name__}") from None
+    if len(names) != n_hidden:
+        raise ValueError(f"hidden has {len(names)} activations, the network has {n_hidden} "
+                         f"hidden layers")
+    return tuple(check_choice(f"hidden[{i}]", str(a) if isinstance(a, np.str_) else a, HIDDEN)
+                 for i, a in enumerate(names))
+
+
 def class_weights(class_weight, labels, T):
     """Per-row weights (float64) for ``class_weight``: a dict {class index:
     weight} or "balanced" (scikit-learn's ``n_rows / (n_classes *

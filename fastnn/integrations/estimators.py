@@ -147,7 +147,11 @@ class _BaseMLP(BaseEstimator):
             if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral) or s < 1:
                 raise ValueError("hidden_layer_sizes must be positive integers, got "
                                  f"{self.hidden_layer_sizes!r}")
-        V.check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        if isinstance(self.activation, str):
+            V.check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        else:  # fastnn: one per hidden layer
+            V.check_hidden([ACTIVATIONS.get(a, a) if isinstance(a, str) else a
+                            for a in self.activation], len(hls))
         V.check_choice("solver", self.solver, SOLVERS)
         V.check_float("alpha", self.alpha, 0)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
@@ -196,7 +200,7 @@ class _BaseMLP(BaseEstimator):
     def _initialize(self, layer_units, dtype, head):
         """A new network with scikit-learn's initialisation."""
         self._rs = _random_state(self.random_state)
-        net = Network(layer_units, hidden=ACTIVATIONS[self.activation], output=head,
+        net = Network(layer_units, hidden=self._hidden(), output=head,
                       init="uniform", seed=0, dtype=dtype)
         factor = 2.0 if self.activation == "logistic" else 6.0
         for W, b in zip(net.weights, net.biases):
@@ -258,6 +262,12 @@ class _BaseMLP(BaseEstimator):
 
     def _class_weights(self, y, incremental):
         return None  # classifiers: class_weight
+
+    def _hidden(self):
+        """Network's ``hidden`` for ``activation`` (a name, or one per layer)."""
+        if isinstance(self.activation, str):
+            return ACTIVATIONS[self.activation]
+        return [ACTIVATIONS.get(a, a) for a in self.activation]
 
     def _fit(self, X, y, incremental, sample_weight=None):
         data = self._fit_data(X, y, incremental, sample_weight)

@@ -2,11 +2,14 @@
 
 The graph is what the kernels compute: per layer ``Gemm(x, W, b)`` (W is
 stored (fan_in, fan_out), as ONNX's Gemm takes B without transposing), then
-the hidden activation's node and, last, the head's (``Softmax`` over axis 1,
-``Sigmoid``, ``Exp``, or nothing for squared error), as
-:mod:`fastnn.engine.registry` declares them. A node's constant inputs (a
-slope, say) are initializers of the model's element type, so a float64
-model computes with float64 constants (ONNX's float attributes are 32-bit).
+each hidden layer's activation and, last, the head's (``Softmax`` over axis
+1, ``Sigmoid``, ``Exp``, or nothing for squared error), as
+:mod:`fastnn.engine.registry` declares them: one node, or a few (an
+activation that onnxruntime implements only in float32, such as ``Elu``,
+is written with the elementwise ops it implements in float64 too). A
+node's constant inputs (a slope, say) are initializers of the model's
+element type, so a float64 model computes with float64 constants (ONNX's
+float attributes are 32-bit).
 Input ``input`` and output ``output`` have a dynamic batch dimension
 ``batch``; the element type is the model's (float32 or float64); opset 17.
 Needs the optional ``onnx`` package (``pip install "fastnn[onnx]"``).
@@ -36,15 +39,11 @@ def to_onnx(net, path=None, name="fastnn"):
         nodes.append(helper.make_node("Gemm", [current, f"W{l}", f"b{l}"], [out],
                                       name=f"dense{l}"))
         current = out
-        node = ACTIVATIONS[net.hidden].onnx if l < n_layers - 1 else HEADS[net.output].onnx
-        if node is not None:
-            op, attributes, constants = node
-            extra = [f"{op.lower()}{l}_c{k}" for k in range(len(constants))]
-            inits += [numpy_helper.from_array(np.array([c], net.dtype), name)
-                      for c, name in zip(constants, extra)]
-            nodes.append(helper.make_node(op, [current] + extra, [f"h{l}"],
-                                          name=f"{op.lower()}{l}", **attributes))
-            current = f"h{l}"
+        spec = (ACTIVATIONS[net.hidden_acts[l]].onnx if l < n_layers - 1
+                else HEADS[net.output].onnx)
+        if spec is not None:
+            current = _activation_nodes(spec, current, l, nodes, inits, net.dtype, helper,
+                                        numpy_helper)
     nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     graph = helper.make_graph(
         nodes, name,
@@ -60,3 +59,28 @@ def to_onnx(net, path=None, name="fastnn"):
         data = model.SerializeToString()
         atomic_write(path, lambda f: f.write(data))
     return model
+
+
+def _activation_nodes(spec, x, l, nodes, inits, dtype, helper, numpy_helper):
+    """Append layer ``l``'s activation ``spec`` applied to the tensor ``x``
+    (see ``registry.Activation.onnx``); returns its output's name."""
+    if isinstance(spec, tuple):  # one node: (op, attributes, constant inputs)
+        op, attributes, constants = spec
+        spec = [(op, attributes, ("x",) + tuple(constants))]
+    names = []
+    for k, (op, attributes, refs) in enumerate(spec):
+        inputs = []
+        for j, ref in enumerate(refs):
+            if isinstance(ref, str):        # "x": the layer's input
+                inputs.append(x)
+            elif isinstance(ref, int):      # an earlier step's output
+                inputs.append(names[ref])
+            else:                           # a constant, in the model's dtype
+                name = f"{op.lower()}{l}_{k}_c{j}"
+                inits.append(numpy_helper.from_array(np.array([ref], dtype), name))
+                inputs.append(name)
+        out = f"h{l}" if k == len(spec) - 1 else f"h{l}_{k}"
+        nodes.append(helper.make_node(op, inputs, [out], name=f"{op.lower()}{l}_{k}",
+                                      **attributes))
+        names.append(out)
+    return names[-1]

@@ -6,7 +6,7 @@ def network_summary(net):
     and the first layer's kernel path of the last fit (dense/sparse)."""
     rows = [("layer", "shape", "params", "activation")]
     for l, (W, b) in enumerate(zip(net.weights, net.biases)):
-        act = net.hidden if l < len(net.weights) - 1 else f"{net.output} (head)"
+        act = net.hidden_acts[l] if l < len(net.weights) - 1 else f"{net.output} (head)"
         rows.append((f"dense {l}", f"{W.shape[0]} -> {W.shape[1]}", f"{W.size + b.size:,}",
                      act))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]

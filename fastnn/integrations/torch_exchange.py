@@ -1,11 +1,11 @@
 """Hand a Network to PyTorch and back (torch stays optional).
 
-``to_torch``: a ``torch.nn.Sequential`` of ``Linear`` layers and the hidden
-activation, ending with the output head's non-linearity (``Softmax(dim=1)``,
+``to_torch``: a ``torch.nn.Sequential`` of ``Linear`` layers and each hidden
+layer's activation, ending with the output head's non-linearity (``Softmax(dim=1)``,
 ``Sigmoid``, an exp for Poisson, nothing for identity), so calling it on a
 batch gives ``predict_proba``. ``from_torch``: the reverse, for stacks of
-``Linear`` layers and one hidden activation throughout (what a Network
-holds) and an optional final ``Softmax``/``Sigmoid`` that names the output
+``Linear`` layers with one activation (or none: identity) between two of
+them (what a Network holds) and an optional final ``Softmax``/``Sigmoid`` that names the output
 head (none: identity). The modules of each operation are those
 :mod:`fastnn.engine.registry` declares.
 """
@@ -38,7 +38,6 @@ def to_torch(net):
     torch = _torch()
     dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[
         np.dtype(net.dtype)]
-    act_class, act_kwargs = ACTIVATIONS[net.hidden].torch
     modules = []
     for i, (W, b) in enumerate(zip(net.weights, net.biases)):
         lin = torch.nn.Linear(W.shape[0], W.shape[1], dtype=dtype)
@@ -47,6 +46,7 @@ def to_torch(net):
             lin.bias.copy_(torch.from_numpy(b.copy()))
         modules.append(lin)
         if i < len(net.weights) - 1:
+            act_class, act_kwargs = ACTIVATIONS[net.hidden_acts[i]].torch
             modules.append(getattr(torch.nn, act_class)(**act_kwargs))
     head = HEADS[net.output].torch
     if head == "Softmax":
@@ -70,7 +70,7 @@ def from_torch(cls, seq, seed=None):
         if isinstance(last, torch.nn.Softmax) and last.dim not in (1, -1):
             raise ValueError(f"the final Softmax must be over dim 1, got dim={last.dim}")
         output = "softmax" if isinstance(last, torch.nn.Softmax) else "sigmoid"
-    linears, hidden = [], set()
+    linears, hidden = [], []  # hidden[k]: the activation after linear k, if any
     for i, m in enumerate(mods):
         if isinstance(m, torch.nn.Linear):
             if m.bias is None:
@@ -79,14 +79,15 @@ def from_torch(cls, seq, seed=None):
         elif type(m).__name__ in _HIDDEN:
             if not linears or i == len(mods) - 1:
                 raise ValueError(f"layer {i} ({type(m).__name__}) must sit between Linear layers")
-            hidden.add(_hidden_name(m, i))
+            if len(hidden) == len(linears):
+                raise ValueError(f"layer {i} ({type(m).__name__}) follows another activation: "
+                                 f"a Network has one between two Linear layers")
+            hidden += [None] * (len(linears) - 1 - len(hidden)) + [_hidden_name(m, i)]
         else:
             raise ValueError(f"layer {i} ({type(m).__name__}) is not supported: use Linear, "
                              f"{', '.join(_HIDDEN)} and a final Softmax/Sigmoid")
     if not linears:
         raise ValueError("the Sequential holds no Linear layer")
-    if len(hidden) > 1:
-        raise ValueError(f"a Network has one hidden activation, this stack has {sorted(hidden)}")
     layers = [linears[0].in_features]
     for a, b in zip(linears, linears[1:]):
         if b.in_features != a.out_features:
@@ -97,7 +98,9 @@ def from_torch(cls, seq, seed=None):
     np_dtype = {torch.float32: "float32", torch.float64: "float64"}.get(dtype)
     if np_dtype is None:
         raise ValueError(f"weights must be float32 or float64, got {dtype}")
-    net = cls(layers, hidden=hidden.pop() if hidden else "identity", output=output,
+    # Two Linear layers in a row: identity between them.
+    acts = [a or "identity" for a in hidden + [None] * (len(linears) - 1 - len(hidden))]
+    net = cls(layers, hidden=acts[0] if len(set(acts)) == 1 else acts, output=output,
               dtype=np_dtype, seed=seed)
     for l, m in enumerate(linears):
         net.weights[l][...] = m.weight.detach().cpu().numpy().T
