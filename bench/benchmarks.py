@@ -49,6 +49,32 @@ class TimeEpoch:
         self.net.fit(self.x, self.y, **self.kw)
 
 
+class TimeEpochOptions:
+    """The classic float32 MNIST epoch with each optimizer, and with
+    class_weight="balanced" (sample weights); "sgd" is the baseline run in
+    the same report."""
+    params = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "sgd+class_weight"]
+    param_names = ["option"]
+    number = 1
+    repeat = (2, 5, 120.0)
+    timeout = 900
+
+    def setup(self, option):
+        (x, y), _ = mnist()
+        self.x, self.y = x, y
+        spec = WORKLOADS["classic"]
+        self.net = fastnn.Network(spec["layers"], seed=8)
+        optimizer = option.split("+")[0]
+        self.kw = dict(epochs=1, batch_size=spec["batch_size"], shuffle=False,
+                       optimizer=optimizer, lr=spec["lr"] if optimizer == "sgd" else 1e-3)
+        if option.endswith("class_weight"):
+            self.kw["class_weight"] = "balanced"
+        self.net.fit(self.x, self.y, **self.kw)
+
+    def time_epoch(self, option):
+        self.net.fit(self.x, self.y, **self.kw)
+
+
 class TimeMatmul:
     """The tiled matmul in the three orientations training needs."""
     params = (["classic", "512"], ["float32", "float64"])
