@@ -735,3 +735,22 @@ def test_fastnn_solvers_fit_and_cannot_go_to_sklearn(rng, solver):
     assert est.loss_curve_[-1] < est.loss_curve_[0]
     with pytest.raises(ValueError, match="cannot hold this model"):
         est.to_sklearn()
+
+
+def test_estimator_dropout_trains_and_refuses_lbfgs(rng):
+    from sklearn.base import clone
+
+    X, y = classification(rng, 200, 4, "multiclass")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier((16,), dropout=0.2, max_iter=60, learning_rate_init=0.02,
+                          random_state=0).fit(X, y)
+        b = clone(a).fit(X, y)
+        c = MLPClassifier((16,), max_iter=60, learning_rate_init=0.02, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(a.coefs_[0], b.coefs_[0])  # the masks follow random_state
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+    assert a.score(X, y) > 0.8, (a.score(X, y), c.score(X, y))
+    with pytest.raises(ValueError, match="dropout needs a stochastic solver"):
+        MLPClassifier((5,), solver="lbfgs", dropout=0.1).fit(X, y)
+    with pytest.raises(ValueError, match="dropout must be < 1"):
+        MLPRegressor((5,), dropout=1.0).fit(X, X[:, 0])

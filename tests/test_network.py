@@ -53,7 +53,8 @@ def kernel_gradients(net, x, y, sparse=False):
     grad = np.full_like(net.theta, np.nan)
     loss, _ = K.forward_backward(net.model(), net.head, X, rows, 0, labels, T,
                                  np.empty(0), sp,
-                                 grad, memory.work_buffers(net.layout, n, net.dtype, sparse))
+                                 grad, memory.work_buffers(net.layout, n, net.dtype, sparse),
+                                 np.empty(0), np.uint64(0))
     return loss, grad
 
 
@@ -499,3 +500,122 @@ def test_per_layer_activations_reach_onnx_torch_the_estimators_and_the_cli(rng):
     assert est.network_.hidden_acts == tuple(MIXED)
     with pytest.raises(ValueError, match="hidden has 1 activations"):
         fastnn.MLPClassifier((9, 8), activation=["relu"]).fit(x, y)
+
+
+# ------------------------------------------------------------------- dropout
+def _epoch_on(engine, net, x, y, batch_size, dropout, shuffle=True):
+    from fastnn.engine import training
+
+    X = net.check_x(x)
+    tr = net.trainer(X, *net.check_y(y, X.shape[0]), batch_size, shuffle)
+    opt = training.optimizer("sgd", lr=0.1, momentum=0.9, **net.dropout_settings(dropout))
+    state = training.fresh_state(opt.kind, net.theta)
+    tr.no_plan.sums[0] = 0.0
+    engine.epoch_begin(tr.data.order, net.engine.shuffle_state, shuffle, tr.sp, False,
+                       batch_size)
+    engine.train_batches(tr.data, tr.model, tr.head, tr.grad, state, opt, tr.sp, tr.work,
+                         tr.bufs, 0, tr.n_batches, tr.no_plan)
+    return tr.no_plan.sums[0].copy(), net.theta.copy(), tr
+
+
+@pytest.mark.parametrize("case", ["whole batches", "row-split batches", "sparse first layer"])
+def test_dropout_trains_alike_on_both_backends(rng, case):
+    """The compiled epoch (whole batches, the two-thread row split, a
+    sparse first layer) and the NumPy one draw the same masks and agree."""
+    from fastnn.engine import numpy_engine as NE
+
+    x = rng.standard_normal((300, 12))
+    if case == "sparse first layer":
+        x[rng.random(x.shape) < 0.9] = 0
+    y = rng.integers(0, 4, 300)
+    batch = 150 if case == "row-split batches" else 25
+    runs = []
+    for engine in (K, NE):
+        net = fastnn.Network([12, 20, 16, 4], hidden=["tanh", "relu"], dtype="float64", seed=3)
+        runs.append(_epoch_on(engine, net, x, y, batch, [0.3, 0.2]))
+    if case == "row-split batches":
+        assert runs[0][2].work.gs.shape[0] > 0  # the split path ran
+    assert (runs[0][2].sp is not None) == (case == "sparse first layer")
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-10)
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-9, atol=1e-12)
+    plain = fastnn.Network([12, 20, 16, 4], hidden=["tanh", "relu"], dtype="float64", seed=3)
+    assert not np.allclose(_epoch_on(K, plain, x, y, batch, None)[1], runs[0][1])
+
+
+def test_dropout_gradient_is_the_derivative_with_those_masks(rng):
+    """With the masks fixed (a batch key), the kernels' gradient equals
+    central differences of the loss of the NumPy forward with them."""
+    from fastnn.engine import memory
+    from fastnn.engine import numpy_engine as NE
+
+    x = rng.standard_normal((10, 5))
+    y = rng.integers(0, 3, 10)
+    net = fastnn.Network([5, 7, 6, 3], hidden=["sigmoid", "elu"], dtype="float64", seed=2)
+    X = net.check_x(x)
+    labels, T = net.check_y(y, 10)
+    drop = np.array([0.4, 0.25, 0.0])
+    key = np.uint64(12345)
+    grad = np.zeros_like(net.theta)
+    K.forward_backward(net.model(), net.head, X, np.arange(10), 0, labels, T, np.empty(0), None,
+                       grad, memory.work_buffers(net.layout, 10, net.dtype, False), drop, key)
+
+    def loss(theta):
+        model = net.layout.model(theta, net.acts)
+        z = NE.forward(model, X, drop, key)[-1]
+        return NE.head_loss(net.head, z, labels, T, np.empty(0))[0]
+
+    theta = net.theta.copy()
+    for i in rng.choice(theta.size, 25, replace=False):
+        e = np.zeros_like(theta)
+        e[i] = 1e-6
+        numeric = (loss(theta + e) - loss(theta - e)) / 2e-6
+        assert abs(numeric - grad[i]) < 1e-6 * max(1.0, abs(numeric)), i
+
+
+def test_dropout_keeps_the_rate_and_scales_what_it_keeps():
+    from fastnn.kernels import dropout as D
+
+    Y = np.ones((400, 250), np.float32)
+    D.dropout_forward(Y, 0, 0.2, D.layer_key(D.batch_key(np.uint64(7), 3), 0))
+    assert abs((Y == 0).mean() - 0.2) < 0.005
+    assert set(np.unique(Y)) == {0.0, np.float32(1.25)}
+    assert abs(Y.mean() - 1.0) < 0.01  # the expected output is unchanged
+
+
+def test_dropout_repeats_exactly_whatever_the_threads_and_is_off_in_predict(rng):
+    x = rng.random((400, 30)).astype(np.float32)
+    y = rng.integers(0, 5, 400)
+    before = fastnn.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, before):
+            fastnn.set_num_threads(threads)
+            net = fastnn.Network([30, 64, 32, 5], seed=4)
+            net.fit(x, y, epochs=2, batch_size=200, dropout=0.3)
+            runs.append(net)
+    finally:
+        fastnn.set_num_threads(before)
+    np.testing.assert_array_equal(runs[0].theta, runs[1].theta)
+    net = runs[0]
+    h = x
+    for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+        h = h @ W + b
+        h = np.maximum(h, 0) if l < 2 else h
+    np.testing.assert_array_equal(net.predict(x), h.argmax(axis=1))
+    assert net.evaluate(x, y) == net.evaluate(x, y)
+
+
+@pytest.mark.parametrize("dropout,words", [
+    (1.0, "dropout must be < 1"),
+    (-0.1, "dropout must be >= 0"),
+    ([0.2], "dropout has 1 rates, the network has 2 hidden layers"),
+    ([0.2, "a"], "dropout[1] must be a real number"),
+    ("0.2", "dropout must be a rate or a list"),
+])
+def test_bad_dropout_names_the_argument(rng, dropout, words):
+    net = fastnn.Network([4, 5, 5, 2], seed=0)
+    before = net.theta.copy()
+    with pytest.raises((ValueError, TypeError)) as e:
+        net.fit(rng.random((10, 4)), np.arange(10) % 2, dropout=dropout)
+    assert words in str(e.value)
+    np.testing.assert_array_equal(net.theta, before)

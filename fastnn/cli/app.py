@@ -51,6 +51,15 @@ def _activations(text):
     return names[0] if len(names) == 1 else names
 
 
+def _rates(text):
+    try:
+        rates = [float(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected rates like 0.2 or 0.2,0.1, got {text!r}"
+                                         ) from None
+    return rates[0] if len(rates) == 1 else rates
+
+
 def _layers(text):
     try:
         sizes = [int(s) for s in text.replace(",", " ").split()]
@@ -112,6 +121,9 @@ def _train_parser(sub):
     t.add_argument("--l2", type=float, default=0.0, help="L2 weight penalty")
     t.add_argument("--weight-decay", type=float, default=0.01,
                    help="adamw's decoupled weight decay (default: 0.01)")
+    t.add_argument("--dropout", type=_rates, default=None, metavar="RATE[,RATE...]",
+                   help="dropout on the hidden layers' outputs while training: one rate, or "
+                        "one per hidden layer")
     t.add_argument("--class-weight", choices=("balanced",), default=None,
                    help="weigh each class's rows by n / (classes * rows of the class)")
     t.add_argument("--batch-size", type=_positive_int, default=100)
@@ -325,7 +337,7 @@ def cmd_train(args, out):
                 validation_split=args.validation_split, early_stopping=args.early_stopping,
                 patience=args.patience, callbacks=[per_epoch],
                 progress=not args.quiet, weight_decay=args.weight_decay,
-                class_weight=args.class_weight)
+                class_weight=args.class_weight, dropout=args.dropout)
     except KeyboardInterrupt as e:
         interrupts.keep_frames(e)
         interrupted = True

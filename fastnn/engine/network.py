@@ -102,7 +102,7 @@ class Network:
             nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, lr_schedule=None,
             shuffle=True, validation_data=None, validation_split=0.0, early_stopping=False,
             patience=10, min_delta=0.0, callbacks=(), progress=False, verbose=False,
-            weight_decay=0.01, sample_weight=None, class_weight=None):
+            weight_decay=0.01, sample_weight=None, class_weight=None, dropout=None):
         """Mini-batch gradient descent; returns the history (also ``self.history``).
 
         ``optimizer``: "sgd" (``momentum``, ``nesterov``), "adam" (``beta1``,
@@ -122,7 +122,10 @@ class Network:
         row of ``x`` (each batch's loss is the weighted mean); ``class_weight``:
         {class index: weight} or "balanced" (scikit-learn's formula over the
         training rows), multiplied into ``sample_weight``; validation rows
-        are not weighted.
+        are not weighted. ``dropout``: inverted dropout on the hidden layers'
+        outputs during training, one rate in [0, 1) or a list of one per
+        hidden layer (masks seeded by ``seed``: a run repeats exactly,
+        whatever the thread count); never in ``predict``/``evaluate``.
 
         History: per epoch ``loss``/``accuracy`` (running means over the
         batches, each measured before its update; NaN accuracy for
@@ -132,7 +135,7 @@ class Network:
         keeps the last completed epoch (and ``self.history``) and propagates.
         """
         opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
-                                 weight_decay=weight_decay)
+                                 weight_decay=weight_decay, **self.dropout_settings(dropout))
         epochs, policy, callbacks = self.fit_settings(
             epochs, opt, lr_schedule, (early_stopping, patience, min_delta), callbacks)
         validation_split = validation.check_float("validation_split", validation_split, 0, 1,
@@ -157,6 +160,12 @@ class Network:
                 None, progress=progress, callbacks=callbacks, owner=self,
                 report=training.epoch_printer(classify) if verbose else None,
                 classify=classify))
+
+    def dropout_settings(self, dropout):
+        """training.optimizer's dropout arguments: the rates per layer, and
+        the masks' seed from the shuffling stream (so from ``seed``)."""
+        return {"dropout": validation.dropout_rates(dropout, len(self.layers) - 1),
+                "drop_seed": int(self.engine.shuffle_state[0])}
 
     @staticmethod
     def fit_settings(epochs, opt, lr_schedule, stopping, callbacks):
@@ -192,13 +201,13 @@ class Network:
 
     def partial_fit(self, x, y, batch_size=100, lr=0.1, optimizer="sgd", momentum=0.0,
                     nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, shuffle=True,
-                    weight_decay=0.01):
+                    weight_decay=0.01, dropout=None):
         """One epoch over ``(x, y)``, continuing the optimizer state (momentum
         velocity, Adam moments and step count) of the previous ``fit`` or
         ``partial_fit`` with the same optimizer: for data that arrives in
         chunks. Returns the epoch's ``{"loss", "accuracy"}``."""
         opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
-                                 weight_decay=weight_decay)
+                                 weight_decay=weight_decay, **self.dropout_settings(dropout))
         X = self.check_x(x, check_finite=False)
         labels, T = self.check_y(y, X.shape[0])
         with self.engine.exclusive():

@@ -134,14 +134,49 @@ def _layers(model):
         yield l, slice(o, o + K * N), (K, N), slice(o + K * N, o + K * N + N)
 
 
-def forward(model, x):
-    """The outputs of every layer (the last: the logits)."""
+def forward(model, x, drop=None, key=0):
+    """The outputs of every layer (the last: the logits); with ``drop``
+    (each layer's dropout rate) and the batch's mask ``key``, the hidden
+    outputs after inverted dropout (``kernels.dropout``)."""
     H, outs = x, []
     for l, w, shape, b in _layers(model):
         U = H @ model.theta[w].reshape(shape) + model.theta[b]
         H = ACTIVATION_BY_CODE[int(model.acts[l])].forward(U)
+        if drop is not None and drop.shape[0] and drop[l] > 0:
+            keep = _kept(H.shape, drop[l], _layer_key(key, l))
+            H = np.where(keep, H * H.dtype.type(1.0 / (1.0 - drop[l])), H.dtype.type(0))
         outs.append(H)
     return outs
+
+
+# kernels.dropout's mask hash, on arrays (uint64 arithmetic wraps alike).
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(z):
+    z = np.uint64(z)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def batch_key(seed, step):
+    with np.errstate(over="ignore"):
+        return _mix(np.uint64(seed) + np.uint64(step) * np.uint64(0x9E3779B97F4A7C15))
+
+
+def _layer_key(key, l):
+    with np.errstate(over="ignore"):
+        return _mix(np.uint64(key) + np.uint64(l + 1) * np.uint64(0xD1B54A32D192ED03))
+
+
+def _kept(shape, rate, key):
+    cell = np.arange(shape[0] * shape[1], dtype=np.uint64).reshape(shape)
+    with np.errstate(over="ignore"):
+        x = (np.uint64(key) ^ cell) * _M1
+        x = (x ^ (x >> np.uint64(29))) * _M2
+    return (x >> np.uint64(32)) >= np.uint64(rate * 4294967296.0)
 
 
 def head_loss(head, Z, labels, T, w):
@@ -163,8 +198,9 @@ def head_loss(head, Z, labels, T, w):
     return loss, correct, (dZ * (wi[:, None] * inv_b)).astype(Z.dtype)
 
 
-def backward(model, x, outs, dZ, grad):
-    """Every layer's gradient into ``grad`` (the parameters' layout)."""
+def backward(model, x, outs, dZ, grad, drop=None, key=0):
+    """Every layer's gradient into ``grad`` (the parameters' layout);
+    ``drop``, ``key`` as given to :func:`forward`."""
     dU = dZ
     layers = list(_layers(model))
     for l, w, shape, b in reversed(layers):
@@ -173,7 +209,15 @@ def backward(model, x, outs, dZ, grad):
         grad[b] = dU.sum(axis=0)
         if l > 0:
             dX = dU @ model.theta[w].reshape(shape).T
-            dU = dX * ACTIVATION_BY_CODE[int(model.acts[l - 1])].derivative(Hin)
+            derivative = ACTIVATION_BY_CODE[int(model.acts[l - 1])].derivative
+            rate = drop[l - 1] if drop is not None and drop.shape[0] else 0.0
+            if rate > 0:
+                dt = Hin.dtype.type
+                keep = _kept(Hin.shape, rate, _layer_key(key, l - 1))
+                factor = dt(1.0 / (1.0 - rate)) * derivative(Hin * dt(1.0 - rate))
+                dU = np.where(keep, dX * factor, dt(0))
+            else:
+                dU = dX * derivative(Hin)
 
 
 def apply_update(model, grad, state, opt, rows):
@@ -245,9 +289,10 @@ def _run_batches(data, step, sp, batches, start=(0.0, 0.0, 0)):
         lb = pick(labels) if labels.shape[0] else labels
         tb = pick(T) if T.shape[0] else T
         wb = pick(w) if w.shape[0] else w
-        outs = forward(model, xb)
+        key = batch_key(opt.drop_seed, int(state.step[0]))
+        outs = forward(model, xb, opt.dropout, key)
         loss, c, dZ = head_loss(head, outs[-1], lb, tb, wb)
-        backward(model, xb, outs, dZ, grad)
+        backward(model, xb, outs, dZ, grad, opt.dropout, key)
         norm = float(wb.sum()) if wb.shape[0] else float(rows)
         pen = apply_update(model, grad, state, opt, norm)
         loss_sum += loss * rows

@@ -62,9 +62,12 @@ class EngineState:
 
 
 def optimizer(name="sgd", lr=0.1, momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999,
-              eps=1e-8, l2=0.0, l2_per_row=False, weight_decay=0.01):
+              eps=1e-8, l2=0.0, l2_per_row=False, weight_decay=0.01, dropout=None,
+              drop_seed=0):
     """Checked optimizer settings (:class:`Optimizer`); ``weight_decay`` is
-    AdamW's (decoupled) and read by it only."""
+    AdamW's (decoupled) and read by it only. ``dropout``: each layer's rate
+    (``validation.dropout_rates``), None for none; ``drop_seed`` seeds the
+    masks."""
     validation.check_choice("optimizer", name, validation.OPTIMIZERS)
     lr = validation.check_float("lr", lr, 0, low_open=True)
     momentum = validation.check_float("momentum", momentum, 0, 1, high_open=True)
@@ -77,8 +80,10 @@ def optimizer(name="sgd", lr=0.1, momentum=0.0, nesterov=False, beta1=0.9, beta2
     if name == "adamw" and lr * weight_decay >= 1:
         raise ValueError(f"lr * weight_decay must be < 1 (each step multiplies the parameters by "
                          f"1 - lr * weight_decay), got {lr} * {weight_decay}")
+    rates = np.zeros(0) if dropout is None or not np.any(dropout) else dropout
     return Optimizer(registry.OPTIMIZERS[name].kind, lr, momentum, nesterov, beta1, beta2, eps, l2,
-                     bool(l2_per_row), weight_decay)
+                     bool(l2_per_row), weight_decay, np.ascontiguousarray(rates, np.float64),
+                     np.uint64(drop_seed))
 
 
 def fresh_state(kind, theta):

@@ -257,6 +257,33 @@ def check_hidden(hidden, n_hidden):
                  for i, a in enumerate(names))
 
 
+def dropout_rates(dropout, n_layers):
+    """Each layer's output dropout rate, (n_layers,) float64 with the last
+    (the logits) 0, from ``dropout``: one rate for every hidden layer or a
+    list of one per hidden layer, each in [0, 1); None or 0: none."""
+    n_hidden = n_layers - 1
+    if dropout is None:
+        return None
+    if isinstance(dropout, numbers.Real) and not isinstance(dropout, (bool, np.bool_)):
+        rates = [dropout] * n_hidden
+    else:
+        try:
+            if isinstance(dropout, (str, bytes)):
+                raise TypeError
+            rates = list(dropout)
+        except TypeError:
+            raise TypeError(f"dropout must be a rate or a list of one per hidden layer, got "
+                            f"{type(dropout).__name__}") from None
+        if len(rates) != n_hidden:
+            raise ValueError(f"dropout has {len(rates)} rates, the network has {n_hidden} "
+                             f"hidden layers")
+    out = np.zeros(n_layers)
+    for i, r in enumerate(rates):
+        name = "dropout" if isinstance(dropout, numbers.Real) else f"dropout[{i}]"
+        out[i] = check_float(name, r, 0, 1, high_open=True)
+    return out if out.any() else None
+
+
 def class_weights(class_weight, labels, T):
     """Per-row weights (float64) for ``class_weight``: a dict {class index:
     weight} or "balanced" (scikit-learn's ``n_rows / (n_classes *

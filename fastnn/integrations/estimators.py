@@ -104,7 +104,7 @@ class _BaseMLP(BaseEstimator):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dtype=None, weight_decay=0.01, early_stopping_metric="score",
-                 callbacks=None):
+                 callbacks=None, dropout=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -132,6 +132,7 @@ class _BaseMLP(BaseEstimator):
         self.weight_decay = weight_decay
         self.early_stopping_metric = early_stopping_metric
         self.callbacks = callbacks
+        self.dropout = dropout
 
     # ------------------------------------------------------------ checks
     def _check_params(self):
@@ -171,6 +172,9 @@ class _BaseMLP(BaseEstimator):
         V.check_int("max_fun", self.max_fun, 1)
         V.check_float("weight_decay", self.weight_decay, 0)
         V.check_choice("early_stopping_metric", self.early_stopping_metric, ("score", "loss"))
+        if V.dropout_rates(self.dropout, len(hls) + 1) is not None and self.solver == "lbfgs":
+            raise ValueError("dropout needs a stochastic solver (sgd, adam, ...), not lbfgs: "
+                             "its objective must not change between evaluations")
         if self.callbacks is not None:
             try:
                 callbacks = list(self.callbacks)
@@ -315,7 +319,8 @@ class _BaseMLP(BaseEstimator):
         opt = training.optimizer(self.solver, self.learning_rate_init,
                                  self.momentum if sgd else 0.0, bool(self.nesterovs_momentum),
                                  self.beta_1, self.beta_2, self.epsilon, self.alpha,
-                                 l2_per_row=True, weight_decay=self.weight_decay)
+                                 l2_per_row=True, weight_decay=self.weight_decay,
+                                 **net.dropout_settings(self.dropout))
         # The optimizer state carries over between partial_fit calls only.
         state = training.state_for(net.engine, opt, net.theta, keep=incremental)
         rule = self._rule
@@ -472,7 +477,7 @@ class _BaseMLP(BaseEstimator):
         # fastnn's own parameters (scikit-learn's MLP has no such settings).
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("dtype", "weight_decay", "class_weight", "early_stopping_metric",
-                               "callbacks")}
+                               "callbacks", "dropout")}
         est = cls(**params)
         try:
             est._validate_params()
@@ -577,7 +582,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dtype=None, weight_decay=0.01, early_stopping_metric="score", callbacks=None,
-                 class_weight=None):
+                 dropout=0.0, class_weight=None):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
@@ -587,7 +592,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                          validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
                          dtype=dtype, weight_decay=weight_decay,
-                         early_stopping_metric=early_stopping_metric, callbacks=callbacks)
+                         early_stopping_metric=early_stopping_metric, callbacks=callbacks,
+                         dropout=dropout)
         self.class_weight = class_weight
 
     def _class_weights(self, y, incremental):
@@ -688,7 +694,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  loss="squared_error", dtype=None, weight_decay=0.01,
-                 early_stopping_metric="score", callbacks=None):
+                 early_stopping_metric="score", callbacks=None, dropout=0.0):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
@@ -698,7 +704,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                          validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
                          dtype=dtype, weight_decay=weight_decay,
-                         early_stopping_metric=early_stopping_metric, callbacks=callbacks)
+                         early_stopping_metric=early_stopping_metric, callbacks=callbacks,
+                         dropout=dropout)
         self.loss = loss
 
     def _check_params(self):

@@ -95,6 +95,9 @@ class Optimizer(NamedTuple):
     l2: float            # penalty 0.5*l2*sum(W**2) per batch (weights only)
     l2_per_row: bool     # l2 / batch rows, or / the batch's sample weights (scikit-learn's alpha)
     decay: float         # AdamW: decoupled weight decay, theta *= 1 - lr*decay each step
+    dropout: np.ndarray  # (L,) float64: dropout rate of each layer's output (the last 0);
+    #                      empty: none (see kernels/dropout.py)
+    drop_seed: np.uint64  # the dropout masks' seed
 
 
 class OptimizerState(NamedTuple):

@@ -22,6 +22,7 @@ from numba import prange, uint64
 from .._config import AVX512, CACHE, jit, jit_parallel
 from .activations import IDENTITY
 from .dense import bias_backward, dense_backward, dense_forward
+from .dropout import batch_key, dropout_backward, dropout_forward, layer_key
 from .losses import head_output, loss_forward_backward
 from .bundles import ADAM, ADAMW, SGD, Optimizer
 from .optim import (adam_range, adam_update, l2_backward, momentum_range, momentum_update,
@@ -62,11 +63,13 @@ def layer_buf(buf, sizes, hoff, cap, l, rows):
 
 
 @jit
-def network_forward(model, X, rows, sp, work):
+def network_forward(model, X, rows, sp, work, drop, key):
     """Forward pass of one batch; returns the logits view.
 
     Dense: the batch is ``X``. Sparse: the batch is rows ``rows`` of the CSR
-    matrix in ``sp`` (``X`` is not read)."""
+    matrix in ``sp`` (``X`` is not read). ``drop``: each layer's dropout
+    rate (empty: none, as in evaluation and prediction), with the batch's
+    mask ``key`` (:mod:`.dropout`)."""
     sizes = model.sizes
     n = rows.shape[0] if sp is not None else X.shape[0]
     H = X
@@ -80,16 +83,19 @@ def network_forward(model, X, rows, sp, work):
             sparse_dense_forward(sp.indptr, sp.indices, sp.values, rows, W, b, model.acts[l], Y)
         else:
             dense_forward(H, W, b, model.acts[l], Y, work.bp)
+        if drop.shape[0] > 0 and drop[l] > 0:
+            dropout_forward(Y, 0, drop[l], layer_key(key, l))
         H = Y
     return H
 
 
 @jit
-def network_backward(model, X, batch, sp, grad, work, n):
+def network_backward(model, X, batch, sp, grad, work, n, drop, key):
     """Backward pass of an ``n``-row batch; expects dE/dZ of the last layer
     in ``dbuf`` and the forward's outputs in ``hbuf``. Writes every gradient
     into ``grad``. ``batch`` is the batch's number (selects its CSC block
-    when the first layer is sparse)."""
+    when the first layer is sparse). ``drop``, ``key``: the forward's
+    dropout (:func:`network_forward`)."""
     sizes, poff = model.sizes, model.poff
     hoff, cap = work.hoff, work.cap
     empty = np.empty((0, 0), model.theta.dtype)
@@ -104,7 +110,13 @@ def network_backward(model, X, batch, sp, grad, work, n):
             Hin = layer_buf(work.hbuf, sizes, hoff, cap, l - 1, n)
             dX = layer_buf(work.dbuf, sizes, hoff, cap, l - 1, n)
             WT = work.wt[:n_out * n_in].reshape((n_out, n_in))
-            dense_backward(dU, Hin, W, dW, db, dX, WT, model.acts[l - 1], work.bp)
+            if drop.shape[0] > 0 and drop[l - 1] > 0:
+                # Plain dE/dY' from the matmul, then the mask and act'.
+                dense_backward(dU, Hin, W, dW, db, dX, WT, IDENTITY, work.bp)
+                dropout_backward(dX, Hin, 0, drop[l - 1], layer_key(key, l - 1),
+                                 model.acts[l - 1])
+            else:
+                dense_backward(dU, Hin, W, dW, db, dX, WT, model.acts[l - 1], work.bp)
         elif sp is not None:
             if not is_aligned(dU):
                 dU = pad_rows_into(dU, work.da)
@@ -116,20 +128,20 @@ def network_backward(model, X, batch, sp, grad, work, n):
 
 
 @jit
-def forward_backward(model, head, X, rows, batch, labels, T, w, sp, grad, work):
+def forward_backward(model, head, X, rows, batch, labels, T, w, sp, grad, work, drop, key):
     """Loss and all gradients for one mini-batch; returns (loss, n_correct)."""
     sizes = model.sizes
-    Z = network_forward(model, X, rows, sp, work)
+    Z = network_forward(model, X, rows, sp, work, drop, key)
     n = Z.shape[0]
     dZ = layer_buf(work.dbuf, sizes, work.hoff, work.cap, sizes.shape[0] - 2, n)
     loss, correct = loss_forward_backward(head, Z, labels, T, w, dZ)
-    network_backward(model, X, batch, sp, grad, work, n)
+    network_backward(model, X, batch, sp, grad, work, n, drop, key)
     return loss, correct
 
 
 @jit
 def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt, sp, rows,
-                          W0, share):
+                          W0, share, drop, key):
     """:func:`forward_backward` of rows ``s..e-1`` of an ``n``-row batch
     (``X`` and the targets are the whole batch's), every product on the
     calling thread: one half of a row-split batch. Its layer outputs and
@@ -158,6 +170,8 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
             gemm_nn_fused_serial(H, layer_W(model.theta, sizes, poff, l),
                                  Y, layer_b(model.theta, sizes, poff, l), model.acts[l], noh,
                                  IDENTITY)
+        if drop.shape[0] > 0 and drop[l] > 0:  # (rows s.. of the batch: the same masks)
+            dropout_forward(Y, s, drop[l], layer_key(key, l))
         H = Y
     dZ = layer_buf(work.dbuf, sizes, hoff, cap, L - 1, n)[s:e]
     # The inline exp on dense halves only (digits: 53 -> 44 us a half). With
@@ -190,7 +204,12 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
                 for k in range(n_in):
                     WT[j, k] = W[k, j]
             dX = layer_buf(work.dbuf, sizes, hoff, cap, l - 1, n)[s:e]
-            gemm_nn_fused_serial(dU, WT, dX, nob, IDENTITY, Hin, model.acts[l - 1])
+            if drop.shape[0] > 0 and drop[l - 1] > 0:
+                gemm_nn_fused_serial(dU, WT, dX, nob, IDENTITY, noh, IDENTITY)
+                dropout_backward(dX, Hin, s, drop[l - 1], layer_key(key, l - 1),
+                                 model.acts[l - 1])
+            else:
+                gemm_nn_fused_serial(dU, WT, dX, nob, IDENTITY, Hin, model.acts[l - 1])
     return loss, correct
 
 
@@ -215,7 +234,8 @@ def _gather_half(data, idx, s, e, xb, lb, tb, wb):
 
 
 @jit_parallel
-def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0, c0, c1):
+def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0, c0, c1, drop,
+                key):
     """The two halves of a row-split batch side by side: the first half's
     gradient into ``grad``, the second's into ``work.gs``; ``out[t]`` =
     (loss, n_correct) of half t."""
@@ -231,7 +251,7 @@ def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0,
         if e > s:
             loss, c = forward_backward_rows(model, head, xb, lb, tb, wb, g, work, n, s, e,
                                             work.wt[t * size:(t + 1) * size], sp, idx, W0,
-                                            c0 if t == 0 else c1)
+                                            c0 if t == 0 else c1, drop, key)
             out[t, 0] = loss
             out[t, 1] = c
         else:  # the second half of a one-row batch (sparse first layers split every batch)
@@ -241,7 +261,7 @@ def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0,
 
 
 @jit
-def forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work, sp):
+def forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work, sp, drop, key):
     """:func:`forward_backward` of a batch as two row halves, one per
     thread (:func:`.layout.row_split`): each half's mean gradient, in
     ``grad`` and ``work.gs``. With ``data.shuffle`` the batch is rows
@@ -276,7 +296,8 @@ def forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work, s
         if not is_aligned(W0):  # the padded copy sparse_split_update keeps current
             npad = padded_width(W0.shape[1])
             W0 = work.wa[:W0.shape[0] * npad].reshape((W0.shape[0], npad))
-    _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0, c0, c1)
+    _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0, c0, c1, drop,
+                key)
     return c0 * out[0, 0] + c1 * out[1, 0], int(out[0, 1] + out[1, 1]), c0, c1
 
 
@@ -303,7 +324,8 @@ def split_step(model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt, s
     :func:`apply_update_split`, or :func:`sparse_split_update` with a
     sparse first layer); returns (loss, n_correct, penalty)."""
     loss, c, c0, c1 = forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work,
-                                             sp)
+                                             sp, opt.dropout,
+                                             batch_key(opt.drop_seed, state.step[0]))
     norm = float(idx.shape[0])
     if wb.shape[0] > 0:
         norm = 0.0
@@ -627,7 +649,8 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
             epoch_begin(order, plan.rng_state, data.shuffle, sp, ready, data.batch_size)
             ready = not data.shuffle
             o = Optimizer(opt.kind, plan.rates[e], opt.momentum, opt.nesterov, opt.beta1,
-                          opt.beta2, opt.eps, opt.l2, opt.l2_per_row, opt.decay)
+                          opt.beta2, opt.eps, opt.l2, opt.l2_per_row, opt.decay, opt.dropout,
+                          opt.drop_seed)
             j0, j1 = 0, nb
             loss_sum = 0.0
             pen_sum = 0.0
@@ -668,7 +691,8 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
                 loss, c, pen = split_step(model, head, data, idx, xb, lb, tb, wb, grad, work,
                                           state, o, sp, j)
             if not split:
-                loss, c = forward_backward(model, head, xb, idx, j, lb, tb, wb, sp, grad, work)
+                loss, c = forward_backward(model, head, xb, idx, j, lb, tb, wb, sp, grad, work,
+                                           o.dropout, batch_key(o.drop_seed, state.step[0]))
                 norm = float(rows)
                 if wb.shape[0] > 0:
                     norm = 0.0
@@ -717,7 +741,8 @@ def evaluate_batches(X, sp, rows, labels, T, model, head, work):
     correct = 0
     for s in range(0, n, cap):
         e = min(n, s + cap)
-        Z = network_forward(model, X[s:min(e, X.shape[0])], rows[s:e], sp, work)
+        Z = network_forward(model, X[s:min(e, X.shape[0])], rows[s:e], sp, work,
+                            np.empty(0, np.float64), np.uint64(0))
         dZ = layer_buf(work.dbuf, sizes, work.hoff, cap, sizes.shape[0] - 2, e - s)
         loss, c = loss_forward_backward(head, Z, labels[s:min(e, labels.shape[0])],
                                         T[s:min(e, T.shape[0])], np.empty(0, np.float64), dZ)
@@ -739,7 +764,8 @@ def predict_batches(X, sp, rows, model, head, work, out):
     n = rows.shape[0]
     for s in range(0, n, cap):
         e = min(n, s + cap)
-        Z = network_forward(model, X[:0], rows[s:e], sp, work)
+        Z = network_forward(model, X[:0], rows[s:e], sp, work, np.empty(0, np.float64),
+                            np.uint64(0))
         if head < 0:
             out[s:e, :] = Z
         else:
@@ -910,7 +936,8 @@ def full_batch_gradient(X, labels, T, w, model, head, work, grad, total):
         wc = w[s:e] if weighted else w
         chunk_loss, _ = forward_backward(model, head, X[s:e], no_rows, 0,
                                          labels[s:min(e, labels.shape[0])],
-                                         T[s:min(e, T.shape[0])], wc, None, grad, work)
+                                         T[s:min(e, T.shape[0])], wc, None, grad, work,
+                                         np.empty(0, np.float64), np.uint64(0))
         if weighted:
             part = 0.0
             for i in range(wc.shape[0]):

@@ -111,9 +111,11 @@ def signatures(trainer, opt, state):
     model, work, grad = typeof(trainer.model), typeof(trainer.work), typeof(trainer.grad)
     sp = typeof(trainer.sp) if trainer.sp is not None else types.none
     rows = typeof(data.order)
+    drop = typeof(opt.dropout)
     return {
-        "network_forward": (model, x, rows, sp, work),
-        "network_backward": (model, x, types.int64, sp, grad, work, types.int64),
+        "network_forward": (model, x, rows, sp, work, drop, types.uint64),
+        "network_backward": (model, x, types.int64, sp, grad, work, types.int64, drop,
+                             types.uint64),
         "apply_update": (model, grad, typeof(state), typeof(opt), types.float64),
     }
 
