@@ -161,27 +161,29 @@ def _sgd_step(theta, grad, state, opt, lr):
         theta += vel
 
 
-def _adam_step(theta, grad, state, opt, lr):
-    # lr is the bias-corrected step size (see step_size).
-    dt = theta.dtype.type
+def _moments(grad, state, opt):
+    """Adam's and AdamW's moment updates, in place; returns (m, v)."""
+    dt = grad.dtype.type
     b1, b2 = dt(opt.beta1), dt(opt.beta2)
     m, v = state.vel, state.sq
     m *= b1
     m += (dt(1) - b1) * grad
     v *= b2
     v += (dt(1) - b2) * grad * grad
+    return m, v
+
+
+def _adam_step(theta, grad, state, opt, lr):
+    # lr is the bias-corrected step size (see step_size).
+    dt = theta.dtype.type
+    m, v = _moments(grad, state, opt)
     theta -= dt(lr) * m / (np.sqrt(v) + dt(opt.eps))
 
 
 def _adamw_step(theta, grad, state, opt, lr):
     # torch.optim.AdamW: decay, then Adam with eps added to sqrt(v_hat).
     dt = theta.dtype.type
-    b1, b2 = dt(opt.beta1), dt(opt.beta2)
-    m, v = state.vel, state.sq
-    m *= b1
-    m += (dt(1) - b1) * grad
-    v *= b2
-    v += (dt(1) - b2) * grad * grad
+    m, v = _moments(grad, state, opt)
     eps_t = opt.eps * np.sqrt(1.0 - opt.beta2 ** int(state.step[0]))
     theta *= dt(1.0 - opt.lr * opt.decay)
     theta -= dt(lr) * m / (np.sqrt(v) + dt(eps_t))
