@@ -85,11 +85,11 @@ def pytest_collection_finish(session):
 
 def _start_precompile(session):
     """A whole-suite run on an empty cache spends most of its minutes
-    compiling, on one core: start a helper that compiles the float64
-    kernels on the other core while the first tests compile float32's (a
-    test that gets to a kernel first compiles it itself; both write the
-    same cache entry, atomically). On a warm cache the helper only loads
-    and exits."""
+    compiling, on one core: start a helper that compiles every kernel of
+    both dtypes (``fastnn compile``'s calls) on the other core while the
+    first tests compile what they run (a test that gets to a kernel first
+    compiles it itself; both write the same cache entry, atomically). On a
+    warm cache the helper only loads and exits."""
     if (len(session.items) < 500 or os.environ.get("FASTNN_CACHE") == "0"
             or (os.cpu_count() or 1) < 2):
         return
@@ -97,8 +97,13 @@ def _start_precompile(session):
     # whose cache directory differs from a source checkout's).
     from fastnn.runtime.cold_start import python_c
 
+    # float32 first: the test_cache script compiles float32 dense and float64
+    # dense and sparse itself, and the MNIST tests (float32, sparse first
+    # layer) would otherwise compile theirs on the critical path; then
+    # what float64 still lacks (CSR input, the L-BFGS objective).
     code = ("import os; os.nice(5)\n"
-            "from fastnn.runtime.warmup import compile_configuration as c\nc('float64')")
+            "from fastnn.runtime.warmup import compile_configuration as c\n"
+            "c('float32')\nc('float64')")
     _precompile.append(subprocess.Popen(python_c(code), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL,
                                         env=dict(os.environ, FASTNN_QUIET="1")))
