@@ -101,6 +101,22 @@ def poisson_deviance(z, t):
     return (tlogt - t * z - t + mu).sum() / n, (mu - t) / n
 
 
+def absolute_error(z, t):
+    n = z.shape[0]
+    d = z - t
+    return np.abs(d).sum() / n, np.sign(d) / n
+
+
+def huber(z, t, delta=1.0):
+    """Squared error within ``delta``, linear beyond (torch.nn.HuberLoss),
+    summed over outputs, mean over rows."""
+    n = z.shape[0]
+    d = z - t
+    quadratic = np.abs(d) <= delta
+    loss = np.where(quadratic, 0.5 * d * d, delta * (np.abs(d) - 0.5 * delta))
+    return loss.sum() / n, np.where(quadratic, d, delta * np.sign(d)) / n
+
+
 def output_probabilities(z, output):
     if output == "softmax":
         return softmax(z)
@@ -116,6 +132,8 @@ LOSSES = {
     "sigmoid": sigmoid_binary_cross_entropy,
     "identity": squared_error,
     "poisson": poisson_deviance,
+    "absolute_error": absolute_error,
+    "huber": huber,
 }
 
 

@@ -59,6 +59,34 @@ def test_train_is_reproducible_and_matches_the_api(capsys, tmp_path, data_npz):
     assert np.array_equal(fastnn.Network.load(m1).theta, net.theta)
 
 
+def test_train_with_new_losses_activations_and_clipping_matches_the_api(capsys, tmp_path,
+                                                                        data_npz, rng):
+    path, x, y = data_npz
+    m = tmp_path / "a.npz"
+    rc, out, err = run(capsys, "train", "--data", str(path), "--layers", "5", "--epochs", "2",
+                       "--lr", "0.2", "--seed", "3", "--quiet", "--save", str(m),
+                       "--activation", "gelu", "--label-smoothing", "0.1", "--clip-norm", "0.5")
+    assert rc == 0, err
+    net = fastnn.Network([6, 5, 3], hidden="gelu", seed=3, label_smoothing=0.1)
+    net.fit(x[:240], y[:240], epochs=2, lr=0.2, batch_size=100, clip_norm=0.5)
+    back = fastnn.Network.load(m)
+    assert np.array_equal(back.theta, net.theta) and back.label_smoothing == 0.1
+    t = (x[:, :2] @ np.array([1.0, -1.0])).astype(np.float32)
+    reg = tmp_path / "r.npz"
+    np.savez(reg, x_train=x, y_train=t)
+    rc, out, err = run(capsys, "train", "--data", str(reg), "--layers", "4", "--epochs", "2",
+                       "--output", "huber", "--delta", "0.3", "--activation", "silu",
+                       "--save", str(m), "--quiet")
+    assert rc == 0, err
+    back = fastnn.Network.load(m)
+    assert (back.output, back.delta, back.hidden) == ("huber", 0.3, "silu")
+    for bad, words in ((["--delta", "0", "--output", "huber"], "delta"),
+                       (["--label-smoothing", "1"], "label_smoothing"),
+                       (["--clip-norm", "-2"], "clip_norm")):
+        rc, out, err = run(capsys, "train", "--data", str(path), "--epochs", "1", *bad)
+        assert rc != 0 and words in err, (bad, err)
+
+
 def test_train_csv_regression_with_validation_and_early_stopping(capsys, tmp_path, rng):
     x = rng.standard_normal((200, 3))
     t = x @ np.array([1.0, -2.0, 0.5]) + 0.3

@@ -209,7 +209,7 @@ def test_unsupported_or_bad_parameters_raise_clearly(rng, params, err, match):
     with pytest.raises(err, match=match):
         MLPClassifier(**params).fit(X, y)
     with pytest.raises(ValueError, match="loss"):
-        MLPRegressor(loss="huber").fit(X, np.abs(X[:, 0]))
+        MLPRegressor(loss="quantile").fit(X, np.abs(X[:, 0]))
     with pytest.raises(ValueError, match="negative"):
         MLPRegressor(loss="poisson").fit(X, X[:, 0])
 
@@ -754,3 +754,48 @@ def test_estimator_dropout_trains_and_refuses_lbfgs(rng):
         MLPClassifier((5,), solver="lbfgs", dropout=0.1).fit(X, y)
     with pytest.raises(ValueError, match="dropout must be < 1"):
         MLPRegressor((5,), dropout=1.0).fit(X, X[:, 0])
+
+
+def test_estimator_losses_smoothing_and_clipping(rng):
+    """loss="huber"/"absolute_error" (delta), label_smoothing and clip_norm
+    reach the network; defaults leave scikit-learn's behaviour alone."""
+    from sklearn.base import clone
+
+    X, y = classification(rng, 200, 4, "multiclass")
+    t = X @ rng.standard_normal(X.shape[1]) + 0.1 * rng.standard_normal(200)
+    t[:10] += 50  # outliers: the robust losses shrug them off
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fits = {loss: MLPRegressor((16,), loss=loss, delta=0.5, max_iter=80,
+                                   learning_rate_init=0.01, random_state=0).fit(X, t)
+                for loss in ("squared_error", "huber", "absolute_error")}
+        smooth = MLPClassifier((16,), label_smoothing=0.2, clip_norm=1.0, max_iter=60,
+                               learning_rate_init=0.02, random_state=0).fit(X, y)
+        binary = MLPClassifier((8,), label_smoothing=0.2, max_iter=40, learning_rate_init=0.02,
+                               random_state=0).fit(X, y == y[0])
+        plain = MLPClassifier((16,), max_iter=60, learning_rate_init=0.02,
+                              random_state=0).fit(X, y)
+    clean = slice(10, None)
+    err = {k: np.median(np.abs(f.predict(X[clean]) - t[clean])) for k, f in fits.items()}
+    assert err["huber"] < err["squared_error"] and err["absolute_error"] < err["squared_error"]
+    assert fits["huber"].network_.output == "huber" and fits["huber"].network_.delta == 0.5
+    assert fits["huber"].out_activation_ == "identity"
+    assert smooth.network_.label_smoothing == 0.2 and binary.network_.output == "sigmoid"
+    assert smooth.score(X, y) > 0.8 and binary.score(X, y == y[0]) > 0.7
+    # Smoothed targets keep the probabilities off 0 and 1.
+    assert smooth.predict_proba(X).max() < plain.predict_proba(X).max()
+    assert clone(smooth).get_params()["clip_norm"] == 1.0
+    smooth.set_params(label_smoothing=0.0, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        smooth.fit(X, y)
+    assert smooth.network_.label_smoothing == 0.0
+    for bad, words in ((MLPRegressor(loss="huber", delta=0), "delta"),
+                       (MLPRegressor(loss="hubber"), "loss must be one of"),
+                       (MLPClassifier(label_smoothing=1.5), "label_smoothing"),
+                       (MLPClassifier(clip_norm=-1), "clip_norm"),
+                       (MLPClassifier(solver="lbfgs", clip_norm=1.0), "clip_norm needs")):
+        with pytest.raises(ValueError, match=words):
+            bad.fit(X, y if isinstance(bad, MLPClassifier) else t)
+    with pytest.raises(ValueError, match="cannot hold this model"):
+        fits["huber"].to_sklearn()

@@ -9,6 +9,7 @@ from fastnn import reference as R
 from fastnn.kernels import losses as L
 from fastnn.kernels import optim, train
 from fastnn.kernels.activations import CODES, act_forward, act_grad
+from fastnn.kernels.bundles import Loss
 
 HEAD_SHAPES = [(1, 1), (1, 10), (7, 3), (100, 10), (33, 17)]
 
@@ -30,7 +31,8 @@ def test_loss_head_matches_reference(rng, dtype, head, B, K):
     Z = (3 * rng.standard_normal((B, K))).astype(dtype)
     labels, T = _targets(rng, head, B, K, dtype)
     dZ = np.full((B, K), np.nan, dtype)
-    loss, correct = L.loss_forward_backward(L.CODES[head], Z, labels, T, NO_W, dZ)
+    loss, correct = L.loss_forward_backward(Loss(L.CODES[head], 1.0, 0.0), Z, labels, T, NO_W,
+                                            dZ)
     y = labels if head == "softmax" else T
     ref_loss, ref_dz = R.LOSSES[head](Z.astype(np.float64), y)
     assert_close(loss, ref_loss, dtype, what=f"{head} loss")

@@ -92,7 +92,8 @@ def test_fused_bias_activation_epilogue(rng, dtype, act, M, K, N):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("act", list(CODES))
+# (GELU and SiLU take their derivative from the kept input, after the matmul.)
+@pytest.mark.parametrize("act", [a for a in CODES if not ACTIVATIONS[a].from_input])
 @pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 50, 100), (3, 7, 10),
                                    (300, 100, 10), (70, 90, 260), (200, 64, 50), (9, 5, 50)])
 def test_fused_activation_derivative_epilogue(rng, dtype, act, M, K, N):

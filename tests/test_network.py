@@ -7,7 +7,7 @@ import fastnn
 import fastnn.engine.inputs  # noqa: F401
 import fastnn.engine.training  # noqa: F401
 from fastnn import reference as R
-from fastnn.engine.registry import ACTIVATIONS
+from fastnn.engine.registry import ACTIVATIONS, keeps_input
 from fastnn.kernels import train as K
 
 # The activations the reference oracle writes out (the others are held to
@@ -53,7 +53,8 @@ def kernel_gradients(net, x, y, sparse=False):
     grad = np.full_like(net.theta, np.nan)
     loss, _ = K.forward_backward(net.model(), net.head, X, rows, 0, labels, T,
                                  np.empty(0), sp,
-                                 grad, memory.work_buffers(net.layout, n, net.dtype, sparse),
+                                 grad, memory.work_buffers(net.layout, n, net.dtype, sparse,
+                                                           keep_input=keeps_input(net.acts)),
                                  np.empty(0), np.uint64(0))
     return loss, grad
 
@@ -92,8 +93,14 @@ def test_gradients_match_central_differences(rng, hidden, output):
     for b in net.biases:
         b[...] = 0.05 * rng.standard_normal(b.shape)
     _, grad = kernel_gradients(net, x, y)
-    h = 1e-6
-    numeric = np.empty_like(grad)
+    numeric = central_differences(net, x, y)
+    assert np.abs(grad - numeric).max() < 1e-7 * max(1.0, np.abs(numeric).max()), \
+        np.abs(grad - numeric).max()
+
+
+def central_differences(net, x, y, h=1e-6):
+    """(E(p+h) - E(p-h)) / 2h for every parameter p, E the backend's loss."""
+    numeric = np.empty_like(net.theta)
     for i in range(net.theta.size):
         old = net.theta[i]
         net.theta[i] = old + h
@@ -102,8 +109,7 @@ def test_gradients_match_central_differences(rng, hidden, output):
         down = net.evaluate(x, y)["loss"]
         net.theta[i] = old
         numeric[i] = (up - down) / (2 * h)
-    assert np.abs(grad - numeric).max() < 1e-7 * max(1.0, np.abs(numeric).max()), \
-        np.abs(grad - numeric).max()
+    return numeric
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -262,7 +268,7 @@ def test_history_and_verbose_output(rng, capsys):
 @pytest.mark.parametrize("kwargs,err,match", [
     (dict(layers=[3]), ValueError, "at least"),
     (dict(layers=[3, 0]), ValueError, r"layers\[1\]"),
-    (dict(layers=[3, 2], hidden="gelu"), ValueError, "hidden"),
+    (dict(layers=[3, 2], hidden="swish"), ValueError, "hidden"),
     (dict(layers=[3, 2], output="softmin"), ValueError, "output"),
     (dict(layers=[3, 2], init="zeros"), ValueError, "init"),
     (dict(layers=[3, 2], dtype="float16"), ValueError, "dtype"),
@@ -454,7 +460,7 @@ def test_per_layer_activations_train_alike_on_both_backends(rng):
 
 @pytest.mark.parametrize("hidden,words", [
     (["relu", "tanh"], "hidden has 2 activations, the network has 3 hidden layers"),
-    (["relu", "gelu", "tanh"], "hidden[1] must be one of"),
+    (["relu", "swish", "tanh"], "hidden[1] must be one of"),
     (7, "hidden must be an activation name or a list"),
 ])
 def test_bad_per_layer_activations_name_the_argument(hidden, words):
@@ -557,7 +563,8 @@ def test_dropout_gradient_is_the_derivative_with_those_masks(rng):
     key = np.uint64(12345)
     grad = np.zeros_like(net.theta)
     K.forward_backward(net.model(), net.head, X, np.arange(10), 0, labels, T, np.empty(0), None,
-                       grad, memory.work_buffers(net.layout, 10, net.dtype, False), drop, key)
+                       grad, memory.work_buffers(net.layout, 10, net.dtype, False, masks=True),
+                       drop, key)
 
     def loss(theta):
         model = net.layout.model(theta, net.acts)
@@ -576,7 +583,9 @@ def test_dropout_keeps_the_rate_and_scales_what_it_keeps():
     from fastnn.kernels import dropout as D
 
     Y = np.ones((400, 250), np.float32)
-    D.dropout_forward(Y, 0, 0.2, D.layer_key(D.batch_key(np.uint64(7), 3), 0))
+    M = np.empty(Y.shape, np.uint8)
+    D.dropout_forward(Y, M, 0, 0.2, D.layer_key(D.batch_key(np.uint64(7), 3), 0))
+    np.testing.assert_array_equal(M == 0, Y == 0)
     assert abs((Y == 0).mean() - 0.2) < 0.005
     assert set(np.unique(Y)) == {0.0, np.float32(1.25)}
     assert abs(Y.mean() - 1.0) < 0.01  # the expected output is unchanged
@@ -619,3 +628,131 @@ def test_bad_dropout_names_the_argument(rng, dropout, words):
         net.fit(rng.random((10, 4)), np.arange(10) % 2, dropout=dropout)
     assert words in str(e.value)
     np.testing.assert_array_equal(net.theta, before)
+
+
+# Activations and loss settings beyond the reference oracle's, each with
+# what it reads: the kernels' gradient against central differences of the
+# backend's loss (evaluate).
+NEW_ACTS = [a for a in ACTIVATIONS if a not in R.ACTIVATIONS]
+LOSS_CASES = [("softmax", {"label_smoothing": 0.15}), ("sigmoid", {"label_smoothing": 0.3}),
+              ("huber", {"delta": 0.3}), ("absolute_error", {}), ("poisson", {})]
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("hidden", NEW_ACTS)
+@pytest.mark.parametrize("output,settings", LOSS_CASES, ids=[o for o, _ in LOSS_CASES])
+def test_new_activations_and_losses_match_central_differences(rng, hidden, output, settings,
+                                                               sparse):
+    net = fastnn.Network([4, 6, 5, 3], hidden=[hidden, "gelu"], output=output, init="glorot",
+                         seed=5, dtype="float64", **settings)
+    x, y = make_data(rng, net, 7)
+    if output == "poisson":
+        y = np.abs(y)
+    if sparse:
+        x[rng.random(x.shape) < 0.5] = 0
+    for b in net.biases:
+        b[...] = 0.05 * rng.standard_normal(b.shape)
+    loss, grad = kernel_gradients(net, x, y, sparse)
+    assert abs(loss - net.evaluate(x, y)["loss"]) < 1e-12 * max(1.0, abs(loss))
+    numeric = central_differences(net, x, y)
+    assert np.abs(grad - numeric).max() < 1e-7 * max(1.0, np.abs(numeric).max()), \
+        np.abs(grad - numeric).max()
+
+
+def _train_both(rng, sparse, monkeypatch, **fit):
+    """Two epochs of batch-200 training (row-split batches, on two threads)
+    through the compiled and the NumPy drivers: their parameters."""
+    from fastnn.engine import numpy_engine as NE
+    from fastnn.engine import training
+
+    x = rng.standard_normal((450, 40))
+    if sparse:
+        x[rng.random(x.shape) < 0.8] = 0
+    y = rng.integers(0, 4, 450)
+    monkeypatch.setattr(fastnn.engine.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
+    results = []
+    for engine in (K, NE):
+        net = fastnn.Network([40, 48, 24, 4], hidden=["gelu", "silu"], dtype="float64", seed=1,
+                             label_smoothing=0.1)
+        X = net.check_x(x)
+        tr = net.trainer(X, *net.check_y(y, 450), 200, True)
+        opt = training.optimizer(**fit)
+        state = training.fresh_state(opt.kind, net.theta)
+        for _ in range(2):
+            engine.epoch_begin(tr.data.order, net.engine.shuffle_state, True, tr.sp, False, 200)
+            tr.no_plan.sums[0] = 0.0
+            engine.train_batches(tr.data, tr.model, tr.head, tr.grad, state, opt, tr.sp,
+                                 tr.work, tr.bufs, 0, tr.n_batches, tr.no_plan)
+        results.append(net.theta.copy())
+    return results
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_clipping_gelu_silu_and_smoothing_train_alike_on_both_drivers(rng, sparse, monkeypatch):
+    """Row-split batches (dense and sparse first layers) with clipping,
+    dropout, GELU/SiLU and label smoothing: the compiled drivers agree with
+    the NumPy ones, and clipping changes the result."""
+    clipped = _train_both(rng, sparse, monkeypatch, name="sgd", lr=0.5, momentum=0.5,
+                          clip_norm=0.2, dropout=np.array([0.2, 0.1, 0.0]), drop_seed=3,
+                          l2=1e-3)
+    np.testing.assert_allclose(clipped[0], clipped[1], rtol=1e-9, atol=1e-12)
+    free = _train_both(np.random.default_rng(0), sparse, monkeypatch, name="sgd", lr=0.5,
+                       momentum=0.5, dropout=np.array([0.2, 0.1, 0.0]), drop_seed=3, l2=1e-3)
+    assert not np.allclose(free[0], clipped[0])
+
+
+def test_clipping_bounds_each_step(rng):
+    """One SGD step with clip_norm moves the parameters by at most lr *
+    clip_norm, in the gradient's direction (a step without it is longer)."""
+    x = rng.standard_normal((50, 6)) * 10
+    y = rng.integers(0, 3, 50)
+    steps = {}
+    for clip in (None, 0.5):
+        net = fastnn.Network([6, 16, 3], seed=2, dtype="float64")
+        before = net.theta.copy()
+        net.fit(x, y, epochs=1, batch_size=50, lr=0.1, clip_norm=clip, shuffle=False)
+        steps[clip] = net.theta - before
+    assert np.linalg.norm(steps[None]) > 0.1 * 0.5 * 1.01
+    assert abs(np.linalg.norm(steps[0.5]) - 0.1 * 0.5) < 1e-6
+    cos = steps[0.5] @ steps[None] / np.linalg.norm(steps[0.5]) / np.linalg.norm(steps[None])
+    assert cos > 1 - 1e-9
+
+
+@pytest.mark.parametrize("kw,err,words", [
+    (dict(output="huber", delta=0), ValueError, "delta"),
+    (dict(output="huber", delta=-1.0), ValueError, "delta"),
+    (dict(label_smoothing=1.0), ValueError, "label_smoothing"),
+    (dict(label_smoothing=-0.1), ValueError, "label_smoothing"),
+    (dict(output="identity", label_smoothing=0.1), ValueError, "label_smoothing"),
+    (dict(output="hubber"), ValueError, "output must be one of"),
+    (dict(delta="1"), TypeError, "delta"),
+])
+def test_bad_loss_settings_name_the_argument(kw, err, words):
+    with pytest.raises(err, match=words):
+        fastnn.Network([3, 4, 2], **kw)
+
+
+@pytest.mark.parametrize("clip", [0, -1.0, float("nan"), "1"])
+def test_a_bad_clip_norm_names_the_argument(rng, clip):
+    net = fastnn.Network([3, 4, 2], seed=0)
+    before = net.theta.copy()
+    with pytest.raises((ValueError, TypeError), match="clip_norm"):
+        net.fit(rng.standard_normal((10, 3)), rng.integers(0, 2, 10), clip_norm=clip)
+    np.testing.assert_array_equal(net.theta, before)
+
+
+def test_loss_settings_survive_save_load_and_pickle(tmp_path, rng):
+    import pickle
+
+    for kw in (dict(output="huber", delta=0.25), dict(label_smoothing=0.2),
+               dict(output="absolute_error")):
+        net = fastnn.Network([3, 5, 2], seed=1, **kw)
+        path = tmp_path / "m.npz"
+        net.save(path)
+        for back in (fastnn.Network.load(path), pickle.loads(pickle.dumps(net))):
+            assert (back.output, back.delta, back.label_smoothing) == \
+                (net.output, net.delta, net.label_smoothing)
+            assert back.head == net.head
+        x = rng.standard_normal((9, 3))
+        y = rng.integers(0, 2, 9) if net.output == "softmax" else rng.standard_normal((9, 2))
+        assert back.evaluate(x, y)["loss"] == net.evaluate(x, y)["loss"]

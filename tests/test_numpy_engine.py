@@ -134,7 +134,7 @@ def test_predict_and_evaluate_match_the_compiled_drivers(rng, dtype, output, spa
     X = net.check_x(x)
     labels, T = net.check_y(_targets(rng, output, 37, k), 37)
     Xd, spi, rows, work = fastnn.engine.inputs.for_inference(X, net.layout, net.theta, 10)
-    for head in (-1, net.head):
+    for head in (net.head._replace(code=-1), net.head):
         outs = [np.empty((37, k), dtype) for _ in range(2)]
         for engine, out in zip((K, NE), outs):
             assert engine.predict_batches(Xd, spi, rows, net.model(), head, work, out) == 0

@@ -30,8 +30,10 @@ def test_onnxruntime_equals_predict_proba(rng, hidden, output, dtype):
     assert inp.name == "input" and inp.type.tensor_type.shape.dim[0].dim_param == "batch"
     got = run(model, x)
     assert got.dtype == np.dtype(dtype)
-    np.testing.assert_allclose(got, net.predict_proba(x), rtol=1e-5 if dtype == "float32"
-                               else 1e-12, atol=1e-6 if dtype == "float32" else 1e-14)
+    # (float64 GELU: onnxruntime's erf is float32's; see the registry)
+    single = dtype == "float32" or hidden == "gelu"
+    np.testing.assert_allclose(got, net.predict_proba(x), rtol=1e-5 if single else 1e-12,
+                               atol=1e-6 if single else 1e-14)
     assert run(model, x[:1]).shape == (1, 3)  # any batch size
 
 

@@ -35,9 +35,14 @@ def test_each_activation_has_its_kernel_branch(name, dtype):
     x = GRID.astype(dtype)
     y = spec.forward(x)
     ky = np.array([A.act_forward(v, spec.code) for v in x], dtype)
-    kd = np.array([A.act_grad(v, spec.code) for v in y], dtype)
     assert_close(ky, y, dtype, what=f"{name} forward")
-    assert_close(kd, spec.derivative(y), dtype, what=f"{name} derivative")
+    assert A.uses_input(spec.code) == spec.from_input
+    if spec.from_input:
+        kd = np.array([A.act_grad_input(v, spec.code) for v in x], dtype)
+        assert_close(kd, spec.derivative(x), dtype, what=f"{name} derivative")
+    else:
+        kd = np.array([A.act_grad(v, spec.code) for v in y], dtype)
+        assert_close(kd, spec.derivative(y), dtype, what=f"{name} derivative")
 
 @pytest.mark.parametrize("name", ACTS)
 def test_each_derivative_is_the_derivative(name):
@@ -45,7 +50,8 @@ def test_each_derivative_is_the_derivative(name):
     x = GRID
     h = 1e-6 * np.maximum(1.0, np.abs(x))
     numeric = (spec.forward(x + h) - spec.forward(x - h)) / (2 * h)
-    np.testing.assert_allclose(spec.derivative(spec.forward(x)), numeric, rtol=1e-5, atol=1e-8)
+    at = x if spec.from_input else spec.forward(x)
+    np.testing.assert_allclose(spec.derivative(at), numeric, rtol=1e-5, atol=1e-8)
 
 def _targets(rng, head, n, k):
     if head == "softmax":
@@ -56,21 +62,29 @@ def _targets(rng, head, n, k):
         return np.zeros(0, np.int64), rng.poisson(1.0, (n, k)).astype(float)
     return np.zeros(0, np.int64), rng.standard_normal((n, k))
 
+# Each head with its default settings, and with the settings it reads.
+HEAD_CASES = [(h, {}) for h in HEADS] + [
+    ("softmax", {"label_smoothing": 0.2}), ("sigmoid", {"label_smoothing": 0.3}),
+    ("huber", {"delta": 0.4}), ("huber", {"delta": 2.5})]
+HEAD_IDS = [h + "".join(f"-{k}={v}" for k, v in kw.items()) for h, kw in HEAD_CASES]
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", HEADS)
-def test_each_head_has_its_kernel_branch(rng, name, dtype, weighted):
+@pytest.mark.parametrize("name, settings", HEAD_CASES, ids=HEAD_IDS)
+def test_each_head_has_its_kernel_branch(rng, name, settings, dtype, weighted):
     """loss_forward_backward and head_output of the head's code equal its
     NumPy forms (loss, dE/dZ, rows right, predict_proba)."""
     spec = registry.HEADS[name]
+    head = registry.loss_of(name, **settings)
     n, k = 9, 3
     Z = rng.standard_normal((n, k)).astype(dtype)
     labels, T = _targets(rng, name, n, k)
     T = T.astype(dtype)
     w = rng.random(n) if weighted else np.zeros(0)
     dZ = np.empty_like(Z)
-    loss, correct = L.loss_forward_backward(spec.code, Z, labels, T, w, dZ)
-    nloss, ncorrect, ndZ = NE.head_loss(spec.code, Z, labels, T, w)
+    loss, correct = L.loss_forward_backward(head, Z, labels, T, w, dZ)
+    nloss, ncorrect, ndZ = NE.head_loss(head, Z, labels, T, w)
     assert_close(loss, nloss, dtype, what="loss")
     assert correct == ncorrect
     assert_close(dZ, ndZ, dtype, what="dZ")
@@ -78,20 +92,26 @@ def test_each_head_has_its_kernel_branch(rng, name, dtype, weighted):
     L.head_output(spec.code, Z, P)
     assert_close(P, spec.output(Z.astype(np.float64)), dtype, what="output")
 
-@pytest.mark.parametrize("name", HEADS)
-def test_each_head_gradient_is_the_derivative_of_its_loss(rng, name):
+@pytest.mark.parametrize("name, settings", HEAD_CASES, ids=HEAD_IDS)
+def test_each_head_gradient_is_the_derivative_of_its_loss(rng, name, settings):
     spec = registry.HEADS[name]
+    head = registry.loss_of(name, **settings)
     n, k = 5, 3
     Z = rng.standard_normal((n, k))
     labels, T = _targets(rng, name, n, k)
-    _, dZ = spec.rows(Z, labels, T)
+    _, dZ = spec.rows(Z, labels, T, head)
     h = 1e-6
-    for i, j in [(0, 0), (2, 1), (4, 2)]:
-        up, down = Z.copy(), Z.copy()
-        up[i, j] += h
-        down[i, j] -= h
-        numeric = (spec.rows(up, labels, T)[0].sum() - spec.rows(down, labels, T)[0].sum()) / (2 * h)
-        assert abs(numeric - dZ[i, j]) < 1e-6 * max(1.0, abs(numeric))
+    for i in range(n):
+        for j in range(k):
+            up, down = Z.copy(), Z.copy()
+            up[i, j] += h
+            down[i, j] -= h
+            if name in ("huber", "absolute_error") and np.any(
+                    np.abs(np.abs(up - T) - (head.delta if name == "huber" else 0)) < 2 * h):
+                continue  # (a kink of the loss within the step)
+            numeric = (spec.rows(up, labels, T, head)[0].sum()
+                       - spec.rows(down, labels, T, head)[0].sum()) / (2 * h)
+            assert abs(numeric - dZ[i, j]) < 1e-6 * max(1.0, abs(numeric))
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", OPTS)

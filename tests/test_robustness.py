@@ -112,7 +112,7 @@ def test_bad_targets_for_other_heads(output, y, words):
     (dict(layers=[4, True]), "layers[1] must be a positive integer"),
     (dict(layers="43"), "layers[0] must be a positive integer"),
     (dict(layers=5), "layers must be a sequence"),
-    (dict(layers=[4, 3], hidden="gelu"), "hidden must be one of"),
+    (dict(layers=[4, 3], hidden="swish"), "hidden must be one of"),
     (dict(layers=[4, 3], output="softmin"), "output must be one of"),
     (dict(layers=[4, 3], init="orthogonal"), "init must be one of"),
     (dict(layers=[4, 3], dtype="int32"), "dtype must be one of"),

@@ -137,7 +137,7 @@ def test_predict_rows_matches_the_reference(rng, dtype, layers, density):
         x = _sparse_matrix(rng, n, layers[0], dtype, density)
         if density == 1.0:
             x[0, 0] = -0.0  # a signed zero is a zero
-        for head in (-1, net.head):
+        for head in (-1, net.head.code):
             out = np.full((n, layers[-1]), np.nan, dtype)
             assert K.predict_rows(x, net.model(), head, out) == 0
             assert_close(out, _predict_reference(net, x, head), dtype,
@@ -162,7 +162,7 @@ def test_predict_rows_chooses_row_or_union_tiles_per_block(rng, dtype):
     x[2 * B:3 * B] += (x[2 * B:3 * B] == 0) * (rng.random((1, 200)) < 0.5)
     x[3 * B:3 * B + 3] = rng.standard_normal((3, 200))              # dense first group
     x[4 * B + 1] = 0                                                 # an empty row
-    for head in (-1, net.head):
+    for head in (-1, net.head.code):
         out = np.full((x.shape[0], 9), np.nan, dtype)
         assert K.predict_rows(x, net.model(), head, out) == 0
         assert_close(out, _predict_reference(net, x, head), dtype, what=f"head={head}")

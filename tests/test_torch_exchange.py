@@ -87,3 +87,57 @@ def test_each_optimizer_follows_torch_optim_for_20_steps(rng, name):
     np.testing.assert_allclose(net.theta, back.theta, rtol=1e-9, atol=1e-12)
     assert not np.allclose(net.theta, fastnn.Network([5, 8, 3], hidden="tanh", dtype="float64",
                                                      seed=0).theta)
+
+
+LOSS_CASES = {  # Network settings, fit settings, the torch loss of the logits, clip
+    "label_smoothing": (dict(label_smoothing=0.2), {},
+                        lambda z, y: torch.nn.functional.cross_entropy(z, y, label_smoothing=0.2),
+                        None),
+    "huber": (dict(output="huber", delta=0.3), {},
+              lambda z, t: torch.nn.functional.huber_loss(z, t, delta=0.3), None),
+    "absolute_error": (dict(output="absolute_error"), {},
+                       lambda z, t: torch.nn.functional.l1_loss(z, t), None),
+    "clip_norm+sgd": ({}, dict(clip_norm=0.05, momentum=0.9),
+                      lambda z, y: torch.nn.functional.cross_entropy(z, y), 0.05),
+    "clip_norm+adamw": ({}, dict(clip_norm=0.05, optimizer="adamw"),
+                        lambda z, y: torch.nn.functional.cross_entropy(z, y), 0.05),
+    "gelu": (dict(hidden="gelu"), {},
+             lambda z, y: torch.nn.functional.cross_entropy(z, y), None),
+    "silu": (dict(hidden=["silu", "gelu"]), {},
+             lambda z, y: torch.nn.functional.cross_entropy(z, y), None),
+}
+
+
+@pytest.mark.parametrize("name", list(LOSS_CASES))
+def test_each_loss_activation_and_clipping_follows_torch_for_20_steps(rng, name):
+    """From the same weights, 20 full-batch steps of fastnn and of torch
+    with its loss (one regression output: torch's mean over elements is
+    fastnn's mean over rows), activation or clip_grad_norm_ end at the
+    same weights, to float64 rounding."""
+    net_kw, fit_kw, loss_fn, clip = LOSS_CASES[name]
+    net_kw = dict(dict(hidden="tanh"), **net_kw)
+    regression = net_kw.get("output") in ("huber", "absolute_error")
+    layers = [5, 8, 6, 1] if regression else [5, 8, 6, 3]
+    x = rng.standard_normal((40, 5))
+    y = rng.standard_normal((40, 1)) if regression else rng.integers(0, 3, 40)
+    net = fastnn.Network(layers, dtype="float64", seed=0, **net_kw)
+    start = net.theta.copy()
+    seq = net.to_torch()
+    if not regression:
+        seq = seq[:-1]  # the logits: cross_entropy applies the softmax
+    optimizer = fit_kw.get("optimizer", "sgd")
+    torch_kw = dict(momentum=fit_kw["momentum"]) if "momentum" in fit_kw else {}
+    opt = getattr(torch.optim, {"sgd": "SGD", "adamw": "AdamW"}[optimizer])(
+        seq.parameters(), lr=0.05, **torch_kw)
+    X, Y = torch.from_numpy(x), torch.from_numpy(y)
+    for _ in range(20):
+        opt.zero_grad()
+        loss_fn(seq(X), Y).backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(seq.parameters(), clip)
+        opt.step()
+    net.fit(x, y, epochs=20, batch_size=40, shuffle=False, lr=0.05, **fit_kw)
+    back = fastnn.Network.from_torch(seq if regression else
+                                     torch.nn.Sequential(*seq, torch.nn.Softmax(dim=1)))
+    np.testing.assert_allclose(net.theta, back.theta, rtol=1e-9, atol=1e-12)
+    assert not np.allclose(net.theta, start)

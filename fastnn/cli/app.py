@@ -126,6 +126,12 @@ def _train_parser(sub):
                         "one per hidden layer")
     t.add_argument("--class-weight", choices=("balanced",), default=None,
                    help="weigh each class's rows by n / (classes * rows of the class)")
+    t.add_argument("--clip-norm", type=float, default=None, metavar="MAX",
+                   help="clip each step's gradient to this global L2 norm")
+    t.add_argument("--label-smoothing", type=float, default=0.0, metavar="A",
+                   help="softmax/sigmoid label smoothing (default: 0)")
+    t.add_argument("--delta", type=float, default=1.0,
+                   help="the huber output's delta (default: 1)")
     t.add_argument("--batch-size", type=_positive_int, default=100)
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--seed", type=int, default=8)
@@ -302,7 +308,8 @@ def cmd_train(args, out):
         n_out = 1 if y.ndim == 1 else y.shape[1]
     layers = [x.shape[1]] + args.layers + [n_out]
     net = Network(layers, hidden=args.activation, output=output, init=args.init,
-                  seed=args.seed, dtype=args.dtype)
+                  seed=args.seed, dtype=args.dtype, delta=args.delta,
+                  label_smoothing=args.label_smoothing)
     classify = output not in REGRESSION_OUTPUTS
     act = args.activation if isinstance(args.activation, str) else ",".join(args.activation)
     desc = (f"fastnn {__version__}: {'-'.join(map(str, layers))} {act}/{output}, "
@@ -337,7 +344,8 @@ def cmd_train(args, out):
                 validation_split=args.validation_split, early_stopping=args.early_stopping,
                 patience=args.patience, callbacks=[per_epoch],
                 progress=not args.quiet, weight_decay=args.weight_decay,
-                class_weight=args.class_weight, dropout=args.dropout)
+                class_weight=args.class_weight, dropout=args.dropout,
+                clip_norm=args.clip_norm)
     except KeyboardInterrupt as e:
         interrupts.keep_frames(e)
         interrupted = True

@@ -11,7 +11,7 @@ A backend runs named operations on the kernels' argument bundles
   sums up to a diverged one, whether it diverged, threads, seconds per epoch);
 * ``evaluate(X, sp, rows, labels, T, model, head, work)``: (loss sum, rows right);
 * ``predict(X, sp, rows, model, head, work, out)``: the head's output (or the
-  logits, ``head < 0``) into ``out``; returns the count of NaN/inf in X;
+  logits, ``head.code < 0``) into ``out``; returns the count of NaN/inf in X;
 * ``full_batch(X, labels, T, w, model, head, work, grad, total)``: the mean
   loss over X, its gradient in ``total``;
 * ``scan(a)``: (non-zeros per row, a fingerprint or None, whether a value

@@ -71,11 +71,14 @@ def pack_scratch_size(layers, cap):
     return max(need)
 
 
-def work_buffers(layout, cap, dtype, sparse=False, split=False):
+def work_buffers(layout, cap, dtype, sparse=False, split=False, keep_input=False,
+                 masks=False):
     """:class:`Work` for batches of up to ``cap`` rows; ``sparse`` adds the
     aligned scratch of the sparse first layer's W and dU copies, ``split``
     a second gradient and transpose scratch for row-split batches
-    (:func:`.kernels.layout.row_split`)."""
+    (:func:`.kernels.layout.row_split`), ``keep_input`` the pre-activation
+    buffer of training with GELU or SiLU layers, ``masks`` the dropout
+    masks' buffer (stochastic training)."""
     layers = [int(s) for s in layout.sizes]
     width = int(layout.hoff[-1])
     wt_size = max([layers[l] * layers[l + 1] for l in range(1, len(layers) - 1)] + [0])
@@ -90,4 +93,6 @@ def work_buffers(layout, cap, dtype, sparse=False, split=False):
     return Work(hbuf=np.empty(cap * width, dtype),
                 dbuf=aligned_zeros(cap * width + SLACK, dtype)[:cap * width],
                 hoff=layout.hoff, cap=cap, wt=np.empty(wt_size, dtype), wa=wa, da=da,
-                bp=np.empty(pack_scratch_size(layers, cap), dtype), gs=gs)
+                bp=np.empty(pack_scratch_size(layers, cap), dtype), gs=gs,
+                ubuf=np.empty(cap * width if keep_input else 0, dtype),
+                mbuf=np.empty(cap * width if masks else 0, np.uint8))

@@ -3,7 +3,8 @@
 Format (version ``FORMAT_VERSION``): uncompressed ``.npy`` members
 ``fastnn_format`` (int), ``layers`` (int64), ``hidden``, ``output``,
 ``dtype`` (strings), and ``W{l}`` (fan_in, fan_out), ``b{l}`` (fan_out,) per
-layer, in the model's dtype.
+layer, in the model's dtype; the loss settings that differ from their
+defaults, ``delta`` and ``label_smoothing`` (float64 scalars).
 """
 import os
 import stat
@@ -16,6 +17,7 @@ import numpy as np
 from . import validation
 
 FORMAT_VERSION = 1
+LOSS_SETTINGS = ("delta", "label_smoothing")  # optional scalars
 
 
 def write_model(path, description, weights, biases):
@@ -29,6 +31,9 @@ def write_model(path, description, weights, biases):
         "output": np.array(description["output"]),
         "dtype": np.array(description["dtype"]),
     }
+    for key in LOSS_SETTINGS:
+        if key in description:
+            arrays[key] = np.array(float(description[key]))
     for l, (W, b) in enumerate(zip(weights, biases)):
         arrays[f"W{l}"] = W
         arrays[f"b{l}"] = b
@@ -257,15 +262,19 @@ class _ZipModel:
         if hidden.ndim > 1:
             raise self.bad("malformed 'hidden'")
         strings["hidden"] = str(hidden) if hidden.ndim == 0 else [str(a) for a in hidden]
+        settings = {key: float(self.read(key, shape=(), kinds="f", max_items=1))
+                    for key in LOSS_SETTINGS if key in self.infos}
         try:
             sizes = validation.check_layers(layers.tolist())
             validation.check_hidden(strings["hidden"], len(sizes) - 2)
             validation.check_choice("output", strings["output"], validation.OUTPUTS)
             dtype = validation.check_dtype(strings["dtype"])
+            validation.check_loss_settings(strings["output"], settings.get("delta", 1.0),
+                                           settings.get("label_smoothing", 0.0))
         except (ValueError, TypeError) as e:
             raise self.bad(f"invalid model description ({e})") from None
         return {"layers": sizes, "hidden": strings["hidden"], "output": strings["output"],
-                "dtype": dtype.name}, sizes, dtype
+                "dtype": dtype.name, **settings}, sizes, dtype
 
     def parameters(self, sizes, dtype):
         """(weights, biases): every parameter array must be in the file with
@@ -275,7 +284,7 @@ class _ZipModel:
             shapes[f"W{l}"] = (sizes[l], sizes[l + 1])
             shapes[f"b{l}"] = (sizes[l + 1],)
         extra = set(self.infos) - set(shapes) - {"fastnn_format", "layers", "hidden", "output",
-                                                  "dtype"}
+                                                  "dtype", *LOSS_SETTINGS}
         if extra:
             raise self.bad(f"unexpected arrays {sorted(extra)}")
         for name, shape in shapes.items():

@@ -11,7 +11,7 @@ import numpy as np
 from . import backend, inputs, modelio, schedules, training, validation
 from .init import INITS, init_params
 from .memory import EVAL_ROWS, ParamLayout
-from .registry import ACTIVATIONS, HEADS
+from .registry import ACTIVATIONS, loss_of
 from .stopping import ScheduleAndPatience
 from .training import TrainingDivergedError  # noqa: F401  (re-exported)
 
@@ -29,7 +29,12 @@ class Network:
     activations: relu, sigmoid, tanh, identity, ...), or a list of one per
     hidden layer (``["relu", "tanh"]``). ``output``: softmax
     (cross-entropy) | sigmoid (binary cross-entropy) | identity (squared
-    error) | poisson (half Poisson deviance, log link). ``init``:
+    error) | poisson (half Poisson deviance, log link) | absolute_error |
+    huber (squared error within ``delta`` of the target, linear beyond:
+    ``torch.nn.HuberLoss(delta=delta)``); regression heads sum their loss
+    over outputs. ``label_smoothing``: softmax's, as
+    ``torch.nn.CrossEntropyLoss(label_smoothing=...)``, or sigmoid's (each
+    0/1 target moved ``label_smoothing / 2`` towards the other). ``init``:
     uniform (half-width ``init_scale``) | he | glorot. ``seed`` seeds the
     initialisation and the shuffling, so a run repeats exactly. ``dtype``:
     float32 | float64.
@@ -40,12 +45,14 @@ class Network:
     """
 
     def __init__(self, layers, hidden="relu", output="softmax", init="uniform",
-                 init_scale=0.1, seed=None, dtype="float32"):
+                 init_scale=0.1, seed=None, dtype="float32", delta=1.0, label_smoothing=0.0):
         self.layers = tuple(validation.check_layers(layers))
         # One name per hidden layer; ``hidden`` as given (a name or a list).
         self.hidden_acts = validation.check_hidden(hidden, len(self.layers) - 2)
         self.hidden = hidden if isinstance(hidden, str) else list(self.hidden_acts)
         self.output = validation.check_choice("output", output, OUTPUTS)
+        self.delta, self.label_smoothing = validation.check_loss_settings(
+            self.output, delta, label_smoothing)
         validation.check_choice("init", init, INITS)
         self.dtype = validation.check_dtype(dtype)
         if seed is not None:
@@ -67,9 +74,16 @@ class Network:
         self.acts = np.array([ACTIVATIONS[a].code for a in self.hidden_acts]
                              + [ACTIVATIONS["identity"].code], dtype=np.int64)
         assert self.acts.shape[0] == n_layers
-        self.head = HEADS[self.output].code
+        self.head = loss_of(self.output, self.delta, self.label_smoothing)
         self.theta = self.layout.new_theta(self.dtype)
         self.weights, self.biases = self.layout.views(self.theta)
+
+    def set_loss(self, delta=None, label_smoothing=None):
+        """Change the loss settings (given ones only) for the next fits."""
+        self.delta, self.label_smoothing = validation.check_loss_settings(
+            self.output, self.delta if delta is None else delta,
+            self.label_smoothing if label_smoothing is None else label_smoothing)
+        self.head = loss_of(self.output, self.delta, self.label_smoothing)
 
     @property
     def n_inputs(self):
@@ -102,7 +116,8 @@ class Network:
             nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, lr_schedule=None,
             shuffle=True, validation_data=None, validation_split=0.0, early_stopping=False,
             patience=10, min_delta=0.0, callbacks=(), progress=False, verbose=False,
-            weight_decay=0.01, sample_weight=None, class_weight=None, dropout=None):
+            weight_decay=0.01, sample_weight=None, class_weight=None, dropout=None,
+            clip_norm=None):
         """Mini-batch gradient descent; returns the history (also ``self.history``).
 
         ``optimizer``: "sgd" (``momentum``, ``nesterov``), "adam" (``beta1``,
@@ -126,6 +141,8 @@ class Network:
         outputs during training, one rate in [0, 1) or a list of one per
         hidden layer (masks seeded by ``seed``: a run repeats exactly,
         whatever the thread count); never in ``predict``/``evaluate``.
+        ``clip_norm``: before each step the loss gradient is scaled to a
+        global L2 norm of at most this (``torch.nn.utils.clip_grad_norm_``).
 
         History: per epoch ``loss``/``accuracy`` (running means over the
         batches, each measured before its update; NaN accuracy for
@@ -135,7 +152,8 @@ class Network:
         keeps the last completed epoch (and ``self.history``) and propagates.
         """
         opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
-                                 weight_decay=weight_decay, **self.dropout_settings(dropout))
+                                 weight_decay=weight_decay, clip_norm=clip_norm,
+                                 **self.dropout_settings(dropout))
         epochs, policy, callbacks = self.fit_settings(
             epochs, opt, lr_schedule, (early_stopping, patience, min_delta), callbacks)
         validation_split = validation.check_float("validation_split", validation_split, 0, 1,
@@ -201,13 +219,14 @@ class Network:
 
     def partial_fit(self, x, y, batch_size=100, lr=0.1, optimizer="sgd", momentum=0.0,
                     nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, shuffle=True,
-                    weight_decay=0.01, dropout=None):
+                    weight_decay=0.01, dropout=None, clip_norm=None):
         """One epoch over ``(x, y)``, continuing the optimizer state (momentum
         velocity, Adam moments and step count) of the previous ``fit`` or
         ``partial_fit`` with the same optimizer: for data that arrives in
         chunks. Returns the epoch's ``{"loss", "accuracy"}``."""
         opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
-                                 weight_decay=weight_decay, **self.dropout_settings(dropout))
+                                 weight_decay=weight_decay, clip_norm=clip_norm,
+                                 **self.dropout_settings(dropout))
         X = self.check_x(x, check_finite=False)
         labels, T = self.check_y(y, X.shape[0])
         with self.engine.exclusive():
@@ -248,7 +267,7 @@ class Network:
         for one output) or regression values (identity: Z; poisson: exp(Z))."""
         if self.output == "poisson":
             return self._forward(x, self.head)
-        Z = self._forward(x, -1)
+        Z = self._forward(x, self.head._replace(code=-1))  # the logits
         if self.output == "softmax":
             return Z.argmax(axis=1)
         if self.output == "sigmoid":
@@ -278,8 +297,13 @@ class Network:
 
     # ---------------------------------------------------------------- files
     def describe(self):
-        return {"layers": list(self.layers), "hidden": self.hidden, "output": self.output,
-                "dtype": self.dtype.name}
+        d = {"layers": list(self.layers), "hidden": self.hidden, "output": self.output,
+             "dtype": self.dtype.name}
+        if self.output == "huber":
+            d["delta"] = self.delta
+        if self.label_smoothing:
+            d["label_smoothing"] = self.label_smoothing
+        return d
 
     def save(self, path):
         """Write architecture and parameters to a ``.npz`` file atomically."""
@@ -291,7 +315,9 @@ class Network:
         header checked before data is read; see :func:`fastnn.engine.modelio.read_model`)."""
         description, weights, biases = modelio.read_model(path)
         net = cls(description["layers"], hidden=description["hidden"],
-                  output=description["output"], seed=0, dtype=description["dtype"])
+                  output=description["output"], seed=0, dtype=description["dtype"],
+                  delta=description.get("delta", 1.0),
+                  label_smoothing=description.get("label_smoothing", 0.0))
         for dst, src in zip(net.weights + net.biases, weights + biases):
             dst[...] = src
         return net
@@ -304,6 +330,8 @@ class Network:
 
     def __setstate__(self, state):
         theta = state.pop("theta")
+        state.setdefault("delta", 1.0)  # (pickled before these settings existed)
+        state.setdefault("label_smoothing", 0.0)
         self.__dict__.update(state)
         self._allocate()
         self.theta[...] = theta
@@ -357,5 +385,7 @@ class Network:
         return network_summary(self)
 
     def __repr__(self):
+        extra = "".join(f", {k}={v!r}" for k, v in self.describe().items()
+                        if k in ("delta", "label_smoothing"))
         return (f"Network({list(self.layers)}, hidden={self.hidden!r}, "
-                f"output={self.output!r}, dtype={self.dtype.name!r})")
+                f"output={self.output!r}{extra}, dtype={self.dtype.name!r})")

@@ -134,13 +134,17 @@ def _layers(model):
         yield l, slice(o, o + K * N), (K, N), slice(o + K * N, o + K * N + N)
 
 
-def forward(model, x, drop=None, key=0):
+def forward(model, x, drop=None, key=0, pre=None):
     """The outputs of every layer (the last: the logits); with ``drop``
     (each layer's dropout rate) and the batch's mask ``key``, the hidden
-    outputs after inverted dropout (``kernels.dropout``)."""
+    outputs after inverted dropout (``kernels.dropout``). ``pre``: a list
+    that gets each layer's pre-activation (what the backward of an
+    activation ``from_input`` reads)."""
     H, outs = x, []
     for l, w, shape, b in _layers(model):
         U = H @ model.theta[w].reshape(shape) + model.theta[b]
+        if pre is not None:
+            pre.append(U)
         H = ACTIVATION_BY_CODE[int(model.acts[l])].forward(U)
         if drop is not None and drop.shape[0] and drop[l] > 0:
             keep = _kept(H.shape, drop[l], _layer_key(key, l))
@@ -182,7 +186,7 @@ def _kept(shape, rate, key):
 def head_loss(head, Z, labels, T, w):
     """(mean loss, n_correct, dE/dZ) of a head, as ``loss_forward_backward``:
     the loss a (weighted) mean over rows in float64."""
-    spec = HEAD_BY_CODE[int(head)]
+    spec = HEAD_BY_CODE[int(head.code)]
     weighted = w.shape[0] > 0
     if weighted:
         s = float(w.sum())
@@ -192,15 +196,15 @@ def head_loss(head, Z, labels, T, w):
         inv_b = 1.0 / Z.shape[0]
         wi = np.ones(Z.shape[0])
     Z64 = Z.astype(np.float64)
-    per_row, dZ = spec.rows(Z64, labels, T)
+    per_row, dZ = spec.rows(Z64, labels, T, head)
     correct = spec.correct(Z64, labels, T) if spec.correct is not None else 0
     loss = float((per_row * wi).sum()) * inv_b
     return loss, correct, (dZ * (wi[:, None] * inv_b)).astype(Z.dtype)
 
 
-def backward(model, x, outs, dZ, grad, drop=None, key=0):
+def backward(model, x, outs, dZ, grad, drop=None, key=0, pre=None):
     """Every layer's gradient into ``grad`` (the parameters' layout);
-    ``drop``, ``key`` as given to :func:`forward`."""
+    ``drop``, ``key``, ``pre`` as given to :func:`forward`."""
     dU = dZ
     layers = list(_layers(model))
     for l, w, shape, b in reversed(layers):
@@ -209,22 +213,30 @@ def backward(model, x, outs, dZ, grad, drop=None, key=0):
         grad[b] = dU.sum(axis=0)
         if l > 0:
             dX = dU @ model.theta[w].reshape(shape).T
-            derivative = ACTIVATION_BY_CODE[int(model.acts[l - 1])].derivative
+            spec = ACTIVATION_BY_CODE[int(model.acts[l - 1])]
             rate = drop[l - 1] if drop is not None and drop.shape[0] else 0.0
+            dt = Hin.dtype.type
+            if spec.from_input:
+                slope = spec.derivative(pre[l - 1])
+            else:  # the output before dropout: Hin * (1 - rate) where kept
+                slope = spec.derivative(Hin * dt(1.0 - rate) if rate > 0 else Hin)
             if rate > 0:
-                dt = Hin.dtype.type
                 keep = _kept(Hin.shape, rate, _layer_key(key, l - 1))
-                factor = dt(1.0 / (1.0 - rate)) * derivative(Hin * dt(1.0 - rate))
-                dU = np.where(keep, dX * factor, dt(0))
+                dU = np.where(keep, dX * (dt(1.0 / (1.0 - rate)) * slope), dt(0))
             else:
-                dU = dX * derivative(Hin)
+                dU = dX * slope
 
 
 def apply_update(model, grad, state, opt, rows):
-    """``kernels.train.apply_update``: the L2 term, then the optimizer step,
-    in place; returns the batch's penalty."""
+    """``kernels.train.apply_update``: clipping, the L2 term, then the
+    optimizer step, in place; returns the batch's penalty."""
     theta = model.theta
     dt = theta.dtype.type
+    if opt.clip > 0:  # clip_grad_norm_: the loss gradient, before the L2 term
+        norm = float(np.sqrt(np.dot(grad.astype(np.float64), grad.astype(np.float64))))
+        factor = min(1.0, opt.clip / (norm + 1e-6))
+        if factor < 1.0:
+            grad *= dt(factor)
     penalty = 0.0
     if opt.l2 > 0:
         coef = (opt.l2 / rows if rows > 0 else 0.0) if opt.l2_per_row else opt.l2
@@ -290,9 +302,10 @@ def _run_batches(data, step, sp, batches, start=(0.0, 0.0, 0)):
         tb = pick(T) if T.shape[0] else T
         wb = pick(w) if w.shape[0] else w
         key = batch_key(opt.drop_seed, int(state.step[0]))
-        outs = forward(model, xb, opt.dropout, key)
+        pre = []
+        outs = forward(model, xb, opt.dropout, key, pre)
         loss, c, dZ = head_loss(head, outs[-1], lb, tb, wb)
-        backward(model, xb, outs, dZ, grad, opt.dropout, key)
+        backward(model, xb, outs, dZ, grad, opt.dropout, key, pre)
         norm = float(wb.sum()) if wb.shape[0] else float(rows)
         pen = apply_update(model, grad, state, opt, norm)
         loss_sum += loss * rows
@@ -322,7 +335,7 @@ def evaluate_batches(X, sp, rows, labels, T, model, head, work):
 
 
 def predict_batches(X, sp, rows, model, head, work, out):
-    """``kernels.train.predict_batches``: logits (``head < 0``) or the
+    """``kernels.train.predict_batches``: logits (``head.code < 0``) or the
     head's output of every row into ``out``; returns the number of NaN/inf
     values in a dense X."""
     # Dense X: the compiled driver keeps its own scratch and ``work`` is
@@ -330,7 +343,7 @@ def predict_batches(X, sp, rows, model, head, work, out):
     cap = work.cap if sp is not None else max(work.cap, EVAL_ROWS)
     for s, e, xb in _chunks(X, sp, rows, cap):
         Z = forward(model, xb)[-1]
-        out[s:e] = Z if head < 0 else HEAD_BY_CODE[int(head)].output(Z)  # head < 0: logits
+        out[s:e] = Z if head.code < 0 else HEAD_BY_CODE[int(head.code)].output(Z)
     return 0 if sp is not None else int(X.size - np.count_nonzero(np.isfinite(X)))
 
 
@@ -346,10 +359,11 @@ def full_batch_gradient(X, labels, T, w, model, head, work, grad, total):
         e = min(n, s + work.cap)
         wc = w[s:e] if weighted else w
         xb = X[s:e]
-        outs = forward(model, xb)
+        pre = []
+        outs = forward(model, xb, pre=pre)
         chunk_loss, _, dZ = head_loss(head, outs[-1], labels[s:e] if labels.shape[0] else labels,
                                       T[s:e] if T.shape[0] else T, wc)
-        backward(model, xb, outs, dZ, grad)
+        backward(model, xb, outs, dZ, grad, pre=pre)
         if weighted:
             share = float(wc.sum()) / w_total if w_total > 0 else 0.0
         else:

@@ -11,9 +11,9 @@ their tables from here; ``tests/test_registry.py`` fails when a declared
 operation lacks a kernel branch, a NumPy form or an export.
 
 Activations take their derivative from the layer's *output* ``y = f(x)``:
-the kernels keep only a layer's output for the backward pass (so an
-activation that is not a function of its output, such as GELU or SiLU,
-needs the pre-activations kept first).
+the kernels keep only a layer's output for the backward pass, except for
+an activation whose output does not determine its input (GELU, SiLU:
+``from_input``), whose layers keep their pre-activations too.
 """
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from ..kernels import activations as _act
 from ..kernels import losses as _loss
-from ..kernels.bundles import ADAGRAD, ADAM, ADAMW, RMSPROP, SGD
+from ..kernels.bundles import ADAGRAD, ADAM, ADAMW, RMSPROP, SGD, Loss
 
 
 # --- hidden-layer activations ------------------------------------------------
@@ -29,18 +29,30 @@ class Activation(NamedTuple):
     name: str                    # what Network(hidden=...) and the CLI take
     code: np.int64               # its branch in kernels.activations.act_forward / act_grad
     forward: Callable            # NumPy: y = f(x)
-    derivative: Callable         # NumPy: f'(x), from y = f(x)
+    derivative: Callable         # NumPy: f'(x), from y = f(x) (from x if from_input)
     sklearn: Optional[str]       # scikit-learn's name for it (MLP*.activation), or None
     # Its ONNX form: one node (op_type, attributes, constant inputs), or a
     # list of steps (op_type, attributes, inputs), an input being "x" (the
     # layer's), the index of an earlier step or a float constant; None: none.
     onnx: Any
     torch: tuple                 # (torch.nn class name, constructor keywords)
+    from_input: bool = False     # the derivative needs x (kernels.activations.act_grad_input)
 
 
 def _sigmoid(x):
     e = np.exp(-np.abs(x))  # exp of a non-positive number only: no overflow
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _erf(x):
+    """erf elementwise in x's dtype: NumPy has none; scipy's when it is
+    installed, else math.erf element by element (slower, the same values)."""
+    try:
+        from scipy.special import erf
+    except ImportError:
+        import math
+        erf = np.vectorize(math.erf, otypes=[np.float64])
+    return np.asarray(erf(x)).astype(x.dtype, copy=False)
 
 
 ACTIVATIONS = {a.name: a for a in (
@@ -69,8 +81,29 @@ ACTIVATIONS = {a.name: a for a in (
                [("Abs", {}, ("x",)), ("Neg", {}, (0,)), ("Exp", {}, (1,)),
                 ("Add", {}, (2, 1.0)), ("Log", {}, (3,)), ("Relu", {}, ("x",)),
                 ("Add", {}, (5, 4))], ("Softplus", {})),
+    # The exact GELU, x * Phi(x) = x/2 (1 + erf(x / sqrt 2)). ONNX's Gelu op
+    # needs opset 20; Erf is in every opset fastnn exports, but onnxruntime
+    # has no float64 Erf, so erf runs in float32 (a float64 model's GELU
+    # agrees with predict_proba to ~1e-7, not to rounding).
+    Activation("gelu", _act.GELU, lambda x: x * (0.5 + 0.5 * _erf(x * np.sqrt(0.5))),
+               lambda x: (0.5 + 0.5 * _erf(x * np.sqrt(0.5))
+                          + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)).astype(x.dtype),
+               "gelu", [("Mul", {}, ("x", float(np.sqrt(0.5)))), ("Cast", {"to": 1}, (0,)),
+                        ("Erf", {}, (1,)), ("CastLike", {}, (2, "x")), ("Add", {}, (3, 1.0)),
+                        ("Mul", {}, ("x", 4)), ("Mul", {}, (5, 0.5))],
+               ("GELU", {}), from_input=True),
+    Activation("silu", _act.SILU, lambda x: x * _sigmoid(x),
+               lambda x: (_sigmoid(x) * (1 + x * (1 - _sigmoid(x)))).astype(x.dtype), "silu",
+               [("Sigmoid", {}, ("x",)), ("Mul", {}, ("x", 0))], ("SiLU", {}),
+               from_input=True),
 )}
 ACTIVATION_BY_CODE = {int(a.code): a for a in ACTIVATIONS.values()}
+
+
+def keeps_input(acts):
+    """Whether training layers with activation codes ``acts`` keep their
+    pre-activations (``Work.ubuf``)."""
+    return any(ACTIVATION_BY_CODE[int(a)].from_input for a in acts)
 # scikit-learn's activation names (MLPClassifier(activation=...)) -> ours.
 SKLEARN_ACTIVATIONS = {a.sklearn: a.name for a in ACTIVATIONS.values() if a.sklearn}
 
@@ -79,7 +112,8 @@ SKLEARN_ACTIVATIONS = {a.sklearn: a.name for a in ACTIVATIONS.values() if a.skle
 class Head(NamedTuple):
     name: str                    # what Network(output=...) and the CLI take
     code: int                    # its branch in kernels.losses (loss_forward_backward, head_output)
-    rows: Callable               # NumPy: (z, labels, T) -> (per-row loss, per-row dE/dz)
+    rows: Callable               # NumPy: (z, labels, T, loss) -> (per-row loss, per-row dE/dz);
+    #                              loss: the kernels' Loss (code and settings)
     output: Callable             # NumPy: predict_proba from the logits z
     correct: Optional[Callable]  # NumPy: (z, labels, T) -> rows right; None: regression
     sklearn: str                 # scikit-learn's out_activation_
@@ -92,28 +126,49 @@ def _softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _softmax_rows(z, labels, T):
+def _softmax_rows(z, labels, T, loss):
+    # Label smoothing a: the target is (1-a) onehot + a/K.
+    a = loss.smoothing
     m = z.max(axis=1, keepdims=True)
     e = np.exp(z - m)
     s = e.sum(axis=1, keepdims=True)
     rows = np.arange(z.shape[0])
     dz = e / s
+    per = np.log(s[:, 0]) + m[:, 0]
+    if a > 0:
+        dz -= a / z.shape[1]
+        dz[rows, labels] -= 1 - a
+        return per - (1 - a) * z[rows, labels] - a / z.shape[1] * z.sum(axis=1), dz
     dz[rows, labels] -= 1
-    return np.log(s[:, 0]) + m[:, 0] - z[rows, labels], dz
+    return per - z[rows, labels], dz
 
 
-def _sigmoid_rows(z, labels, T):
-    # softplus(z) - t*z == -t log(s) - (1-t) log(1-s), written stably.
+def _sigmoid_rows(z, labels, T, loss):
+    # softplus(z) - t*z == -t log(s) - (1-t) log(1-s), written stably;
+    # label smoothing a: the target t (1-a) + a/2.
+    T = T * (1.0 - loss.smoothing) + 0.5 * loss.smoothing
     per = np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))) - T * z
     return per.sum(axis=1), _sigmoid(z) - T
 
 
-def _squared_rows(z, labels, T):
+def _squared_rows(z, labels, T, loss):
     d = z - T
     return 0.5 * (d * d).sum(axis=1), d
 
 
-def _poisson_rows(z, labels, T):
+def _absolute_rows(z, labels, T, loss):
+    d = z - T
+    return np.abs(d).sum(axis=1), np.sign(d)
+
+
+def _huber_rows(z, labels, T, loss):
+    d = z - T
+    a, delta = np.abs(d), loss.delta
+    per = np.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
+    return per.sum(axis=1), np.clip(d, -delta, delta)
+
+
+def _poisson_rows(z, labels, T, loss):
     # Half Poisson deviance with a log link (prediction exp(z)).
     mu = np.exp(z)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -132,9 +187,19 @@ HEADS = {h.name: h for h in (
          "identity", None, None),
     Head("poisson", _loss.EXP_POISSON, _poisson_rows, np.exp, None,
          "exp", ("Exp", {}, ()), "Exp"),
+    Head("absolute_error", _loss.ABSOLUTE_ERROR, _absolute_rows, lambda z: z, None,
+         "identity", None, None),
+    Head("huber", _loss.HUBER, _huber_rows, lambda z: z, None, "identity", None, None),
 )}
 HEAD_BY_CODE = {h.code: h for h in HEADS.values()}
 REGRESSION_HEADS = tuple(h.name for h in HEADS.values() if h.correct is None)
+
+
+def loss_of(output, delta=1.0, label_smoothing=0.0):
+    """The kernels' :class:`~fastnn.kernels.bundles.Loss` of head ``output``
+    (names checked by the caller): Huber's ``delta``, softmax's label
+    smoothing (each read by its head only)."""
+    return Loss(int(HEADS[output].code), float(delta), float(label_smoothing))
 
 
 # --- optimizers ----------------------------------------------------------------

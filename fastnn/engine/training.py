@@ -63,11 +63,12 @@ class EngineState:
 
 def optimizer(name="sgd", lr=0.1, momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999,
               eps=1e-8, l2=0.0, l2_per_row=False, weight_decay=0.01, dropout=None,
-              drop_seed=0):
+              drop_seed=0, clip_norm=None):
     """Checked optimizer settings (:class:`Optimizer`); ``weight_decay`` is
     AdamW's (decoupled) and read by it only. ``dropout``: each layer's rate
     (``validation.dropout_rates``), None for none; ``drop_seed`` seeds the
-    masks."""
+    masks. ``clip_norm``: the loss gradient's global L2 norm is clipped to
+    it before each step (``torch.nn.utils.clip_grad_norm_``); None: never."""
     validation.check_choice("optimizer", name, validation.OPTIMIZERS)
     lr = validation.check_float("lr", lr, 0, low_open=True)
     momentum = validation.check_float("momentum", momentum, 0, 1, high_open=True)
@@ -83,7 +84,7 @@ def optimizer(name="sgd", lr=0.1, momentum=0.0, nesterov=False, beta1=0.9, beta2
     rates = np.zeros(0) if dropout is None or not np.any(dropout) else dropout
     return Optimizer(registry.OPTIMIZERS[name].kind, lr, momentum, nesterov, beta1, beta2, eps, l2,
                      bool(l2_per_row), weight_decay, np.ascontiguousarray(rates, np.float64),
-                     np.uint64(drop_seed))
+                     np.uint64(drop_seed), validation.check_clip_norm(clip_norm))
 
 
 def fresh_state(kind, theta):
@@ -164,7 +165,8 @@ class Trainer:
             X = inputs.dense_placeholder(X, dtype)
         self.work = work_buffers(layout, batch_size, dtype, self.sparse,
                                  split=split_sparse if self.sparse
-                                 else row_split(layout.sizes, batch_size))
+                                 else row_split(layout.sizes, batch_size),
+                                 keep_input=registry.keeps_input(model.acts), masks=True)
         self.grad = aligned_zeros(model.theta.size, dtype)
         w = np.empty(0, np.float64) if sample_weight is None else sample_weight
         self.data = TrainData(X, labels, T, w, np.arange(n, dtype=np.int64), batch_size,
@@ -527,7 +529,8 @@ def full_batch_objective(net, X, labels, T, l2=0.0, loss_scale=1.0, sample_weigh
     norm = float(sw.sum()) if sw.size else n
     theta = model.theta
     dtype = theta.dtype
-    work = work_buffers(layout, min(n, EVAL_ROWS), dtype)
+    work = work_buffers(layout, min(n, EVAL_ROWS), dtype,
+                        keep_input=registry.keeps_input(model.acts))
     grad = aligned_zeros(theta.size, dtype)
     total = np.empty(theta.size, dtype)
     weights = np.zeros(theta.size, bool)

@@ -257,6 +257,25 @@ def check_hidden(hidden, n_hidden):
                  for i, a in enumerate(names))
 
 
+def check_loss_settings(output, delta, label_smoothing):
+    """(delta, label_smoothing) checked for head ``output``: Huber's
+    ``delta`` > 0; the classifiers' ``label_smoothing`` in [0, 1), and 0
+    for a regression head (which has no use for it)."""
+    delta = check_float("delta", delta, 0, low_open=True)
+    label_smoothing = check_float("label_smoothing", label_smoothing, 0, 1, high_open=True)
+    if label_smoothing and output in REGRESSION_OUTPUTS:
+        raise ValueError(f"label_smoothing applies to classifier outputs (softmax, sigmoid), "
+                         f"not {output!r}")
+    return delta, label_smoothing
+
+
+def check_clip_norm(clip_norm):
+    """The gradient-norm limit as a float: None gives 0 (no clipping)."""
+    if clip_norm is None:
+        return 0.0
+    return check_float("clip_norm", clip_norm, 0, low_open=True)
+
+
 def dropout_rates(dropout, n_layers):
     """Each layer's output dropout rate, (n_layers,) float64 with the last
     (the logits) 0, from ``dropout``: one rate for every hidden layer or a

@@ -345,7 +345,7 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
         optimizer="sgd", momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8,
         l2=0.0, lr_schedule=None, shuffle=True, validation_data=None, early_stopping=False,
         patience=10, min_delta=0.0, callbacks=(), verbose=False, weight_decay=0.01,
-        dropout=None):
+        dropout=None, clip_norm=None):
     """Train ``net`` (a :class:`fastnn.Network`) on dask arrays ``X``, ``y``
     by synchronous model averaging (see the module docstring); returns the
     history (also ``net.history``). NumPy inputs are split into one chunk
@@ -356,7 +356,8 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
     import dask.array as da
 
     opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
-                             weight_decay=weight_decay, **net.dropout_settings(dropout))
+                             weight_decay=weight_decay, clip_norm=clip_norm,
+                             **net.dropout_settings(dropout))
     epochs, policy, callbacks = net.fit_settings(
         epochs, opt, lr_schedule, (early_stopping, patience, min_delta), callbacks)
     batch_size = validation.check_int("batch_size", batch_size, 1)

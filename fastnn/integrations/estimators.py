@@ -68,6 +68,12 @@ ACTIVATIONS = registry.SKLEARN_ACTIVATIONS  # activation= names -> Network's hid
 SOLVERS = ("lbfgs", "sgd", "adam", "rmsprop", "adagrad", "adamw")
 STOCHASTIC_SOLVERS = SOLVERS[1:]
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
+# MLPRegressor(loss=...) -> Network's output: scikit-learn's two, then fastnn's.
+LOSSES = {"squared_error": "identity", "poisson": "poisson", "absolute_error": "absolute_error",
+          "huber": "huber"}
+# Heads whose loss_curve_ is averaged over the outputs (scikit-learn's squared
+# loss; torch's reduction="mean" for the others).
+PER_OUTPUT = ("identity", "absolute_error", "huber")
 # scikit-learn's words for a fit that ends with inf or NaN weights; programs
 # match them, so fastnn's errors for that case begin with them.
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
@@ -104,7 +110,7 @@ class _BaseMLP(BaseEstimator):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dtype=None, weight_decay=0.01, early_stopping_metric="score",
-                 callbacks=None, dropout=0.0):
+                 callbacks=None, dropout=0.0, clip_norm=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -133,6 +139,7 @@ class _BaseMLP(BaseEstimator):
         self.early_stopping_metric = early_stopping_metric
         self.callbacks = callbacks
         self.dropout = dropout
+        self.clip_norm = clip_norm
 
     # ------------------------------------------------------------ checks
     def _check_params(self):
@@ -175,6 +182,9 @@ class _BaseMLP(BaseEstimator):
         if V.dropout_rates(self.dropout, len(hls) + 1) is not None and self.solver == "lbfgs":
             raise ValueError("dropout needs a stochastic solver (sgd, adam, ...), not lbfgs: "
                              "its objective must not change between evaluations")
+        if V.check_clip_norm(self.clip_norm) and self.solver == "lbfgs":
+            raise ValueError("clip_norm needs a stochastic solver (sgd, adam, ...), not lbfgs, "
+                             "whose line search takes whole steps")
         if self.callbacks is not None:
             try:
                 callbacks = list(self.callbacks)
@@ -205,7 +215,7 @@ class _BaseMLP(BaseEstimator):
         """A new network with scikit-learn's initialisation."""
         self._rs = _random_state(self.random_state)
         net = Network(layer_units, hidden=self._hidden(), output=head,
-                      init="uniform", seed=0, dtype=dtype)
+                      init="uniform", seed=0, dtype=dtype, **self._loss_settings(head))
         factor = 2.0 if self.activation == "logistic" else 6.0
         for W, b in zip(net.weights, net.biases):
             bound = np.sqrt(factor / (W.shape[0] + W.shape[1]))
@@ -267,6 +277,10 @@ class _BaseMLP(BaseEstimator):
     def _class_weights(self, y, incremental):
         return None  # classifiers: class_weight
 
+    def _loss_settings(self, head):
+        """Network's loss settings (Huber's delta, label smoothing) for ``head``."""
+        return {}
+
     def _hidden(self):
         """Network's ``hidden`` for ``activation`` (a name, or one per layer)."""
         if isinstance(self.activation, str):
@@ -309,6 +323,8 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes/dtype changed since the model was fitted "
                              f"(layers {list(self.network_.layers)}, now {layer_units}); "
                              f"refit with warm_start=False")
+        else:  # (set_params may have changed them since)
+            self.network_.set_loss(**self._loss_settings(head))
         return _FitData(X, y, labels, T, head, n_out, sw)
 
     def _fit_stochastic(self, net, data, incremental):
@@ -320,7 +336,7 @@ class _BaseMLP(BaseEstimator):
                                  self.momentum if sgd else 0.0, bool(self.nesterovs_momentum),
                                  self.beta_1, self.beta_2, self.epsilon, self.alpha,
                                  l2_per_row=True, weight_decay=self.weight_decay,
-                                 **net.dropout_settings(self.dropout))
+                                 clip_norm=self.clip_norm, **net.dropout_settings(self.dropout))
         # The optimizer state carries over between partial_fit calls only.
         state = training.state_for(net.engine, opt, net.theta, keep=incremental)
         rule = self._rule
@@ -331,7 +347,7 @@ class _BaseMLP(BaseEstimator):
                        reset_rate=not incremental)
         data, val = self._validation_split(data)
         trainer = self._trainer(net, data)
-        loss_scale = data.n_out if data.head == "identity" else 1
+        loss_scale = data.n_out if data.head in PER_OUTPUT else 1
         if val is None:
             self.validation_loss_curve_ = None
         else:  # continued by a warm start, as validation_scores_
@@ -434,7 +450,7 @@ class _BaseMLP(BaseEstimator):
         objective = training.full_batch_objective(
             net, Xd, labels, T, l2=self.alpha,
             # scikit-learn's squared loss is averaged over the outputs too.
-            loss_scale=n_out if head == "identity" else 1, sample_weight=sample_weight)
+            loss_scale=n_out if head in PER_OUTPUT else 1, sample_weight=sample_weight)
         x0 = net.theta.astype(np.float64)
         with net.engine.exclusive():
             result = minimize(objective, x0, method="L-BFGS-B", jac=True,
@@ -477,7 +493,8 @@ class _BaseMLP(BaseEstimator):
         # fastnn's own parameters (scikit-learn's MLP has no such settings).
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("dtype", "weight_decay", "class_weight", "early_stopping_metric",
-                               "callbacks", "dropout")}
+                               "callbacks", "dropout", "clip_norm", "label_smoothing",
+                               "delta")}
         est = cls(**params)
         try:
             est._validate_params()
@@ -582,7 +599,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dtype=None, weight_decay=0.01, early_stopping_metric="score", callbacks=None,
-                 dropout=0.0, class_weight=None):
+                 dropout=0.0, clip_norm=None, class_weight=None, label_smoothing=0.0):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
@@ -593,8 +610,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                          epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
                          dtype=dtype, weight_decay=weight_decay,
                          early_stopping_metric=early_stopping_metric, callbacks=callbacks,
-                         dropout=dropout)
+                         dropout=dropout, clip_norm=clip_norm)
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
+
+    def _loss_settings(self, head):
+        return {"label_smoothing": self.label_smoothing}
 
     def _class_weights(self, y, incremental):
         """Per-row weights from ``class_weight`` (scikit-learn's
@@ -694,7 +715,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  loss="squared_error", dtype=None, weight_decay=0.01,
-                 early_stopping_metric="score", callbacks=None, dropout=0.0):
+                 early_stopping_metric="score", callbacks=None, dropout=0.0, clip_norm=None,
+                 delta=1.0):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
@@ -705,11 +727,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                          epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
                          dtype=dtype, weight_decay=weight_decay,
                          early_stopping_metric=early_stopping_metric, callbacks=callbacks,
-                         dropout=dropout)
+                         dropout=dropout, clip_norm=clip_norm)
         self.loss = loss
+        self.delta = delta
+
+    def _loss_settings(self, head):
+        return {"delta": self.delta}
 
     def _check_params(self):
-        V.check_choice("loss", self.loss, ("squared_error", "poisson"))
+        V.check_choice("loss", self.loss, LOSSES)
+        V.check_float("delta", self.delta, 0, low_open=True)
         return super()._check_params()
 
     def _targets(self, y, reset):
@@ -723,7 +750,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             self.out_activation_ = "exp"
             return np.zeros(0, np.int64), T, "poisson"
         self.out_activation_ = "identity"
-        return np.zeros(0, np.int64), T, "identity"
+        return np.zeros(0, np.int64), T, LOSSES[self.loss]
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None):

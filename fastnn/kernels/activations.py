@@ -8,7 +8,10 @@ The derivative is written in terms of the activation's *output* ``y``
 (relu: ``y > 0``; sigmoid: ``y(1-y)``; tanh: ``1-y^2``; leaky relu:
 1 or its slope by the sign of ``y``; elu: 1 or ``y+1``; softplus:
 ``1-exp(-y)``, the sigmoid of the input), so a layer's forward
-only has to keep its output for the backward pass.
+only has to keep its output for the backward pass. GELU and SiLU are not
+monotonic, so their output does not determine their input: a layer with
+one of them keeps its pre-activation ``x`` too (``Work.ubuf``), and
+:func:`act_grad_input` takes the derivative from ``x``.
 """
 import math
 
@@ -35,8 +38,17 @@ _LEAKY_SLOPE32 = np.float32(LEAKY_SLOPE)
 ELU = np.int64(5)       # alpha = 1, torch.nn.ELU's default
 SOFTPLUS = np.int64(6)  # beta = 1, computed exactly (torch.nn.Softplus returns x above 20)
 
+# The exact GELU, x * Phi(x) (torch.nn.GELU's default, approximate="none"),
+# and SiLU, x * sigmoid(x) (torch.nn.SiLU). Codes from GELU on take their
+# derivative from the input (uses_input).
+GELU = np.int64(7)
+SILU = np.int64(8)
+_SQRT_HALF = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+
 CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH,
-         "leaky_relu": LEAKY_RELU, "elu": ELU, "softplus": SOFTPLUS}
+         "leaky_relu": LEAKY_RELU, "elu": ELU, "softplus": SOFTPLUS, "gelu": GELU,
+         "silu": SILU}
 
 
 # --- exp of a non-positive argument, inline and vectorisable ---------------
@@ -141,7 +153,17 @@ def act_forward(x, act):
     if act == SOFTPLUS:
         # log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|).
         return max(x, x * 0) + math.log1p(math.exp(-abs(x)))
+    if act == GELU:
+        return x * (0.5 + 0.5 * math.erf(x * _SQRT_HALF))
+    if act == SILU:
+        return x * sigmoid(x)
     return x
+
+
+@jit
+def uses_input(act):
+    """Whether ``act``'s derivative needs its input (GELU, SiLU)."""
+    return act >= GELU
 
 
 @jit
@@ -160,3 +182,14 @@ def act_grad(y, act):
     if act == SOFTPLUS:
         return -math.expm1(-y)
     return y * 0 + 1
+
+
+@jit
+def act_grad_input(x, act):
+    """d act / d x from the input ``x`` (GELU, SiLU; else 1)."""
+    if act == GELU:
+        return 0.5 + 0.5 * math.erf(x * _SQRT_HALF) + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)
+    if act == SILU:
+        s = sigmoid(x)
+        return s * (1 + x * (1 - s))
+    return x * 0 + 1

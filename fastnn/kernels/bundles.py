@@ -31,6 +31,10 @@ class Work(NamedTuple):
     da: np.ndarray     # aligned scratch: its padded copy of dU (else empty)
     bp: np.ndarray     # scratch for packing the wide matmuls' operands
     gs: np.ndarray     # (n_params,): a row-split batch's second-half gradient, else empty
+    ubuf: np.ndarray   # hbuf's layout: the pre-activations of layers whose activation's
+    #                    derivative needs them (GELU, SiLU); empty when none does
+    mbuf: np.ndarray   # uint8, hbuf's layout: the batch's dropout masks (1: kept); empty
+    #                    outside training
 
 
 class SparseInput(NamedTuple):
@@ -98,6 +102,15 @@ class Optimizer(NamedTuple):
     dropout: np.ndarray  # (L,) float64: dropout rate of each layer's output (the last 0);
     #                      empty: none (see kernels/dropout.py)
     drop_seed: np.uint64  # the dropout masks' seed
+    clip: float          # clip the gradient's global L2 norm to this (0: no clipping)
+
+
+class Loss(NamedTuple):
+    """The output head: the loss the training drivers take the gradient of,
+    and the prediction (:mod:`.losses`)."""
+    code: int            # losses code (SOFTMAX_CE, ...); -1: predict the logits
+    delta: float         # HUBER: where the loss turns from quadratic to linear
+    smoothing: float     # SOFTMAX_CE, SIGMOID_BCE: label smoothing (0: none)
 
 
 class OptimizerState(NamedTuple):

@@ -1,15 +1,16 @@
 """Fully connected layer kernels: ``y = act(x @ W + b)`` and its backward.
 
-Forward keeps only the layer's output ``y``; every supported activation's
-derivative can be written from ``y`` (see :mod:`.activations`), so no
-pre-activation buffer is needed.
+Forward keeps the layer's output ``y``, from which most activations'
+derivatives follow (see :mod:`.activations`); GELU and SiLU layers keep
+their pre-activation too (:func:`activate_keeping_input`,
+:func:`input_grad`).
 """
 import numpy as np
 
 from numba import prange
 
 from .._config import jit, jit_parallel
-from .activations import IDENTITY
+from .activations import IDENTITY, act_forward, act_grad_input
 from .matmul import (gemm_nn_fused_into, gemm_nn_fused_serial, gemm_nt_fused_into, gemm_tn_into,
                      gemm_tn_serial, tile_macs, transpose_into)
 
@@ -23,6 +24,24 @@ def dense_forward(X, W, b, act, Y, bp):
     scratch (see :func:`.matmul.gemm_nn_fused_into`).
     """
     gemm_nn_fused_into(X, W, Y, b, act, np.empty((0, 0), Y.dtype), IDENTITY, bp)
+
+
+@jit
+def activate_keeping_input(Y, U, act):
+    """U = Y (the layer's pre-activation), then Y = act(U), in place."""
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            u = Y[i, j]
+            U[i, j] = u
+            Y[i, j] = act_forward(u, act)
+
+
+@jit
+def input_grad(dY, U, act):
+    """dY *= act'(U) in place: dE/dY into dE/dU from the kept pre-activation."""
+    for i in range(dY.shape[0]):
+        for j in range(dY.shape[1]):
+            dY[i, j] = dY[i, j] * act_grad_input(U[i, j], act)
 
 
 @jit

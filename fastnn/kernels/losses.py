@@ -8,11 +8,23 @@ weighted mean) and ``dZ`` is the exact derivative of that mean. ``n_correct`` co
 regression).
 
 * softmax + cross-entropy: ``E = mean_i(logsumexp(z_i) - z_i[t_i])``,
-  ``dZ = (softmax(Z) - onehot(t)) / B``.
+  ``dZ = (softmax(Z) - onehot(t)) / B``. With label smoothing ``a``
+  (``torch.nn.CrossEntropyLoss(label_smoothing=a)``) the target is
+  ``q = (1-a) onehot(t) + a/K``: ``E = mean_i(logsumexp(z_i) - q.z_i)``,
+  ``dZ = (softmax(Z) - q) / B``.
 * sigmoid + binary cross-entropy (summed over outputs):
-  ``E = mean_i sum_k softplus(z) - t z``, ``dZ = (sigmoid(Z) - T) / B``.
+  ``E = mean_i sum_k softplus(z) - t z``, ``dZ = (sigmoid(Z) - T) / B``;
+  label smoothing ``a`` takes ``t (1-a) + a/2`` for ``t`` (two classes'
+  softmax smoothing).
 * identity + squared error: ``E = mean_i 1/2 sum_k (z - t)^2``,
   ``dZ = (Z - T) / B``.
+* identity + absolute error: ``E = mean_i sum_k |z - t|``,
+  ``dZ = sign(Z - T) / B`` (0 where they are equal, as torch's L1 loss).
+* identity + Huber with ``delta`` (``torch.nn.HuberLoss``):
+  ``1/2 d^2`` where ``|d| <= delta``, else ``delta (|d| - delta/2)``,
+  summed over outputs; ``dZ = clip(d, -delta, delta) / B``.
+
+The head arrives as a :class:`.bundles.Loss` (its code and settings).
 """
 import math
 
@@ -25,9 +37,11 @@ SOFTMAX_CE = 0
 SIGMOID_BCE = 1
 IDENTITY_MSE = 2
 EXP_POISSON = 3
+ABSOLUTE_ERROR = 4
+HUBER = 5
 
 CODES = {"softmax": SOFTMAX_CE, "sigmoid": SIGMOID_BCE, "identity": IDENTITY_MSE,
-         "poisson": EXP_POISSON}
+         "poisson": EXP_POISSON, "absolute_error": ABSOLUTE_ERROR, "huber": HUBER}
 
 
 @jit
@@ -43,12 +57,13 @@ def weight_normaliser(w, B):
 
 
 @jit
-def softmax_ce_forward_backward(Z, labels, w, dZ, inline_exp=False):
+def softmax_ce_forward_backward(Z, labels, w, dZ, inline_exp=False, smoothing=0.0):
     B, K = Z.shape
     inv_b = weight_normaliser(w, B)
     weighted = w.shape[0] > 0
     loss = 0.0
     correct = 0
+    spread = smoothing / K  # the smoothed target's weight on every class
     for i in range(B):
         # Max-subtracted log-sum-exp: exp() never sees a positive argument.
         m = Z[i, 0]
@@ -74,10 +89,20 @@ def softmax_ce_forward_backward(Z, labels, w, dZ, inline_exp=False):
             s += e
         t = labels[i]
         wi = w[i] if weighted else 1.0
-        loss += wi * (math.log(s) + m - Z[i, t])
         if am == t:
             correct += 1
         scale = wi * inv_b / s
+        if smoothing > 0:
+            zsum = 0.0
+            for k in range(K):
+                zsum += Z[i, k]
+            loss += wi * (math.log(s) + m - (1.0 - smoothing) * Z[i, t] - spread * zsum)
+            off = wi * inv_b * spread
+            for k in range(K):
+                dZ[i, k] = dZ[i, k] * scale - off
+            dZ[i, t] -= wi * inv_b * (1.0 - smoothing)
+            continue
+        loss += wi * (math.log(s) + m - Z[i, t])
         for k in range(K):
             dZ[i, k] *= scale
         dZ[i, t] -= wi * inv_b
@@ -91,7 +116,7 @@ def softplus(x):
 
 
 @jit
-def sigmoid_bce_forward_backward(Z, T, w, dZ):
+def sigmoid_bce_forward_backward(Z, T, w, dZ, smoothing=0.0):
     B, K = Z.shape
     inv_b = weight_normaliser(w, B)
     weighted = w.shape[0] > 0
@@ -102,11 +127,11 @@ def sigmoid_bce_forward_backward(Z, T, w, dZ):
         wi = w[i] if weighted else 1.0
         for k in range(K):
             z = Z[i, k]
-            t = T[i, k]
+            t = T[i, k] * (1.0 - smoothing) + 0.5 * smoothing
             loss += wi * (softplus(z) - t * z)
             p = sigmoid(z)
             dZ[i, k] = (p - t) * (wi * inv_b)
-            if (p > 0.5) != (t > 0.5):
+            if (p > 0.5) != (T[i, k] > 0.5):
                 ok = False
         if ok:
             correct += 1
@@ -125,6 +150,32 @@ def squared_error_forward_backward(Z, T, w, dZ):
             d = Z[i, k] - T[i, k]
             loss += wi * (0.5 * d * d)
             dZ[i, k] = d * (wi * inv_b)
+    return loss * inv_b, 0
+
+
+@jit
+def robust_forward_backward(Z, T, w, dZ, delta):
+    """Huber loss with ``delta`` (absolute error: ``delta`` 0, the loss then
+    ``|d|`` with gradient ``sign(d)``)."""
+    B, K = Z.shape
+    inv_b = weight_normaliser(w, B)
+    weighted = w.shape[0] > 0
+    loss = 0.0
+    for i in range(B):
+        wi = w[i] if weighted else 1.0
+        for k in range(K):
+            d = np.float64(Z[i, k] - T[i, k])
+            a = abs(d)
+            if delta <= 0:
+                loss += wi * a
+                g = 1.0 if d > 0 else (-1.0 if d < 0 else 0.0)
+            elif a <= delta:
+                loss += wi * (0.5 * d * d)
+                g = d
+            else:
+                loss += wi * (delta * (a - 0.5 * delta))
+                g = delta if d > 0 else -delta
+            dZ[i, k] = g * (wi * inv_b)
     return loss * inv_b, 0
 
 
@@ -151,23 +202,30 @@ def poisson_forward_backward(Z, T, w, dZ):
 
 @jit
 def loss_forward_backward(head, Z, labels, T, w, dZ, inline_exp=False):
-    """Dispatch on the head code. ``labels`` (int64) is read by softmax,
-    ``T`` (float) by the other heads; ``w`` are per-row sample weights (empty:
-    none), making the loss a weighted mean (scikit-learn's ``sample_weight``).
-    ``inline_exp``: the softmax's exp is :func:`.activations.exp_nonpositive`
-    (vectorisable, <= 1 ulp) instead of libm's."""
-    if head == SOFTMAX_CE:
-        return softmax_ce_forward_backward(Z, labels, w, dZ, inline_exp)
-    if head == SIGMOID_BCE:
-        return sigmoid_bce_forward_backward(Z, T, w, dZ)
-    if head == EXP_POISSON:
+    """Dispatch on ``head.code`` (``head``: :class:`.bundles.Loss`).
+    ``labels`` (int64) is read by softmax, ``T`` (float) by the other heads;
+    ``w`` are per-row sample weights (empty: none), making the loss a
+    weighted mean (scikit-learn's ``sample_weight``). ``inline_exp``: the
+    softmax's exp is :func:`.activations.exp_nonpositive` (vectorisable,
+    <= 1 ulp) instead of libm's."""
+    code = head.code
+    if code == SOFTMAX_CE:
+        return softmax_ce_forward_backward(Z, labels, w, dZ, inline_exp, head.smoothing)
+    if code == SIGMOID_BCE:
+        return sigmoid_bce_forward_backward(Z, T, w, dZ, head.smoothing)
+    if code == EXP_POISSON:
         return poisson_forward_backward(Z, T, w, dZ)
+    if code == HUBER:
+        return robust_forward_backward(Z, T, w, dZ, head.delta)
+    if code == ABSOLUTE_ERROR:
+        return robust_forward_backward(Z, T, w, dZ, 0.0)
     return squared_error_forward_backward(Z, T, w, dZ)
 
 
 @jit
 def head_output(head, Z, P):
-    """P = the head's prediction from logits Z: softmax, sigmoid or Z."""
+    """P = the prediction of head code ``head`` from logits Z: softmax,
+    sigmoid, exp, or Z itself (the regression heads)."""
     B, K = Z.shape
     for i in range(B):
         if head == SOFTMAX_CE:

@@ -20,6 +20,9 @@ same layout, so one loop updates every layer.
   ``theta -= lr * g / (sqrt(v) + eps)``.
 * L2 penalty ``0.5*coef*sum(W**2)`` (weights only, never biases): its
   gradient ``coef*W`` is added to ``grad`` before the update.
+* Clipping by global norm (``torch.nn.utils.clip_grad_norm_``): the loss
+  gradient times ``min(1, max_norm / (||grad|| + 1e-6))``, before the L2
+  term (torch's ``weight_decay`` acts inside the optimizer, after clipping).
 
 SGD and Adam (the classic runs and scikit-learn's solvers) split long
 vectors over the threads; the others update on the calling thread.
@@ -190,3 +193,37 @@ def l2_backward(theta, grad, sizes, poff, coef):
             grad[s + i] += coef * p
             sq += np.float64(p) * np.float64(p)
     return sq
+
+
+@jit
+def clip_factor(sq, max_norm):
+    """What ``clip_grad_norm_`` multiplies a gradient of squared norm ``sq``
+    by (at most 1)."""
+    return min(1.0, max_norm / (np.sqrt(sq) + 1e-6))
+
+
+@jit
+def sum_squares(x, s, w):
+    """sum(x[s:s+w]**2) in float64."""
+    sq = 0.0
+    for i in range(w):
+        v = np.float64(x[s + i])
+        sq += v * v
+    return sq
+
+
+@jit
+def scale_range(x, f, s, w):
+    """x[s:s+w] *= f (in x's precision)."""
+    k = x.dtype.type(f)
+    for i in range(w):
+        x[s + i] *= k
+
+
+@jit
+def clip_global_norm(grad, max_norm):
+    """Scale ``grad`` in place to a global L2 norm of at most ``max_norm``."""
+    n = uint64(grad.shape[0])
+    f = clip_factor(sum_squares(grad, uint64(0), n), max_norm)
+    if f < 1.0:
+        scale_range(grad, f, uint64(0), n)

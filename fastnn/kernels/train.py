@@ -8,7 +8,8 @@ defined with shape comments in :mod:`.bundles`):
   ``b_l``. ``grad`` and the optimizer state share this layout.
 * ``work.hbuf``: the outputs of every layer for up to ``cap`` rows; layer
   ``l``'s output (``rows x sizes[l+1]``) starts at ``cap * hoff[l]``.
-  ``work.dbuf`` holds ``dE/dU`` of each layer in the same layout.
+  ``work.dbuf`` holds ``dE/dU`` of each layer in the same layout, and
+  ``work.ubuf`` (training GELU or SiLU layers only) their pre-activations.
 
 Views into these flat buffers are ``reshape``s of contiguous slices: free,
 and the last, shorter mini-batch uses the same buffers. ``acts[l]`` is layer
@@ -20,14 +21,15 @@ import numpy as np
 from numba import prange, uint64
 
 from .._config import AVX512, CACHE, jit, jit_parallel
-from .activations import IDENTITY
-from .dense import bias_backward, dense_backward, dense_forward
+from .activations import IDENTITY, uses_input
+from .dense import (activate_keeping_input, bias_backward, dense_backward, dense_forward,
+                    input_grad)
 from .dropout import batch_key, dropout_backward, dropout_forward, layer_key
 from .losses import head_output, loss_forward_backward
 from .bundles import ADAM, ADAMW, SGD, Optimizer
-from .optim import (adam_range, adam_update, l2_backward, momentum_range, momentum_update,
-                    other_range,
-                    sgd_range, sgd_update)
+from .optim import (adam_range, adam_update, clip_factor, clip_global_norm, l2_backward,
+                    momentum_range, momentum_update, other_range, scale_range, sgd_range,
+                    sgd_update, sum_squares)
 from .rng import splitmix64
 from .layout import (ALIGN_ELEMENTS, GATHER_MR, INFER_ROWS, NTASK, ROW_GATHER_NV,
                      ROW_GATHER_RATIO, SPARSE_GROUP, SPLIT_MIN_ROWS, VW32, VW64)
@@ -63,6 +65,25 @@ def layer_buf(buf, sizes, hoff, cap, l, rows):
 
 
 @jit
+def keeps_input(work, act):
+    """Whether a layer with activation ``act`` keeps its pre-activation in
+    ``work.ubuf`` (training buffers, GELU or SiLU)."""
+    return work.ubuf.shape[0] > 0 and uses_input(act)
+
+
+@jit
+def needs_input(work, act):
+    """Whether the backward through activation ``act`` reads the kept
+    pre-activation; an error if ``work`` has none."""
+    if not uses_input(act):
+        return False
+    if work.ubuf.shape[0] == 0:
+        raise ValueError("GELU/SiLU backward without pre-activations: make the work "
+                         "buffers with keep_input=True")
+    return True
+
+
+@jit
 def network_forward(model, X, rows, sp, work, drop, key):
     """Forward pass of one batch; returns the logits view.
 
@@ -77,14 +98,20 @@ def network_forward(model, X, rows, sp, work, drop, key):
         Y = layer_buf(work.hbuf, sizes, work.hoff, work.cap, l, n)
         W = layer_W(model.theta, sizes, model.poff, l)
         b = layer_b(model.theta, sizes, model.poff, l)
+        keep = keeps_input(work, model.acts[l])
+        act = IDENTITY if keep else model.acts[l]
         if l == 0 and sp is not None:
             if not is_aligned(W):
                 W = pad_rows_into(W, work.wa)
-            sparse_dense_forward(sp.indptr, sp.indices, sp.values, rows, W, b, model.acts[l], Y)
+            sparse_dense_forward(sp.indptr, sp.indices, sp.values, rows, W, b, act, Y)
         else:
-            dense_forward(H, W, b, model.acts[l], Y, work.bp)
+            dense_forward(H, W, b, act, Y, work.bp)
+        if keep:
+            activate_keeping_input(Y, layer_buf(work.ubuf, sizes, work.hoff, work.cap, l, n),
+                                   model.acts[l])
         if drop.shape[0] > 0 and drop[l] > 0:
-            dropout_forward(Y, 0, drop[l], layer_key(key, l))
+            dropout_forward(Y, layer_buf(work.mbuf, sizes, work.hoff, work.cap, l, n), 0,
+                            drop[l], layer_key(key, l))
         H = Y
     return H
 
@@ -110,13 +137,19 @@ def network_backward(model, X, batch, sp, grad, work, n, drop, key):
             Hin = layer_buf(work.hbuf, sizes, hoff, cap, l - 1, n)
             dX = layer_buf(work.dbuf, sizes, hoff, cap, l - 1, n)
             WT = work.wt[:n_out * n_in].reshape((n_out, n_in))
-            if drop.shape[0] > 0 and drop[l - 1] > 0:
+            a = model.acts[l - 1]
+            pre = needs_input(work, a)
+            dropped = drop.shape[0] > 0 and drop[l - 1] > 0
+            if dropped or pre:
                 # Plain dE/dY' from the matmul, then the mask and act'.
                 dense_backward(dU, Hin, W, dW, db, dX, WT, IDENTITY, work.bp)
-                dropout_backward(dX, Hin, 0, drop[l - 1], layer_key(key, l - 1),
-                                 model.acts[l - 1])
+                if dropped:
+                    dropout_backward(dX, Hin, layer_buf(work.mbuf, sizes, hoff, cap, l - 1, n),
+                                     drop[l - 1], IDENTITY if pre else a)
+                if pre:
+                    input_grad(dX, layer_buf(work.ubuf, sizes, hoff, cap, l - 1, n), a)
             else:
-                dense_backward(dU, Hin, W, dW, db, dX, WT, model.acts[l - 1], work.bp)
+                dense_backward(dU, Hin, W, dW, db, dX, WT, a, work.bp)
         elif sp is not None:
             if not is_aligned(dU):
                 dU = pad_rows_into(dU, work.da)
@@ -162,16 +195,22 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
     ngroup = (sizes[1] + SPARSE_GROUP - 1) // SPARSE_GROUP
     for l in range(L):
         Y = layer_buf(work.hbuf, sizes, hoff, cap, l, n)[s:e]
+        keep = keeps_input(work, model.acts[l])
+        act = IDENTITY if keep else model.acts[l]
         if l == 0 and sp is not None:
             sparse_forward_tiles(sp.indptr, sp.indices, sp.values, rows[s:e], W0,
-                                 layer_b(model.theta, sizes, poff, 0), model.acts[0], Y, 0,
+                                 layer_b(model.theta, sizes, poff, 0), act, Y, 0,
                                  (e - s) * ngroup)
         else:
             gemm_nn_fused_serial(H, layer_W(model.theta, sizes, poff, l),
-                                 Y, layer_b(model.theta, sizes, poff, l), model.acts[l], noh,
+                                 Y, layer_b(model.theta, sizes, poff, l), act, noh,
                                  IDENTITY)
+        if keep:
+            activate_keeping_input(Y, layer_buf(work.ubuf, sizes, hoff, cap, l, n)[s:e],
+                                   model.acts[l])
         if drop.shape[0] > 0 and drop[l] > 0:  # (rows s.. of the batch: the same masks)
-            dropout_forward(Y, s, drop[l], layer_key(key, l))
+            dropout_forward(Y, layer_buf(work.mbuf, sizes, hoff, cap, l, n)[s:e], s, drop[l],
+                            layer_key(key, l))
         H = Y
     dZ = layer_buf(work.dbuf, sizes, hoff, cap, L - 1, n)[s:e]
     # The inline exp on dense halves only (digits: 53 -> 44 us a half). With
@@ -204,12 +243,19 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
                 for k in range(n_in):
                     WT[j, k] = W[k, j]
             dX = layer_buf(work.dbuf, sizes, hoff, cap, l - 1, n)[s:e]
-            if drop.shape[0] > 0 and drop[l - 1] > 0:
+            a = model.acts[l - 1]
+            pre = needs_input(work, a)
+            dropped = drop.shape[0] > 0 and drop[l - 1] > 0
+            if dropped or pre:
                 gemm_nn_fused_serial(dU, WT, dX, nob, IDENTITY, noh, IDENTITY)
-                dropout_backward(dX, Hin, s, drop[l - 1], layer_key(key, l - 1),
-                                 model.acts[l - 1])
+                if dropped:
+                    dropout_backward(dX, Hin,
+                                     layer_buf(work.mbuf, sizes, hoff, cap, l - 1, n)[s:e],
+                                     drop[l - 1], IDENTITY if pre else a)
+                if pre:
+                    input_grad(dX, layer_buf(work.ubuf, sizes, hoff, cap, l - 1, n)[s:e], a)
             else:
-                gemm_nn_fused_serial(dU, WT, dX, nob, IDENTITY, Hin, model.acts[l - 1])
+                gemm_nn_fused_serial(dU, WT, dX, nob, IDENTITY, Hin, a)
     return loss, correct
 
 
@@ -340,7 +386,8 @@ def split_step(model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt, s
 
 @jit
 def apply_update(model, grad, state, opt, rows):
-    """Add the L2 term to ``grad`` and update ``model.theta`` in place
+    """Clip ``grad`` (``opt.clip``), add the L2 term to it and update
+    ``model.theta`` in place
     (:class:`.bundles.Optimizer` settings, :class:`.bundles.OptimizerState`;
     ``rows`` as in :func:`step_settings`). Returns the penalty
     ``0.5*coef*sum(W**2)`` that the batch's loss includes.
@@ -348,6 +395,8 @@ def apply_update(model, grad, state, opt, rows):
     theta = model.theta
     dt = theta.dtype.type
     coef, lr = step_settings(opt, state, rows)
+    if opt.clip > 0:
+        clip_global_norm(grad, opt.clip)
     penalty = 0.0
     if coef > 0:
         penalty = 0.5 * coef * l2_backward(theta, grad, model.sizes, model.poff, dt(coef))
@@ -424,14 +473,34 @@ def apply_update_split(model, grad, gs, c0, c1, state, opt, rows):
     L2 term and the update, the parameters in two halves side by side
     (serially the two cost ~10 us on digits' 3760 float64 parameters)."""
     coef, lr = step_settings(opt, state, rows)
+    if opt.clip > 0:
+        f = clip_factor(combined_squares(grad, gs, c0, c1, 0), opt.clip)
+        c0 *= f
+        c1 *= f
     sq = np.zeros(2)
     _update_halves(model, grad, gs, c0, c1, state, opt, coef, lr, sq)
     return 0.5 * coef * (sq[0] + sq[1])
 
 
+@jit
+def combined_squares(grad, gs, c0, c1, cfrom):
+    """Squared norm of a row-split batch's gradient: ``grad`` before entry
+    ``cfrom``, ``c0 * grad + c1 * gs`` from it on (as :func:`_update_range`
+    forms them)."""
+    dt = grad.dtype.type
+    a = dt(c0)
+    b = dt(c1)
+    sq = sum_squares(grad, uint64(0), uint64(cfrom))
+    s = uint64(cfrom)
+    for i in range(uint64(grad.shape[0] - cfrom)):
+        v = np.float64(a * grad[s + i] + b * gs[s + i])
+        sq += v * v
+    return sq
+
+
 @jit_parallel
 def _sparse_halves(model, grad, gs, c0, c1, state, opt, coef, lr, sq, sp, j, idx, dU, Wp,
-                   kmid):
+                   kmid, form, update, scale):
     # Thread t: rows k0..k1-1 of the first layer's weight gradient (the
     # whole batch's, from its CSC block and both halves' scaled dU rows),
     # then the update of those rows of W (and, the second, of everything
@@ -448,16 +517,20 @@ def _sparse_halves(model, grad, gs, c0, c1, state, opt, coef, lr, sq, sp, j, idx
     for t in prange(2):
         k0 = t * kmid
         k1 = kmid + t * (K - kmid)
-        if sp.colptr.shape[0] > 0:  # the epoch's CSC blocks (built once without shuffling)
-            sparse_grad_tiles(sp.colptr[j], sp.rowpos, sp.cvals, dU, dW, k0 * ngroup,
-                              k1 * ngroup)
-        else:
-            _csc_rows_grad(sp, idx, k0, k1, dU, dW[k0:k1])
-        hi = poff[0] + k1 * N if t == 0 else P
-        sq[t] = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, poff[0] + k0 * N,
-                              hi, poff[0] + K * N)
-        if Wp.shape[0] > 0:
-            copy_rows(W[k0:k1], Wp[k0:k1])
+        if form:
+            if sp.colptr.shape[0] > 0:  # the epoch's CSC blocks (built once without shuffling)
+                sparse_grad_tiles(sp.colptr[j], sp.rowpos, sp.cvals, dU, dW, k0 * ngroup,
+                                  k1 * ngroup)
+            else:
+                _csc_rows_grad(sp, idx, k0, k1, dU, dW[k0:k1])
+        if update:
+            if scale != 1.0:  # (clipping: these rows are the batch's gradient already)
+                scale_range(grad, scale, uint64(poff[0] + k0 * N), uint64((k1 - k0) * N))
+            hi = poff[0] + k1 * N if t == 0 else P
+            sq[t] = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr,
+                                  poff[0] + k0 * N, hi, poff[0] + K * N)
+            if Wp.shape[0] > 0:
+                copy_rows(W[k0:k1], Wp[k0:k1])
 
 
 @jit
@@ -533,8 +606,21 @@ def sparse_split_update(model, grad, work, c0, c1, state, opt, rows, sp, j, idx)
     kmid = K // 2
     while kmid < K and (kmid * N) % ALIGN_ELEMENTS != 0:
         kmid += 1
-    _sparse_halves(model, grad, work.gs, c0, c1, state, opt, coef, lr, sq, sp, j, idx, dU, Wp,
-                   kmid)
+    # (Run-time flags, not True/False constants: Numba compiles a function
+    # apart for each combination of literal arguments.)
+    clipping = opt.clip > 0
+    if clipping:
+        # The first layer's gradient first: the clipping factor needs the
+        # whole gradient's norm before any update.
+        _sparse_halves(model, grad, work.gs, c0, c1, state, opt, coef, lr, sq, sp, j, idx, dU,
+                       Wp, kmid, clipping, not clipping, 1.0)
+        f = clip_factor(combined_squares(grad, work.gs, c0, c1, model.poff[0] + K * N),
+                        opt.clip)
+        _sparse_halves(model, grad, work.gs, c0 * f, c1 * f, state, opt, coef, lr, sq, sp, j,
+                       idx, dU, Wp, kmid, not clipping, clipping, f)
+    else:
+        _sparse_halves(model, grad, work.gs, c0, c1, state, opt, coef, lr, sq, sp, j, idx, dU,
+                       Wp, kmid, not clipping, not clipping, 1.0)
     return 0.5 * coef * (sq[0] + sq[1])
 
 
@@ -650,7 +736,7 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
             ready = not data.shuffle
             o = Optimizer(opt.kind, plan.rates[e], opt.momentum, opt.nesterov, opt.beta1,
                           opt.beta2, opt.eps, opt.l2, opt.l2_per_row, opt.decay, opt.dropout,
-                          opt.drop_seed)
+                          opt.drop_seed, opt.clip)
             j0, j1 = 0, nb
             loss_sum = 0.0
             pen_sum = 0.0
@@ -753,23 +839,23 @@ def evaluate_batches(X, sp, rows, labels, T, model, head, work):
 
 @jit
 def predict_batches(X, sp, rows, model, head, work, out):
-    """Logits (``head < 0``) or the head's output (probabilities, or values
+    """Logits (``head.code < 0``) or the head's output (probabilities, or values
     for regression) of every row into ``out``; returns the number of NaN/inf
     values found in a dense X (the caller raises; not checked again before).
     Dense X: :func:`predict_rows`. Sparse first layer: rows from ``sp``
     (CSR) with ``rows = arange(n)``, ``cap`` rows at a time."""
     if sp is None:
-        return predict_rows(X, model, head, out)
+        return predict_rows(X, model, head.code, out)
     cap = work.cap
     n = rows.shape[0]
     for s in range(0, n, cap):
         e = min(n, s + cap)
         Z = network_forward(model, X[:0], rows[s:e], sp, work, np.empty(0, np.float64),
                             np.uint64(0))
-        if head < 0:
+        if head.code < 0:
             out[s:e, :] = Z
         else:
-            head_output(head, Z, out[s:e])
+            head_output(head.code, Z, out[s:e])
     return 0
 
 
@@ -825,7 +911,8 @@ def padded_first_layer(model, like):
 
 @jit_parallel
 def predict_rows(X, model, head, out):
-    """``predict_batches`` for dense X in one parallel region: each task
+    """``predict_batches`` for dense X (``head``: the head's code, or -1 for
+    the logits) in one parallel region: each task
     takes blocks of ``INFER_ROWS`` rows through every layer and the head
     (:func:`predict_task`), the block's activations in task-local scratch
     (no join per layer, and a layer's output is still in cache for the
