@@ -17,6 +17,7 @@ import numpy as np
 import fastnn
 from fastnn.integrations.benchmark import WORKLOADS
 from fastnn.kernels import dense, losses, matmul
+from fastnn.kernels.bundles import Loss
 
 _MNIST = None
 
@@ -51,10 +52,11 @@ class TimeEpoch:
 
 class TimeEpochOptions:
     """The classic float32 MNIST epoch with each optimizer, with
-    class_weight="balanced" (sample weights) and with dropout 0.2; "sgd" is
-    the baseline run in the same report."""
+    class_weight="balanced" (sample weights), dropout 0.2, clip_norm,
+    label smoothing, and GELU / SiLU hidden layers; "sgd" is the baseline
+    run in the same report."""
     params = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "sgd+class_weight",
-              "sgd+dropout"]
+              "sgd+dropout", "sgd+clip_norm", "sgd+label_smoothing", "sgd+gelu", "sgd+silu"]
     param_names = ["option"]
     number = 1
     repeat = (2, 5, 120.0)
@@ -64,7 +66,10 @@ class TimeEpochOptions:
         (x, y), _ = mnist()
         self.x, self.y = x, y
         spec = WORKLOADS["classic"]
-        self.net = fastnn.Network(spec["layers"], seed=8)
+        extra = option.split("+")[1] if "+" in option else ""
+        self.net = fastnn.Network(spec["layers"], seed=8,
+                                  hidden=extra if extra in ("gelu", "silu") else "relu",
+                                  label_smoothing=0.1 if extra == "label_smoothing" else 0.0)
         optimizer = option.split("+")[0]
         self.kw = dict(epochs=1, batch_size=spec["batch_size"], shuffle=False,
                        optimizer=optimizer, lr=spec["lr"] if optimizer == "sgd" else 1e-3)
@@ -72,6 +77,8 @@ class TimeEpochOptions:
             self.kw["class_weight"] = "balanced"
         if option.endswith("dropout"):
             self.kw["dropout"] = 0.2
+        if option.endswith("clip_norm"):
+            self.kw["clip_norm"] = 1.0
         self.net.fit(self.x, self.y, **self.kw)
 
     def time_epoch(self, option):
@@ -161,6 +168,8 @@ class TimeLayers:
         self.labels = rng.integers(0, 10, 100)
         self.T = np.zeros((0, 10), dtype)
         self.dZ = np.empty_like(self.Z)
+        self.w = np.empty(0, np.float64)  # no sample weights
+        self.head = Loss(losses.SOFTMAX_CE, 1.0, 0.0)
         self.bp = np.empty(0, dtype)  # packing scratch (unused at these widths)
         self.time_dense_forward(dtype)
         self.time_dense_backward(dtype)
@@ -174,7 +183,7 @@ class TimeLayers:
                              self.bp)
 
     def time_softmax_ce(self, dtype):
-        losses.loss_forward_backward(losses.SOFTMAX_CE, self.Z, self.labels, self.T, self.dZ)
+        losses.loss_forward_backward(self.head, self.Z, self.labels, self.T, self.w, self.dZ)
 
 
 class TimePredict:
