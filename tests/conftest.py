@@ -85,11 +85,12 @@ def pytest_collection_finish(session):
 
 def _start_precompile(session):
     """A whole-suite run on an empty cache spends most of its minutes
-    compiling, on one core: start a helper that compiles every kernel of
-    both dtypes (``fastnn compile``'s calls) on the other core while the
-    first tests compile what they run (a test that gets to a kernel first
-    compiles it itself; both write the same cache entry, atomically). On a
-    warm cache the helper only loads and exits."""
+    compiling: start two helpers, one compiling every kernel of float32
+    (``fastnn compile``'s calls), one of float64, while the tests that need
+    no compiled kernels (the NumPy backend's) run first; the first test
+    that needs them waits for the helpers (see ``pytest_runtest_setup``)
+    rather than compiling the same kernels beside them. On a warm cache the
+    helpers only load and exit."""
     if (len(session.items) < 500 or os.environ.get("FASTNN_CACHE") == "0"
             or (os.cpu_count() or 1) < 2):
         return
@@ -97,16 +98,24 @@ def _start_precompile(session):
     # whose cache directory differs from a source checkout's).
     from fastnn.runtime.cold_start import python_c
 
-    # float32 first: the test_cache script compiles float32 dense and float64
-    # dense and sparse itself, and the MNIST tests (float32, sparse first
-    # layer) would otherwise compile theirs on the critical path; then
-    # what float64 still lacks (CSR input, the L-BFGS objective).
-    code = ("import os; os.nice(5)\n"
-            "from fastnn.runtime.warmup import compile_configuration as c\n"
-            "c('float32')\nc('float64')")
-    _precompile.append(subprocess.Popen(python_c(code), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL,
-                                        env=dict(os.environ, FASTNN_QUIET="1")))
+    for dtype in ("float32", "float64"):
+        code = ("from fastnn.runtime.warmup import compile_configuration as c\n"
+                f"c({dtype!r})")
+        _precompile.append(subprocess.Popen(python_c(code), stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL,
+                                            env=dict(os.environ, FASTNN_QUIET="1")))
+
+
+def _needs_kernels(item):
+    """Whether a test runs compiled kernels (all but the NumPy backend's)."""
+    spec = getattr(item, "callspec", None)
+    return not (spec is not None and spec.params.get("fastnn_backend") == "numpy")
+
+
+def pytest_runtest_setup(item):
+    if _precompile and _needs_kernels(item):
+        for proc in _precompile:
+            proc.wait()
 
 
 # ------------------------------------------------------------- early jobs
@@ -161,9 +170,10 @@ def pytest_collection_modifyitems(session, config, items):
         kept = [item for item in items if item.get_closest_marker("both_backends")]
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
-    # The tests that check an early job's result run last (stable order
-    # otherwise): by then their jobs have had the rest of the suite's time.
-    items.sort(key=lambda item: item.name in _early)
+    # The NumPy backend's tests first (while the helpers compile), and the
+    # tests that check an early job's result last (stable order otherwise):
+    # by then their jobs have had the rest of the suite's time.
+    items.sort(key=lambda item: (item.name in _early, _needs_kernels(item)))
 
 
 def early_tmp(prefix):
@@ -182,9 +192,9 @@ def _start_early_jobs(session):
     selected = {item.name for item in session.items}
     jobs = [job for name, job in _early.items() if name in selected]
     if jobs:
-        # One at a time, after the float64 helper: one core's worth, beside
-        # the tests on the other. (Started beside the helper, they slowed
-        # the first tests' compile as much as they saved.)
+        # One at a time, after the helpers: one core's worth, beside the
+        # tests on the other. (Started beside the helpers, they slowed the
+        # compile as much as they saved.)
         pool = ThreadPoolExecutor(1, thread_name_prefix="early-job")
         _early_pool.append(pool)
         pool.submit(lambda: [proc.wait() for proc in _precompile])
