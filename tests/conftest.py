@@ -29,6 +29,10 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _precompile = []
+# The environment before any test changed it: early jobs run their
+# subprocesses in it (a module on the NumPy backend sets FASTNN_BACKEND for
+# its duration, and an early job's thread may start a child meanwhile).
+_START_ENV = dict(os.environ)
 
 
 # ------------------------------------------------------------ two backends
@@ -59,6 +63,11 @@ def pytest_generate_tests(metafunc):
                              scope="module")
 
 
+def _backend_of(node):
+    spec = getattr(node, "callspec", None)
+    return spec.params.get("fastnn_backend") if spec is not None else None
+
+
 @pytest.fixture(scope="module")
 def fastnn_backend(request):
     """The backend this module's tests run on (FASTNN_BACKEND, which
@@ -70,12 +79,22 @@ def fastnn_backend(request):
         if request.param == "compiled":
             yield request.param
             return
-        # NumPy's BLAS on one thread: beside the suite's compile helper and
+        # NumPy's BLAS on one thread: beside the suite's compile helpers and
         # early jobs, OpenBLAS's spin-waiting threads slowed these tests
         # several-fold, for matrices of a few hundred rows.
         mp.setenv("OPENBLAS_NUM_THREADS", "1")
         with one_blas_thread():
             yield request.param
+
+
+@pytest.fixture(autouse=True)
+def _on_backend(request):
+    """Sets up ``fastnn_backend`` for every ``both_backends`` test: a
+    parametrized fixture that a test does not name is not set up by itself
+    (so, before this, such a module's "numpy" tests ran on the default
+    backend)."""
+    if _backend_of(request.node) is not None:
+        request.getfixturevalue("fastnn_backend")
 
 
 def pytest_collection_finish(session):
@@ -108,8 +127,7 @@ def _start_precompile(session):
 
 def _needs_kernels(item):
     """Whether a test runs compiled kernels (all but the NumPy backend's)."""
-    spec = getattr(item, "callspec", None)
-    return not (spec is not None and spec.params.get("fastnn_backend") == "numpy")
+    return _backend_of(item) != "numpy"
 
 
 def pytest_runtest_setup(item):
@@ -174,6 +192,12 @@ def pytest_collection_modifyitems(session, config, items):
     # tests that check an early job's result last (stable order otherwise):
     # by then their jobs have had the rest of the suite's time.
     items.sort(key=lambda item: (item.name in _early, _needs_kernels(item)))
+
+
+def early_env(**changes):
+    """The environment for an early job's subprocess: the session's, as it
+    was before any test set a backend, with ``changes``."""
+    return dict(_START_ENV, **changes)
 
 
 def early_tmp(prefix):

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import early, early_tmp
+from conftest import early, early_env, early_tmp
 
 import fastnn
 from fastnn.runtime import cold_start
@@ -92,7 +92,7 @@ print(repr((h["loss"], sorted(set(compiled)))))
 @early("test_a_cold_fit_takes_the_backward_from_the_helper_and_trains_the_same")
 def _cold_fit():
     # An empty cache of its own: everything compiles, in two processes.
-    env = dict(os.environ, NUMBA_CACHE_DIR=early_tmp("cold-"))
+    env = early_env(NUMBA_CACHE_DIR=early_tmp("cold-"))
     return subprocess.run([sys.executable, "-c", COLD], env=env, capture_output=True,
                           text=True, timeout=900)
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from conftest import early, early_tmp
+from conftest import early, early_env, early_tmp
 from fastnn.runtime import interrupts
 
 # Moments (s after start) at which SIGINT is sent to a cold run: start-up,
@@ -60,7 +60,7 @@ def _any_moment():
     # Faulthandler: a crash prints the threads' Python stacks (a status -11
     # was seen twice on a 2-core AMD EPYC VM beside the suite, at 14 s and
     # 7 s, and not reproduced in 20 runs interrupted at 5-9 s beside CI).
-    env = dict(os.environ, FASTNN_CACHE="0", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
+    env = early_env(FASTNN_CACHE="0", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
     with ThreadPoolExecutor(2) as pool:  # two at a time
         return tmp, list(pool.map(lambda m: _interrupt_at(tmp, m, env), MOMENTS))
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import early
+from conftest import early, early_env
 
 from fastnn.integrations import benchmark
 from fastnn.kernels import layout
@@ -24,7 +24,7 @@ from fastnn.kernels import layout
 def _avx2_suite():
     if layout.TARGET_ISA != "AVX-512":
         return f"the suite already runs {layout.TARGET_ISA} code here"
-    env = benchmark.avx2_environment()
+    env = benchmark.avx2_environment(early_env())
     if env is None:
         return "this CPU has no AVX2"
     probe = subprocess.run(
