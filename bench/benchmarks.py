@@ -1,4 +1,4 @@
-"""asv benchmarks for fastnn (see README, "Benchmarks").
+"""asv benchmarks for fastnn (see docs/performance.md, "Running the benchmarks").
 
 Every class warms up in ``setup`` (Numba compilation, caches, thread pool)
 so the timed calls measure steady-state speed.

@@ -1,4 +1,7 @@
-"""What scikit-learn's MLP does not offer, on an imbalanced problem.
+"""What scikit-learn's MLP does not offer
+======================================
+
+On an imbalanced problem.
 
 scikit-learn's MLPClassifier has no class weights, no dropout, no AdamW
 and no validation-loss curve. fastnn's MLPClassifier keeps scikit-learn's
@@ -33,7 +36,7 @@ def configurations(seed):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--rows", type=int, default=20000, help="samples (default: 20000)")
     p.add_argument("--max-iter", type=int, default=30, help="epochs (default: 30)")
     p.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,7 @@
-"""Train, predict and search on Dask (a LocalCluster on this machine).
+"""Train, predict and search on Dask
+=================================
+
+A LocalCluster on this machine.
 
     pip install "fastnn[dask,sklearn]"
     python examples/dask_train.py

@@ -1,4 +1,7 @@
-"""Learning curves: test accuracy per epoch for three optimizers on MNIST,
+"""Learning curves
+===============
+
+Test accuracy per epoch for three optimizers on MNIST,
 written to a PNG (needs matplotlib: pip install 'fastnn[plot]').
 
     python examples/learning_curves.py --epochs 10 --out curves.png
@@ -17,7 +20,7 @@ RUNS = {
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--out", default="learning_curves.png")
     args = p.parse_args(argv)

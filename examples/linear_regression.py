@@ -1,8 +1,11 @@
-"""Linear regression by gradient descent converges to least squares.
+"""Linear regression by gradient descent
+=====================================
+
+Gradient descent converges to least squares.
 
 A network with no hidden layer and an identity output is the linear model
-y = x.W + b, and fastnn's squared error 0.5*mean(|y - t|^2) is the least
-squares objective; full-batch gradient descent on it converges to the
+``y = x.W + b``, and fastnn's squared error ``0.5 * mean(|y - t|^2)`` is the
+least squares objective; full-batch gradient descent on it converges to the
 solution that np.linalg.pinv gives in closed form.
 
     python examples/linear_regression.py
@@ -22,7 +25,7 @@ TABLE = np.array([
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--epochs", type=int, default=2000)
     p.add_argument("--lr", type=float, default=0.5)
     args = p.parse_args(argv)

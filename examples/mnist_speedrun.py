@@ -1,4 +1,7 @@
-"""MNIST to >= 98% test accuracy as fast as fastnn can train it.
+"""MNIST to 98% as fast as fastnn can train it
+===========================================
+
+MNIST to >= 98% test accuracy.
 
     python examples/mnist_speedrun.py            # fastnn, and PyTorch if installed
 

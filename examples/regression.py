@@ -1,4 +1,7 @@
-"""Regression with fastnn: a smooth function of 4 inputs learned by an MLP.
+"""Regression with fastnn
+======================
+
+A smooth function of 4 inputs learned by an MLP.
 
 Target: y = sin(2 x0) + x1**2 - x2 x3 + noise, on uniform inputs in [-1, 1].
 Shows fastnn.MLPRegressor (scikit-learn API, needs scikit-learn) and the
@@ -26,7 +29,7 @@ def r2(y, p):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--epochs", type=int, default=200)
     args = p.parse_args(argv)
     x, y = make_data(4000, 0)

@@ -1,4 +1,7 @@
-"""The scikit-learn swap: one script, two MLPClassifiers, timed side by side.
+"""The scikit-learn swap
+=====================
+
+One script, two MLPClassifiers, timed side by side.
 
 The same code trains scikit-learn's MLPClassifier and fastnn's drop-in
 replacement on MNIST; only the import differs:
@@ -28,7 +31,7 @@ def train_and_score(MLPClassifier, x, y, xt, yt, max_iter):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--max-iter", type=int, default=10, help="epochs (default: 10)")
     p.add_argument("--only", choices=["sklearn", "fastnn"], default=None)
     p.add_argument("--train-rows", type=int, default=60000)

@@ -1,4 +1,7 @@
-"""Train a multi-layer perceptron on MNIST with fastnn.
+"""Train a multi-layer perceptron on MNIST
+=======================================
+
+With fastnn.
 
 The defaults are the classic tutorial configuration: 784-100-50-10, relu
 hidden layers, softmax output, uniform +-0.1 init with seed 8, lr 0.5,
@@ -14,7 +17,7 @@ import fastnn
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--hidden", type=int, nargs="+", default=[100, 50], metavar="N",
                    help="hidden layer sizes (default: 100 50)")

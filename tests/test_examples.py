@@ -21,6 +21,16 @@ def test_linear_regression_converges_to_the_pinv_solution(capsys):
     assert "max |difference|" in capsys.readouterr().out
 
 
+def test_from_scratch_tutorial_checks_every_step(capsys):
+    r = load("from_scratch").main(["--epochs", "1", "--rows", "3000"])
+    assert r["gd_error"] < 1e-9 and r["neuron_error"] < 1e-8 and r["softmax_error"] < 1e-8
+    assert r["backprop_error"] < 1e-7
+    # fastnn's kernels compute the reference's network to float64 rounding.
+    assert r["gap"] < 1e-9 and r["accuracy"] == pytest.approx(r["reference_accuracy"])
+    out = capsys.readouterr().out
+    assert "7. The same network on fastnn's kernels" in out and "x the NumPy speed" in out
+
+
 def test_regression_example_fits_well():
     pytest.importorskip("sklearn")
     results = load("regression").main(["--epochs", "30"])

@@ -22,7 +22,7 @@ FORMAT_VERSION = modelio.FORMAT_VERSION
 
 
 class Network:
-    """A fully connected network ``layers[0] -> ... -> layers[-1]``.
+    """A fully connected network from ``layers[0]`` inputs to ``layers[-1]`` outputs.
 
     ``layers``: widths, input first (``[784, 100, 50, 10]``). ``hidden``:
     the hidden layers' activation, a name in :data:`HIDDEN` (the registry's
