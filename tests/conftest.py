@@ -59,8 +59,11 @@ def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("both_backends"):
         if "fastnn_backend" not in metafunc.fixturenames:
             metafunc.fixturenames.append("fastnn_backend")
-        metafunc.parametrize("fastnn_backend", _backends(metafunc.config), indirect=True,
-                             scope="module")
+        # A test of the kernels themselves (marked ``kernels``: it calls them,
+        # or compares them with the NumPy engine, directly) runs once.
+        backends = (("compiled",) if metafunc.definition.get_closest_marker("kernels")
+                    else _backends(metafunc.config))
+        metafunc.parametrize("fastnn_backend", backends, indirect=True, scope="module")
 
 
 def _backend_of(node):
@@ -185,7 +188,7 @@ def early(test_name):
 
 def pytest_collection_modifyitems(session, config, items):
     if "compiled" not in _backends(config):
-        kept = [item for item in items if item.get_closest_marker("both_backends")]
+        kept = [item for item in items if _backend_of(item) == "numpy"]
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
     # The NumPy backend's tests first (while the helpers compile), and the

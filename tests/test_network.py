@@ -63,6 +63,7 @@ def flatten(grads):
     return np.concatenate([np.concatenate([dW.ravel(), db]) for dW, db in grads])
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("hidden", ACTS)
 @pytest.mark.parametrize("output", HEADS)
@@ -82,6 +83,7 @@ def test_gradients_match_reference(rng, dtype, hidden, output, arch, sparse):
     assert_close(grad, ref, dtype, scale=np.maximum(np.abs(ref).max(), 1e-3), what="gradient")
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("hidden", ACTS)
 @pytest.mark.parametrize("output", HEADS)
 def test_gradients_match_central_differences(rng, hidden, output):
@@ -437,6 +439,7 @@ def test_a_list_gives_each_hidden_layer_its_activation(rng, tmp_path):
     assert uniform.hidden == "tanh" and uniform.hidden_acts == ("tanh",)
 
 
+@pytest.mark.kernels
 def test_per_layer_activations_train_alike_on_both_backends(rng):
     from fastnn.engine import numpy_engine as NE
     from fastnn.engine import training
@@ -524,6 +527,7 @@ def _epoch_on(engine, net, x, y, batch_size, dropout, shuffle=True):
     return tr.no_plan.sums[0].copy(), net.theta.copy(), tr
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("case", ["whole batches", "row-split batches", "sparse first layer"])
 def test_dropout_trains_alike_on_both_backends(rng, case):
     """The compiled epoch (whole batches, the two-thread row split, a
@@ -548,6 +552,7 @@ def test_dropout_trains_alike_on_both_backends(rng, case):
     assert not np.allclose(_epoch_on(K, plain, x, y, batch, None)[1], runs[0][1])
 
 
+@pytest.mark.kernels
 def test_dropout_gradient_is_the_derivative_with_those_masks(rng):
     """With the masks fixed (a batch key), the kernels' gradient equals
     central differences of the loss of the NumPy forward with them."""
@@ -638,6 +643,7 @@ LOSS_CASES = [("softmax", {"label_smoothing": 0.15}), ("sigmoid", {"label_smooth
               ("huber", {"delta": 0.3}), ("absolute_error", {}), ("poisson", {})]
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("hidden", NEW_ACTS)
 @pytest.mark.parametrize("output,settings", LOSS_CASES, ids=[o for o, _ in LOSS_CASES])
@@ -687,6 +693,7 @@ def _train_both(rng, sparse, monkeypatch, **fit):
     return results
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("sparse", [False, True])
 def test_clipping_gelu_silu_and_smoothing_train_alike_on_both_drivers(rng, sparse, monkeypatch):
     """Row-split batches (dense and sparse first layers) with clipping,

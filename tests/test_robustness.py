@@ -187,6 +187,7 @@ def test_inputs_already_in_the_right_form_are_not_copied():
     assert np.shares_memory(V.as_float_matrix("x", ro, np.float32, 4), ro)
 
 
+@pytest.mark.kernels
 def test_read_only_inputs_run_the_kernels_compiled_for_writable_ones(tmp_path):
     """Numba types read-only arrays apart (a second compile of every driver):
     a memory map opened "r" and read-only targets and weights are read in
