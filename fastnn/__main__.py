@@ -29,8 +29,8 @@ def main():
 
     # A Ctrl-C inside a C extension's import comes back as that import's
     # error, not as KeyboardInterrupt: NumPy's reads "Importing the numpy
-    # C-extensions failed ... could not import module datetime" (seen with
-    # SIGINT 50 ms after start on a loaded machine). So note the signal too.
+    # C-extensions failed ... could not import module datetime". So note the
+    # signal too.
     received = []
 
     def note(signum, frame):
@@ -54,8 +54,8 @@ def main():
     if received:
         # The import finished but the signal came: the error it raised was
         # taken by an optional import's fallback (``except ImportError``)
-        # somewhere below. Without this the run went on as if no key had
-        # been pressed (SIGINT 0.4 s after start, 2-core AMD EPYC VM).
+        # somewhere below; without this the run would go on as if no key had
+        # been pressed.
         print("\ninterrupted", file=sys.stderr, flush=True)
         _exit_interrupted()
     code = cli_main()

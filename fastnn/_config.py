@@ -76,8 +76,7 @@ AVX512 = TARGET_ISA == "AVX-512"
 def _prefer_512_bit_vectors():
     # LLVM's tuning for most AVX-512 CPUs includes "prefer-256-bit": it then
     # vectorises with ymm registers only, and a 48-float register tile needs
-    # twice as many registers as exist, so it spills. Removing the preference
-    # doubled the tiled matmul's speed (~120 -> ~260 GFLOP/s here). This is a
+    # twice as many registers as exist, so it spills, at half the speed. This is a
     # process-wide Numba setting, applied only if the user set none, and only
     # effective if fastnn is imported before anything else is compiled.
     if not AVX512 or os.environ.get("NUMBA_CPU_FEATURES") or os.environ.get("NUMBA_CPU_NAME"):
@@ -115,9 +114,8 @@ if CACHE:
 
 # NumPy's error model: a float division by zero gives inf/NaN (which the
 # divergence checks catch) instead of a test-and-raise before every
-# division, which kept LLVM from vectorising any loop that divides (Adam's
-# update, on 3760 float64 parameters: 9.5 -> 4.7 us; the prange bodies
-# already compile this way). No kernel relies on ZeroDivisionError.
+# division, which keeps LLVM from vectorising any loop that divides (Adam's
+# update; the prange bodies already compile this way). No kernel relies on ZeroDivisionError.
 ERROR_MODEL = "numpy"
 
 

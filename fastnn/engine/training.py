@@ -130,15 +130,14 @@ class Trainer:
     # never inside the compiled loop. A call costs ~4 us of dispatch.
     EPOCH_CHUNKS = 64
     # ... but without a progress report a call lasts at least this long, as
-    # the last epoch measured:
-    # an epoch of a few quick batches (digits: 9 batches of ~0.1 ms) in one
-    # call, not nine (each ~20-40 us of dispatch and argument unboxing):
-    # MLPClassifier((50,)) on digits 286 -> 248 ms.
+    # the last epoch measured: an epoch of a few quick batches (digits: 9
+    # batches of ~0.1 ms) is one call, not nine, each paying ~20-40 us of
+    # dispatch and argument unboxing.
     MIN_CHUNK_SECONDS = 0.005
     # Epochs shorter than this run several per compiled call (see
     # run_ahead) when nothing looks at the model between them (no
-    # validation, callbacks or progress display): iris' ~40 us epoch paid
-    # ~30 us of Python and dispatch per epoch.
+    # validation, callbacks or progress display): an epoch of iris takes
+    # ~40 us, about what Python and dispatch around it would add.
     RUN_AHEAD_EPOCH_SECONDS = 0.002
     # ... and such a call lasts about this long at most (Ctrl-C is noticed,
     # and the thread choice revised, between calls).

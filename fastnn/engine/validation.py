@@ -87,8 +87,8 @@ def scan_matrix(name, a):
     Small matrices, and any while the compiled scan is not cached (a first
     run: it compiles in the background meanwhile), are scanned in NumPy,
     which leaves the fingerprint None (:func:`data_fingerprint` makes it
-    when needed: hashing digits' 1797 x 64 float64 cost ~0.9 ms of a
-    ~100 ms fit that never used it)."""
+    when needed, so a small fit that never uses it does not pay for the
+    hash)."""
     from . import backend
 
     if a.size <= NUMPY_SCAN_MAX:

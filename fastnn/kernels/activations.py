@@ -25,7 +25,7 @@ from .intrinsics import bits_to_float
 # NumPy integers, not Python ints: Numba types a Python int constant passed
 # to a kernel as a literal and compiles a separate specialisation for it
 # (gemm_nn_fused_into(..., act=IDENTITY) apart from (..., act=<int64>)),
-# which cost ~15 s of a ~55 s cold start; a branch on a run-time code
+# a quarter of a cold start; a branch on a run-time code
 # outside the inner loops costs nothing measurable.
 IDENTITY = np.int64(0)
 RELU = np.int64(1)
@@ -53,8 +53,8 @@ CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH,
 
 # --- exp of a non-positive argument, inline and vectorisable ---------------
 # Softmax needs exp(z - max z) <= 1 for every output. math.exp is a call to
-# libm per element (~20 cycles; ~0.4 ms of a 10000-row MNIST predict_proba,
-# now ~0.1 ms), which also keeps LLVM from vectorising the loop. Used by the
+# libm per element (~20 cycles, most of the head's time in a 10000-row MNIST
+# predict_proba), which also keeps LLVM from vectorising the loop. Used by the
 # prediction head only: training keeps math.exp (see losses.py). This is
 # the classic Cody-Waite reduction x = n*ln2 + r,
 # |r| <= ln2/2, then a polynomial for exp(r) and 2**n from its bits:

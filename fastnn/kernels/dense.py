@@ -57,8 +57,8 @@ def bias_backward(dU, db):
 # Up to this size (multiply-adds of each product) the backward's two
 # products run side by side, one per thread, instead of one after the
 # other, each split over the threads: below it the split products spend
-# more on starting and joining than the second thread saves (classic
-# 100-100-50 layer: 37 -> ~25 us per batch).
+# more on starting and joining than the second thread saves (the classic
+# 100-50 layer's backward is the case in point).
 TWO_TASK_MAX_MACS = 2_000_000
 
 

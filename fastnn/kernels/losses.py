@@ -77,10 +77,10 @@ def softmax_ce_forward_backward(Z, labels, w, dZ, inline_exp=False, smoothing=0.
             # math.exp, not exp_nonpositive: whole batches keep libm's
             # rounding, the NumPy engine's (np.exp), so a cold first fit (on
             # NumPy) and a warm one print the same accuracies (the classic
-            # MNIST log; the inline exp saved ~3 us of a ~150 us classic
-            # batch). Row-split batches (train.forward_backward_rows), whose
+            # MNIST log; the inline exp would save ~2% of a classic batch).
+            # Row-split batches (train.forward_backward_rows), whose
             # gradient sums round differently anyway, take the inline exp:
-            # digits' 100-row halves, 10 classes, float64: 53 -> 44 us a half.
+            # ~20% of a small half's time.
             if inline_exp:
                 e = exp_nonpositive(Z[i, k] - m)
             else:

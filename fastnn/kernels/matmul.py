@@ -341,7 +341,7 @@ def store_tile(acc, C, i0, j0, jlo, bias, act, H, dact):
         i = i0 + r
         if has_h:
             # One loop per derivative so each vectorises (a per-element
-            # act_grad() dispatch was scalar: ~1-2 ms per 256x1024 layer).
+            # act_grad() dispatch would not vectorise).
             if dact == RELU:
                 for jj in range(w):
                     j = u0 + lo + jj
@@ -575,8 +575,7 @@ def _narrow_nn(A, B, C, bias, act, H, dact, serial):
     # Outputs narrower than a tile: B is zero-padded to one vector (at most
     # that many columns: the one-vector tiles) or to one tile, the product
     # computed into scratch, and the N real columns copied out through the
-    # epilogue (measured ~3x faster than a plain row loop; the one-vector
-    # tiles: 150x50 @ 50x3 float64 12 -> 4 us, 200x50 @ 50x10 14 -> 6 us).
+    # epilogue: ~3x faster than a plain row loop.
     M, K = A.shape
     N = B.shape[1]
     Cp, Bp, done = _narrow_start(A, B, C, M, K, serial, False)
@@ -663,11 +662,10 @@ def pack_panels(B, Bp):
 def pack_panels_transposed(W, Bp):
     """Bp as pack_panels(W.T) would make it, read straight from W (N, K):
     Bp[c, k, j] = W[j0(c) + j, k]. Replaces a transpose plus a pack of the
-    backward's W.T (~0.9 + 0.25 ms at 1024 x 1024) with one pass. Writes
-    run contiguous (j inner); the NR rows of W being read stay in L1 for
-    the next k's. (Walking each row in 64-column blocks instead wrote with
-    a stride of NR: 1024 x 1024, 2 threads, AVX2 0.45 -> 0.21 ms, AVX-512
-    0.35 -> 0.32 ms.)"""
+    backward's W.T with one pass. Writes run contiguous (j inner); the NR
+    rows of W being read stay in L1 for the next k's. (Walking each row in
+    64-column blocks instead writes with a stride of NR, twice as slow on
+    AVX2.)"""
     N = W.shape[0]
     nfull = N // NR
     for c in prange(Bp.shape[0]):

@@ -47,7 +47,7 @@ def _chunk(n, c):
 
 
 # Vectors up to this long are updated on the calling thread: the pool's
-# region pulled every chunk across the cores (the gradient was written on
+# region pulls every chunk across the cores (the gradient was written on
 # one, the parameters are read by both next batch): Adam on digits' 3760
 # parameters, within training, 7 us on one thread, 21 us on two.
 SERIAL_MAX = 16384

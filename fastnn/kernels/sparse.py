@@ -55,9 +55,8 @@ def _scan(X, B, ka, kb, counts, rowhash):
         nb = np.int32(0)
         # Two hash words of the values' width, in a stack buffer: the
         # stores keep them that width, so the loop vectorises on 32-bit
-        # lanes for float32 (64-bit sums of 32-bit bits, and the non-zero
-        # and NaN tests on the bits, scanned MNIST in 23 ms on AVX2, now
-        # ~10; the float tests and 32-bit counters matter as much).
+        # lanes for float32 (float tests and 32-bit counters, for the same
+        # reason: 64-bit sums of the bits halve the lanes).
         h = carray(stack_buffer(2, B), (2,))
         h[0] = 0
         h[1] = 0
@@ -112,7 +111,7 @@ def _bits(X):
 @overload(_bits, jit_options=dict(cache=CACHE))
 def _bits_typed(X):
     # Chosen at typing time: a run-time `if X.itemsize == 4` compiled the
-    # scan for both widths (0.9 s more of a cold start).
+    # scan for both widths, lengthening a cold start.
     u = np.uint32 if X.dtype == types.float32 else np.uint64
     return lambda X: X.view(u)
 
@@ -206,7 +205,7 @@ def sparse_forward_tiles(indptr, indices, values, rows, W, b, act, Y, t0, t1):
     thread (all of them: one half of a row-split batch)."""
     N = Y.shape[1]
     # Column groups of _G starting at multiples of _G: with W's rows 64-byte
-    # aligned every load is aligned (cache-line-split loads ran ~1.8x
+    # aligned every load is aligned (cache-line-split loads are ~1.8x
     # slower). Columns past N read the slack after the row (never stored).
     nb = rows.shape[0]
     zero = Y.dtype.type(0)
@@ -300,8 +299,8 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
     k and column groups) write disjoint cells; dU stays in L1. dU's rows are
     aligned with slack after them, as W's in :func:`sparse_dense_forward`.
     (Scattering ``v * dU[r]`` into dW's rows straight from the CSR rows
-    needs no CSC form, but was 2.7x slower: every non-zero loads and
-    stores a row of dW from L2; 140 vs 52 us a classic batch.)
+    needs no CSC form, but is ~2.7x slower: every non-zero loads and
+    stores a row of dW from L2.)
     """
     ntile = dW.shape[0] * ((dW.shape[1] + _G - 1) // _G)
     ntask = min(ntile, NTASK)

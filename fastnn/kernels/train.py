@@ -213,11 +213,10 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
                             layer_key(key, l))
         H = Y
     dZ = layer_buf(work.dbuf, sizes, hoff, cap, L - 1, n)[s:e]
-    # The inline exp on dense halves only (digits: 53 -> 44 us a half). With
-    # it, the classic MNIST run (sparse, float32, SGD lr 0.5, seed of
-    # tests/test_mnist_training.py) blew up at epoch 27 of 50 (loss 0.006 ->
-    # 1.09; two other seeds and libm's exp did not), so sparse halves keep
-    # libm's rounding, as whole batches and the NumPy engine do.
+    # The inline exp on dense halves only: sparse halves keep libm's
+    # rounding, as whole batches and the NumPy engine do, because the
+    # classic lr-0.5 MNIST run of tests/test_mnist_training.py diverges late
+    # with the inline exp's.
     loss, correct = loss_forward_backward(head, H, labels[s:e] if labels.shape[0] else labels,
                                           T[s:e] if T.shape[0] else T,
                                           w[s:e] if w.shape[0] else w, dZ, sp is None)
@@ -418,8 +417,8 @@ def _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi, cfrom):
     grad + c1 * gs`` (from entry ``cfrom`` on: before it ``grad`` is the
     batch's already), the L2 term (weights only), the update rule. Returns
     their sum of W**2 (float64)."""
-    # (Unsigned start + count loops: the signed, min()/max()-bounded ones
-    # did not vectorise: 12.4 -> 7.7 us on one thread.)
+    # (Unsigned start + count loops: signed, min()/max()-bounded ones do not
+    # vectorise.)
     theta = model.theta
     dt = theta.dtype.type
     a = dt(c0)
@@ -552,9 +551,9 @@ def _csc_rows_grad(sp, idx, k0, k1, dU, dW):
     of the CSR form are ``idx``: its non-zeros in columns k0..k1-1 sorted
     by column (a counting sort, here, while the batch's CSR rows are in
     cache; each row's columns are sorted, so its part in k0..k1-1 is one
-    run), then :func:`.sparse.sparse_grad_tiles`. (A shuffled epoch's CSC
-    blocks built ahead cost ~47 ms an MNIST epoch, 2 threads, AVX-512: the
-    rows read from memory in shuffled order, 113 MB of blocks written.)"""
+    run), then :func:`.sparse.sparse_grad_tiles`. (CSC blocks built ahead for a
+    shuffled epoch would read the rows from memory in shuffled order and
+    write 113 MB of blocks per MNIST epoch.)"""
     nk = k1 - k0
     n = idx.shape[0]
     ind = sp.indices
@@ -706,8 +705,8 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     and which are returned.
 
     One driver with one batch loop: a second driver calling this one, or a
-    batch loop called from two places, was compiled and linked again (a
-    cold classic fit 37 -> 45 s).
+    batch loop called from two places, is compiled and linked again,
+    lengthening a cold fit by a fifth.
     """
     X, labels, T, order, w = data.X, data.labels, data.T, data.order, data.w
     n = order.shape[0]
@@ -886,7 +885,7 @@ def padded_first_layer(model, like):
     b1 = layer_b(model.theta, sizes, model.poff, 0)
     W2 = layer_W(model.theta, sizes, model.poff, min(1, L - 1))
     d, N1 = W1.shape
-    if AVX512:  # 64-byte rows, as measured there (float64: 100 -> 112)
+    if AVX512:  # 64-byte rows (float64: 100 -> 112 elements)
         per = ALIGN_ELEMENTS
         in_place = is_aligned(W1)
     else:
@@ -927,7 +926,7 @@ def predict_rows(X, model, head, out):
     ntask = min(nblk, NTASK)
     bad = 0
     # The task's work in a function of its own: Numba's parallel passes on
-    # a loop body this large took ~7 s of a cold compile per dtype.
+    # a loop body this large adds seconds to a cold compile per dtype.
     for task in prange(ntask):
         bad += predict_task(X, model, head, out, W1, b1, W2,
                             task * nblk // ntask, (task + 1) * nblk // ntask)

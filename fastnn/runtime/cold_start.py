@@ -89,8 +89,7 @@ def is_cached(dispatcher, sig):
         name = cache._cache_file._load_index().get(key)
         # Numba writes the index before the data file (atomically, by a
         # rename): an entry without its file is still being written, and a
-        # load now would miss and compile here (seen: a helper's scan kernel
-        # compiled again in-process, ~1 s).
+        # load now would miss and compile the kernel here a second time.
         return name is not None and os.path.exists(cache._cache_file._data_path(name))
     except Exception:
         return True
@@ -127,7 +126,7 @@ def assist(trainer, opt, state):
     if not _enabled() or background_enabled():
         # In the background mode the training driver was found compiled or
         # cached before this is called, and its callees with it (asking
-        # again cost ~1.2 ms of typing and cache-index reading per fit).
+        # again would repeat typing and cache-index reading on every fit).
         return
     from ..kernels import train as K
 

@@ -41,9 +41,8 @@ class ThreadChooser:
 
     Parallel (the user's thread count) is measured on whole chunks, after
     one unmeasured batch that wakes the pool (its threads fall asleep while
-    one thread works, and a team-size change makes the next region slow:
-    a one-batch probe of the pool measured 3.1 us/row where its chunks ran
-    at 1.9). One thread is measured on single batches."""
+    one thread works, and a team-size change makes the next region slow, so
+    a one-batch probe overstates the pool's cost by more than half). One thread is measured on single batches."""
 
     def __init__(self):
         self.rate = {}           # threads -> seconds per row (running mean)
