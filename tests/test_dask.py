@@ -145,6 +145,138 @@ def test_a_killed_worker_does_not_change_the_result(client):
     np.testing.assert_array_equal(run(True), run(False))
 
 
+@pytest.mark.parametrize("dtype, rows, tight", [("float64", 400, True), ("float32", 250, False)])
+def test_lbfgs_over_chunks_equals_the_single_process_fit(client, dtype, rows, tight):
+    optimize = pytest.importorskip("scipy.optimize")
+    from fastnn.engine import training
+
+    x, y = data(1000)
+    x = x.astype(dtype)
+    one = fastnn.Network([10, 16, 3], seed=3, dtype=dtype)
+    X = one.check_x(x)
+    labels, T = one.check_y(y, len(x))
+    # The estimators' solver="lbfgs" in one process: the same objective, all rows at once.
+    r = optimize.minimize(training.full_batch_objective(one, X, labels, T, l2=1e-3),
+                          one.theta.astype(np.float64), method="L-BFGS-B", jac=True,
+                          options={"maxiter": 20, "maxfun": 15000, "gtol": 1e-4})
+    one.theta[...] = r.x
+    net = fastnn.Network([10, 16, 3], seed=3, dtype=dtype)
+    h = fd.fit(net, da.from_array(x, chunks=(rows, 10)), y, client=client, optimizer="lbfgs",
+               epochs=20, l2=1e-3)
+    assert len(h["loss"]) == h["n_iter"] and h["loss"][-1] < h["loss"][0]
+    if tight:  # float64: chunk sums differ from one sum in the last bits only
+        # (over 20 iterations that stays ~1e-12; by 40 the line searches can part)
+        assert h["n_iter"] == r.nit
+        np.testing.assert_allclose(h["loss"][-1], r.fun, rtol=1e-10)
+        np.testing.assert_allclose(net.theta, one.theta, rtol=1e-6, atol=1e-9)
+    else:  # float32 rounding, compounded over the iterations: close, not equal
+        np.testing.assert_allclose(h["loss"][-1], r.fun, rtol=2e-2)
+
+
+def test_lbfgs_refuses_the_stochastic_options(client):
+    x, y = data(100)
+    net = fastnn.Network([10, 4, 3], seed=0)
+    for option in (dict(dropout=0.2), dict(sync_every=2), dict(clip_norm=1.0)):
+        with pytest.raises(ValueError, match=next(iter(option))):
+            fd.fit(net, x, y, client=client, optimizer="lbfgs", **option)
+
+
+def _round_marker(directory):
+    """A worker plugin that writes ``<pid>.<n>`` into ``directory`` when a
+    training round's task starts executing on its worker: the moment a
+    test can kill the worker inside the round."""
+    class RoundMarker(distributed.WorkerPlugin):
+        name = "fastnn-round-marker"
+
+        def setup(self, worker):
+            self.count = 0
+
+        def transition(self, key, start, finish, **kwargs):
+            if finish == "executing" and "fastnn-round" in str(key):
+                self.count += 1
+                open(os.path.join(directory, f"{os.getpid()}.{self.count}"), "w").close()
+
+    return RoundMarker()
+
+
+def _wait_for(predicate, timeout=120.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_a_worker_killed_inside_a_round_changes_nothing(client, tmp_path):
+    import threading
+
+    # Rounds long enough to be inside: 2 chunks of 6000 rows, one round an epoch.
+    x, y = data(12000, d=10)
+    X = da.from_array(x, chunks=(6000, 10))
+    try:
+        def run(kill):
+            for p in os.listdir(tmp_path):
+                os.unlink(tmp_path / p)
+            client.register_plugin(_round_marker(str(tmp_path)))  # counts from 0 again
+            net = fastnn.Network([10, 256, 256, 3], seed=4)
+            killed = []
+            if kill:
+                def killer():
+                    # Round 2's first task to start: kill its worker now.
+                    _wait_for(lambda: any(p.endswith(".2") for p in os.listdir(tmp_path)))
+                    pid = int(next(p for p in os.listdir(tmp_path) if p.endswith(".2"))[:-2])
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                t = threading.Thread(target=killer, daemon=True)
+                t.start()
+            fd.fit(net, X, y, client=client, epochs=3, batch_size=16, lr=0.05)
+            if kill:
+                t.join(5)
+                assert killed, "no worker was killed"
+            return net.theta.copy()
+
+        clean = run(False)
+        np.testing.assert_array_equal(run(True), clean)
+    finally:
+        client.unregister_worker_plugin("fastnn-round-marker")
+    client.wait_for_workers(2, timeout=120)
+
+
+def test_a_client_gone_mid_fit_leaves_no_task_running(client, tmp_path):
+    import subprocess
+    import sys
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    client.register_plugin(_round_marker(str(marks)))
+    script = (
+        "import sys, numpy as np, distributed, fastnn; from fastnn import dask as fd\n"
+        "c = distributed.Client(sys.argv[1])\n"
+        "x = np.random.default_rng(0).random((12000, 10)).astype(np.float32)\n"
+        "y = (x[:, 0] > 0.5).astype(np.int64)\n"
+        "fd.fit(fastnn.Network([10, 256, 256, 2], seed=1), x, y, client=c, epochs=1000,"
+        " batch_size=16, lr=0.05)\n")
+    driver = subprocess.Popen([sys.executable, "-c", script, client.scheduler.address])
+    try:
+        _wait_for(lambda: len(os.listdir(marks)) >= 3 or driver.poll() is not None)
+        assert driver.poll() is None, "the driver exited early"
+        driver.kill()  # the client disappears mid-fit, a round running
+    finally:
+        driver.kill()
+        driver.wait()
+    try:
+        def idle():
+            left = client.run_on_scheduler(
+                lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks
+                                        if "fastnn-round" in str(k)])
+            running = client.run(lambda dask_worker: len(dask_worker.state.executing))
+            return not left and not any(running.values())
+        _wait_for(idle, timeout=60)
+    finally:
+        client.unregister_worker_plugin("fastnn-round-marker")
+
+
 def test_grid_search_on_dask(client):
     from joblib import parallel_backend
     from sklearn.model_selection import GridSearchCV
