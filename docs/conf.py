@@ -50,7 +50,11 @@ sphinx_gallery_conf = {
 html_theme = "pydata_sphinx_theme"
 html_title = f"fastnn {version}"
 html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
-html_static_path = []
+html_static_path = ["_static"]
+html_favicon = "_static/favicon.png"
+# The theme's light/dark switch starts from this (with none it logs an error
+# in the browser's console before falling back to "auto").
+html_context = {"default_mode": "auto"}
 
 
 def setup(app):

@@ -7,7 +7,9 @@ scikit-learn's MLPClassifier has no class weights, no dropout, no AdamW
 and no validation-loss curve. fastnn's MLPClassifier keeps scikit-learn's
 parameters and adds them. On 95% / 5% classes the plain fit mostly
 predicts the majority; class_weight="balanced" trades a little accuracy
-for the minority class's recall:
+for the minority class's recall.
+
+Run it::
 
     python examples/beyond_sklearn.py
     python examples/beyond_sklearn.py --rows 20000 --max-iter 50

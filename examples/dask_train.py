@@ -3,6 +3,8 @@
 
 A LocalCluster on this machine.
 
+Run it::
+
     pip install "fastnn[dask,sklearn]"
     python examples/dask_train.py
 

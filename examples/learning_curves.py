@@ -4,6 +4,8 @@
 Test accuracy per epoch for three optimizers on MNIST,
 written to a PNG (needs matplotlib: pip install 'fastnn[plot]').
 
+Run it::
+
     python examples/learning_curves.py --epochs 10 --out curves.png
 """
 import argparse

@@ -8,6 +8,8 @@ A network with no hidden layer and an identity output is the linear model
 least squares objective; full-batch gradient descent on it converges to the
 solution that np.linalg.pinv gives in closed form.
 
+Run it::
+
     python examples/linear_regression.py
 """
 import argparse

@@ -3,6 +3,8 @@
 
 MNIST to >= 98% test accuracy.
 
+Run it::
+
     python examples/mnist_speedrun.py            # fastnn, and PyTorch if installed
 
 The recipe (network, optimizer, schedule, epochs) was chosen on a validation

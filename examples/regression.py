@@ -7,6 +7,8 @@ Target: y = sin(2 x0) + x1**2 - x2 x3 + noise, on uniform inputs in [-1, 1].
 Shows fastnn.MLPRegressor (scikit-learn API, needs scikit-learn) and the
 same model with fastnn.Network (identity output, squared error).
 
+Run it::
+
     python examples/regression.py
 """
 import argparse

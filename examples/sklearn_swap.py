@@ -9,6 +9,8 @@ replacement on MNIST; only the import differs:
     from sklearn.neural_network import MLPClassifier   # before
     from fastnn import MLPClassifier                   # after
 
+Run it::
+
     python examples/sklearn_swap.py                 # both, 10 epochs of SGD
     python examples/sklearn_swap.py --only fastnn --max-iter 20
 """

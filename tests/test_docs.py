@@ -1,5 +1,7 @@
 """The documentation site builds with warnings as errors (CONTRIBUTING's
-command), its gallery runs the tutorial, and the reference pages are there."""
+command), its gallery runs the tutorial, the reference pages are there, and
+the landing page, an API page and the tutorial render in headless Chromium,
+offline, without JavaScript errors and with the tutorial's figures."""
 import importlib.util
 import subprocess
 import sys
@@ -11,7 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NEEDED = ("sphinx", "pydata_sphinx_theme", "numpydoc", "sphinx_gallery", "myst_parser")
 
 
-def test_docs_build_with_warnings_as_errors(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("docs")
     missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)}: pip install '.[docs]'")
@@ -22,6 +26,11 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
                         "-d", str(tmp_path / "doctrees"), str(ROOT / "docs"), str(out)],
                        capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    return out
+
+
+def test_docs_build_with_warnings_as_errors(site):
+    out = site
     tutorial = (out / "auto_examples" / "from_scratch.html").read_text()
     assert "Backpropagation" in tutorial and "x the NumPy speed" in tutorial
     assert "fit" in (out / "api" / "fastnn.Network.html").read_text()
@@ -29,3 +38,25 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
     assert "--clip-norm" in (out / "cli.html").read_text()
     for page in ("guide", "performance", "ARCHITECTURE", "dask", "changelog"):
         assert (out / f"{page}.html").exists(), page
+
+
+def test_pages_render_offline_in_headless_chromium(site):
+    spec = importlib.util.spec_from_file_location("chromium", ROOT / "bench" / "chromium.py")
+    chromium = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chromium)
+    if chromium.find_chromium() is None:
+        pytest.skip(f"no Chromium: install it with `{chromium.INSTALL}`")
+    seen = {}
+    with chromium.Server(site) as server, chromium.Chromium() as browser:
+        for page in ("index.html", "api/fastnn.Network.html", "auto_examples/from_scratch.html"):
+            browser.goto(server.url + page)
+            seen[page] = browser.evaluate(
+                "[document.title, [...document.images].filter(i => i.complete &&"
+                " i.naturalWidth > 0 && i.src.includes('sphx_glr')).length,"
+                " document.querySelectorAll('link[rel=stylesheet]').length]")
+        errors = list(browser.errors)
+    assert not errors, errors
+    assert "fastnn" in seen["index.html"][0]
+    assert "Network" in seen["api/fastnn.Network.html"][0]
+    assert seen["auto_examples/from_scratch.html"][1] >= 2, seen  # the tutorial's figures
+    assert all(n_css > 0 for _, _, n_css in seen.values())

@@ -1,5 +1,6 @@
 """The examples run and show what they claim (short settings)."""
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,9 @@ def test_from_scratch_tutorial_checks_every_step(capsys):
     assert r["backprop_error"] < 1e-7
     # fastnn's kernels compute the reference's network to float64 rounding.
     assert r["gap"] < 1e-9 and r["accuracy"] == pytest.approx(r["reference_accuracy"])
+    assert abs(r["accuracy32"] - r["accuracy"]) < 0.01  # float32 learns as well
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
     out = capsys.readouterr().out
     assert "7. The same network on fastnn's kernels" in out and "x the NumPy speed" in out
 
