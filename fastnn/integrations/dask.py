@@ -155,38 +155,44 @@ def _check_rows(X, y):
 # Per worker process: the trainer of each (fit, chunk), so rounds after the
 # first skip checking and preparing the chunk (a few of the latest fits).
 _TRAINERS = {}
+_OBJECTIVES = {}  # the same for exact L-BFGS: (fit, chunk) -> (objective, rows)
 _TRAINERS_LOCK = threading.Lock()
 _KEEP_FITS = 4
 
 
-def _chunk_trainer(fit_id, index, net, x, y, batch_size, shuffle):
+def _cached(store, key, build):
+    """``store[key]`` (key: (fit, chunk)), made by ``build()`` on first use;
+    only the latest few fits' entries are kept."""
     with _TRAINERS_LOCK:
-        entry = _TRAINERS.get((fit_id, index))
+        entry = store.get(key)
         if entry is None:
-            fits = []
-            for f, _ in _TRAINERS:
-                if f not in fits:
-                    fits.append(f)
+            fits = list(dict.fromkeys(f for f, _ in store))
             for old in fits[:-_KEEP_FITS + 1]:
-                for key in [k for k in _TRAINERS if k[0] == old]:
-                    del _TRAINERS[key]
-    if entry is not None:
-        return entry
-    # Its own copy: chunks on one worker share the network object they receive.
-    net = copy.deepcopy(net)
-    X = net.check_x(x, check_finite=False)
-    labels, T = net.check_y(y, X.shape[0])
-    trainer = net.trainer(X, labels, T, batch_size, shuffle)
-    with _TRAINERS_LOCK:
-        _TRAINERS[(fit_id, index)] = (net, trainer)
-    return net, trainer
+                for k in [k for k in store if k[0] == old]:
+                    del store[k]
+    if entry is None:
+        entry = build()
+        with _TRAINERS_LOCK:
+            store[key] = entry
+    return entry
+
+
+def _chunk_trainer(fit_id, index, net, x, y, batch_size, shuffle):
+    def build():
+        # Its own copy: chunks on one worker share the network object they receive.
+        own = copy.deepcopy(net)
+        X = own.check_x(x, check_finite=False)
+        labels, T = own.check_y(y, X.shape[0])
+        return own, own.trainer(X, labels, T, batch_size, shuffle)
+    return _cached(_TRAINERS, (fit_id, index), build)
 
 
 def _forget(fit_id):
-    """Drop a finished fit's chunk trainers (run on every worker)."""
+    """Drop a finished fit's chunk trainers and objectives (run on every worker)."""
     with _TRAINERS_LOCK:
-        for key in [k for k in _TRAINERS if k[0] == fit_id]:
-            del _TRAINERS[key]
+        for store in (_TRAINERS, _OBJECTIVES):
+            for key in [k for k in store if k[0] == fit_id]:
+                del store[key]
 
 
 def _worker_threads():
@@ -351,29 +357,16 @@ def _weighted(share, arrays):
 
 
 # ------------------------------------------------------ exact full batch
-_OBJECTIVES = {}  # per worker process: (fit, chunk) -> (objective, rows)
-
-
 def _chunk_objective(fit_id, index, net, block):
-    with _TRAINERS_LOCK:
-        entry = _OBJECTIVES.get((fit_id, index))
-        if entry is None:
-            fits = list(dict.fromkeys(f for f, _ in _OBJECTIVES))
-            for old in fits[:-_KEEP_FITS + 1]:
-                for key in [k for k in _OBJECTIVES if k[0] == old]:
-                    del _OBJECTIVES[key]
-    if entry is not None:
-        return entry
-    net = copy.deepcopy(net)
-    x, y = block
-    X = net.check_x(x)
-    if not isinstance(X, np.ndarray):
-        X = np.ascontiguousarray(X.toarray())  # the full-batch objective is dense
-    labels, T = net.check_y(y, X.shape[0])
-    entry = (training.full_batch_objective(net, X, labels, T), X.shape[0])
-    with _TRAINERS_LOCK:
-        _OBJECTIVES[(fit_id, index)] = entry
-    return entry
+    def build():
+        own = copy.deepcopy(net)
+        x, y = block
+        X = own.check_x(x)
+        if not isinstance(X, np.ndarray):
+            X = np.ascontiguousarray(X.toarray())  # the full-batch objective is dense
+        labels, T = own.check_y(y, X.shape[0])
+        return training.full_batch_objective(own, X, labels, T), X.shape[0]
+    return _cached(_OBJECTIVES, (fit_id, index), build)
 
 
 def _chunk_loss_grad(fit_id, index, net, block, theta):
@@ -385,12 +378,6 @@ def _chunk_loss_grad(fit_id, index, net, block, theta):
         return BadChunk(str(e))
     loss, grad = objective(theta)
     return loss, grad, rows
-
-
-def _forget_objectives(fit_id):
-    with _TRAINERS_LOCK:
-        for key in [k for k in _OBJECTIVES if k[0] == fit_id]:
-            del _OBJECTIVES[key]
 
 
 def _fit_lbfgs(client, net, X, y, max_iter, l2, tol, val, verbose):
@@ -445,7 +432,7 @@ def _fit_lbfgs(client, net, X, y, max_iter, l2, tol, val, verbose):
                               options={"maxiter": max_iter, "maxfun": 15000, "gtol": tol})
     finally:
         client.cancel(blocks)
-        client.run(_forget_objectives, fit_id)
+        client.run(_forget, fit_id)
     net.theta[...] = result.x
     if not np.isfinite(net.theta).all():
         raise training.TrainingDivergedError(
