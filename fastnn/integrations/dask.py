@@ -47,6 +47,7 @@ classic-MNIST batch takes ~0.15 ms of compute, while a Dask round trip is
 milliseconds; averaging once per local pass sends the parameters (~356 KB
 for 784-100-50-10 float32) twice per worker per round instead.
 """
+import contextlib
 import copy
 import math
 import os
@@ -470,8 +471,6 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
     ``tol``. The history holds the loss per iteration, ``n_iter``,
     ``converged`` and scipy's ``message``; the options of the stochastic
     solvers do not apply."""
-    import dask.array as da
-
     if optimizer == "lbfgs":
         return _lbfgs_entry(net, X, y, client, epochs, l2, tol, validation_data, verbose,
                             sync_every=sync_every, dropout=dropout, clip_norm=clip_norm,
@@ -488,16 +487,7 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
         sync_every = validation.check_int("sync_every", sync_every, 1)
     if early_stopping and validation_data is None:
         raise ValueError("early_stopping needs validation_data")
-    val = None
-    if validation_data is not None:
-        xv, yv = (v.compute() if isinstance(v, da.Array) else v for v in validation_data)
-        Xv = net.check_x(xv, "validation_data x")
-        val = (Xv,) + tuple(net.check_y(yv, Xv.shape[0], "validation_data y"))
-    if (X.shape[0] if hasattr(X, "shape") else len(X)) == 0:  # before starting a cluster
-        raise ValueError("x is empty (0 samples)")
-    client, cluster = _get_client(client)
-    try:
-        X, y = _chunked(client, X, y)
+    with _session(net, X, y, client, validation_data) as (client, X, y, val):
         with net.engine.exclusive():
             trainer = _DaskTrainer(client, net, X, y, batch_size, shuffle, sync_every)
             state = training.state_for(net.engine, opt, net.theta, keep=False)
@@ -519,15 +509,9 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
             client.cancel(trainer.blocks)
             client.run(_forget, trainer.fit_id)
         return hist
-    finally:
-        if cluster is not None:
-            client.close()
-            cluster.close()
 
 
 def _lbfgs_entry(net, X, y, client, epochs, l2, tol, validation_data, verbose, **unused):
-    import dask.array as da
-
     for name, value in unused.items():
         if value is not None and value is not False and not (
                 isinstance(value, (list, tuple)) and not value):
@@ -537,17 +521,27 @@ def _lbfgs_entry(net, X, y, client, epochs, l2, tol, validation_data, verbose, *
     l2 = validation.check_float("l2", l2, 0)
     tol = validation.check_float("tol", tol, 0)
     verbose = validation.check_bool("verbose", verbose)
+    with _session(net, X, y, client, validation_data) as (client, X, y, val):
+        return _fit_lbfgs(client, net, X, y, epochs, l2, tol, val, verbose)
+
+
+@contextlib.contextmanager
+def _session(net, X, y, client, validation_data):
+    """(client, X, y, val) for a fit: the validation data checked, then (only
+    if x has rows) the given client, the current one or a new local cluster
+    (closed on leaving), and X, y chunked for it."""
+    import dask.array as da
+
     val = None
     if validation_data is not None:
         xv, yv = (v.compute() if isinstance(v, da.Array) else v for v in validation_data)
         Xv = net.check_x(xv, "validation_data x")
         val = (Xv,) + tuple(net.check_y(yv, Xv.shape[0], "validation_data y"))
-    if (X.shape[0] if hasattr(X, "shape") else len(X)) == 0:
+    if (X.shape[0] if hasattr(X, "shape") else len(X)) == 0:  # before starting a cluster
         raise ValueError("x is empty (0 samples)")
     client, cluster = _get_client(client)
     try:
-        X, y = _chunked(client, X, y)
-        return _fit_lbfgs(client, net, X, y, epochs, l2, tol, val, verbose)
+        yield (client,) + _chunked(client, X, y) + (val,)
     finally:
         if cluster is not None:
             client.close()
