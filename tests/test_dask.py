@@ -50,6 +50,47 @@ def test_one_chunk_synced_every_batch_equals_network_fit(client, options):
     np.testing.assert_array_equal(a.engine.shuffle_state, b.engine.shuffle_state)
 
 
+@pytest.mark.parametrize("options", [dict(optimizer="sgd", lr=0.2, l2=1e-3),
+                                     dict(optimizer="sgd", momentum=0.9, nesterov=True,
+                                          lr=0.05)])
+@pytest.mark.parametrize("rows", [(150, 150, 150, 150), (100, 250, 130, 77, 43)])
+def test_chunks_synced_every_step_are_network_fit_on_the_same_batches(client, options, rows):
+    """The default: every step takes its share of one batch from each chunk
+    and the changes are averaged, which is one step on that batch's rows.
+    With shuffling off, the batches are known: Network.fit on the rows in
+    that order must land on the same parameters, to rounding."""
+    x, y = data(sum(rows))
+    X = da.from_array(x, chunks=(rows, 10))
+    a = fastnn.Network([10, 16, 3], seed=1)
+    b = fastnn.Network([10, 16, 3], seed=1)
+    hb = fd.fit(b, X, y, client=client, epochs=3, batch_size=32, shuffle=False, **options)
+    cut, shares = fd.batch_shares(len(x), len(rows), 32)
+    starts = np.cumsum([0] + cut[:-1])
+    order = [start + np.arange(j * share, min(size, (j + 1) * share))
+             for j in range(-(-len(x) // 32))
+             for start, size, share in zip(starts, cut, shares)]
+    order = np.concatenate(order)
+    assert sorted(order) == list(range(len(x)))
+    ha = a.fit(x[order], y[order], epochs=3, batch_size=32, shuffle=False, **options)
+    np.testing.assert_allclose(b.theta, a.theta, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(hb["loss"], ha["loss"], rtol=1e-4)
+
+
+def test_batch_shares_make_every_step_a_whole_batch():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n, k, b = int(rng.integers(1, 5000)), int(rng.integers(1, 40)), int(rng.integers(1, 300))
+        rows, shares = fd.batch_shares(n, k, b)
+        assert sum(rows) == n and min(rows) > 0 and len(rows) == len(shares) <= min(k, b)
+        assert max(shares) - min(shares) <= 1
+        steps = -(-n // b)
+        taken = np.zeros(steps, int)
+        for r, s in zip(rows, shares):
+            for j in range(-(-r // s)):
+                taken[j] += min(s, r - j * s)
+        assert (taken[:-1] == b).all() and taken[-1] == n - (steps - 1) * b
+
+
 def test_model_averaging_is_deterministic_and_learns(client):
     x, y = data(2000)
     X = da.from_array(x, chunks=(500, 10))
@@ -145,6 +186,24 @@ def test_a_killed_worker_does_not_change_the_result(client):
     np.testing.assert_array_equal(run(True), run(False))
 
 
+def test_a_worker_that_lost_its_chunk_trainers_gets_the_network_again(client):
+    """Rounds after the first go without the network; a worker without the
+    chunk's trainer (restarted, or a rerun elsewhere) asks for it back."""
+    x, y = data(1200)
+    X = da.from_array(x, chunks=(300, 10))
+
+    def run(forget):
+        def drop(net_, history):
+            if forget:
+                client.run(lambda: fd._TRAINERS.clear())
+        net = fastnn.Network([10, 16, 3], seed=5)
+        fd.fit(net, X, y, client=client, epochs=3, batch_size=40, lr=0.1, momentum=0.5,
+               sync_every=5, callbacks=[drop])
+        return net.theta.copy()
+
+    np.testing.assert_array_equal(run(True), run(False))
+
+
 @pytest.mark.parametrize("dtype, rows, tight", [("float64", 400, True), ("float32", 250, False)])
 def test_lbfgs_over_chunks_equals_the_single_process_fit(client, dtype, rows, tight):
     optimize = pytest.importorskip("scipy.optimize")
@@ -230,7 +289,8 @@ def test_a_worker_killed_inside_a_round_changes_nothing(client, tmp_path):
                     killed.append(pid)
                 t = threading.Thread(target=killer, daemon=True)
                 t.start()
-            fd.fit(net, X, y, client=client, epochs=3, batch_size=16, lr=0.05)
+            fd.fit(net, X, y, client=client, epochs=3, batch_size=16, lr=0.05,
+                   sync_every=750)  # each chunk's whole pass of 8-row shares
             if kill:
                 t.join(5)
                 assert killed, "no worker was killed"
@@ -256,7 +316,7 @@ def test_a_client_gone_mid_fit_leaves_no_task_running(client, tmp_path):
         "x = np.random.default_rng(0).random((12000, 10)).astype(np.float32)\n"
         "y = (x[:, 0] > 0.5).astype(np.int64)\n"
         "fd.fit(fastnn.Network([10, 256, 256, 2], seed=1), x, y, client=c, epochs=1000,"
-        " batch_size=16, lr=0.05)\n")
+        " batch_size=16, lr=0.05, sync_every=750)\n")
     driver = subprocess.Popen([sys.executable, "-c", script, client.scheduler.address])
     try:
         _wait_for(lambda: len(os.listdir(marks)) >= 3 or driver.poll() is not None)

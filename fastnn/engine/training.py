@@ -186,6 +186,7 @@ class Trainer:
         self._snapshot = None  # what the running epoch changes, as it was before it
         self._saved = None
         self._compiled = None  # the compiled backend, once its kernels can run
+        self._pass_memo = None  # pass_slice: (backend, shuffle state before, after)
         self._batch_seconds = None  # per batch, the last compiled epoch
 
     def guarded_epoch(self, opt, state, progress):
@@ -258,6 +259,7 @@ class Trainer:
 
     def epoch(self, opt, state, progress):
         runner = self.backend(opt, state)
+        self._pass_memo = None
         self._cache_follows()
         runner.shuffle(self)
         self._cache_follows()
@@ -304,6 +306,7 @@ class Trainer:
         after them diverged); a diverged epoch is undone, as
         :meth:`guarded_epoch` undoes it."""
         self.snapshot(state)
+        self._pass_memo = None
         rates = np.asarray(rates, np.float64)
         runner = self._compiled
         try:
@@ -334,7 +337,17 @@ class Trainer:
         between; ``n_threads`` caps the threads (a worker's share). Returns
         the sums of :meth:`epoch` over those batches."""
         runner = self.backend(opt, state)
-        runner.shuffle(self)
+        before = self.engine.shuffle_state.copy()
+        memo = self._pass_memo
+        if memo is not None and memo[0] == runner.name and np.array_equal(memo[1], before):
+            # This pass's order (and a sparse input's CSC blocks) are still
+            # in place from the previous round: rebuilding them every round
+            # costs O(rows) per round, more than a short round's batches.
+            self.engine.shuffle_state[...] = memo[2]
+        else:
+            self._pass_memo = None
+            runner.shuffle(self)
+            self._pass_memo = (runner.name, before, self.engine.shuffle_state.copy())
         self.no_plan.sums[0] = 0.0
         runner.train(self, opt, state, first, last, n_threads)
         return self._sums()

@@ -3,17 +3,35 @@
 Needs ``dask[distributed]`` (``pip install "fastnn[dask]"``); imported only
 when used.
 
-* :func:`fit`: data-parallel training by synchronous model averaging
-  ("local SGD"). The rows of ``X`` are cut into the dask array's row
-  chunks; each chunk is persisted once on a worker, and every round each
-  chunk's task, run where the chunk is, trains a copy of the network on
-  ``sync_every`` of its mini-batches (default: its whole pass). The driver
-  then averages the parameters and the optimizer state (momentum velocity,
-  Adam moments) weighted by the rows each chunk trained in the round, and
-  the next round starts from the average. An epoch is one pass over every
-  chunk; the epoch loop itself is fastnn's own (:func:`fastnn.engine.training.
-  run_epochs`): learning-rate schedules, validation, early stopping (on the
-  averaged model), callbacks and the history behave as in ``Network.fit``.
+* :func:`fit`: data-parallel training by synchronous averaging. The rows of
+  ``X`` are cut into chunks (as many as the dask array's row chunks) that
+  each hold an equal share of every batch (:func:`batch_shares`: with 4
+  chunks and ``batch_size=100``, 25 rows of each batch from each chunk), and
+  each chunk is persisted once on a worker. Every round, each chunk's task,
+  run where the chunk is, trains a copy of the network on its shares of
+  ``sync_every`` consecutive batches; the driver averages the changes to the
+  parameters and to the optimizer state (momentum velocity, Adam moments)
+  weighted by the rows each chunk trained, and the next round starts from
+  there. An epoch is one pass over every chunk; the epoch loop itself is
+  fastnn's own (:func:`fastnn.engine.training.run_epochs`): learning-rate
+  schedules, validation, early stopping (on the averaged model), callbacks
+  and the history behave as in ``Network.fit``.
+
+  The default ``sync_every=1`` is a round per step: averaging one SGD or
+  momentum step from each chunk's share *is* the step on the whole batch
+  (the update is linear in the gradient), so the fit is ``Network.fit``'s
+  mini-batch SGD on ``batch_size``-row batches, as PyTorch's
+  DistributedDataParallel is (tested: the same parameters to rounding as
+  ``Network.fit`` on the same batches). Adam's and clipping's steps are
+  not linear in the gradient: for them the averaged step is close to, not
+  equal to, the whole batch's. Fewer rounds (``sync_every`` > 1: "local
+  SGD") send the parameters less often, but a chunk's steps on its small
+  share of a batch are noisier than the whole batch's, and the chunks
+  drift apart between averagings: the model learns less per epoch, more
+  so with more chunks. Measured on MNIST (the user guide's table): 2
+  chunks averaged once an epoch match one process; 8 chunks lose 1-3
+  points after 3 epochs; a round per step matches one process with 2-16
+  chunks.
 * :func:`predict` / :func:`predict_proba`: dask arrays computed block by
   block where the blocks are, the network sent once per worker.
 * Search: ``fastnn.MLPClassifier``/``MLPRegressor`` are plain scikit-learn
@@ -42,10 +60,11 @@ the rounds are exactly ``Network.fit``'s batches (tested).
   the single-process one to rounding; only parameters (out) and gradients
   (back) cross the network, one of each per chunk and evaluation.
 
-Why model averaging rather than a gradient all-reduce per batch: a
-classic-MNIST batch takes ~0.15 ms of compute, while a Dask round trip is
-milliseconds; averaging once per local pass sends the parameters (~356 KB
-for 784-100-50-10 float32) twice per worker per round instead.
+Why parameters rather than gradients cross the network: for SGD it is the
+same traffic as a gradient all-reduce through the driver (one vector each
+way per chunk and round; momentum adds its velocity, Adam its two
+moments), the driver needs no optimizer of its own, and ``sync_every`` > 1
+is the same round with more batches.
 """
 import contextlib
 import copy
@@ -152,6 +171,31 @@ def _check_rows(X, y):
     return X, y
 
 
+def batch_shares(n_rows, n_chunks, batch_size):
+    """(rows of each chunk, its share of every batch): chunks cut so that
+    every step of a pass takes exactly ``batch_size`` rows over them (the
+    last step ``n_rows - (steps - 1) * batch_size``), as ``Network.fit``'s
+    batches do. Shares differ by at most one row; with fewer rows per batch
+    than chunks, fewer chunks (one row each)."""
+    k = min(n_chunks, batch_size)
+    steps = -(-n_rows // batch_size)
+    shares = [batch_size // k + (i < batch_size % k) for i in range(k)]
+    short = steps * batch_size - n_rows  # missing from the last step, spread evenly
+    rows = [s * steps - (short // k + (i < short % k)) for i, s in enumerate(shares)]
+    kept = [(r, s) for r, s in zip(rows, shares) if r > 0]
+    return [r for r, _ in kept], [s for _, s in kept]
+
+
+def _balanced(X, y, batch_size):
+    """X, y re-cut by :func:`batch_shares` (neighbouring chunks exchange the
+    rows their boundaries move by, once per fit), and each chunk's batch."""
+    rows, shares = batch_shares(int(X.shape[0]), len(X.chunks[0]), batch_size)
+    if tuple(rows) != tuple(X.chunks[0]):
+        X = X.rechunk({0: tuple(rows)})
+        y = y.rechunk({0: tuple(rows)})
+    return X, y, shares
+
+
 # ----------------------------------------------------------------- rounds
 # Per worker process: the trainer of each (fit, chunk), so rounds after the
 # first skip checking and preparing the chunk (a few of the latest fits).
@@ -179,6 +223,10 @@ def _cached(store, key, build):
 
 
 def _chunk_trainer(fit_id, index, net, x, y, batch_size, shuffle):
+    if net is None:
+        with _TRAINERS_LOCK:
+            return _TRAINERS.get((fit_id, index), NEED_NETWORK)
+
     def build():
         # Its own copy: chunks on one worker share the network object they receive.
         own = copy.deepcopy(net)
@@ -232,6 +280,12 @@ class RoundResult(NamedTuple):
     rows: int                  # rows trained
 
 
+# A round's task sent without the network (its chunk's trainer was built on
+# the worker in an earlier round) that lands on a worker without that
+# trainer, e.g. rerun after a worker died: the driver sends it again with it.
+NEED_NETWORK = "fastnn-dask-need-network"
+
+
 class BadChunk(NamedTuple):
     """A chunk's data cannot be trained on (a NaN, a bad label): returned,
     not raised, since rerunning the round (as for a lost worker) fails the
@@ -244,10 +298,13 @@ def _chunk_round(task, net, block, start):
     :class:`RoundState`), on the chunk ``block`` = (x, y)."""
     x, y = block
     try:
-        net, trainer = _chunk_trainer(task.fit_id, task.index, net, x, y, task.batch_size,
-                                      task.shuffle)
+        built = _chunk_trainer(task.fit_id, task.index, net, x, y, task.batch_size,
+                               task.shuffle)
     except (ValueError, TypeError) as e:
         return BadChunk(str(e))
+    if isinstance(built, str):  # NEED_NETWORK
+        return NEED_NETWORK
+    net, trainer = built
     net.theta[...] = start.theta
     net.engine.shuffle_state[...] = start.shuffle_state
     state = OptimizerState(start.vel.copy(), start.sq.copy(), start.step.copy())
@@ -257,19 +314,61 @@ def _chunk_round(task, net, block, start):
                                   net.engine.shuffle_state.copy()), sums, rows)
 
 
+def _or_none(a):
+    """None for an all-zero (non-empty) array, else the array."""
+    return None if a.size and not a.any() else a
+
+
+class GroupResult(NamedTuple):
+    """A worker's chunks' round, summed where they ran: the driver gets one
+    vector per worker and round, whatever the number of chunks there."""
+    rows: int                  # rows trained by these chunks
+    moves: tuple               # (theta, vel, sq): float64 sums of rows_i * (chunk's - start),
+    #                            None where no chunk changed it (e.g. vel in plain SGD)
+    step: int                  # the largest update count reached
+    chunks: tuple              # per chunk: (index, shuffle state after, sums (loss, penalty, right))
+
+
+def _group_round(tasks, net, blocks, common, streams):
+    """:func:`_chunk_round` for each of a worker's chunks, from the
+    ``common`` start with each chunk's own shuffle stream; a
+    :class:`GroupResult`, or the first chunk's :class:`BadChunk` /
+    ``NEED_NETWORK`` with its index."""
+    common = common._replace(**{f: np.zeros_like(common.theta) for f in ("vel", "sq")
+                                if getattr(common, f) is None})
+    starts = [np.asarray(a, np.float64) for a in (common.theta, common.vel, common.sq)]
+    moves = [np.zeros(a.shape, np.float64) for a in starts]
+    changed = [False, False, False]
+    rows, step, chunks = 0, 0, []
+    for task, block, stream in zip(tasks, blocks, streams):
+        res = _chunk_round(task, net, block, common._replace(shuffle_state=stream))
+        if not isinstance(res, RoundResult):
+            return task.index, res
+        ends = (res.state.theta, res.state.vel, res.state.sq)
+        for k in range(3):
+            if ends[k].size and (changed[k] or np.any(ends[k] != common[k])):
+                changed[k] = True
+                moves[k] += res.rows * (ends[k] - starts[k])
+        rows += res.rows
+        step = max(step, int(res.state.step[0]))
+        chunks.append((task.index, res.state.shuffle_state, res.sums))
+    return GroupResult(rows, tuple(m if c else None for m, c in zip(moves, changed)), step,
+                       tuple(chunks))
+
+
 class _DaskTrainer:
     """What :func:`fastnn.engine.training.run_epochs` needs of a trainer, with an
     epoch run as rounds of model averaging over the chunks."""
 
-    def __init__(self, client, net, X, y, batch_size, shuffle, sync_every):
+    def __init__(self, client, net, X, y, shares, shuffle, sync_every):
         self.client, self.net, self.X = client, net, X
         self.model = net.model()
         self.n = int(X.shape[0])
-        self.batch_size = batch_size
+        self.shares = shares
         self.shuffle = shuffle
         self.sizes = sizes = [int(c) for c in X.chunks[0]]
-        self.batches = [-(-s // batch_size) for s in sizes]
-        self.sync_every = sync_every or max(self.batches)
+        self.batches = [-(-s // b) for s, b in zip(sizes, shares)]
+        self.sync_every = sync_every
         self.fit_id = uuid.uuid4().hex
         xs = X.to_delayed().ravel().tolist()
         ys = y.to_delayed().ravel().tolist()
@@ -286,6 +385,10 @@ class _DaskTrainer:
         # lineage, and a worker killed holding it cancelled the round ("lost
         # dependencies") instead of rerunning it.
         self._snapshot = None
+        self.epochs_done = 0
+        # Chunks whose worker has built their trainer: their tasks go
+        # without the network (it is as large as the parameters).
+        self.built = set()
 
     def guarded_epoch(self, opt, state, progress):
         theta = self.net.theta
@@ -295,47 +398,83 @@ class _DaskTrainer:
         return training.guarded(lambda: self._epoch(opt, state, progress), self.rollback, theta)
 
     def _epoch(self, opt, state, progress):
-        from distributed import wait
-
         totals = [0.0, 0.0, 0]
         after = list(self.streams)
-        rounds = -(-max(self.batches) // self.sync_every)
-        for r in range(rounds):
-            first = r * self.sync_every
-            futures, ran = [], []
-            for i, block in enumerate(self.blocks):
-                last = min(self.batches[i], first + self.sync_every)
-                if first >= last:
-                    continue  # a shorter chunk: its pass is over
-                ran.append(i)
-                task = RoundTask(self.fit_id, i, opt, self.batch_size, self.shuffle, first, last)
-                start = RoundState(self.net.theta, state.vel, state.sq, state.step,
-                                   self.streams[i])
-                futures.append(self.client.submit(
-                    _chunk_round, task, self.net, block, start, pure=False, retries=RETRIES,
-                    key=f"fastnn-round-{self.fit_id}-{r}-{i}-{uuid.uuid4().hex[:8]}"))
-            wait(futures)
-            results = self.client.gather(futures)
-            for i, res in zip(ran, results):
-                if isinstance(res, BadChunk):
-                    first_row = sum(self.sizes[:i])
-                    raise ValueError(f"chunk {i} (rows {first_row}-{first_row + self.sizes[i] - 1})"
-                                     f": {res.error}")
-            weights = np.array([res.rows for res in results], np.float64)
-            share = weights / weights.sum()
-            self.net.theta[...] = _weighted(share, [res.state.theta for res in results])
-            state.vel[...] = _weighted(share, [res.state.vel for res in results])
-            if state.sq.size:
-                state.sq[...] = _weighted(share, [res.state.sq for res in results])
-            state.step[...] = max(int(res.state.step[0]) for res in results)
-            for i, res in zip(ran, results):
-                after[i] = res.state.shuffle_state
-                for k in range(3):
-                    totals[k] += res.sums[k]
+        bounds = self.round_bounds(self.epochs_done, max(self.batches))
+        rounds = len(bounds)
+        groups = self._groups()
+        for r, (first, stop) in enumerate(bounds):
+            # An all-zero state (plain SGD's velocity, every state before the
+            # first step) goes as None: the worker makes the zeros.
+            common = RoundState(self.net.theta, _or_none(state.vel), _or_none(state.sq),
+                                state.step, None)
+            work = [(where, [i for i in chunks if first < self.batches[i]])
+                    for where, chunks in groups]
+            work = [(where, chunks) for where, chunks in work if chunks]  # others' passes are over
+            futures = [self._submit(opt, chunks, first, stop, common, r, where)
+                       for where, chunks in work]
+            parts = []
+            for (where, chunks), part in zip(work, self.client.gather(futures)):
+                while not isinstance(part, GroupResult):
+                    i, problem = part
+                    if isinstance(problem, BadChunk):
+                        first_row = sum(self.sizes[:i])
+                        raise ValueError(f"chunk {i} (rows {first_row}-"
+                                         f"{first_row + self.sizes[i] - 1}): {problem.error}")
+                    # NEED_NETWORK: rerun on a worker that never trained these chunks.
+                    self.built.difference_update(chunks)
+                    part = self._submit(opt, chunks, first, stop, common, r, None).result()
+                self.built.update(chunks)
+                parts.append(part)
+            rows = sum(part.rows for part in parts)
+            for k, target in enumerate((self.net.theta, state.vel, state.sq)):
+                moves = [part.moves[k] for part in parts if part.moves[k] is not None]
+                if moves:
+                    # One rounding, in float64: a step on many chunks lands
+                    # where the step on their rows' whole batch does.
+                    target[...] = target.astype(np.float64) + sum(moves) / rows
+            state.step[...] = max(part.step for part in parts)
+            for part in parts:
+                for i, stream, sums in part.chunks:
+                    after[i] = stream
+                    for k in range(3):
+                        totals[k] += sums[k]
             if progress is not None and callable(progress):
                 progress(r + 1, rounds)
         self.streams = after
+        self.epochs_done += 1
         return tuple(totals)
+
+    def round_bounds(self, epoch, steps):
+        k = self.sync_every
+        return [(a, min(steps, a + k)) for a in range(0, steps, k)]
+
+    def _groups(self):
+        """[(worker address, chunks held there)]: a round sends one task per
+        worker, which trains its chunks one after another, instead of one
+        per chunk (a task costs a scheduler round trip, ~15 ms here, more
+        than a short round's training)."""
+        from distributed import wait
+
+        wait(self.blocks)
+        holders = self.client.who_has(self.blocks)
+        by_worker = {}
+        for i, block in enumerate(self.blocks):
+            where = sorted(holders.get(block.key, ())) or [None]
+            by_worker.setdefault(where[0], []).append(i)
+        return sorted(by_worker.items(), key=lambda item: item[1])
+
+    def _submit(self, opt, chunks, first, stop, common, r, where):
+        tasks = [RoundTask(self.fit_id, i, opt, self.shares[i], self.shuffle, first,
+                           min(self.batches[i], stop)) for i in chunks]
+        # The network (as large as the parameters) only where a chunk's
+        # trainer is still to be built.
+        net = None if all(i in self.built for i in chunks) else self.net
+        placed = {} if where is None else dict(workers=[where], allow_other_workers=True)
+        return self.client.submit(
+            _group_round, tasks, net, [self.blocks[i] for i in chunks], common,
+            [self.streams[i] for i in chunks], pure=False, retries=RETRIES,
+            key=f"fastnn-round-{self.fit_id}-{r}-{chunks[0]}-{uuid.uuid4().hex[:8]}", **placed)
 
     def rollback(self):
         theta, state_arrays, streams = self._snapshot
@@ -350,48 +489,53 @@ class _DaskTrainer:
         return float(da.fabs(self.X).max().compute())
 
 
-def _weighted(share, arrays):
-    out = np.zeros_like(arrays[0])
-    for w, a in zip(share, arrays):
-        out += a.dtype.type(w) * a
-    return out
-
-
 # ------------------------------------------------------ exact full batch
-def _chunk_objective(fit_id, index, net, block):
+def _chunk_objective(fit_id, index, net, block, loss_scale):
     def build():
         own = copy.deepcopy(net)
-        x, y = block
+        x, y = block[:2]
         X = own.check_x(x)
         if not isinstance(X, np.ndarray):
             X = np.ascontiguousarray(X.toarray())  # the full-batch objective is dense
         labels, T = own.check_y(y, X.shape[0])
-        return training.full_batch_objective(own, X, labels, T), X.shape[0]
+        sw = None
+        if len(block) > 2:
+            sw = validation.check_sample_weight(block[2], X.shape[0])
+        norm = float(X.shape[0] if sw is None else sw.sum())
+        objective = training.full_batch_objective(own, X, labels, T, loss_scale=loss_scale,
+                                                  sample_weight=sw)
+        return objective, norm
     return _cached(_OBJECTIVES, (fit_id, index), build)
 
 
-def _chunk_loss_grad(fit_id, index, net, block, theta):
+def _chunk_loss_grad(fit_id, index, net, block, theta, loss_scale):
     """A chunk's mean loss and its gradient (float64) at ``theta``, and its
-    row count, computed where the chunk is."""
+    row count (or sum of sample weights), computed where the chunk is."""
     try:
-        objective, rows = _chunk_objective(fit_id, index, net, block)
+        objective, norm = _chunk_objective(fit_id, index, net, block, loss_scale)
     except (ValueError, TypeError) as e:
         return BadChunk(str(e))
     loss, grad = objective(theta)
-    return loss, grad, rows
+    return loss, grad, norm
 
 
-def _fit_lbfgs(client, net, X, y, max_iter, l2, tol, val, verbose):
-    """Full-batch L-BFGS-B over the chunks (see the module docstring)."""
+def lbfgs(client, net, X, y, sample_weight=None, *, max_iter=200, max_fun=15000, l2=0.0,
+          tol=1e-4, loss_scale=1.0, callback=None):
+    """Minimise the estimators' full-batch objective (see
+    :func:`fastnn.engine.training.full_batch_objective`) over the row
+    chunks of dask arrays ``X``, ``y`` (and ``sample_weight``) with scipy's
+    L-BFGS-B on this process; each chunk's loss and gradient are computed
+    on the worker holding it. Sets ``net.theta``; returns scipy's result."""
     try:
         from scipy.optimize import minimize
     except ImportError:
-        raise ImportError('optimizer="lbfgs" needs scipy: pip install scipy') from None
+        raise ImportError('lbfgs needs scipy: pip install scipy') from None
     fit_id = uuid.uuid4().hex
-    xs, ys = X.to_delayed().ravel().tolist(), y.to_delayed().ravel().tolist()
-    blocks = client.compute(list(zip(xs, ys)))
+    parts = [X.to_delayed().ravel().tolist(), y.to_delayed().ravel().tolist()]
+    if sample_weight is not None:
+        parts.append(sample_weight.to_delayed().ravel().tolist())
+    blocks = client.compute(list(zip(*parts)))
     sizes = [int(c) for c in X.chunks[0]]
-    n = float(sum(sizes))
     layout = net.layout
     weights = np.zeros(net.theta.size, bool)
     for l in range(len(layout.sizes) - 1):
@@ -401,23 +545,40 @@ def _fit_lbfgs(client, net, X, y, max_iter, l2, tol, val, verbose):
     # task rerun on another worker after a fault has all it needs.
 
     def objective(theta):
-        futures = [client.submit(_chunk_loss_grad, fit_id, i, net, block, theta,
+        futures = [client.submit(_chunk_loss_grad, fit_id, i, net, block, theta, loss_scale,
                                  pure=False, retries=RETRIES)
                    for i, block in enumerate(blocks)]
         results = client.gather(futures)
-        loss, grad = 0.0, np.zeros(theta.size, np.float64)
         for i, res in enumerate(results):
             if isinstance(res, BadChunk):
                 first_row = sum(sizes[:i])
                 raise ValueError(f"chunk {i} (rows {first_row}-{first_row + sizes[i] - 1})"
                                  f": {res.error}")
-            share = res[2] / n
-            loss += share * res[0]
-            grad += share * res[1]
+        n = sum(res[2] for res in results)
+        if not n > 0:
+            raise ValueError("sample_weight sums to zero: nothing to fit")
+        loss, grad = 0.0, np.zeros(theta.size, np.float64)
+        for res in results:
+            loss += (res[2] / n) * res[0]
+            grad += (res[2] / n) * res[1]
         W = theta[weights]
         grad[weights] += (l2 / n) * W
         return loss + 0.5 * l2 * float(W @ W) / n, grad
 
+    try:
+        with net.engine.exclusive():
+            result = minimize(objective, net.theta.astype(np.float64), method="L-BFGS-B",
+                              jac=True, callback=callback,
+                              options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol})
+    finally:
+        client.cancel(blocks)
+        client.run(_forget, fit_id)
+    net.theta[...] = result.x
+    return result
+
+
+def _fit_lbfgs(client, net, X, y, max_iter, l2, tol, val, verbose):
+    """``fit(optimizer="lbfgs")``: :func:`lbfgs` with a history."""
     history = training.new_history(val is not None)
     losses = history["loss"]
 
@@ -426,15 +587,7 @@ def _fit_lbfgs(client, net, X, y, max_iter, l2, tol, val, verbose):
         if verbose:
             print(f"iteration {len(losses):4d}  loss {losses[-1]:.6f}", flush=True)
 
-    try:
-        with net.engine.exclusive():
-            result = minimize(objective, net.theta.astype(np.float64), method="L-BFGS-B",
-                              jac=True, callback=record,
-                              options={"maxiter": max_iter, "maxfun": 15000, "gtol": tol})
-    finally:
-        client.cancel(blocks)
-        client.run(_forget, fit_id)
-    net.theta[...] = result.x
+    result = lbfgs(client, net, X, y, max_iter=max_iter, l2=l2, tol=tol, callback=record)
     if not np.isfinite(net.theta).all():
         raise training.TrainingDivergedError(
             "lbfgs reached non-finite parameters: scale the inputs or raise l2")
@@ -457,12 +610,14 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
         patience=10, min_delta=0.0, callbacks=(), verbose=False, weight_decay=0.01,
         dropout=None, clip_norm=None, tol=1e-4):
     """Train ``net`` (a :class:`fastnn.Network`) on dask arrays ``X``, ``y``
-    by synchronous model averaging (see the module docstring); returns the
+    by synchronous averaging (see the module docstring); returns the
     history (also ``net.history``). NumPy inputs are split into one chunk
-    per worker. ``sync_every``: batches each chunk trains between
-    averagings (default: its whole pass, once per epoch). The other options
-    are ``Network.fit``'s (``validation_data`` is evaluated on the driver
-    with the averaged model).
+    per worker. ``batch_size`` is the whole batch, as in ``Network.fit``:
+    each chunk trains its share of it. ``sync_every``: batches between
+    averagings (default 1: every step, which is ``Network.fit``'s SGD;
+    more trade accuracy for fewer rounds). The other options are
+    ``Network.fit``'s (``validation_data`` is evaluated on the driver with
+    the averaged model).
 
     ``optimizer="lbfgs"``: exact full-batch L-BFGS-B over the chunks (needs
     scipy), minimising the mean loss plus ``0.5 * l2 * sum(W**2) / rows``
@@ -483,13 +638,13 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
         epochs, opt, lr_schedule, (early_stopping, patience, min_delta), callbacks)
     batch_size = validation.check_int("batch_size", batch_size, 1)
     shuffle = validation.check_bool("shuffle", shuffle)
-    if sync_every is not None:
-        sync_every = validation.check_int("sync_every", sync_every, 1)
+    sync_every = 1 if sync_every is None else validation.check_int("sync_every", sync_every, 1)
     if early_stopping and validation_data is None:
         raise ValueError("early_stopping needs validation_data")
     with _session(net, X, y, client, validation_data) as (client, X, y, val):
         with net.engine.exclusive():
-            trainer = _DaskTrainer(client, net, X, y, batch_size, shuffle, sync_every)
+            X, y, shares = _balanced(X, y, batch_size)
+            trainer = _DaskTrainer(client, net, X, y, shares, shuffle, sync_every)
             state = training.state_for(net.engine, opt, net.theta, keep=False)
             net.history = hist = training.new_history(val is not None)
             classify = net.output not in validation.REGRESSION_OUTPUTS
