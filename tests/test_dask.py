@@ -232,6 +232,53 @@ def test_lbfgs_over_chunks_equals_the_single_process_fit(client, dtype, rows, ti
         np.testing.assert_allclose(h["loss"][-1], r.fun, rtol=2e-2)
 
 
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "regression"])
+def test_estimator_lbfgs_on_dask_arrays_equals_the_in_memory_fit(client, kind):
+    """MLPClassifier/MLPRegressor(solver="lbfgs").fit(dask X, dask y): each
+    chunk's loss and gradient on its worker, the same objective as the
+    in-memory fit (labels, class and sample weights, alpha, the regressor's
+    per-output scale), so the same iterations and model to rounding."""
+    pytest.importorskip("scipy.optimize")
+    pytest.importorskip("sklearn")
+    x, y = data(500)
+    x = x.astype(np.float64)
+    sw = np.random.default_rng(1).uniform(0.5, 2.0, len(x))
+    names = np.array(["ant", "bee", "cat"])
+    if kind == "regression":
+        est = lambda: fastnn.MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs",
+                                          max_iter=30, alpha=1e-3, random_state=0)
+        y = np.stack([x[:, 0] + x[:, 1], x[:, 2] * 2], axis=1)
+        fit_kw = {}
+    else:
+        est = lambda: fastnn.MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs",
+                                           max_iter=30, alpha=1e-3, random_state=0,
+                                           class_weight="balanced")
+        y = names[np.minimum(y, 1 if kind == "binary" else 2)]
+        fit_kw = dict(sample_weight=sw)
+    a = est().fit(x, y, **fit_kw)
+    X = da.from_array(x, chunks=(130, 10))
+    Y = da.from_array(y, chunks=(200,) + ((2,) if y.ndim == 2 else ()))
+    kw = {k: da.from_array(v, chunks=170) for k, v in fit_kw.items()}
+    b = est().fit(X, Y, **kw)  # on the current client: the module's cluster
+    assert b.n_iter_ == a.n_iter_ and b.n_features_in_ == 10
+    np.testing.assert_allclose(b.loss_, a.loss_, rtol=1e-9)
+    for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_allclose(wb, wa, rtol=1e-6, atol=1e-9)
+    if kind != "regression":
+        assert list(b.classes_) == list(a.classes_)
+        assert (b.predict(x) == a.predict(x)).all()
+
+
+def test_estimator_on_dask_arrays_needs_lbfgs(client):
+    pytest.importorskip("sklearn")
+    x, y = data(100)
+    X = da.from_array(x, chunks=(50, 10))
+    with pytest.raises(ValueError, match="solver='lbfgs'"):
+        fastnn.MLPClassifier(solver="adam").fit(X, y)
+    with pytest.raises(ValueError, match="1-D class labels"):
+        fastnn.MLPClassifier(solver="lbfgs").fit(X, da.zeros((100, 2), chunks=50))
+
+
 def test_lbfgs_refuses_the_stochastic_options(client):
     x, y = data(100)
     net = fastnn.Network([10, 4, 3], seed=0)

@@ -21,7 +21,10 @@ scikit-learn's conventions onto it:
   each epoch (scikit-learn's rule, ``t_`` = samples seen); the decisions
   live in :class:`fastnn.engine.stopping.ScikitLearnRule`;
 * ``solver="lbfgs"``: scipy's L-BFGS-B on the compiled full-batch objective
-  (:func:`fastnn.engine.training.full_batch_objective`);
+  (:func:`fastnn.engine.training.full_batch_objective`); given dask arrays,
+  the same objective summed over their row chunks on the workers holding
+  them (:func:`fastnn.dask.lbfgs`), only parameters and gradients crossing
+  the network;
 * ``dtype``: None (default) follows ``X`` as scikit-learn does (float32
   stays float32, anything else is float64); "float32"/"float64" force it.
 
@@ -62,6 +65,11 @@ from ..engine import inputs, registry, training
 from ..engine import validation as V
 from ..engine.network import Network
 from ..engine.stopping import ScikitLearnRule
+
+def _is_dask(a):
+    """Whether ``a`` is a dask collection (dask need not be installed)."""
+    return type(a).__module__.split(".")[0] == "dask"
+
 
 ACTIVATIONS = registry.SKLEARN_ACTIVATIONS  # activation= names -> Network's hidden=
 # scikit-learn's solvers, then fastnn's (torch.optim's rules; see Network.fit).
@@ -288,6 +296,8 @@ class _BaseMLP(BaseEstimator):
         return [ACTIVATIONS.get(a, a) for a in self.activation]
 
     def _fit(self, X, y, incremental, sample_weight=None):
+        if not incremental and any(_is_dask(a) for a in (X, y, sample_weight)):
+            return self._fit_dask(X, y, sample_weight)
         data = self._fit_data(X, y, incremental, sample_weight)
         net = self.network_
         self._sync_params()
@@ -438,6 +448,58 @@ class _BaseMLP(BaseEstimator):
         T = V.kernel_array(np.ascontiguousarray(data.T, dtype=net.dtype))
         return net.trainer(Xd, data.labels, T, batch_size, self.shuffle, data.sw)
 
+    def _fit_dask(self, X, y, sample_weight):
+        """``fit`` on dask arrays: ``solver="lbfgs"`` over the row chunks,
+        each chunk's loss and gradient computed on the worker holding it
+        (:func:`fastnn.dask.lbfgs`); the same objective, so the same model
+        as the in-memory fit, to rounding."""
+        from . import dask as fdask
+
+        if self.solver != "lbfgs":
+            raise ValueError(f"dask arrays are fitted with solver='lbfgs' (exact full-batch "
+                             f"L-BFGS over the chunks), not solver={self.solver!r}: for a "
+                             f"stochastic solver train the network with fastnn.dask.fit")
+        hidden, dtype = self._check_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
+                             f"y is None")
+        X, y = fdask._check_rows(fdask._as_dask("X", X), fdask._as_dask("y", y))
+        first = not hasattr(self, "network_") or not self.warm_start
+        self._validate_X(X[:1].compute(), reset=first)  # feature count, dtype, numbers
+        if dtype is None:
+            dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
+        targets, n_out, head, cw = self._dask_targets(y, first)
+        sw = None
+        if sample_weight is not None:
+            sw = fdask._as_dask("sample_weight", sample_weight)
+            if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
+                raise ValueError(f"sample_weight must have shape ({X.shape[0]},), got "
+                                 f"{sw.shape}")
+            sw = sw.rechunk({0: X.chunks[0]}).astype(np.float64)
+        if cw is not None:
+            sw = cw if sw is None else sw * cw
+        layer_units = [X.shape[1]] + hidden + [n_out]
+        if first:
+            self._initialize(layer_units, dtype, head)
+        elif list(self.network_.layers) != layer_units or self.network_.dtype != dtype:
+            raise ValueError(f"hidden_layer_sizes/dtype changed since the model was fitted "
+                             f"(layers {list(self.network_.layers)}, now {layer_units}); "
+                             f"refit with warm_start=False")
+        else:
+            self.network_.set_loss(**self._loss_settings(head))
+        self._sync_params()
+        net = self.network_
+        client, cluster = fdask._get_client(None)
+        try:
+            result = fdask.lbfgs(client, net, X.astype(dtype), targets, sw,
+                                 max_iter=self.max_iter, max_fun=self.max_fun, l2=self.alpha,
+                                 tol=self.tol, loss_scale=n_out if head in PER_OUTPUT else 1)
+        finally:
+            if cluster is not None:
+                client.close()
+                cluster.close()
+        return self._lbfgs_done(net, result)
+
     def _fit_lbfgs(self, net, X, labels, T, n_out, head, sample_weight=None):
         """Full batch L-BFGS-B (scipy) on the compiled loss and gradient,
         with scikit-learn's objective, options and iteration count."""
@@ -457,6 +519,10 @@ class _BaseMLP(BaseEstimator):
                               options={"maxfun": self.max_fun, "maxiter": self.max_iter,
                                        "gtol": self.tol})
         net.theta[...] = result.x
+        return self._lbfgs_done(net, result)
+
+    def _lbfgs_done(self, net, result):
+        """The fitted attributes and warnings of an L-BFGS-B ``result``."""
         self.n_iter_ = min(int(result.nit), self.max_iter)
         self.loss_ = float(result.fun)
         if result.status != 0:
@@ -469,7 +535,7 @@ class _BaseMLP(BaseEstimator):
                 f"iterations to improve the convergence (max_iter={self.max_iter}).\nYou "
                 f"might also want to scale the data as shown in:\n    "
                 f"https://scikit-learn.org/stable/modules/preprocessing.html",
-                ConvergenceWarning, stacklevel=3)
+                ConvergenceWarning, stacklevel=4)
         if not np.isfinite(net.theta).all():
             raise ValueError(NON_FINITE)
         return self
@@ -553,7 +619,9 @@ class _BaseMLP(BaseEstimator):
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to ``X`` (n_samples, n_features) and ``y``;
-        ``sample_weight`` weighs each row's loss (scikit-learn >= 1.7)."""
+        ``sample_weight`` weighs each row's loss (scikit-learn >= 1.7).
+        Dask arrays (with ``solver="lbfgs"``) are fitted on the current
+        Dask client's workers, each chunk where it is."""
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     # ---------------------------------------------------------- inference
@@ -663,6 +731,50 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         T = self._label_binarizer.transform(y).astype(np.float64)
         return np.zeros(0, np.int64), T, "sigmoid"
 
+    def _dask_targets(self, y, reset):
+        """(targets as the network reads them, outputs, head, per-row class
+        weights or None) for labels ``y`` in a dask array: the classes are
+        found on the workers; each chunk is encoded where it is."""
+        import dask
+
+        if y.ndim != 1:
+            raise ValueError(f"on dask arrays y must be 1-D class labels, got shape {y.shape}: "
+                             f"fit multi-label y from NumPy arrays")
+        classes, counts = dask.compute(*self._dask_unique(y))
+        _, T, head = self._targets(classes, reset)
+        classes = self.classes_
+        if head == "softmax":
+            targets = y.map_blocks(lambda b: np.searchsorted(classes, b).astype(np.int64),
+                                   dtype=np.int64)
+            n_out = len(classes)
+        else:  # two classes: one logistic output, 1 for classes_[1]
+            targets = y.map_blocks(lambda b: (b == classes[1]).astype(np.float64)[:, None],
+                                   dtype=np.float64, new_axis=1, chunks=(y.chunks[0], (1,)))
+            n_out = 1
+        cw = self.class_weight
+        if cw is None:
+            return targets, n_out, head, None
+        if isinstance(cw, str) and cw == "balanced":
+            found = dict(zip(classes.tolist(), counts.tolist()))
+            per_class = np.array([counts.sum() / (len(counts) * found[c])
+                                  for c in classes.tolist()])
+        elif isinstance(cw, dict):
+            per_class = np.array([float(cw.get(c, 1.0)) for c in classes.tolist()])
+        else:
+            raise ValueError(f"class_weight must be 'balanced', a dict or None for dask "
+                             f"arrays, got {cw!r}")
+        if not (np.isfinite(per_class).all() and (per_class >= 0).all()):
+            raise ValueError(f"class_weight: the weights must be finite and >= 0, got {cw!r}")
+        weights = y.map_blocks(lambda b: per_class[np.searchsorted(classes, b)],
+                               dtype=np.float64)
+        return targets, n_out, head, weights
+
+    @staticmethod
+    def _dask_unique(y):
+        import dask.array as da
+
+        return da.unique(y, return_counts=True)
+
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over ``(X, y)``; ``classes`` (all labels) is required on
@@ -751,6 +863,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return np.zeros(0, np.int64), T, "poisson"
         self.out_activation_ = "identity"
         return np.zeros(0, np.int64), T, LOSSES[self.loss]
+
+    def _dask_targets(self, y, reset):
+        """(targets as a 2-D float dask array, outputs, head, None)."""
+        T = y.astype(np.float64)
+        if T.ndim == 1:
+            T = T[:, None]
+        if self.loss == "poisson" and bool((T < 0).any().compute()):
+            raise ValueError("Some value(s) of y are negative which is not allowed for "
+                             "Poisson regression.")
+        _, _, head = self._targets(np.zeros((1, T.shape[1])), reset)
+        return T, T.shape[1], head, None
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None):
