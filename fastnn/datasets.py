@@ -156,11 +156,43 @@ def load_arrays(path, header=None):
         if data.shape[1] < 2:
             raise ValueError(f"{path}: need at least one feature column and a label column")
         y = data[:, -1]
-        if np.isfinite(y).all() and (y == np.round(y)).all():
-            y = y.astype(np.int64)
+        if target_type(y) in ("binary", "multiclass") and (y >= 0).all():
+            y = y.astype(np.int64)  # class labels (see target_type)
         return (data[:, :-1], y), None
     raise ValueError(f"{path}: unsupported data file (use a directory of IDX files, "
                      f".npz or .csv)")
+
+
+def target_type(y):
+    """What kind of target ``y`` is, by scikit-learn's rule
+    (``sklearn.utils.multiclass.type_of_target``), written out so that no
+    scikit-learn is needed:
+
+    * ``"continuous"`` / ``"continuous-multioutput"``: floats, at least one
+      of them not a whole number (``151.0`` is a whole number);
+    * ``"binary"``: one column of at most two distinct values;
+    * ``"multiclass"``: one column of more than two distinct whole numbers
+      (or strings);
+    * ``"multilabel-indicator"``: several columns of 0/1;
+    * ``"multiclass-multioutput"``: several columns of whole numbers.
+
+    A column of whole numbers is a class label by this rule, however many
+    distinct values it has: ``fastnn train`` asks for ``--task`` when there
+    are more classes than a fifth of the rows.
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim not in (1, 2) or y.size == 0:
+        return "unknown"
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        return "continuous" if y.ndim == 1 else "continuous-multioutput"
+    if y.ndim == 2:
+        values = np.unique(y)
+        if len(values) <= 2 and set(values.tolist()) <= {0, 1}:
+            return "multilabel-indicator"
+        return "multiclass-multioutput"
+    return "binary" if len(np.unique(y)) <= 2 else "multiclass"
 
 
 def as_2d(x, path, name):

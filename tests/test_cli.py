@@ -36,8 +36,9 @@ def test_train_writes_model_history_and_plot(capsys, tmp_path, data_npz):
     assert rc == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("fastnn ") and "6-16-8-3" in lines[0]
-    assert lines[1].split() == ["epoch", "loss", "acc", "test_loss", "test_acc", "lr", "time"]
-    assert [ln.split()[0] for ln in lines[2:6]] == ["1", "2", "3", "4"]
+    assert lines[1].startswith("task: classification, 3 classes (a multiclass target")
+    assert lines[2].split() == ["epoch", "loss", "acc", "test_loss", "test_acc", "lr", "time"]
+    assert [ln.split()[0] for ln in lines[3:7]] == ["1", "2", "3", "4"]
     record = json.loads(hist.read_text())
     assert record["layers"] == [6, 16, 8, 3] and len(record["history"]["loss"]) == 4
     assert len(record["history"]["test_accuracy"]) == 4
@@ -98,7 +99,8 @@ def test_train_csv_regression_with_validation_and_early_stopping(capsys, tmp_pat
                        "--patience", "3", "--activation", "tanh")
     assert rc == 0, err
     assert "identity" in out.splitlines()[0]
-    assert out.splitlines()[1].split() == ["epoch", "loss", "val_loss", "lr", "time"]
+    assert out.splitlines()[1].startswith("task: regression (a continuous target")
+    assert out.splitlines()[2].split() == ["epoch", "loss", "val_loss", "lr", "time"]
     assert "restored the best epoch" in out
 
 
@@ -142,7 +144,7 @@ def test_train_on_bundled_mnist_reproduces_the_classic_log(capsys, fastnn_backen
     assert rc == 0
     # The kernels' log says 92.38%; NumPy's rounding (and the float64
     # reference's) gives 92.37% for these parameters.
-    line = out.splitlines()[2]
+    line = out.splitlines()[3]
     assert "92.38%" in line or (fastnn_backend == "numpy" and "92.37%" in line), line
 
 
@@ -236,3 +238,72 @@ def test_predict_csv_rules_on_the_command_line(capsys, tmp_path, data_npz):
     rc, out, err = run(capsys, "predict", str(model), "--input", str(plain), "--csv-header",
                        "yes")
     assert rc == 0 and len(out.split()) == 1, err  # the first row was taken as a header
+
+
+# ------------------------------------------------------------ target types
+def _csv(path, x, y, fmt="%.6g"):
+    np.savetxt(path, np.column_stack([x, y]), delimiter=",", fmt=fmt)
+    return str(path)
+
+
+def test_target_type_follows_scikit_learn(rng):
+    multiclass = pytest.importorskip("sklearn.utils.multiclass")
+    cases = [np.array([0, 1, 1, 0]), np.array([1.0, 2.0, 3.0]), np.array([151.0, 75.0, 141.0]),
+             np.array([0.5, 1.0, 2.0]), np.array([-1, 1, -1]), np.array([[0, 1], [1, 0]]),
+             np.array([[0, 2], [1, 0]]), np.array([[0.5, 1.0], [1.0, 2.0]]),
+             rng.integers(0, 10, 50).astype(np.float32), rng.standard_normal(40),
+             np.array([[1.0], [2.0], [3.0]]), np.array(["a", "b", "c"])]
+    for y in cases:
+        assert fastnn.datasets.target_type(y) == multiclass.type_of_target(y), y
+
+
+def test_whole_number_quantities_ask_for_the_task(capsys, tmp_path, rng):
+    """A regression target of whole numbers (scikit-learn's diabetes: 214
+    distinct values 25-346 in 442 rows, written 151.0) is class labels by
+    scikit-learn's rule; more classes than a fifth of the rows stops with a
+    hint instead of building a 347-way softmax."""
+    x = rng.standard_normal((442, 10))
+    y = np.round(150 + 70 * x[:, 0] + 20 * rng.standard_normal(442)).clip(25, 346)
+    path = _csv(tmp_path / "diabetes.csv", x, y, fmt="%.1f")
+    rc, _, err = run(capsys, "train", "--data", path, "--epochs", "1")
+    assert rc != 0 and "--task regress" in err and "distinct whole numbers in 442 rows" in err
+    model = tmp_path / "m.npz"
+    rc, out, err = run(capsys, "train", "--data", path, "--epochs", "3", "--task", "regress",
+                       "--lr", "0.001", "--save", str(model))
+    assert rc == 0, err
+    assert "10-100-50-1 relu/identity" in out and "task: regression (--task regress)" in out
+    rc, out, err = run(capsys, "evaluate", str(model), "--data", path)
+    assert rc == 0 and "RMSE " in out and "MAE " in out and "R\u00b2 " in out
+    assert "confusion" not in out
+
+
+def test_labels_are_classified_and_the_header_says_so(capsys, tmp_path, rng):
+    x = rng.standard_normal((150, 4))
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5)
+    path = _csv(tmp_path / "iris.csv", x, y, fmt="%g")
+    rc, out, err = run(capsys, "train", "--data", path, "--epochs", "2")
+    assert rc == 0, err
+    assert "4-100-50-3 relu/softmax" in out
+    assert "task: classification, 3 classes (a multiclass target" in out
+    rc, out, err = run(capsys, "train", "--data", path, "--epochs", "1", "--task", "regress")
+    assert rc == 0 and "relu/identity" in out
+    # Fractions cannot be classes, even when asked.
+    path = _csv(tmp_path / "q.csv", x, x[:, 0] * 1.5)
+    rc, _, err = run(capsys, "train", "--data", path, "--epochs", "1", "--task", "classify")
+    assert rc != 0 and "fractions" in err
+
+
+def test_a_loss_that_explodes_is_named_and_the_table_stays_aligned(capsys, tmp_path, rng):
+    # scikit-learn's diabetes data in shape: features ~0.05, targets 25-346.
+    x = rng.standard_normal((442, 10)) * 0.05
+    y = 150 + 1400 * x[:, 0] + 0.5
+    path = _csv(tmp_path / "big.csv", x, y)
+    rc, out, err = run(capsys, "train", "--data", path, "--epochs", "3", "--lr", "0.5")
+    assert rc == 0, err
+    assert "--lr 0.5 is too large" in err and "-fold over the first epoch" in err
+    table = [ln for ln in out.splitlines() if ln[:5].strip().isdigit() or ln.startswith("epoch")]
+    assert len(table) >= 2
+    # Every column ends at the same place on every line.
+    ends = [[i for i in range(1, len(ln)) if ln[i] == " " and ln[i - 1] != " "] + [len(ln)]
+            for ln in table]
+    assert all(e == ends[0] for e in ends), table

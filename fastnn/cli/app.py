@@ -108,9 +108,12 @@ def _train_parser(sub):
     t.add_argument("--activation", type=_activations, default="relu", metavar="NAME[,NAME...]",
                    help=f"hidden activation ({', '.join(HIDDEN)}), or one per hidden layer "
                         f"(default: relu)")
+    t.add_argument("--task", choices=("auto", "classify", "regress"), default="auto",
+                   help="classification or regression (default: auto, scikit-learn's rule: "
+                        "a column of whole numbers is class labels, floats are a quantity)")
     t.add_argument("--output", choices=OUTPUTS, default=None,
-                   help="output head (default: softmax for integer labels, identity "
-                        "(regression) otherwise)")
+                   help="output head (default: softmax for class labels, sigmoid for 0/1 "
+                        "columns, identity for a quantity)")
     t.add_argument("--init", choices=INITS, default="uniform")
     t.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
     t.add_argument("--lr", type=float, default=0.5, help="learning rate (default: 0.5)")
@@ -265,10 +268,26 @@ class _Table:
             elif name == "time":
                 cells.append(f"{v:>{w - 1}.2f}s")
             elif name == "lr":
-                cells.append(f"{v:>{w}.4g}")
+                cells.append(_cell(v, w, 4, "g"))
             else:
-                cells.append(f"{v:>{w}.4f}")
+                cells.append(_cell(v, w, 4, "f"))
         print("  ".join(cells), file=self.out, flush=True)
+
+
+def _cell(v, width, digits, kind):
+    """``v`` in exactly ``width`` characters: fixed-point with up to
+    ``digits`` decimals (``kind`` "f") or significant digits ("g") when it
+    fits, else in exponent form, so the columns stay aligned whatever the
+    magnitude."""
+    for d in range(digits, -1, -1):
+        text = f"{v:.{d}{kind}}" if kind == "f" or d else f"{v:.1g}"
+        if len(text) <= width:
+            return text.rjust(width)
+    for d in range(max(0, width - 7), -1, -1):
+        text = f"{v:.{d}e}"
+        if len(text) <= width:
+            return text.rjust(width)
+    return text
 
 
 def cmd_train(args, out):
@@ -293,18 +312,15 @@ def cmd_train(args, out):
     y = np.asarray(y)
     if x.ndim != 2:
         raise CLIError(f"training inputs must be 2-D (samples, features), got shape {x.shape}")
-    output = args.output
-    if output is None:
-        output = "softmax" if y.dtype.kind in "iu" and y.ndim == 1 else "identity"
+    output, task = _choose_task(args, x, y)
     if output == "softmax":
-        if y.dtype.kind not in "iu" or y.ndim != 1:
-            raise CLIError("softmax output needs integer class labels 0..K-1 (one column)")
-        if y.size and y.min() < 0:
-            raise CLIError(f"class labels must be >= 0, got {y.min()}")
+        y = _class_labels(y)
         n_out = int(y.max()) + 1 if y.size else 1
-        if test is not None and test[1].size:
+        if test is not None and np.asarray(test[1]).size:
+            test = (test[0], _class_labels(np.asarray(test[1]), "the test labels"))
             n_out = max(n_out, int(np.max(test[1])) + 1)
     else:
+        y = y.astype(np.float64) if y.dtype.kind in "iub" else y
         n_out = 1 if y.ndim == 1 else y.shape[1]
     layers = [x.shape[1]] + args.layers + [n_out]
     net = Network(layers, hidden=args.activation, output=output, init=args.init,
@@ -317,6 +333,11 @@ def cmd_train(args, out):
             f"{args.epochs} epochs, {args.dtype}, {x.shape[0]} training rows")
     if not args.quiet:
         print(desc, file=out, flush=True)
+        print(f"task: {task}", file=out, flush=True)
+    # The loss before training, on a sample: a first epoch that multiplies it
+    # a million-fold is a step size the data cannot take, said at once.
+    probe = slice(0, min(len(x), 2000))
+    start_loss = net.evaluate(x[probe], y[probe])["loss"] if len(x) else float("nan")
     table = None
     if not args.quiet:
         table = _Table(classify, args.validation_split > 0, test is not None, out)
@@ -325,6 +346,12 @@ def cmd_train(args, out):
     def per_epoch(n, h):
         values = {"epoch": len(h["loss"]), "loss": h["loss"][-1], "acc": h["accuracy"][-1],
                   "lr": h["lr"][-1], "time": h["seconds"][-1]}
+        if len(h["loss"]) == 1 and h["loss"][0] > 1e6 * start_loss > 0:
+            print(f"warning: the training loss grew {h['loss'][0] / start_loss:.1e}-fold over "
+                  f"the first epoch ({start_loss:.4g} -> {h['loss'][0]:.4g}): the learning "
+                  f"rate --lr {args.lr:g} is too large for this data; lower it (e.g. "
+                  f"--lr {args.lr / 100:g}) or scale the inputs and targets",
+                  file=sys.stderr, flush=True)
         if "val_loss" in h:
             values.update(val_loss=h["val_loss"][-1], val_acc=h["val_accuracy"][-1])
         if test is not None:
@@ -354,6 +381,80 @@ def cmd_train(args, out):
     with interrupts.deferred():
         return _finish_train(args, net, _TrainRun(layers, output, classify, test, test_hist,
                                                   t0, interrupted), out)
+
+
+def _choose_task(args, x, y):
+    """(output head, the header's "task:" text) from ``--task``,
+    ``--output`` and, by default, the target's type as scikit-learn infers
+    it (:func:`fastnn.datasets.target_type`)."""
+    kind = datasets.target_type(y)
+    if args.output is not None:
+        classify = args.output not in REGRESSION_OUTPUTS
+        why = f"--output {args.output}"
+        output = args.output
+    elif args.task != "auto":
+        classify = args.task == "classify"
+        why = f"--task {args.task}"
+        output = ("sigmoid" if kind == "multilabel-indicator" else "softmax") if classify \
+            else "identity"
+    else:
+        classify = kind in ("binary", "multiclass", "multilabel-indicator")
+        why = f"a {kind} target, as scikit-learn infers it; --task overrides"
+        output = ("sigmoid" if kind == "multilabel-indicator" else "softmax") if classify \
+            else "identity"
+        if kind in ("binary", "multiclass"):
+            k = len(np.unique(y))
+            if k > max(2, len(y) / 5):
+                raise CLIError(
+                    f"the target (last column) has {k} distinct whole numbers in {len(y)} rows: "
+                    f"more classes than a fifth of the rows looks like a quantity, not labels. "
+                    f"Pass --task regress to fit it as a number, or --task classify to keep "
+                    f"the {k} classes")
+        elif kind == "multiclass-multioutput":
+            raise CLIError(f"the target has {y.shape[1]} columns of whole numbers: pass --task "
+                           f"regress (one value per column), or one-hot/0-1 columns to classify")
+    if not classify:
+        return output, f"regression ({why})"
+    if output == "softmax":
+        labels = np.asarray(y)
+        k = len(np.unique(labels)) if labels.ndim == 1 else labels.shape[1]
+        return output, f"classification, {k} classes ({why})"
+    return output, f"classification ({why})"
+
+
+def _class_labels(y, what="class labels"):
+    """``y`` as int64 class labels 0..K-1 (one column), or a clear error."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1 and set(np.unique(y).tolist()) <= {0, 1}:
+        y = y.argmax(axis=1)  # one-hot rows
+    elif y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise CLIError(f"softmax output needs one column of {what}, got shape {y.shape}")
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise CLIError(f"{what} must be whole numbers 0..K-1 for classification; the target "
+                       f"has fractions (a quantity? pass --task regress)")
+    if y.dtype.kind not in "iuf":
+        raise CLIError(f"{what} must be whole numbers 0..K-1, got {y.dtype}")
+    if y.size and y.min() < 0:
+        raise CLIError(f"{what} must be >= 0 (0..K-1), got {y.min():g}: relabel them, or pass "
+                       f"--task regress")
+    return y.astype(np.int64)
+
+
+def _regression_report(net, x, y):
+    """RMSE, MAE and R^2 (averaged over outputs, as scikit-learn's r2_score)
+    of ``net`` on (x, y)."""
+    y = np.asarray(y, np.float64)
+    p = np.asarray(net.predict(x), np.float64).reshape(y.shape[0], -1)
+    y = y.reshape(p.shape)
+    err = p - y
+    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    ss_res = (err ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res > 0, 0.0, 1.0))
+    return (f"RMSE {np.sqrt((err ** 2).mean()):.4g}, MAE {np.abs(err).mean():.4g}, "
+            f"R\u00b2 {r2.mean():.4f}")
 
 
 class _TrainRun(NamedTuple):
@@ -390,8 +491,9 @@ def _finish_train(args, net, run, out):
             msg += f"; restored the best epoch ({hist['best_epoch']}, by validation loss)"
         if test is not None and n_done:
             r = net.evaluate(*test)
-            msg += f"; test loss {r['loss']:.4f}" + (
-                f", test accuracy {100 * r['accuracy']:.2f}%" if classify else "")
+            msg += f"; test loss {r['loss']:.4g}" + (
+                f", test accuracy {100 * r['accuracy']:.2f}%" if classify
+                else ", " + _regression_report(net, *test))
         print(msg, file=out, flush=True)
     if args.save and (n_done or not interrupted):
         try:
@@ -445,8 +547,10 @@ def cmd_evaluate(args, out):
     _, (xt, yt) = _load(args.data, need_test=True, header=_header(args))
     r = net.evaluate(xt, yt)
     print(f"model {args.model}: {net}", file=out)
-    print(f"{len(xt)} test rows: loss {r['loss']:.4f}" + (
-        f", accuracy {100 * r['accuracy']:.2f}%" if "accuracy" in r else ""), file=out)
+    print(f"{len(xt)} test rows: loss {r['loss']:.4g}" + (
+        f", accuracy {100 * r['accuracy']:.2f}%" if "accuracy" in r
+        else ", " + _regression_report(net, xt, yt) if net.output in REGRESSION_OUTPUTS
+        else ""), file=out)
     if net.output == "softmax":
         k = net.n_outputs
         labels = np.asarray(yt)
