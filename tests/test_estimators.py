@@ -523,11 +523,28 @@ def test_random_state_out_of_range_is_named(rng):
         MLPClassifier(random_state=2**64, max_iter=2).fit(X, y)
 
 
-def test_network_summary_lists_layers_and_parameters():
+def test_network_summary_lists_layers_and_parameters(capsys, rng):
     net = fastnn.Network([784, 100, 50, 10], dtype="float64")
-    text = net.summary()
+    assert net.summary() is None  # printed: a notebook shows it once, unescaped
+    text = capsys.readouterr().out
     assert "784 -> 100" in text and "78,500" in text and "84,060 parameters" in text
-    assert "float64" in text and len(repr(net).splitlines()) == 1
+    assert "float64" in text and "not trained" in text and len(repr(net).splitlines()) == 1
+    page = net._repr_html_()
+    assert "<table>" in page and "<td style='text-align:left'>784 -&gt; 100</td>" in page
+    assert "84,060 parameters" in page and "not trained" in page
+    x = rng.standard_normal((50, 784))
+    net.fit(x, rng.integers(0, 10, 50), epochs=2, batch_size=25)
+    assert "trained: 2 epochs, last loss" in net._repr_html_()
+
+
+def test_estimator_html_shows_the_diagram_and_the_fitted_network(rng):
+    X, y = classification(rng, 60, 4, "multiclass")
+    est = MLPClassifier(hidden_layer_sizes=(7,), max_iter=3)
+    page = est._repr_mimebundle_()["text/html"]
+    assert "MLPClassifier" in page and "fastnn-network" not in page
+    est.fit(X, y)
+    page = est._repr_mimebundle_()["text/html"]
+    assert "MLPClassifier" in page and "fastnn-network" in page and "4 -&gt; 7" in page
 
 
 # ----------------------------------------------------------- sample_weight

@@ -23,14 +23,14 @@ def test_plot_history_with_validation_and_confusion(tmp_path, rng):
     net = fastnn.Network([6, 12, 3], seed=0)
     net.fit(x, y, epochs=4, batch_size=30, lr=0.3, validation_split=0.2)
     path = tmp_path / "h.png"
-    fig = net.plot_history(path, x, y)
-    assert [a.get_title() for a in fig.axes[:3]][:2] == ["loss", "accuracy"]
-    assert "confusion" in fig.axes[2].get_title()
+    axes = net.plot_history(path, x, y)
+    assert [a.get_title() for a in axes][:2] == ["loss", "accuracy"] and len(axes) == 3
+    assert "confusion" in axes[2].get_title()
     img = mpimg.imread(path)
     assert img.shape[1] > 2 * img.shape[0]  # three panels side by side
     assert img[..., :3].std() > 0.05  # not blank
     # Each curve panel: train and validation lines, one point per epoch.
-    lines = fig.axes[0].get_lines()
+    lines = axes[0].get_lines()
     assert len(lines) == 2 and all(len(l.get_xdata()) == 4 for l in lines)
 
 
@@ -40,8 +40,8 @@ def test_plot_history_regression_and_errors(tmp_path, rng):
     with pytest.raises(ValueError, match="call fit first"):
         net.plot_history()
     net.fit(x, x[:, :1], epochs=2, batch_size=10)
-    fig = net.plot_history(tmp_path / "r.svg")
-    assert len(fig.axes) == 1  # loss only: no accuracy for regression
+    axes = net.plot_history(tmp_path / "r.svg")
+    assert len(axes) == 1  # loss only: no accuracy for regression
     assert (tmp_path / "r.svg").read_text().startswith("<?xml")
     with pytest.raises(ValueError, match="softmax"):
         net.plot_history(None, x, x[:, :1])

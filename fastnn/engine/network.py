@@ -340,7 +340,8 @@ class Network:
         """Loss and accuracy curves of the last ``fit`` (train, validation),
         and for a softmax classifier given ``(x, y)`` the confusion matrix
         heatmap of its predictions; written to ``path`` if given; returns the
-        matplotlib figure (see :mod:`fastnn.integrations.plots`). Needs matplotlib."""
+        panels' matplotlib axes (see :func:`fastnn.integrations.plots.plot_history`).
+        Needs matplotlib."""
         from ..integrations import plots
 
         hist = getattr(self, "history", None)
@@ -378,11 +379,20 @@ class Network:
         from ..integrations.onnx_export import to_onnx
         return to_onnx(self, path)
 
-    def summary(self):
-        """A table of the layers: shapes, parameter counts, activation, dtype,
-        and the first layer's kernel path of the last fit (dense/sparse)."""
+    def summary(self, file=None):
+        """Print a table of the layers: shapes, parameter counts, activation,
+        dtype, the first layer's kernel path of the last fit (dense/sparse)
+        and whether it was trained; to ``file`` (default: standard output).
+        Returns None, so a notebook cell shows the table once; ``str`` of it:
+        :func:`fastnn.integrations.summary.network_summary`."""
+        import sys
+
         from ..integrations.summary import network_summary
-        return network_summary(self)
+        print(network_summary(self), file=file or sys.stdout)
+
+    def _repr_html_(self):
+        from ..integrations.summary import network_html
+        return network_html(self)
 
     def __repr__(self):
         extra = "".join(f", {k}={v!r}" for k, v in self.describe().items()

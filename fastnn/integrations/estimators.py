@@ -257,6 +257,15 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
             self.best_loss_ = rule.best_loss
 
+    def _html_repr(self):
+        """The notebook display: scikit-learn's estimator diagram, then the
+        fitted network's layers (:meth:`fastnn.Network._repr_html_`)."""
+        from sklearn.utils import estimator_html_repr
+
+        page = estimator_html_repr(self)
+        net = getattr(self, "network_", None)
+        return page if net is None else page + net._repr_html_()
+
     def _views(self):
         self.coefs_ = list(self.network_.weights)
         self.intercepts_ = list(self.network_.biases)

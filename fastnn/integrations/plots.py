@@ -65,7 +65,10 @@ def _heatmap(ax, m):
 def plot_history(hist, path=None, *, confusion=None, title=""):
     """A figure of ``hist`` (a fit's history): loss, accuracy (classifiers)
     and the ``confusion`` matrix heatmap if given. Written to ``path`` (PNG,
-    SVG, PDF: by its suffix) if given; returns the figure."""
+    SVG, PDF: by its suffix) if given. Returns the panels' axes (an array:
+    loss, accuracy, confusion; ``axes[0].figure`` is the figure): returning
+    the figure itself would draw it twice as a notebook cell's last line
+    (once as the returned object, once by pyplot's inline backend)."""
     from matplotlib.ticker import MaxNLocator
 
     if not hist.get("loss"):
@@ -96,4 +99,4 @@ def plot_history(hist, path=None, *, confusion=None, title=""):
     if path is not None:
         fig.savefig(path, dpi=110)
         plt.close(fig)
-    return fig
+    return np.array(axes, dtype=object)
