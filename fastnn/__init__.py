@@ -52,7 +52,8 @@ def _submodule(package, name):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+    # What a user may call; the lazy-loading machinery stays out of sight.
+    return sorted(__all__)
 
 
 def set_num_threads(n):

@@ -13,6 +13,14 @@ from pathlib import Path
 import numpy as np
 
 # IDX magic numbers (0x0803, 0x0801): unsigned bytes, 3 dimensions (images) or 1 (labels).
+__all__ = ["load_mnist", "load_arrays", "read_idx", "read_csv", "target_type",
+           "bundled_mnist_dir", "as_2d"]
+
+
+def __dir__():
+    return sorted(__all__)
+
+
 IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
 

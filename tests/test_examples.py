@@ -82,6 +82,19 @@ def test_submodules_are_attributes_of_the_lazy_package():
     assert out.stdout.split() == ["True", "fastnn.integrations.plots", "False", "False"]
 
 
+def test_dir_shows_the_public_names_only():
+    import fastnn
+    import fastnn.datasets
+
+    assert dir(fastnn) == sorted(fastnn.__all__)
+    assert "_LAZY" not in dir(fastnn) and "importlib" not in dir(fastnn)
+    assert dir(fastnn.datasets) == sorted(fastnn.datasets.__all__)
+    assert not {"np", "os", "gzip"} & set(dir(fastnn.datasets))
+    for name in fastnn.__all__ + fastnn.datasets.__all__:
+        assert getattr(fastnn, name, None) is not None or \
+            getattr(fastnn.datasets, name, None) is not None, name
+
+
 def test_beyond_sklearn_balances_the_minority_class():
     pytest.importorskip("sklearn")
     results = load("beyond_sklearn").main(["--rows", "4000", "--max-iter", "15"])
