@@ -191,8 +191,8 @@ def test_a_background_compile_predicts_the_calls_after_training(dtype, sparse):
         x[rng.random(x.shape) < 0.9] = 0
     y = rng.integers(0, 3, 60)
     net = fastnn.Network([9, 7, 3], seed=0, dtype=dtype)
-    X = net.check_x(x)
-    trainer = net.trainer(X, *net.check_y(y, 60), 16, True)
+    X = net._check_x(x)
+    trainer = net._trainer(X, *net._check_y(y, 60), 16, True)
     assert trainer.sparse == sparse
     net.fit(x, y, epochs=1, batch_size=16, validation_split=0.3)
     net.predict_proba(x)

@@ -212,8 +212,8 @@ def test_lbfgs_over_chunks_equals_the_single_process_fit(client, dtype, rows, ti
     x, y = data(1000)
     x = x.astype(dtype)
     one = fastnn.Network([10, 16, 3], seed=3, dtype=dtype)
-    X = one.check_x(x)
-    labels, T = one.check_y(y, len(x))
+    X = one._check_x(x)
+    labels, T = one._check_y(y, len(x))
     # The estimators' solver="lbfgs" in one process: the same objective, all rows at once.
     r = optimize.minimize(training.full_batch_objective(one, X, labels, T, l2=1e-3),
                           one.theta.astype(np.float64), method="L-BFGS-B", jac=True,

@@ -258,7 +258,7 @@ def test_lbfgs_objective_equals_sklearn(rng, kind, activation):
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
         a[...] = b  # the same point
     net = ours.network_
-    labels, T = net.check_y(ours._targets(y, False)[0] if kind == "multiclass" else
+    labels, T = net._check_y(ours._targets(y, False)[0] if kind == "multiclass" else
                             ours._label_binarizer.transform(y), len(y))
     f = training.full_batch_objective(net, X, labels, T, l2=0.1)
     loss, grad = f(net.theta.copy())

@@ -41,9 +41,9 @@ def kernel_gradients(net, x, y, sparse=False):
     """(loss, flat gradient) from the compiled forward_backward, with the
     first layer on the dense or the sparse (CSR/CSC) path."""
     from fastnn.engine import inputs, memory
-    X = net.check_x(x)
+    X = net._check_x(x)
     n = X.shape[0]
-    labels, T = net.check_y(y, n)
+    labels, T = net._check_y(y, n)
     rows = np.arange(n, dtype=np.int64)
     if sparse:
         sp, _, _ = inputs.prepare(X, net.dtype, n, False, None, max_density=1.0)
@@ -51,7 +51,7 @@ def kernel_gradients(net, x, y, sparse=False):
     else:
         sp = None  # dense first layer
     grad = np.full_like(net.theta, np.nan)
-    loss, _ = K.forward_backward(net.model(), net.head, X, rows, 0, labels, T,
+    loss, _ = K.forward_backward(net._model(), net.head, X, rows, 0, labels, T,
                                  np.empty(0), sp,
                                  grad, memory.work_buffers(net.layout, n, net.dtype, sparse,
                                                            keep_input=keeps_input(net.acts)),
@@ -452,8 +452,8 @@ def test_per_layer_activations_train_alike_on_both_backends(rng):
     results = []
     for engine in (K, NE):
         net = fastnn.Network([6, 9, 8, 7, 4], hidden=MIXED, dtype="float64", seed=1)
-        X = net.check_x(x)
-        tr = net.trainer(X, *net.check_y(y, 40), 8, False)
+        X = net._check_x(x)
+        tr = net._trainer(X, *net._check_y(y, 40), 8, False)
         opt = training.optimizer("sgd", lr=0.1)
         state = training.fresh_state(opt.kind, net.theta)
         tr.no_plan.sums[0] = 0.0
@@ -517,9 +517,9 @@ def test_per_layer_activations_reach_onnx_torch_the_estimators_and_the_cli(rng):
 def _epoch_on(engine, net, x, y, batch_size, dropout, shuffle=True):
     from fastnn.engine import training
 
-    X = net.check_x(x)
-    tr = net.trainer(X, *net.check_y(y, X.shape[0]), batch_size, shuffle)
-    opt = training.optimizer("sgd", lr=0.1, momentum=0.9, **net.dropout_settings(dropout))
+    X = net._check_x(x)
+    tr = net._trainer(X, *net._check_y(y, X.shape[0]), batch_size, shuffle)
+    opt = training.optimizer("sgd", lr=0.1, momentum=0.9, **net._dropout_settings(dropout))
     state = training.fresh_state(opt.kind, net.theta)
     tr.no_plan.sums[0] = 0.0
     engine.epoch_begin(tr.data.order, net.engine.shuffle_state, shuffle, tr.sp, False,
@@ -564,12 +564,12 @@ def test_dropout_gradient_is_the_derivative_with_those_masks(rng):
     x = rng.standard_normal((10, 5))
     y = rng.integers(0, 3, 10)
     net = fastnn.Network([5, 7, 6, 3], hidden=["sigmoid", "elu"], dtype="float64", seed=2)
-    X = net.check_x(x)
-    labels, T = net.check_y(y, 10)
+    X = net._check_x(x)
+    labels, T = net._check_y(y, 10)
     drop = np.array([0.4, 0.25, 0.0])
     key = np.uint64(12345)
     grad = np.zeros_like(net.theta)
-    K.forward_backward(net.model(), net.head, X, np.arange(10), 0, labels, T, np.empty(0), None,
+    K.forward_backward(net._model(), net.head, X, np.arange(10), 0, labels, T, np.empty(0), None,
                        grad, memory.work_buffers(net.layout, 10, net.dtype, False, masks=True),
                        drop, key)
 
@@ -682,8 +682,8 @@ def _train_both(rng, sparse, monkeypatch, **fit):
     for engine in (K, NE):
         net = fastnn.Network([40, 48, 24, 4], hidden=["gelu", "silu"], dtype="float64", seed=1,
                              label_smoothing=0.1)
-        X = net.check_x(x)
-        tr = net.trainer(X, *net.check_y(y, 450), 200, True)
+        X = net._check_x(x)
+        tr = net._trainer(X, *net._check_y(y, 450), 200, True)
         opt = training.optimizer(**fit)
         state = training.fresh_state(opt.kind, net.theta)
         for _ in range(2):

@@ -86,10 +86,10 @@ def test_an_epoch_matches_the_compiled_drivers(rng, monkeypatch, dtype, output, 
     if sparse:
         x[rng.random(x.shape) < 0.7] = 0
     monkeypatch.setattr(fastnn.engine.inputs, "SPARSE_MAX_DENSITY", 1.0 if sparse else 0.0)
-    X = net.check_x(x.astype(dtype))
-    labels, T = net.check_y(_targets(rng, output, n, k), n)
+    X = net._check_x(x.astype(dtype))
+    labels, T = net._check_y(_targets(rng, output, n, k), n)
     w = rng.random(n) + 0.5 if weighted else None
-    trainer = net.trainer(X, labels, T, 8, shuffle, w)
+    trainer = net._trainer(X, labels, T, 8, shuffle, w)
     assert trainer.sparse == sparse
     o = dict(opt)
     o = training.optimizer(o.pop("name"), lr=o.pop("lr", 0.1), **o)
@@ -131,20 +131,20 @@ def test_predict_and_evaluate_match_the_compiled_drivers(rng, dtype, output, spa
     if sparse:
         sp = pytest.importorskip("scipy.sparse")
         x = sp.csr_matrix(x)
-    X = net.check_x(x)
-    labels, T = net.check_y(_targets(rng, output, 37, k), 37)
+    X = net._check_x(x)
+    labels, T = net._check_y(_targets(rng, output, 37, k), 37)
     Xd, spi, rows, work = fastnn.engine.inputs.for_inference(X, net.layout, net.theta, 10)
     for head in (net.head._replace(code=-1), net.head):
         outs = [np.empty((37, k), dtype) for _ in range(2)]
         for engine, out in zip((K, NE), outs):
-            assert engine.predict_batches(Xd, spi, rows, net.model(), head, work, out) == 0
+            assert engine.predict_batches(Xd, spi, rows, net._model(), head, work, out) == 0
         assert_close(outs[1], outs[0], dtype, what=f"head {head}")
     if not sparse:  # the non-finite count of a dense X (predict raises on it)
         Xbad = Xd.copy()
         Xbad[3, 1], Xbad[36, 5] = np.nan, -np.inf
         for engine in (K, NE):
-            assert engine.predict_batches(Xbad, spi, rows, net.model(), net.head, work, out) == 2
-    ev = [np.array(e.evaluate_batches(Xd, spi, rows, labels, T, net.model(), net.head, work),
+            assert engine.predict_batches(Xbad, spi, rows, net._model(), net.head, work, out) == 2
+    ev = [np.array(e.evaluate_batches(Xd, spi, rows, labels, T, net._model(), net.head, work),
                    np.float64) for e in (K, NE)]
     assert_close(ev[1], ev[0], dtype, what="evaluate")
 
@@ -163,15 +163,15 @@ def test_the_shuffle_is_the_kernels_stream(rng):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_the_full_batch_gradient_matches_the_compiled_driver(rng, dtype, weighted):
     net = fastnn.Network([5, 7, 3], seed=5, dtype=dtype)
-    X = net.check_x(rng.standard_normal((23, 5)).astype(dtype))
-    labels, T = net.check_y(rng.integers(0, 3, 23), 23)
+    X = net._check_x(rng.standard_normal((23, 5)).astype(dtype))
+    labels, T = net._check_y(rng.integers(0, 3, 23), 23)
     w = rng.random(23) if weighted else np.empty(0)
     work = fastnn.engine.memory.work_buffers(net.layout, 10, np.dtype(dtype))
     res = []
     for engine in (K, NE):
         grad = np.empty_like(net.theta)
         total = np.empty_like(net.theta)
-        loss = engine.full_batch_gradient(X, labels, T, w, net.model(), net.head, work, grad,
+        loss = engine.full_batch_gradient(X, labels, T, w, net._model(), net.head, work, grad,
                                           total)
         res.append((loss, total))
     assert_close(res[1][0], res[0][0], dtype, what="loss")
@@ -267,12 +267,12 @@ def test_row_split_batches_match_the_numpy_engine(rng, dtype, output, shuffle, w
                          dtype=dtype)
     n, batch = 300, 131
     assert 2 * SPLIT_MIN_ROWS <= batch and n % batch < 2 * SPLIT_MIN_ROWS
-    X = net.check_x(rng.standard_normal((n, 9)).astype(dtype))
-    labels, T = net.check_y(_targets(rng, output, n, k), n)
+    X = net._check_x(rng.standard_normal((n, 9)).astype(dtype))
+    labels, T = net._check_y(_targets(rng, output, n, k), n)
     w = rng.random(n) + 0.5 if weighted else None
     if weighted:
         w[:40] = 0.0  # a half with little weight
-    trainer = net.trainer(X, labels, T, batch, shuffle, w)
+    trainer = net._trainer(X, labels, T, batch, shuffle, w)
     assert trainer.work.gs.size == net.theta.size  # the batches are split
     _assert_adam_epochs_agree(net, trainer, dtype)
 
@@ -301,12 +301,12 @@ def test_row_split_batches_with_a_sparse_first_layer_match_the_numpy_engine(
     assert n % batch == 1 and 2 * SPLIT_MIN_ROWS_SPARSE <= batch
     x = rng.standard_normal((n, 40)) * (rng.random((n, 40)) < 0.1)
     x[5] = 0.0  # an all-zero row
-    X = net.check_x(x.astype(dtype))
-    labels, T = net.check_y(_targets(rng, output, n, k), n)
+    X = net._check_x(x.astype(dtype))
+    labels, T = net._check_y(_targets(rng, output, n, k), n)
     w = rng.random(n) + 0.5 if weighted else None
     if weighted:
         w[:40] = 0.0  # a half with little weight
-    trainer = net.trainer(X, labels, T, batch, shuffle, w)
+    trainer = net._trainer(X, labels, T, batch, shuffle, w)
     assert trainer.sparse and trainer.work.gs.size == net.theta.size  # split, sparse
     assert (trainer.sp.colptr.shape[0] == 0) == shuffle  # no CSC blocks when shuffled
     _assert_adam_epochs_agree(net, trainer, dtype)

@@ -142,9 +142,9 @@ def test_each_activation_trains_alike_on_both_backends(rng, hidden, dtype):
     results = []
     for engine in (K, NE):
         net = fastnn.Network([7, 20, 9, 3], hidden=hidden, seed=1, dtype=dtype)
-        X = net.check_x(x)
-        labels, T = net.check_y(y, 40)
-        tr = net.trainer(X, labels, T, 8, False)
+        X = net._check_x(x)
+        labels, T = net._check_y(y, 40)
+        tr = net._trainer(X, labels, T, 8, False)
         opt = training.optimizer("sgd", lr=0.1)
         state = training.fresh_state(opt.kind, net.theta)
         tr.no_plan.sums[0] = 0.0

@@ -139,7 +139,7 @@ def test_predict_rows_matches_the_reference(rng, dtype, layers, density):
             x[0, 0] = -0.0  # a signed zero is a zero
         for head in (-1, net.head.code):
             out = np.full((n, layers[-1]), np.nan, dtype)
-            assert K.predict_rows(x, net.model(), head, out) == 0
+            assert K.predict_rows(x, net._model(), head, out) == 0
             assert_close(out, _predict_reference(net, x, head), dtype,
                          what=f"{layers} n={n} head={head}")
 
@@ -164,7 +164,7 @@ def test_predict_rows_chooses_row_or_union_tiles_per_block(rng, dtype):
     x[4 * B + 1] = 0                                                 # an empty row
     for head in (-1, net.head.code):
         out = np.full((x.shape[0], 9), np.nan, dtype)
-        assert K.predict_rows(x, net.model(), head, out) == 0
+        assert K.predict_rows(x, net._model(), head, out) == 0
         assert_close(out, _predict_reference(net, x, head), dtype, what=f"head={head}")
 
 
@@ -239,7 +239,7 @@ def test_predict_rows_counts_nan_and_inf_of_every_row(rng, dtype):
     for i, (r, c) in enumerate(bad):
         x[r, c] = (np.nan, np.inf, -np.inf)[i % 3]
     out = np.empty((131, 3), dtype)
-    assert K.predict_rows(x, net.model(), -1, out) == len(bad)
+    assert K.predict_rows(x, net._model(), -1, out) == len(bad)
 
 
 def test_compress_nonzero16_lists_the_nonzero_columns(rng):

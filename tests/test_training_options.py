@@ -58,7 +58,7 @@ def test_optimizer_trajectory_matches_reference(rng, monkeypatch, dtype, shuffle
     if per_row:
         # scikit-learn's alpha: the estimators pass it this way.
         from fastnn.engine import stopping, training
-        trainer = net.trainer(net.check_x(x), *net.check_y(y, 53), 8, shuffle)
+        trainer = net._trainer(net._check_x(x), *net._check_y(y, 53), 8, shuffle)
         o = training.optimizer(opt.pop("optimizer"), l2_per_row=True,
                                **opt)
         hist = training.run_epochs(trainer, o, training.fresh_state(o.kind, net.theta),

@@ -93,21 +93,21 @@ class Network:
     def n_outputs(self):
         return self.layers[-1]
 
-    def model(self):
+    def _model(self):
         """The parameters as the kernels take them (:class:`.bundles.Model`)."""
         return self.layout.model(self.theta, self.acts)
 
-    def check_x(self, x, name="x", check_finite=True):
+    def _check_x(self, x, name="x", check_finite=True):
         """x as the kernels take it: a C-contiguous float matrix, or a scipy
         sparse matrix as CSR (the first layer reads it in place)."""
         if inputs.is_scipy_sparse(x):
             return validation.as_sparse(name, x, self.dtype, self.n_inputs)
         return validation.as_float_matrix(name, x, self.dtype, self.n_inputs, check_finite)
 
-    def check_y(self, y, n, name="y"):
+    def _check_y(self, y, n, name="y"):
         return validation.check_targets(y, n, self.output, self.n_outputs, self.dtype, name)
 
-    def trainer(self, X, labels, T, batch_size, shuffle, sample_weight=None):
+    def _trainer(self, X, labels, T, batch_size, shuffle, sample_weight=None):
         """A :class:`fastnn.engine.training.Trainer` for checked data."""
         return training.Trainer(self, X, labels, T, batch_size, shuffle, sample_weight)
 
@@ -153,17 +153,17 @@ class Network:
         """
         opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
                                  weight_decay=weight_decay, clip_norm=clip_norm,
-                                 **self.dropout_settings(dropout))
-        epochs, policy, callbacks = self.fit_settings(
+                                 **self._dropout_settings(dropout))
+        epochs, policy, callbacks = self._fit_settings(
             epochs, opt, lr_schedule, (early_stopping, patience, min_delta), callbacks)
         validation_split = validation.check_float("validation_split", validation_split, 0, 1,
                                                   high_open=True)
-        X = self.check_x(x, check_finite=False)  # the trainer's input scan checks it
-        labels, T = self.check_y(y, X.shape[0])
+        X = self._check_x(x, check_finite=False)  # the trainer's input scan checks it
+        labels, T = self._check_y(y, X.shape[0])
         sw = (None if sample_weight is None
               else validation.check_sample_weight(sample_weight, X.shape[0]))
         (X, labels, T), val = validation.split_validation(
-            X, labels, T, validation_data, validation_split, self.check_x, self.check_y)
+            X, labels, T, validation_data, validation_split, self._check_x, self._check_y)
         if sw is not None:
             sw = sw[:X.shape[0]]
         cw = validation.class_weights(class_weight, labels, T)
@@ -172,21 +172,21 @@ class Network:
         if early_stopping and val is None:
             raise ValueError("early_stopping needs validation_data or validation_split > 0")
         with self.engine.exclusive():
-            trainer = self.trainer(X, labels, T, batch_size, shuffle, sw)
+            trainer = self._trainer(X, labels, T, batch_size, shuffle, sw)
             classify = self.output not in validation.REGRESSION_OUTPUTS
             return self._fit(trainer, opt, policy, epochs, val, training.Watch(
                 None, progress=progress, callbacks=callbacks, owner=self,
                 report=training.epoch_printer(classify) if verbose else None,
                 classify=classify))
 
-    def dropout_settings(self, dropout):
+    def _dropout_settings(self, dropout):
         """training.optimizer's dropout arguments: the rates per layer, and
         the masks' seed from the shuffling stream (so from ``seed``)."""
         return {"dropout": validation.dropout_rates(dropout, len(self.layers) - 1),
                 "drop_seed": int(self.engine.shuffle_state[0])}
 
     @staticmethod
-    def fit_settings(epochs, opt, lr_schedule, stopping, callbacks):
+    def _fit_settings(epochs, opt, lr_schedule, stopping, callbacks):
         """Checked ``fit`` options: (epochs, policy, callbacks) for the
         :class:`.training.Optimizer` ``opt`` and ``stopping`` =
         (early_stopping, patience, min_delta); shared with
@@ -226,11 +226,11 @@ class Network:
         chunks. Returns the epoch's ``{"loss", "accuracy"}``."""
         opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
                                  weight_decay=weight_decay, clip_norm=clip_norm,
-                                 **self.dropout_settings(dropout))
-        X = self.check_x(x, check_finite=False)
-        labels, T = self.check_y(y, X.shape[0])
+                                 **self._dropout_settings(dropout))
+        X = self._check_x(x, check_finite=False)
+        labels, T = self._check_y(y, X.shape[0])
         with self.engine.exclusive():
-            trainer = self.trainer(X, labels, T, batch_size, shuffle)
+            trainer = self._trainer(X, labels, T, batch_size, shuffle)
             state = training.state_for(self.engine, opt, self.theta, keep=True)
             self.history = hist = training.new_history(False)
             training.run_epochs(trainer, opt, state,
@@ -248,10 +248,10 @@ class Network:
         # Dense X is checked for NaN/inf by the kernel, in the same read as
         # the first layer's product (a separate scan would read X again: a
         # quarter of a 10000-row MNIST prediction).
-        X = self.check_x(x, name, check_finite=False)
+        X = self._check_x(x, name, check_finite=False)
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         Xd, sp, rows, work = self._rows(X, dense_work=False)
-        args = (Xd, sp, rows, self.model(), head, work, out)
+        args = (Xd, sp, rows, self._model(), head, work, out)
         bad = self._backend("predict_batches", args).predict(*args)
         if bad:
             raise ValueError(f"{name} contains NaN or infinity")
@@ -283,7 +283,7 @@ class Network:
 
     def _evaluate(self, X, labels, T):
         Xd, sp, rows, work = self._rows(X)
-        args = (Xd, sp, rows, labels, T, self.model(), self.head, work)
+        args = (Xd, sp, rows, labels, T, self._model(), self.head, work)
         loss_sum, correct = self._backend("evaluate_batches", args).evaluate(*args)
         r = {"loss": loss_sum / X.shape[0]}
         if self.output not in validation.REGRESSION_OUTPUTS:
@@ -292,8 +292,8 @@ class Network:
 
     def evaluate(self, x, y):
         """Mean loss (and accuracy for classification) on (x, y)."""
-        X = self.check_x(x)
-        return self._evaluate(X, *self.check_y(y, X.shape[0]))
+        X = self._check_x(x)
+        return self._evaluate(X, *self._check_y(y, X.shape[0]))
 
     # ---------------------------------------------------------------- files
     def describe(self):
@@ -351,8 +351,8 @@ class Network:
         if x is not None and y is not None:
             if self.output != "softmax":
                 raise ValueError("a confusion matrix needs a softmax classifier")
-            X = self.check_x(x)
-            labels, _ = self.check_y(y, X.shape[0])
+            X = self._check_x(x)
+            labels, _ = self._check_y(y, X.shape[0])
             confusion = plots.confusion_matrix(labels, self.predict(X), self.n_outputs)
         return plots.plot_history(hist, path, confusion=confusion,
                                   title=title or "-".join(map(str, self.layers)))

@@ -146,7 +146,7 @@ class Trainer:
     def __init__(self, net, X, labels, T, batch_size, shuffle, sample_weight=None):
         """``net``: the :class:`~fastnn.Network` to train (its layout,
         parameters, head and engine state)."""
-        layout, model, head, engine = net.layout, net.model(), net.head, net.engine
+        layout, model, head, engine = net.layout, net._model(), net.head, net.engine
         n = X.shape[0]
         batch_size = min(validation.check_int("batch_size", batch_size, 1), n)
         shuffle = validation.check_bool("shuffle", shuffle)
@@ -535,7 +535,7 @@ def full_batch_objective(net, X, labels, T, l2=0.0, loss_scale=1.0, sample_weigh
     about."""
     from .memory import EVAL_ROWS
 
-    layout, model, head = net.layout, net.model(), net.head
+    layout, model, head = net.layout, net._model(), net.head
     n = X.shape[0]
     sw = np.empty(0, np.float64) if sample_weight is None else sample_weight
     norm = float(sw.sum()) if sw.size else n

@@ -230,9 +230,9 @@ def _chunk_trainer(fit_id, index, net, x, y, batch_size, shuffle):
     def build():
         # Its own copy: chunks on one worker share the network object they receive.
         own = copy.deepcopy(net)
-        X = own.check_x(x, check_finite=False)
-        labels, T = own.check_y(y, X.shape[0])
-        return own, own.trainer(X, labels, T, batch_size, shuffle)
+        X = own._check_x(x, check_finite=False)
+        labels, T = own._check_y(y, X.shape[0])
+        return own, own._trainer(X, labels, T, batch_size, shuffle)
     return _cached(_TRAINERS, (fit_id, index), build)
 
 
@@ -362,7 +362,7 @@ class _DaskTrainer:
 
     def __init__(self, client, net, X, y, shares, shuffle, sync_every):
         self.client, self.net, self.X = client, net, X
-        self.model = net.model()
+        self.model = net._model()
         self.n = int(X.shape[0])
         self.shares = shares
         self.shuffle = shuffle
@@ -494,10 +494,10 @@ def _chunk_objective(fit_id, index, net, block, loss_scale):
     def build():
         own = copy.deepcopy(net)
         x, y = block[:2]
-        X = own.check_x(x)
+        X = own._check_x(x)
         if not isinstance(X, np.ndarray):
             X = np.ascontiguousarray(X.toarray())  # the full-batch objective is dense
-        labels, T = own.check_y(y, X.shape[0])
+        labels, T = own._check_y(y, X.shape[0])
         sw = None
         if len(block) > 2:
             sw = validation.check_sample_weight(block[2], X.shape[0])
@@ -633,8 +633,8 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
                             callbacks=callbacks)
     opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
                              weight_decay=weight_decay, clip_norm=clip_norm,
-                             **net.dropout_settings(dropout))
-    epochs, policy, callbacks = net.fit_settings(
+                             **net._dropout_settings(dropout))
+    epochs, policy, callbacks = net._fit_settings(
         epochs, opt, lr_schedule, (early_stopping, patience, min_delta), callbacks)
     batch_size = validation.check_int("batch_size", batch_size, 1)
     shuffle = validation.check_bool("shuffle", shuffle)
@@ -690,8 +690,8 @@ def _session(net, X, y, client, validation_data):
     val = None
     if validation_data is not None:
         xv, yv = (v.compute() if isinstance(v, da.Array) else v for v in validation_data)
-        Xv = net.check_x(xv, "validation_data x")
-        val = (Xv,) + tuple(net.check_y(yv, Xv.shape[0], "validation_data y"))
+        Xv = net._check_x(xv, "validation_data x")
+        val = (Xv,) + tuple(net._check_y(yv, Xv.shape[0], "validation_data y"))
     if (X.shape[0] if hasattr(X, "shape") else len(X)) == 0:  # before starting a cluster
         raise ValueError("x is empty (0 samples)")
     client, cluster = _get_client(client)

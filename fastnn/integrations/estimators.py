@@ -355,7 +355,7 @@ class _BaseMLP(BaseEstimator):
                                  self.momentum if sgd else 0.0, bool(self.nesterovs_momentum),
                                  self.beta_1, self.beta_2, self.epsilon, self.alpha,
                                  l2_per_row=True, weight_decay=self.weight_decay,
-                                 clip_norm=self.clip_norm, **net.dropout_settings(self.dropout))
+                                 clip_norm=self.clip_norm, **net._dropout_settings(self.dropout))
         # The optimizer state carries over between partial_fit calls only.
         state = training.state_for(net.engine, opt, net.theta, keep=incremental)
         rule = self._rule
@@ -370,7 +370,7 @@ class _BaseMLP(BaseEstimator):
         if val is None:
             self.validation_loss_curve_ = None
         else:  # continued by a warm start, as validation_scores_
-            Xv = net.check_x(val[0], "X")
+            Xv = net._check_x(val[0], "X")
             if getattr(self, "validation_loss_curve_", None) is None:
                 self.validation_loss_curve_ = []
 
@@ -451,11 +451,11 @@ class _BaseMLP(BaseEstimator):
             batch_size = min(self.batch_size, n)
         # Sparse X stays sparse: the first layer reads its CSR arrays.
         if inputs.is_scipy_sparse(data.X):
-            Xd = net.check_x(data.X, "X")
+            Xd = net._check_x(data.X, "X")
         else:
             Xd = V.cast_float("X", data.X, net.dtype)
         T = V.kernel_array(np.ascontiguousarray(data.T, dtype=net.dtype))
-        return net.trainer(Xd, data.labels, T, batch_size, self.shuffle, data.sw)
+        return net._trainer(Xd, data.labels, T, batch_size, self.shuffle, data.sw)
 
     def _fit_dask(self, X, y, sample_weight):
         """``fit`` on dask arrays: ``solver="lbfgs"`` over the row chunks,

@@ -58,8 +58,8 @@ def _exercise(dtype):
         net.partial_fit(x, y, batch_size=16)
         net.evaluate(x, y)
         net.predict_proba(x)
-        X = net.check_x(x.toarray() if hasattr(x, "toarray") else x)  # as the estimators do
-        objective = training.full_batch_objective(net, X, *net.check_y(y, X.shape[0]))
+        X = net._check_x(x.toarray() if hasattr(x, "toarray") else x)  # as the estimators do
+        objective = training.full_batch_objective(net, X, *net._check_y(y, X.shape[0]))
         objective(net.theta.astype(np.float64))
 
 
