@@ -73,26 +73,33 @@ def accuracy(args):
     (x, y), (xt, yt) = fastnn.load_mnist()
     x, y = x[:args.rows], y[:args.rows]
     opts = dict(batch_size=100, lr=0.5)
-    seeds = range(1, args.seeds + 1)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     steps = -(-len(x) // opts["batch_size"])
     fastnn.Network(CLASSIC, seed=0).fit(x[:500], y[:500], epochs=1, **opts)  # warm
     single = [fastnn.Network(CLASSIC, seed=s).fit(x, y, epochs=args.epochs,
                                                   validation_data=(xt, yt), **opts)
               for s in seeds]
     rows = [("1 process", steps, single)]
+    print(_format_row(*rows[0]), flush=True)
     cluster, client = _cluster(args.workers)
     try:
         _dask_fit(client, x[:2000], y[:2000], xt, yt, 2, 0, 1, **opts)  # warm the workers
         for chunks in args.chunks:
             for rounds in args.rounds:
                 sync = max(1, -(-steps // rounds))
-                hs = [_dask_fit(client, x, y, xt, yt, chunks, s, args.epochs,
-                                sync_every=sync, **opts)[0] for s in seeds]
+                hs = [_diverged_as_nan(_dask_fit, client, x, y, xt, yt, chunks, s,
+                                       args.epochs, sync_every=sync, **opts) for s in seeds]
                 rows.append((f"{chunks} chunks", -(-steps // sync), hs))
                 print(_format_row(*rows[-1]), flush=True)
     finally:
         client.close()
         cluster.close()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{"run": name, "rounds": rounds, "seeds": list(seeds),
+                        "val_accuracy": [h["val_accuracy"] for h in hs],
+                        "seconds": [h["seconds"] for h in hs]} for name, rounds, hs in rows],
+                      f)
     print(f"\nMNIST classic {CLASSIC}, first {len(x)} training rows, SGD lr 0.5, batch 100, "
           f"float32; LocalCluster of {args.workers} single-threaded workers; medians over "
           f"seeds {seeds.start}-{seeds.stop - 1}; {_host()}")
@@ -102,11 +109,26 @@ def accuracy(args):
         print(_format_row(*row))
 
 
+def _diverged_as_nan(fit, *args, **kwargs):
+    """The history of ``fit(...)``, or, if training diverged (local steps on
+    a few rows at a high rate can), one of NaNs."""
+    import fastnn
+    try:
+        return fit(*args, **kwargs)[0]
+    except fastnn.TrainingDivergedError:
+        epochs = args[7]
+        return {"val_accuracy": [float("nan")] * epochs, "seconds": [float("nan")]}
+
+
 def _format_row(name, rounds, hs):
     acc = [[100 * h["val_accuracy"][e] for h in hs] for e in (2, len(hs[0]["val_accuracy"]) - 1)]
-    sec = _median([_median(h["seconds"]) for h in hs])
+    sec = [_median(h["seconds"]) for h in hs]
+    failed = sum(np.isnan(a) for a in acc[1])
+    if failed:  # a median over the seeds that trained would flatter the setting
+        return (f"| {name} | {rounds} | diverged ({failed} of {len(hs)} seeds) | | "
+                f"{_median([t for t in sec if t == t]):.3f} |")
     return (f"| {name} | {rounds} | {_median(acc[0]):.2f}% | {_median(acc[1]):.2f}% "
-            f"| {sec:.3f} |")
+            f"| {_median(sec):.3f} |")
 
 
 def scaling(args):
@@ -262,7 +284,9 @@ def main(argv=None):
     a.add_argument("--chunks", type=int, nargs="+", default=[2, 4, 8, 16])
     a.add_argument("--rounds", type=int, nargs="+", default=[10 ** 9, 10, 1],
                    help="rounds per epoch (10**9: every step)")
-    a.add_argument("--seeds", type=int, default=5)
+    a.add_argument("--seeds", type=int, default=5, help="how many seeds")
+    a.add_argument("--first-seed", type=int, default=1)
+    a.add_argument("--json", help="also write every run's per-epoch figures here")
     a.add_argument("--epochs", type=int, default=10)
     a.add_argument("--workers", type=int, default=2)
     s = sub.add_parser("scaling")
