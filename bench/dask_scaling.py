@@ -25,6 +25,7 @@ worker with an empty kernel cache; the seconds from ``fd.fit`` to the end
 of its first round, and which backend the workers trained on.
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -206,6 +207,34 @@ def cold(args):
     (x, y), _ = fastnn.load_mnist()
     x, y = x[:20000], y[:20000]
     root = tempfile.mkdtemp(prefix="fastnn-cold-")
+    try:
+        with command_line_cluster(root) as address:
+            client = distributed.Client(address, timeout=60)
+            client.wait_for_workers(2, timeout=120)
+            first = []
+            net = fastnn.Network(CLASSIC, seed=8)
+            t0 = time.perf_counter()
+            # One round an epoch: the first round is a whole pass over each chunk.
+            fd.fit(net, x, y, client=client, epochs=3, batch_size=100, lr=0.5,
+                   sync_every=10 ** 9,
+                   callbacks=[lambda n, h: first.append(time.perf_counter() - t0)])
+            helpers = len(compile_helpers(root))
+            client.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"{_host()}\nempty kernel caches, 2 workers x 1 thread, 20,000 rows, classic, "
+          f"one round an epoch: epochs end {', '.join(f'{t:.2f}' for t in first)} s after "
+          f"fd.fit was called; compile helpers still running for the workers' caches: "
+          f"{helpers} (the workers trained on the NumPy backend meanwhile)")
+
+
+@contextlib.contextmanager
+def command_line_cluster(root, workers=2):
+    """A scheduler and ``workers`` single-threaded workers started from
+    their command lines on 127.0.0.1, each worker with its own empty kernel
+    cache under ``root`` (a new machine); yields the scheduler's address.
+    Stops them on leaving, and their compile helpers too (their caches are
+    thrown away)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -216,30 +245,18 @@ def cold(args):
     procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
                                "--port", str(port), "--dashboard-address", ":0"],
                               stdout=log, stderr=log, env=env)]
-    for i in range(2):
-        cache = os.path.join(root, f"cache{i}")
-        os.mkdir(cache)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1",
-             "--no-dashboard", "--host", "127.0.0.1"], stdout=log, stderr=log,
-            env=dict(env, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS="1")))
     try:
-        client = distributed.Client(address, timeout=60)
-        client.wait_for_workers(2, timeout=120)
-        first = []
-        net = fastnn.Network(CLASSIC, seed=8)
-        t0 = time.perf_counter()
-        # One round an epoch: the first round is a whole pass over each chunk.
-        fd.fit(net, x, y, client=client, epochs=3, batch_size=100, lr=0.5, sync_every=10 ** 9,
-               callbacks=[lambda n, h: first.append(time.perf_counter() - t0)])
-        print(f"{_host()}\nempty kernel caches, 2 workers x 1 thread, 20,000 rows, classic, "
-              f"one round an epoch: epochs end {', '.join(f'{t:.2f}' for t in first)} s after "
-              f"fd.fit was called; compile helpers still running for the workers' caches: "
-              f"{len(_helpers_for(root))} (the workers trained on the NumPy backend meanwhile)")
-        client.close()
+        for i in range(workers):
+            cache = os.path.join(root, f"cache{i}")
+            os.mkdir(cache)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1",
+                 "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}"],
+                stdout=log, stderr=log,
+                env=dict(env, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS="1",
+                         OMP_NUM_THREADS="1")))
+        yield address
     finally:
-        for pid in _helpers_for(root):  # their cache is about to be deleted
-            os.kill(pid, signal.SIGKILL)
         for p in reversed(procs):
             p.send_signal(signal.SIGINT)
         for p in procs:
@@ -247,11 +264,18 @@ def cold(args):
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
+        # The workers' compile helpers outlive them by design (a cache
+        # finished for next time); these caches are thrown away.
+        for pid in compile_helpers(str(root)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         log.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
-def _helpers_for(path):
+def compile_helpers(path):
     """PIDs of fastnn compile helpers whose environment mentions ``path``."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):

@@ -5,14 +5,9 @@ connects by address; fit, predict and a grid search run there, and the cold
 workers train on the NumPy backend while their kernels compile, instead of
 waiting minutes for the compiler before the first round.
 """
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 import fastnn
@@ -24,74 +19,32 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="finds the workers' compile helpers in /proc")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _load_bench(name):
+    """A script of bench/ as a module (the cluster tooling lives there)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _helpers_for(path):
-    """PIDs of fastnn compile helpers whose environment mentions ``path``."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"fastnn.runtime.cold_start" not in f.read():
-                        continue
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    if path.encode() in f.read():
-                        found.append(int(pid))
-            except OSError:
-                pass
-    return found
+_bench = _load_bench("dask_scaling")
+_helpers_for = _bench.compile_helpers
 
 
 @pytest.fixture(scope="module")
 def cli_cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NUMBA_CACHE_DIR", "FASTNN_BACKEND", "FASTNN_BACKGROUND_COMPILE")}
-    log = open(root / "cluster.log", "w")
-    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
-                               "--port", str(port), "--dashboard-address", ":0"],
-                              stdout=log, stderr=log, env=env)]
-    for i in range(2):
-        cache = root / f"cache{i}"  # a new machine's empty kernel cache
-        cache.mkdir()
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1",
-             "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard",
-             "--name", f"w{i}"],
-            stdout=log, stderr=log,
-            env=dict(env, NUMBA_CACHE_DIR=str(cache), NUMBA_NUM_THREADS="1",
-                     OMP_NUM_THREADS="1")))
-    client = None
-    try:
+    with _bench.command_line_cluster(str(root)) as address:
         client = distributed.Client(address, timeout=60)
-        client.wait_for_workers(2, timeout=120)
-        yield client, root
-    finally:
-        if client is not None:
+        try:
+            client.wait_for_workers(2, timeout=120)
+            yield client, root
+        finally:
             client.close()
-        for p in reversed(procs):
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        # The workers' compile helpers outlive them by design (a cache
-        # finished for next time); this cache is thrown away, so stop them.
-        for pid in _helpers_for(str(root)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        log.close()
 
 
 def test_fit_predict_and_search_on_a_cluster_started_from_the_command_line(cli_cluster):

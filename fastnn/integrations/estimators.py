@@ -332,10 +332,15 @@ class _BaseMLP(BaseEstimator):
         if cw is not None:
             sw = cw if sw is None else V.kernel_array(sw * cw)
         n_out = T.shape[1] if T.size else len(self.classes_)
-        layer_units = [X.shape[1]] + hidden + [n_out]
+        self._network_for([X.shape[1]] + hidden + [n_out], dtype, X.dtype, head, first)
+        return _FitData(X, y, labels, T, head, n_out, sw)
+
+    def _network_for(self, layer_units, dtype, x_dtype, head, first):
+        """``network_`` for a fit: new (``first``), or the fitted one
+        continued if its layers and dtype still match."""
         if dtype is None:  # as scikit-learn: float32 X trains in float32, else float64
             dtype = self.network_.dtype if not first else np.dtype(
-                np.float32 if X.dtype == np.float32 else np.float64)
+                np.float32 if x_dtype == np.float32 else np.float64)
         if first:
             self._initialize(layer_units, dtype, head)
         elif list(self.network_.layers) != layer_units or self.network_.dtype != dtype:
@@ -344,7 +349,6 @@ class _BaseMLP(BaseEstimator):
                              f"refit with warm_start=False")
         else:  # (set_params may have changed them since)
             self.network_.set_loss(**self._loss_settings(head))
-        return _FitData(X, y, labels, T, head, n_out, sw)
 
     def _fit_stochastic(self, net, data, incremental):
         if not hasattr(self, "_rule"):  # warm start from an lbfgs fit
@@ -475,8 +479,6 @@ class _BaseMLP(BaseEstimator):
         X, y = fdask._check_rows(fdask._as_dask("X", X), fdask._as_dask("y", y))
         first = not hasattr(self, "network_") or not self.warm_start
         self._validate_X(X[:1].compute(), reset=first)  # feature count, dtype, numbers
-        if dtype is None:
-            dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
         targets, n_out, head, cw = self._dask_targets(y, first)
         sw = None
         if sample_weight is not None:
@@ -487,20 +489,12 @@ class _BaseMLP(BaseEstimator):
             sw = sw.rechunk({0: X.chunks[0]}).astype(np.float64)
         if cw is not None:
             sw = cw if sw is None else sw * cw
-        layer_units = [X.shape[1]] + hidden + [n_out]
-        if first:
-            self._initialize(layer_units, dtype, head)
-        elif list(self.network_.layers) != layer_units or self.network_.dtype != dtype:
-            raise ValueError(f"hidden_layer_sizes/dtype changed since the model was fitted "
-                             f"(layers {list(self.network_.layers)}, now {layer_units}); "
-                             f"refit with warm_start=False")
-        else:
-            self.network_.set_loss(**self._loss_settings(head))
+        self._network_for([X.shape[1]] + hidden + [n_out], dtype, X.dtype, head, first)
         self._sync_params()
         net = self.network_
         client, cluster = fdask._get_client(None)
         try:
-            result = fdask.lbfgs(client, net, X.astype(dtype), targets, sw,
+            result = fdask.lbfgs(client, net, X.astype(net.dtype), targets, sw,
                                  max_iter=self.max_iter, max_fun=self.max_fun, l2=self.alpha,
                                  tol=self.tol, loss_scale=n_out if head in PER_OUTPUT else 1)
         finally:
