@@ -53,8 +53,10 @@ def test_mnist_model_and_file_and_estimators(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=5).fit(X, X[:, 0] * 2)
-    np.testing.assert_allclose(run(reg.to_onnx(), X).ravel(), reg.predict(X), rtol=1e-5,
-                               atol=1e-6)
+    sess = ort.InferenceSession(reg.to_onnx().SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(["variable"], {"input": X})[0].ravel(), reg.predict(X),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_command_line_export(tmp_path, capsys):
@@ -67,3 +69,70 @@ def test_command_line_export(tmp_path, capsys):
                                rtol=1e-5)
     assert cli.main(["export", str(tmp_path / "none.npz"), "--onnx", "x.onnx"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def _session(model):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("kind", ["strings", "binary", "multilabel"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_estimator_graph_has_skl2onnx_label_and_probabilities(rng, kind, dtype):
+    pytest.importorskip("sklearn")
+    import warnings
+
+    X = rng.standard_normal((120, 5)).astype(dtype)
+    if kind == "strings":
+        y = np.array(["ant", "bee", "cat"])[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)]
+    elif kind == "binary":
+        y = np.where(X[:, 0] > 0, 7, 3)
+    else:
+        y = np.stack([X[:, 0] > 0, X[:, 1] > 0, X[:, 2] > 0], axis=1).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = fastnn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0).fit(X, y)
+    sess = _session(est.to_onnx())
+    assert [o.name for o in sess.get_outputs()] == ["label", "probabilities"]
+    label, proba = sess.run(None, {"input": X})
+    np.testing.assert_array_equal(label, est.predict(X))
+    expected = est.predict_proba(X)
+    if kind == "binary":
+        assert proba.shape == (120, 2)
+    np.testing.assert_allclose(proba, expected, rtol=1e-5 if dtype == "float32" else 1e-12,
+                               atol=1e-7)
+
+
+@pytest.mark.parametrize("zipmap", [False, True])
+def test_skl2onnx_converts_a_pipeline_holding_a_fastnn_estimator(rng, zipmap):
+    skl2onnx = pytest.importorskip("skl2onnx")
+    pytest.importorskip("sklearn")
+    import warnings
+
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = rng.standard_normal((150, 4)) * [1, 10, 100, 0.1] + 3
+    y = np.array(["no", "maybe", "yes"])[(X[:, 0] > 3).astype(int) + (X[:, 1] > 10)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = Pipeline([("scale", StandardScaler()),
+                         ("mlp", fastnn.MLPClassifier(hidden_layer_sizes=(16,), max_iter=50,
+                                                      random_state=0))]).fit(X, y)
+    model = skl2onnx.to_onnx(pipe, X[:1].astype(np.float32), options={"zipmap": zipmap})
+    sess = _session(model)
+    label, proba = sess.run(None, {sess.get_inputs()[0].name: X.astype(np.float32)})
+    np.testing.assert_array_equal(label, pipe.predict(X))
+    if zipmap:  # skl2onnx's default: one {class: probability} per row
+        assert [o.name for o in sess.get_outputs()] == ["output_label", "output_probability"]
+        proba = np.array([[row[c] for c in pipe.classes_] for row in proba])
+    np.testing.assert_allclose(proba, pipe.predict_proba(X), atol=1e-5)
+    # A regressor in a pipeline: skl2onnx's "variable".
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg = Pipeline([("scale", StandardScaler()),
+                        ("mlp", fastnn.MLPRegressor(hidden_layer_sizes=(8,), max_iter=50,
+                                                    random_state=0))]).fit(X, X[:, 0] * 2)
+    sess = _session(skl2onnx.to_onnx(reg, X[:1].astype(np.float32)))
+    assert [o.name for o in sess.get_outputs()] == ["variable"]
+    got = sess.run(None, {sess.get_inputs()[0].name: X.astype(np.float32)})[0]
+    np.testing.assert_allclose(got.ravel(), reg.predict(X), rtol=1e-4, atol=1e-4)

@@ -544,12 +544,17 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def to_onnx(self, path=None):
-        """The fitted network as ONNX (see :meth:`fastnn.Network.to_onnx`):
-        its output is the output layer's activation (class probabilities of
-        the softmax, or per-output logistic probabilities, or values)."""
+        """The fitted estimator as ONNX, with the outputs skl2onnx gives a
+        scikit-learn MLP: a classifier's ``label`` (``predict``) and
+        ``probabilities`` (``predict_proba``), a regressor's ``variable``;
+        input ``input``. Written to ``path`` if given. Needs ``onnx``.
+        (In a Pipeline: ``skl2onnx.to_onnx`` converts fastnn's estimators,
+        see :func:`fastnn.integrations.onnx_export.register_skl2onnx`.)"""
+        from .onnx_export import estimator_to_onnx
+
         check_is_fitted(self)
         self._sync_params()
-        return self.network_.to_onnx(path)
+        return estimator_to_onnx(self, path)
 
     def to_sklearn(self):
         """A fitted scikit-learn estimator with these parameters (float64),
@@ -894,3 +899,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if not np.isfinite(p).all():
             return np.nan
         return r2_score(y, p, sample_weight=sample_weight)
+
+
+# skl2onnx converts pipelines holding these estimators once it is imported.
+from .onnx_export import register_skl2onnx_when_imported as _register  # noqa: E402
+
+_register()
