@@ -816,3 +816,20 @@ def test_estimator_losses_smoothing_and_clipping(rng):
             bad.fit(X, y if isinstance(bad, MLPClassifier) else t)
     with pytest.raises(ValueError, match="cannot hold this model"):
         fits["huber"].to_sklearn()
+
+
+def test_progress_reports_batches_and_checks_its_value(rng):
+    X, y = classification(rng, 200, 4, "multiclass")
+    seen = []
+    est = MLPClassifier(hidden_layer_sizes=(6,), max_iter=3, batch_size=50, random_state=0,
+                        progress=lambda done, total: seen.append((done, total)))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    assert seen and seen[-1] == (4, 4) and len(est.loss_curve_) == 3
+    from sklearn.base import clone
+    assert "progress" in est.get_params() and clone(est).progress is est.progress
+    est.to_sklearn()  # scikit-learn's MLP has no progress: left out
+    with pytest.raises(TypeError, match="progress must be True, False or a callable"):
+        MLPClassifier(progress="yes").fit(X, y)

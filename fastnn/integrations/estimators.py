@@ -118,7 +118,7 @@ class _BaseMLP(BaseEstimator):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dtype=None, weight_decay=0.01, early_stopping_metric="score",
-                 callbacks=None, dropout=0.0, clip_norm=None):
+                 callbacks=None, dropout=0.0, clip_norm=None, progress=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -148,6 +148,7 @@ class _BaseMLP(BaseEstimator):
         self.callbacks = callbacks
         self.dropout = dropout
         self.clip_norm = clip_norm
+        self.progress = progress
 
     # ------------------------------------------------------------ checks
     def _check_params(self):
@@ -202,6 +203,9 @@ class _BaseMLP(BaseEstimator):
             for i, f in enumerate(callbacks):
                 if not callable(f):
                     raise TypeError(f"callbacks[{i}] is not callable: {f!r}")
+        if not (isinstance(self.progress, bool) or callable(self.progress)):
+            raise TypeError(f"progress must be True, False or a callable f(batches_done, "
+                            f"batches_total), got {self.progress!r}")
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -400,6 +404,7 @@ class _BaseMLP(BaseEstimator):
                 training.run_epochs(
                     trainer, opt, state, rule, 1 if incremental else self.max_iter,
                     training.Watch({}, validate if self.early_stopping else None, report=report,
+                                   progress=self.progress,
                                    classify=False, callbacks=tuple(self.callbacks or ()),
                                    owner=self,
                                    # scikit-learn's squared loss is averaged over the outputs too.
@@ -568,7 +573,7 @@ class _BaseMLP(BaseEstimator):
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("dtype", "weight_decay", "class_weight", "early_stopping_metric",
                                "callbacks", "dropout", "clip_norm", "label_smoothing",
-                               "delta")}
+                               "delta", "progress")}
         est = cls(**params)
         try:
             est._validate_params()
@@ -675,7 +680,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  dtype=None, weight_decay=0.01, early_stopping_metric="score", callbacks=None,
-                 dropout=0.0, clip_norm=None, class_weight=None, label_smoothing=0.0):
+                 dropout=0.0, clip_norm=None, class_weight=None, label_smoothing=0.0,
+                 progress=False):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
@@ -686,7 +692,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                          epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
                          dtype=dtype, weight_decay=weight_decay,
                          early_stopping_metric=early_stopping_metric, callbacks=callbacks,
-                         dropout=dropout, clip_norm=clip_norm)
+                         dropout=dropout, clip_norm=clip_norm, progress=progress)
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
 
@@ -836,7 +842,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  loss="squared_error", dtype=None, weight_decay=0.01,
                  early_stopping_metric="score", callbacks=None, dropout=0.0, clip_norm=None,
-                 delta=1.0):
+                 delta=1.0, progress=False):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
@@ -847,7 +853,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                          epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
                          dtype=dtype, weight_decay=weight_decay,
                          early_stopping_metric=early_stopping_metric, callbacks=callbacks,
-                         dropout=dropout, clip_norm=clip_norm)
+                         dropout=dropout, clip_norm=clip_norm, progress=progress)
         self.loss = loss
         self.delta = delta
 
