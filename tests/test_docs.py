@@ -60,3 +60,14 @@ def test_pages_render_offline_in_headless_chromium(site):
     assert "Network" in seen["api/fastnn.Network.html"][0]
     assert seen["auto_examples/from_scratch.html"][1] >= 2, seen  # the tutorial's figures
     assert all(n_css > 0 for _, _, n_css in seen.values())
+
+
+@pytest.mark.parametrize("name", ["fastnn.MLPClassifier", "fastnn.MLPRegressor"])
+def test_every_estimator_parameter_is_documented(name):
+    """numpydoc's validation (as scikit-learn's docstring tests): no
+    constructor parameter missing from the docstring (PR01) and none
+    documented that does not exist (PR02)."""
+    validate = pytest.importorskip("numpydoc.validate")
+    pytest.importorskip("sklearn")
+    errors = [e for e in validate.validate(name)["errors"] if e[0] in ("PR01", "PR02", "GL08")]
+    assert not errors, errors

@@ -108,6 +108,123 @@ class _FitData(NamedTuple):
     sw: Any               # (n,) float64 sample weights, or None
 
 
+# The estimators' docstrings: scikit-learn's parameters (same meaning and
+# default) and fastnn's additions (marked), written once for both classes.
+_PARAMETERS = """\
+hidden_layer_sizes : array-like of int, default=(100,)
+    Units of each hidden layer.
+activation : {"identity", "logistic", "tanh", "relu"} or list, default="relu"
+    Hidden activation; fastnn also takes ``"elu"``, ``"softplus"``,
+    ``"gelu"``, ``"silu"``, ``"leaky_relu"``, and a list of one name per
+    hidden layer (*fastnn*).
+solver : {"lbfgs", "sgd", "adam"}, default="adam"
+    The optimizer; fastnn adds ``"rmsprop"``, ``"adagrad"`` and ``"adamw"``
+    (*fastnn*; each as ``torch.optim`` computes it).
+alpha : float, default=0.0001
+    L2 penalty ``0.5*alpha*sum(W**2)`` divided by the batch's rows (or
+    its sample weights), as scikit-learn.
+batch_size : int or "auto", default="auto"
+    Rows per mini-batch; ``"auto"`` is ``min(200, n_samples)``.
+learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+    Step-size schedule for ``solver="sgd"``.
+learning_rate_init : float, default=0.001
+    Initial step size (sgd, adam and fastnn's solvers).
+power_t : float, default=0.5
+    Exponent of ``"invscaling"``.
+max_iter : int, default=200
+    Epochs (stochastic solvers) or iterations (lbfgs) at most.
+shuffle : bool, default=True
+    Shuffle the rows every epoch (fastnn's own seeded generator).
+random_state : int, RandomState instance or None, default=None
+    Seeds the initial weights (drawn as scikit-learn draws them), the
+    shuffling, the validation split and the dropout masks.
+tol : float, default=1e-4
+    Improvement below which an epoch counts as no progress.
+verbose : bool, default=False
+    Print the loss of every epoch.
+warm_start : bool, default=False
+    Continue from the fitted network on the next ``fit``.
+momentum : float, default=0.9
+    Momentum of ``solver="sgd"``.
+nesterovs_momentum : bool, default=True
+    Nesterov's momentum for ``solver="sgd"``.
+early_stopping : bool, default=False
+    Hold out ``validation_fraction`` of the rows and stop when the
+    validation score stops improving; the best parameters are kept.
+validation_fraction : float, default=0.1
+    Share of the rows held out for ``early_stopping``.
+beta_1 : float, default=0.9
+    Adam's (and AdamW's) first-moment decay.
+beta_2 : float, default=0.999
+    Adam's second-moment decay; RMSprop's smoothing constant.
+epsilon : float, default=1e-8
+    Adam's (AdamW's, RMSprop's, Adagrad's) numerical stability term.
+n_iter_no_change : int, default=10
+    Epochs without progress (``tol``) before stopping.
+max_fun : int, default=15000
+    Loss evaluations at most (lbfgs).
+dtype : {None, "float32", "float64"}, default=None
+    *fastnn*: the network's precision; None follows ``X`` as scikit-learn
+    does (float32 stays float32, anything else is float64).
+weight_decay : float, default=0.01
+    *fastnn*: AdamW's decoupled weight decay.
+early_stopping_metric : {"score", "loss"}, default="score"
+    *fastnn*: what ``early_stopping`` watches: the validation score (as
+    scikit-learn) or the validation loss.
+callbacks : list of callable or None, default=None
+    *fastnn*: ``f(estimator, history)`` after each epoch; True stops.
+dropout : float or list of float, default=0.0
+    *fastnn*: inverted dropout rate after each hidden layer while
+    training (one rate, or one per hidden layer); off in ``predict``.
+clip_norm : float or None, default=None
+    *fastnn*: clip each step's gradient to this global L2 norm.
+progress : bool or callable, default=False
+    *fastnn*: True draws a ``tqdm.auto`` bar over the epochs; a callable
+    gets ``(batches_done, batches_total)``.
+"""
+
+_ATTRIBUTES = """\
+loss_ : float
+    The training loss of the last epoch (penalty included).
+best_loss_ : float or None
+    The best training loss (None with ``early_stopping``).
+loss_curve_ : list of float
+    The training loss of each epoch (stochastic solvers).
+validation_scores_ : list of float or None
+    The validation score of each epoch (with ``early_stopping``).
+best_validation_score_ : float or None
+    The best of them.
+validation_loss_curve_ : list of float
+    *fastnn*: the validation loss of each epoch (with ``early_stopping``).
+t_ : int
+    Training samples seen.
+coefs_ : list of ndarray
+    Weight matrices, ``coefs_[i]`` of shape (units in, units out): views
+    into ``network_``'s parameters.
+intercepts_ : list of ndarray
+    Bias vectors, views into ``network_``'s parameters.
+n_features_in_ : int
+    Features seen in ``fit``.
+feature_names_in_ : ndarray of str
+    Their names, when ``X`` had string column names.
+n_iter_ : int
+    Epochs (or lbfgs iterations) run.
+n_layers_ : int
+    Layers, input and output included.
+n_outputs_ : int
+    Output units.
+out_activation_ : str
+    The output activation.
+network_ : fastnn.Network
+    *fastnn*: the network that holds the parameters and trains.
+"""
+
+
+def _docstring(summary, extra_parameters="", extra_attributes=""):
+    return (f"{summary}\n\nParameters\n----------\n{_PARAMETERS}{extra_parameters}\n"
+            f"Attributes\n----------\n{extra_attributes}{_ATTRIBUTES}")
+
+
 class _BaseMLP(BaseEstimator):
     _head = None  # set by the subclasses for regression; chosen from y for classification
 
@@ -668,10 +785,25 @@ class _BaseMLP(BaseEstimator):
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """Multi-layer perceptron classifier on fastnn's kernels; the parameters,
-    attributes and methods of :class:`sklearn.neural_network.MLPClassifier`
-    (stochastic solvers). Multi-class (softmax output), binary and
-    multi-label (logistic outputs); any label type scikit-learn accepts."""
+    __doc__ = _docstring(
+        """Multi-layer perceptron classifier on fastnn's kernels.
+
+A drop-in for :class:`sklearn.neural_network.MLPClassifier`: the same
+parameters with the same meanings and defaults, the same fitted attributes
+and methods; fastnn's additions are marked *fastnn*. Multi-class (softmax
+output), binary and multi-label (logistic outputs); any label type
+scikit-learn accepts. Dask arrays fit with ``solver="lbfgs"`` on the
+workers holding their chunks.""",
+        """class_weight : dict, list of dict, "balanced" or None, default=None
+    *fastnn*: weigh each row by its class (scikit-learn's
+    ``compute_sample_weight``), times ``sample_weight``.
+label_smoothing : float, default=0.0
+    *fastnn*: softmax targets ``(1 - a) * onehot + a / classes``; logistic
+    targets move by ``a / 2`` towards 0.5.
+""",
+        """classes_ : ndarray
+    The class labels (multi-label: the column indices).
+""")
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -829,10 +961,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor (squared error) on fastnn's kernels;
-    the parameters, attributes and methods of
-    :class:`sklearn.neural_network.MLPRegressor` (stochastic solvers).
-    Single and multi-output."""
+    __doc__ = _docstring(
+        """Multi-layer perceptron regressor on fastnn's kernels.
+
+A drop-in for :class:`sklearn.neural_network.MLPRegressor`: the same
+parameters with the same meanings and defaults, the same fitted attributes
+and methods; fastnn's additions are marked *fastnn*. Single and
+multi-output. Dask arrays fit with ``solver="lbfgs"`` on the workers
+holding their chunks.""",
+        """loss : {"squared_error", "poisson", "absolute_error", "huber"}, default="squared_error"
+    The loss (scikit-learn >= 1.7 has ``"poisson"``); *fastnn* adds
+    ``"absolute_error"`` and ``"huber"``.
+delta : float, default=1.0
+    *fastnn*: the Huber loss's threshold.
+""")
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
