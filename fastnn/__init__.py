@@ -57,7 +57,13 @@ def __dir__():
 
 
 def set_num_threads(n):
-    """Threads used by the compiled kernels (at most the CPU count)."""
+    """Set the threads the compiled kernels use.
+
+    Parameters
+    ----------
+    n : int
+        Threads, at most Numba's ``NUMBA_NUM_THREADS`` (the CPU count).
+    """
     import numba
 
     from . import _config  # noqa: F401  (threading layer chosen first)
@@ -65,6 +71,13 @@ def set_num_threads(n):
 
 
 def get_num_threads():
+    """The threads the compiled kernels use.
+
+    Returns
+    -------
+    int
+        The current thread count.
+    """
     import numba
 
     from . import _config  # noqa: F401

@@ -37,6 +37,13 @@ MAX_IDX_BYTES = 2 ** 31
 
 
 def bundled_mnist_dir():
+    """The directory of the MNIST files bundled with fastnn.
+
+    Returns
+    -------
+    pathlib.Path
+        The directory.
+    """
     return Path(__file__).resolve().parent / "data" / "mnist"
 
 
@@ -66,6 +73,18 @@ def read_idx(path, expect_magic=None):
     one big-endian uint32 per dimension) is checked against the file length
     before anything is allocated, so a corrupt or truncated file raises
     ``ValueError`` instead of allocating what its header claims.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    expect_magic : int or None, default=None
+        The magic number the header must have (2051 images, 2049 labels).
+
+    Returns
+    -------
+    ndarray
+        The array, of the file's type and shape.
     """
     data = _read_bytes(path)
     if len(data) < 4:
@@ -105,6 +124,16 @@ def load_mnist(path=None):
     ``path`` (or the ``FASTNN_DATA`` environment variable) names a directory
     holding the four IDX files, gzip-compressed or raw; by default the copy
     bundled with fastnn is used.
+
+    Parameters
+    ----------
+    path : str, path-like or None, default=None
+        A directory of the four IDX files.
+
+    Returns
+    -------
+    tuple
+        ``(x_train, y_train), (x_test, y_test)``.
     """
     directory = path or os.environ.get("FASTNN_DATA") or bundled_mnist_dir()
     if not Path(directory).is_dir():
@@ -137,6 +166,18 @@ def load_arrays(path, header=None):
       ``y_test``; or ``x``, ``y`` (never unpickled);
     * ``.csv``: one row per sample, numbers only, the label or target in the
       last column (read by :func:`read_csv`; ``header`` as there).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A directory, an ``.npz`` or a ``.csv`` file.
+    header : bool or None, default=None
+        A CSV file's header row, as :func:`read_csv` takes it.
+
+    Returns
+    -------
+    tuple
+        ``((x, y), test)``, ``test`` being ``(x_test, y_test)`` or None.
     """
     p = Path(path)
     if p.is_dir():
@@ -187,6 +228,16 @@ def target_type(y):
     A column of whole numbers is a class label by this rule, however many
     distinct values it has: ``fastnn train`` asks for ``--task`` when there
     are more classes than a fifth of the rows.
+
+    Parameters
+    ----------
+    y : array-like
+        The target.
+
+    Returns
+    -------
+    str
+        One of the names above, or ``"unknown"`` (empty, or more than 2-D).
     """
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
@@ -205,7 +256,22 @@ def target_type(y):
 
 def as_2d(x, path, name):
     """Samples as rows: images (n, h, w) flattened, uint8 pixels scaled to
-    [0, 1] as load_mnist does; anything else not 2-D is an error."""
+    [0, 1] as load_mnist does; anything else not 2-D is an error.
+
+    Parameters
+    ----------
+    x : ndarray
+        The samples.
+    path : str or path-like
+        The file they came from (for the error message).
+    name : str
+        Their name in it (for the error message).
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features)
+        The samples as rows.
+    """
     if x.ndim > 2:
         x = x.reshape(x.shape[0], -1)
     if x.ndim != 2:
@@ -251,6 +317,18 @@ def read_csv(path, header=None):
     objects to (a bad or non-finite cell, a ragged row, a blank-looking
     line) is read again by the ``csv`` module under the rules above, which
     either accepts it or names the cell.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    header : bool or None, default=None
+        Whether the first row is a header (None: decide as above).
+
+    Returns
+    -------
+    ndarray of float64, shape (rows, columns)
+        The numbers.
     """
     for encoding in ("utf-8-sig", "latin-1"):
         try:

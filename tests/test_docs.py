@@ -62,12 +62,40 @@ def test_pages_render_offline_in_headless_chromium(site):
     assert all(n_css > 0 for _, _, n_css in seen.values())
 
 
-@pytest.mark.parametrize("name", ["fastnn.MLPClassifier", "fastnn.MLPRegressor"])
-def test_every_estimator_parameter_is_documented(name):
-    """numpydoc's validation (as scikit-learn's docstring tests): no
-    constructor parameter missing from the docstring (PR01) and none
-    documented that does not exist (PR02)."""
+def _public_api():
+    """Every public class, function and method a user reaches: fastnn's
+    names, their public methods, fastnn.datasets and fastnn.dask."""
+    import inspect
+
+    import fastnn
+    import fastnn.datasets
+    names = []
+    for module, prefix in ((fastnn, "fastnn"), (fastnn.datasets, "fastnn.datasets")):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isclass(obj) and not issubclass(obj, Exception):
+                names.append(f"{prefix}.{name}")
+                names += [f"{prefix}.{name}.{m}" for m, _ in inspect.getmembers(obj)
+                          if not m.startswith("_") and callable(getattr(obj, m))]
+            elif inspect.isfunction(obj):
+                names.append(f"{prefix}.{name}")
+    try:
+        import fastnn.dask
+        names += [f"fastnn.dask.{n}" for n in fastnn.dask.__all__]
+    except ImportError:
+        pass
+    return names
+
+
+def test_every_public_parameter_is_documented():
+    """numpydoc's validation (as scikit-learn's docstring tests) of every
+    public class, function and method: none without a docstring (GL08), no
+    parameter missing from its docstring (PR01), none documented that does
+    not exist (PR02)."""
     validate = pytest.importorskip("numpydoc.validate")
     pytest.importorskip("sklearn")
-    errors = [e for e in validate.validate(name)["errors"] if e[0] in ("PR01", "PR02", "GL08")]
-    assert not errors, errors
+    names = _public_api()
+    assert "fastnn.MLPClassifier" in names and "fastnn.Network.fit" in names
+    problems = {name: [e for e in validate.validate(name)["errors"]
+                       if e[0] in ("PR01", "PR02", "GL08")] for name in names}
+    assert not {k: v for k, v in problems.items() if v}

@@ -24,24 +24,52 @@ FORMAT_VERSION = modelio.FORMAT_VERSION
 class Network:
     """A fully connected network from ``layers[0]`` inputs to ``layers[-1]`` outputs.
 
-    ``layers``: widths, input first (``[784, 100, 50, 10]``). ``hidden``:
-    the hidden layers' activation, a name in :data:`HIDDEN` (the registry's
-    activations: relu, sigmoid, tanh, identity, ...), or a list of one per
-    hidden layer (``["relu", "tanh"]``). ``output``: softmax
-    (cross-entropy) | sigmoid (binary cross-entropy) | identity (squared
-    error) | poisson (half Poisson deviance, log link) | absolute_error |
-    huber (squared error within ``delta`` of the target, linear beyond:
-    ``torch.nn.HuberLoss(delta=delta)``); regression heads sum their loss
-    over outputs. ``label_smoothing``: softmax's, as
-    ``torch.nn.CrossEntropyLoss(label_smoothing=...)``, or sigmoid's (each
-    0/1 target moved ``label_smoothing / 2`` towards the other). ``init``:
-    uniform (half-width ``init_scale``) | he | glorot. ``seed`` seeds the
-    initialisation and the shuffling, so a run repeats exactly. ``dtype``:
-    float32 | float64.
+    Parameters
+    ----------
+    layers : sequence of int
+        Widths, input first: ``[784, 100, 50, 10]``.
+    hidden : str or list of str, default="relu"
+        The hidden layers' activation, a name in :data:`HIDDEN` (relu,
+        sigmoid, tanh, identity, elu, softplus, gelu, silu, leaky_relu), or
+        one per hidden layer (``["relu", "tanh"]``).
+    output : str, default="softmax"
+        The head and its loss: ``"softmax"`` (cross-entropy),
+        ``"sigmoid"`` (binary cross-entropy per output), ``"identity"``
+        (squared error), ``"poisson"`` (half Poisson deviance, log link),
+        ``"absolute_error"``, ``"huber"`` (squared within ``delta`` of the
+        target, linear beyond, as ``torch.nn.HuberLoss``); regression heads
+        sum their loss over the outputs.
+    init : {"uniform", "he", "glorot"}, default="uniform"
+        Weight initialisation; ``"uniform"`` draws from
+        ``[-init_scale, init_scale]``.
+    init_scale : float, default=0.1
+        Half-width of ``init="uniform"``.
+    seed : int or None, default=None
+        Seeds the initialisation, the shuffling and the dropout masks: a
+        run repeats exactly.
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the parameters and of the arithmetic.
+    delta : float, default=1.0
+        The ``"huber"`` head's threshold.
+    label_smoothing : float, default=0.0
+        Softmax: as ``torch.nn.CrossEntropyLoss(label_smoothing=...)``;
+        sigmoid: each 0/1 target moves ``label_smoothing / 2`` towards the
+        other.
 
-    ``theta`` holds every parameter; ``weights``/``biases`` are views into
-    it (writing them changes the model). ``engine`` is what training keeps
-    between fits (:class:`fastnn.engine.training.EngineState`).
+    Attributes
+    ----------
+    theta : ndarray
+        Every parameter, in one vector; ``weights``/``biases`` are views
+        into it (writing them changes the model).
+    weights : list of ndarray
+        ``weights[l]`` of shape (``layers[l]``, ``layers[l + 1]``).
+    biases : list of ndarray
+        ``biases[l]`` of shape (``layers[l + 1]``,).
+    history : dict
+        The last ``fit``'s per-epoch figures.
+    engine : fastnn.engine.training.EngineState
+        What training keeps between fits (the shuffling stream, the
+        optimizer state for ``partial_fit``).
     """
 
     def __init__(self, layers, hidden="relu", output="softmax", init="uniform",
@@ -79,7 +107,15 @@ class Network:
         self.weights, self.biases = self.layout.views(self.theta)
 
     def set_loss(self, delta=None, label_smoothing=None):
-        """Change the loss settings (given ones only) for the next fits."""
+        """Change the loss settings for the next fits.
+
+        Parameters
+        ----------
+        delta : float or None, default=None
+            The huber head's threshold (None: unchanged).
+        label_smoothing : float or None, default=None
+            Softmax/sigmoid label smoothing (None: unchanged).
+        """
         self.delta, self.label_smoothing = validation.check_loss_settings(
             self.output, self.delta if delta is None else delta,
             self.label_smoothing if label_smoothing is None else label_smoothing)
@@ -118,38 +154,91 @@ class Network:
             patience=10, min_delta=0.0, callbacks=(), progress=False, verbose=False,
             weight_decay=0.01, sample_weight=None, class_weight=None, dropout=None,
             clip_norm=None):
-        """Mini-batch gradient descent; returns the history (also ``self.history``).
+        """Train by mini-batch gradient descent.
 
-        ``optimizer``: "sgd" (``momentum``, ``nesterov``), "adam" (``beta1``,
-        ``beta2``, ``eps``), "adamw" (those and the decoupled
-        ``weight_decay``), "rmsprop" (``beta2`` as its smoothing constant,
-        torch's ``alpha``; ``eps``) or "adagrad" (``eps``): each as
-        ``torch.optim``'s class of that name computes it; its state starts
-        fresh on each ``fit``. ``l2``:
-        penalty ``0.5*l2*sum(W**2)`` (weights only) in each batch's loss.
-        ``lr_schedule``: see :mod:`fastnn.schedules`. Validation:
-        ``validation_data=(x_val, y_val)`` or ``validation_split`` (the last
-        rows, before shuffling); ``early_stopping`` stops once ``val_loss``
-        has not improved by more than ``min_delta`` for ``patience`` epochs
-        and restores the best epoch. ``callbacks``: ``f(net, history)`` after
-        each epoch, True stops. ``progress``: True (a bar on a terminal) or
-        ``f(batches_done, batches_total)``. ``sample_weight``: a weight per
-        row of ``x`` (each batch's loss is the weighted mean); ``class_weight``:
-        {class index: weight} or "balanced" (scikit-learn's formula over the
-        training rows), multiplied into ``sample_weight``; validation rows
-        are not weighted. ``dropout``: inverted dropout on the hidden layers'
-        outputs during training, one rate in [0, 1) or a list of one per
-        hidden layer (masks seeded by ``seed``: a run repeats exactly,
-        whatever the thread count); never in ``predict``/``evaluate``.
-        ``clip_norm``: before each step the loss gradient is scaled to a
-        global L2 norm of at most this (``torch.nn.utils.clip_grad_norm_``).
+        Parameters
+        ----------
+        x : array-like or scipy sparse matrix of shape (n_samples, n_features)
+            Training inputs (a sparse or mostly-zero ``x`` is read through
+            its CSR form).
+        y : array-like
+            Class indices 0..K-1 or one-hot rows (softmax), 0/1 columns
+            (sigmoid), or target values (regression heads).
+        epochs : int, default=1
+            Passes over the data (at most, with ``early_stopping``).
+        batch_size : int, default=100
+            Rows per step.
+        lr : float, default=0.1
+            Learning rate (the start of ``lr_schedule``).
+        optimizer : {"sgd", "adam", "adamw", "rmsprop", "adagrad"}, default="sgd"
+            Each as ``torch.optim``'s class of that name computes it; its
+            state starts fresh on each ``fit``.
+        momentum : float, default=0.0
+            SGD's momentum.
+        nesterov : bool, default=False
+            Nesterov's momentum for SGD.
+        beta1 : float, default=0.9
+            Adam's and AdamW's first-moment decay.
+        beta2 : float, default=0.999
+            Adam's and AdamW's second-moment decay; RMSprop's smoothing
+            constant (torch's ``alpha``).
+        eps : float, default=1e-8
+            The optimizers' stability term.
+        l2 : float, default=0.0
+            Penalty ``0.5*l2*sum(W**2)`` (weights only) in each batch's loss.
+        lr_schedule : str, callable or None, default=None
+            A schedule of :mod:`fastnn.schedules` (by name or object).
+        shuffle : bool, default=True
+            Visit the rows in a new seeded order every epoch.
+        validation_data : tuple (x_val, y_val) or None, default=None
+            Evaluated after each epoch (``val_loss``, ``val_accuracy``).
+        validation_split : float, default=0.0
+            Or hold out this share of the rows (the last ones, before
+            shuffling) for validation.
+        early_stopping : bool, default=False
+            Stop once ``val_loss`` has not improved by more than
+            ``min_delta`` for ``patience`` epochs, and restore the best epoch.
+        patience : int, default=10
+            Epochs without improvement before stopping.
+        min_delta : float, default=0.0
+            Improvement that counts.
+        callbacks : sequence of callable, default=()
+            ``f(net, history)`` after each epoch; returning True stops.
+        progress : bool or callable, default=False
+            True: a bar (tqdm.auto over the epochs if installed, else a
+            text bar on a terminal); a callable gets
+            ``(batches_done, batches_total)``.
+        verbose : bool, default=False
+            Print a line per epoch.
+        weight_decay : float, default=0.01
+            AdamW's decoupled weight decay.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            A weight per row: each batch's loss is the weighted mean.
+        class_weight : dict, "balanced" or None, default=None
+            ``{class index: weight}`` or scikit-learn's balanced formula,
+            multiplied into ``sample_weight`` (validation rows unweighted).
+        dropout : float, list of float or None, default=None
+            Inverted dropout on the hidden layers' outputs while training:
+            one rate in [0, 1) or one per hidden layer; masks seeded by
+            ``seed``, the same whatever the thread count.
+        clip_norm : float or None, default=None
+            Scale each step's gradient to a global L2 norm of at most this
+            (``torch.nn.utils.clip_grad_norm_``).
 
-        History: per epoch ``loss``/``accuracy`` (running means over the
-        batches, each measured before its update; NaN accuracy for
-        regression), ``lr``, ``seconds``, and ``val_loss``/``val_accuracy``.
-        A NaN/inf loss or parameter restores the parameters from before that
-        epoch and raises :class:`TrainingDivergedError`; ``KeyboardInterrupt``
-        keeps the last completed epoch (and ``self.history``) and propagates.
+        Returns
+        -------
+        dict
+            The history (also ``self.history``): per epoch ``loss`` and
+            ``accuracy`` (running means over the batches, each measured
+            before its update; NaN accuracy for regression), ``lr``,
+            ``seconds``, and ``val_loss``/``val_accuracy`` when validating.
+
+        Raises
+        ------
+        TrainingDivergedError
+            A NaN/inf loss or parameter: the parameters are those from
+            before that epoch. (``KeyboardInterrupt`` keeps the last
+            completed epoch and ``self.history``, and propagates.)
         """
         opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
                                  weight_decay=weight_decay, clip_norm=clip_norm,
@@ -220,10 +309,50 @@ class Network:
     def partial_fit(self, x, y, batch_size=100, lr=0.1, optimizer="sgd", momentum=0.0,
                     nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, shuffle=True,
                     weight_decay=0.01, dropout=None, clip_norm=None):
-        """One epoch over ``(x, y)``, continuing the optimizer state (momentum
-        velocity, Adam moments and step count) of the previous ``fit`` or
-        ``partial_fit`` with the same optimizer: for data that arrives in
-        chunks. Returns the epoch's ``{"loss", "accuracy"}``."""
+        """One epoch over ``(x, y)``, continuing the optimizer state.
+
+        The momentum velocity, Adam moments and step count of the previous
+        ``fit`` or ``partial_fit`` with the same optimizer carry on: for
+        data that arrives in chunks.
+
+        Parameters
+        ----------
+        x : array-like or scipy sparse matrix of shape (n_samples, n_features)
+            This chunk's inputs.
+        y : array-like
+            Its targets, as for :meth:`fit`.
+        batch_size : int, default=100
+            Rows per step.
+        lr : float, default=0.1
+            Learning rate.
+        optimizer : {"sgd", "adam", "adamw", "rmsprop", "adagrad"}, default="sgd"
+            As for :meth:`fit`.
+        momentum : float, default=0.0
+            SGD's momentum.
+        nesterov : bool, default=False
+            Nesterov's momentum for SGD.
+        beta1 : float, default=0.9
+            Adam's first-moment decay.
+        beta2 : float, default=0.999
+            Adam's second-moment decay (RMSprop's smoothing constant).
+        eps : float, default=1e-8
+            The optimizers' stability term.
+        l2 : float, default=0.0
+            L2 penalty, as for :meth:`fit`.
+        shuffle : bool, default=True
+            Visit the rows in a seeded random order.
+        weight_decay : float, default=0.01
+            AdamW's decoupled weight decay.
+        dropout : float, list of float or None, default=None
+            As for :meth:`fit`.
+        clip_norm : float or None, default=None
+            As for :meth:`fit`.
+
+        Returns
+        -------
+        dict
+            The epoch's ``{"loss", "accuracy"}``.
+        """
         opt = training.optimizer(optimizer, lr, momentum, nesterov, beta1, beta2, eps, l2,
                                  weight_decay=weight_decay, clip_norm=clip_norm,
                                  **self._dropout_settings(dropout))
@@ -258,13 +387,35 @@ class Network:
         return out
 
     def predict_proba(self, x):
-        """Output of the head: class probabilities (softmax/sigmoid) or the
-        regression values (identity)."""
+        """The head's output: class probabilities (softmax, sigmoid) or values.
+
+        Parameters
+        ----------
+        x : array-like or scipy sparse matrix of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_outputs)
+            Probabilities (softmax, sigmoid) or the regression values.
+        """
         return self._forward(x, self.head)
 
     def predict(self, x):
-        """Class labels (softmax: argmax; sigmoid: 0/1 per output, flattened
-        for one output) or regression values (identity: Z; poisson: exp(Z))."""
+        """Class labels, or regression values.
+
+        Parameters
+        ----------
+        x : array-like or scipy sparse matrix of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        ndarray
+            Softmax: the argmax class, shape (n_samples,); sigmoid: 0/1 per
+            output (flattened for one output); regression heads: the values
+            (poisson: ``exp`` of the last layer).
+        """
         if self.output == "poisson":
             return self._forward(x, self.head)
         Z = self._forward(x, self.head._replace(code=-1))  # the logits
@@ -291,12 +442,34 @@ class Network:
         return r
 
     def evaluate(self, x, y):
-        """Mean loss (and accuracy for classification) on (x, y)."""
+        """Mean loss, and accuracy for classification, on ``(x, y)``.
+
+        Parameters
+        ----------
+        x : array-like or scipy sparse matrix of shape (n_samples, n_features)
+            Inputs.
+        y : array-like
+            Targets, as for :meth:`fit`.
+
+        Returns
+        -------
+        dict
+            ``{"loss": ..., "accuracy": ...}`` (no accuracy for regression).
+        """
         X = self._check_x(x)
         return self._evaluate(X, *self._check_y(y, X.shape[0]))
 
     # ---------------------------------------------------------------- files
     def describe(self):
+        """The architecture as a dict (what :meth:`save` writes beside the
+        parameters).
+
+        Returns
+        -------
+        dict
+            ``layers``, ``hidden``, ``output``, ``dtype``, and ``delta`` /
+            ``label_smoothing`` when they matter.
+        """
         d = {"layers": list(self.layers), "hidden": self.hidden, "output": self.output,
              "dtype": self.dtype.name}
         if self.output == "huber":
@@ -306,13 +479,33 @@ class Network:
         return d
 
     def save(self, path):
-        """Write architecture and parameters to a ``.npz`` file atomically."""
+        """Write the architecture and parameters to a ``.npz`` file atomically.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file (a regular file; a link is followed; an existing file
+            is replaced only once the new one is complete).
+        """
         modelio.write_model(path, self.describe(), self.weights, self.biases)
 
     @classmethod
     def load(cls, path):
-        """Read a network written by :meth:`save` (never unpickles; every
-        header checked before data is read; see :func:`fastnn.engine.modelio.read_model`)."""
+        """Read a network written by :meth:`save`.
+
+        Never unpickles; every header is checked before data is read (see
+        :func:`fastnn.engine.modelio.read_model`).
+
+        Parameters
+        ----------
+        path : str or path-like
+            A file written by :meth:`save`.
+
+        Returns
+        -------
+        Network
+            The network, its parameters those saved.
+        """
         description, weights, biases = modelio.read_model(path)
         net = cls(description["layers"], hidden=description["hidden"],
                   output=description["output"], seed=0, dtype=description["dtype"],
@@ -337,11 +530,28 @@ class Network:
         self.theta[...] = theta
 
     def plot_history(self, path=None, x=None, y=None, title=""):
-        """Loss and accuracy curves of the last ``fit`` (train, validation),
-        and for a softmax classifier given ``(x, y)`` the confusion matrix
-        heatmap of its predictions; written to ``path`` if given; returns the
-        panels' matplotlib axes (see :func:`fastnn.integrations.plots.plot_history`).
-        Needs matplotlib."""
+        """Loss and accuracy curves of the last ``fit`` (train, validation).
+
+        Needs matplotlib. See :func:`fastnn.integrations.plots.plot_history`.
+
+        Parameters
+        ----------
+        path : str, path-like or None, default=None
+            Write the figure there (PNG, SVG, PDF by the suffix).
+        x : array-like or None, default=None
+            With ``y``, for a softmax classifier: add the confusion matrix
+            heatmap of its predictions on ``(x, y)``.
+        y : array-like or None, default=None
+            The true labels of ``x``.
+        title : str, default=""
+            The figure's title (default: the layer widths).
+
+        Returns
+        -------
+        ndarray of matplotlib Axes
+            The panels (loss, accuracy, confusion); ``axes[0].figure`` is
+            the figure.
+        """
         from ..integrations import plots
 
         hist = getattr(self, "history", None)
@@ -358,33 +568,70 @@ class Network:
                                   title=title or "-".join(map(str, self.layers)))
 
     def to_torch(self):
-        """A ``torch.nn.Sequential`` with these weights whose output is
-        ``predict_proba`` (see :mod:`fastnn.integrations.torch_exchange`). Needs torch."""
+        """This network as a ``torch.nn.Sequential`` (needs torch).
+
+        Returns
+        -------
+        torch.nn.Sequential
+            Linear layers with these weights and the activations, whose
+            output is ``predict_proba`` (see
+            :mod:`fastnn.integrations.torch_exchange`).
+        """
         from ..integrations.torch_exchange import to_torch
         return to_torch(self)
 
     @classmethod
     def from_torch(cls, seq, seed=None):
-        """A Network from a ``torch.nn.Sequential`` of Linear layers and one
-        hidden activation (each registry activation's torch module: ReLU,
-        Sigmoid, Tanh, Identity, ...), optionally ending in Softmax(dim=1)
-        or Sigmoid (the output head; none: identity)."""
+        """A Network from a ``torch.nn.Sequential``.
+
+        Parameters
+        ----------
+        seq : torch.nn.Sequential
+            Linear layers, each hidden one followed by a registry
+            activation's torch module (ReLU, Sigmoid, Tanh, Identity, ...),
+            optionally ending in Softmax(dim=1) or Sigmoid (the output head;
+            none: identity).
+        seed : int or None, default=None
+            The new network's seed (shuffling, dropout).
+
+        Returns
+        -------
+        Network
+            With the module's weights.
+        """
         from ..integrations.torch_exchange import from_torch
         return from_torch(cls, seq, seed)
 
     def to_onnx(self, path=None):
-        """An ``onnx.ModelProto`` of this network (opset 17, input ``input``,
-        output ``output`` = ``predict_proba``, dynamic batch); written to
-        ``path`` if given. Needs ``pip install "fastnn[onnx]"``."""
+        """This network as ONNX (needs ``pip install "fastnn[onnx]"``).
+
+        Parameters
+        ----------
+        path : str, path-like or None, default=None
+            Also write the model there.
+
+        Returns
+        -------
+        onnx.ModelProto
+            Opset 17, input ``input``, output ``output`` = ``predict_proba``,
+            a dynamic batch.
+        """
         from ..integrations.onnx_export import to_onnx
         return to_onnx(self, path)
 
     def summary(self, file=None):
-        """Print a table of the layers: shapes, parameter counts, activation,
-        dtype, the first layer's kernel path of the last fit (dense/sparse)
-        and whether it was trained; to ``file`` (default: standard output).
-        Returns None, so a notebook cell shows the table once; ``str`` of it:
-        :func:`fastnn.integrations.summary.network_summary`."""
+        """Print a table of the layers.
+
+        Shapes, parameter counts, activations, dtype, the first layer's
+        kernel path of the last fit (dense/sparse) and whether it was
+        trained. Returns None, so a notebook cell shows the table once; the
+        text itself: :func:`fastnn.integrations.summary.network_summary`.
+
+        Parameters
+        ----------
+        file : file-like or None, default=None
+            Where to print (default: standard output).
+        """
         import sys
 
         from ..integrations.summary import network_summary

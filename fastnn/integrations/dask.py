@@ -79,14 +79,31 @@ import numpy as np
 from ..engine import training, validation
 from ..kernels.bundles import OptimizerState
 
+__all__ = ["fit", "lbfgs", "predict", "predict_proba", "from_npy", "local_cluster",
+           "batch_shares"]
+
 RETRIES = 3  # reruns of a round whose worker died
 
 
 # ---------------------------------------------------------------- clients
 def local_cluster(n_workers=None, **kwargs):
-    """A ``distributed.LocalCluster`` suited to fastnn: one single-threaded
-    worker process per core, each with one Numba thread (no
-    oversubscription: the workers already use every core)."""
+    """A ``distributed.LocalCluster`` suited to fastnn.
+
+    One single-threaded worker process per core, each with one Numba
+    thread (no oversubscription: the workers already use every core).
+
+    Parameters
+    ----------
+    n_workers : int or None, default=None
+        Worker processes (default: one per core).
+    **kwargs
+        Passed to ``LocalCluster`` (``threads_per_worker``, ``env``, ...).
+
+    Returns
+    -------
+    distributed.LocalCluster
+        The cluster; ``distributed.Client(cluster)`` connects to it.
+    """
     from distributed import LocalCluster
 
     kwargs.setdefault("threads_per_worker", 1)
@@ -135,10 +152,24 @@ def _load_rows(path, start, stop):
 
 
 def from_npy(path, rows_per_chunk):
-    """A dask array over a ``.npy`` file whose chunks are read by the
-    workers themselves (memory-mapped, ``rows_per_chunk`` rows each): the
-    data never passes through the client or one machine's memory as a
-    whole. Every worker needs the file at ``path`` (a shared file system)."""
+    """A dask array over a ``.npy`` file whose chunks the workers read.
+
+    Each chunk is memory-mapped and read by the worker that computes it:
+    the data never passes through the client or one machine's memory as a
+    whole. Every worker needs the file at ``path`` (a shared file system).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npy`` file.
+    rows_per_chunk : int
+        Rows of each chunk.
+
+    Returns
+    -------
+    dask array
+        The file's array, chunked by rows.
+    """
     import dask
     import dask.array as da
 
@@ -172,11 +203,29 @@ def _check_rows(X, y):
 
 
 def batch_shares(n_rows, n_chunks, batch_size):
-    """(rows of each chunk, its share of every batch): chunks cut so that
-    every step of a pass takes exactly ``batch_size`` rows over them (the
-    last step ``n_rows - (steps - 1) * batch_size``), as ``Network.fit``'s
-    batches do. Shares differ by at most one row; with fewer rows per batch
-    than chunks, fewer chunks (one row each)."""
+    """How :func:`fit` cuts the rows: chunks that share every batch.
+
+    Every step of a pass takes exactly ``batch_size`` rows over the chunks
+    (the last step ``n_rows - (steps - 1) * batch_size``), as
+    ``Network.fit``'s batches do. Shares differ by at most one row; with
+    fewer rows per batch than chunks, fewer chunks (one row each).
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows in all.
+    n_chunks : int
+        Chunks wanted.
+    batch_size : int
+        Rows per step over all chunks.
+
+    Returns
+    -------
+    rows : list of int
+        Rows of each chunk.
+    shares : list of int
+        Each chunk's rows in every batch.
+    """
     k = min(n_chunks, batch_size)
     steps = -(-n_rows // batch_size)
     shares = [batch_size // k + (i < batch_size % k) for i in range(k)]
@@ -521,11 +570,45 @@ def _chunk_loss_grad(fit_id, index, net, block, theta, loss_scale):
 
 def lbfgs(client, net, X, y, sample_weight=None, *, max_iter=200, max_fun=15000, l2=0.0,
           tol=1e-4, loss_scale=1.0, callback=None):
-    """Minimise the estimators' full-batch objective (see
-    :func:`fastnn.engine.training.full_batch_objective`) over the row
-    chunks of dask arrays ``X``, ``y`` (and ``sample_weight``) with scipy's
-    L-BFGS-B on this process; each chunk's loss and gradient are computed
-    on the worker holding it. Sets ``net.theta``; returns scipy's result."""
+    """Exact full-batch L-BFGS-B over the row chunks of dask arrays.
+
+    Minimises the estimators' objective (see
+    :func:`fastnn.engine.training.full_batch_objective`) with scipy on this
+    process; each chunk's loss and gradient are computed on the worker
+    holding it, and only parameters and gradients cross the network.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The cluster.
+    net : fastnn.Network
+        The network; ``net.theta`` is set to the solution.
+    X : dask array of shape (n_samples, n_features)
+        Inputs.
+    y : dask array
+        Targets as the network reads them, with ``X``'s row chunks.
+    sample_weight : dask array of shape (n_samples,) or None, default=None
+        A weight per row, with ``X``'s row chunks.
+    max_iter : int, default=200
+        Iterations at most.
+    max_fun : int, default=15000
+        Objective evaluations at most.
+    l2 : float, default=0.0
+        The penalty ``0.5 * l2 * sum(W**2)`` divided by the rows (or the
+        weights' sum).
+    tol : float, default=1e-4
+        Stop when the projected gradient falls below it.
+    loss_scale : float, default=1.0
+        The mean loss is divided by it (scikit-learn's squared error is
+        averaged over the outputs).
+    callback : callable or None, default=None
+        scipy's ``callback(intermediate_result)`` after each iteration.
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        scipy's result.
+    """
     try:
         from scipy.optimize import minimize
     except ImportError:
@@ -609,23 +692,80 @@ def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr
         l2=0.0, lr_schedule=None, shuffle=True, validation_data=None, early_stopping=False,
         patience=10, min_delta=0.0, callbacks=(), verbose=False, weight_decay=0.01,
         dropout=None, clip_norm=None, tol=1e-4):
-    """Train ``net`` (a :class:`fastnn.Network`) on dask arrays ``X``, ``y``
-    by synchronous averaging (see the module docstring); returns the
-    history (also ``net.history``). NumPy inputs are split into one chunk
-    per worker. ``batch_size`` is the whole batch, as in ``Network.fit``:
-    each chunk trains its share of it. ``sync_every``: batches between
-    averagings (default 1: every step, which is ``Network.fit``'s SGD;
-    more trade accuracy for fewer rounds). The other options are
-    ``Network.fit``'s (``validation_data`` is evaluated on the driver with
-    the averaged model).
+    """Train ``net`` on dask arrays by synchronous averaging over their chunks.
 
-    ``optimizer="lbfgs"``: exact full-batch L-BFGS-B over the chunks (needs
-    scipy), minimising the mean loss plus ``0.5 * l2 * sum(W**2) / rows``
-    (the estimators' ``solver="lbfgs"`` with ``alpha=l2``) for at most
-    ``epochs`` iterations, stopping when the projected gradient falls below
-    ``tol``. The history holds the loss per iteration, ``n_iter``,
-    ``converged`` and scipy's ``message``; the options of the stochastic
-    solvers do not apply."""
+    See the module docstring. ``optimizer="lbfgs"`` runs exact full-batch
+    L-BFGS-B over the chunks instead (needs scipy), minimising the mean
+    loss plus ``0.5 * l2 * sum(W**2) / rows`` (the estimators'
+    ``solver="lbfgs"`` with ``alpha=l2``) for at most ``epochs``
+    iterations; the stochastic options do not apply to it.
+
+    Parameters
+    ----------
+    net : fastnn.Network
+        The network, trained in place.
+    X : dask array or array-like of shape (n_samples, n_features)
+        Inputs; NumPy inputs are split into one chunk per worker.
+    y : dask array or array-like
+        Targets, as ``Network.fit`` takes them; re-chunked to ``X``'s rows.
+    client : distributed.Client or None, default=None
+        The cluster (default: the current client, else a new local cluster
+        closed afterwards).
+    epochs : int, default=1
+        Passes over the data (lbfgs: iterations at most).
+    sync_every : int or None, default=None
+        Steps between averagings (None: 1, every step, which is
+        ``Network.fit``'s SGD; more trade accuracy for fewer rounds).
+    batch_size : int, default=100
+        The whole batch, as in ``Network.fit``: each chunk trains its share.
+    lr : float, default=0.1
+        Learning rate.
+    optimizer : {"sgd", "adam", "adamw", "rmsprop", "adagrad", "lbfgs"}, default="sgd"
+        As ``Network.fit``'s, or exact full-batch ``"lbfgs"``.
+    momentum : float, default=0.0
+        SGD's momentum.
+    nesterov : bool, default=False
+        Nesterov's momentum.
+    beta1 : float, default=0.9
+        Adam's first-moment decay.
+    beta2 : float, default=0.999
+        Adam's second-moment decay.
+    eps : float, default=1e-8
+        The optimizers' stability term.
+    l2 : float, default=0.0
+        L2 penalty, as ``Network.fit``'s (lbfgs: as above).
+    lr_schedule : str, callable or None, default=None
+        A schedule of :mod:`fastnn.schedules`.
+    shuffle : bool, default=True
+        Shuffle each chunk's rows every epoch.
+    validation_data : tuple (x_val, y_val) or None, default=None
+        Evaluated on the client with the averaged model after each epoch.
+    early_stopping : bool, default=False
+        As ``Network.fit``'s (needs ``validation_data``).
+    patience : int, default=10
+        As ``Network.fit``'s.
+    min_delta : float, default=0.0
+        As ``Network.fit``'s.
+    callbacks : sequence of callable, default=()
+        ``f(net, history)`` after each epoch; True stops.
+    verbose : bool, default=False
+        Print a line per epoch (lbfgs: per iteration).
+    weight_decay : float, default=0.01
+        AdamW's decoupled weight decay.
+    dropout : float, list of float or None, default=None
+        As ``Network.fit``'s.
+    clip_norm : float or None, default=None
+        As ``Network.fit``'s, per chunk step.
+    tol : float, default=1e-4
+        lbfgs: stop when the projected gradient falls below it.
+
+    Returns
+    -------
+    dict
+        The history (also ``net.history``), as ``Network.fit``'s; lbfgs:
+        the loss per iteration, ``n_iter``, ``converged`` and scipy's
+        ``message``.
+    """
     if optimizer == "lbfgs":
         return _lbfgs_entry(net, X, y, client, epochs, l2, tol, validation_data, verbose,
                             sync_every=sync_every, dropout=dropout, clip_norm=clip_norm,
@@ -743,16 +883,40 @@ def _prepare_inference(net, X):
 
 
 def predict_proba(net, X):
-    """The output head's values (probabilities, or regression values) of a
-    dask array's rows, as a lazy dask array with ``X``'s row chunks."""
+    """``net.predict_proba`` of a dask array's rows, lazily.
+
+    Parameters
+    ----------
+    net : fastnn.Network
+        The network, sent once per worker.
+    X : dask array or array-like of shape (n_samples, n_features)
+        Inputs.
+
+    Returns
+    -------
+    dask array of shape (n_samples, n_outputs)
+        Probabilities or regression values, with ``X``'s row chunks.
+    """
     X, netd, da = _prepare_inference(net, X)
     return da.map_blocks(_proba_block, X, netd, dtype=net.dtype, meta=np.empty((0, 0), net.dtype),
                          chunks=(X.chunks[0], (net.n_outputs,)))
 
 
 def predict(net, X):
-    """``net.predict`` of a dask array's rows (labels, or regression
-    values), as a lazy dask array with ``X``'s row chunks."""
+    """``net.predict`` of a dask array's rows, lazily.
+
+    Parameters
+    ----------
+    net : fastnn.Network
+        The network, sent once per worker.
+    X : dask array or array-like of shape (n_samples, n_features)
+        Inputs.
+
+    Returns
+    -------
+    dask array
+        Labels or regression values, with ``X``'s row chunks.
+    """
     X, netd, da = _prepare_inference(net, X)
     if net.output in validation.REGRESSION_OUTPUTS:
         return da.map_blocks(_label_block, X, netd, dtype=net.dtype,

@@ -669,9 +669,20 @@ class _BaseMLP(BaseEstimator):
         """The fitted estimator as ONNX, with the outputs skl2onnx gives a
         scikit-learn MLP: a classifier's ``label`` (``predict``) and
         ``probabilities`` (``predict_proba``), a regressor's ``variable``;
-        input ``input``. Written to ``path`` if given. Needs ``onnx``.
-        (In a Pipeline: ``skl2onnx.to_onnx`` converts fastnn's estimators,
-        see :func:`fastnn.integrations.onnx_export.register_skl2onnx`.)"""
+        input ``input``. Needs ``onnx``. (In a Pipeline: ``skl2onnx.to_onnx``
+        converts fastnn's estimators, see
+        :func:`fastnn.integrations.onnx_export.register_skl2onnx`.)
+
+        Parameters
+        ----------
+        path : str, path-like or None, default=None
+            Also write the model there.
+
+        Returns
+        -------
+        onnx.ModelProto
+            The model.
+        """
         from .onnx_export import estimator_to_onnx
 
         check_is_fitted(self)
@@ -679,8 +690,14 @@ class _BaseMLP(BaseEstimator):
         return estimator_to_onnx(self, path)
 
     def to_sklearn(self):
-        """A fitted scikit-learn estimator with these parameters (float64),
-        whose ``predict_proba``/``predict`` equal this one's to rounding."""
+        """A fitted scikit-learn estimator with these parameters.
+
+        Returns
+        -------
+        sklearn.neural_network.MLPClassifier or MLPRegressor
+            Float64 weights; its ``predict_proba``/``predict`` equal this
+            one's to rounding (fastnn's own settings are left out).
+        """
         from sklearn import neural_network
 
         check_is_fitted(self)
@@ -712,8 +729,21 @@ class _BaseMLP(BaseEstimator):
 
     @classmethod
     def from_sklearn(cls, est, dtype=None):
-        """This estimator from a fitted scikit-learn MLP (its parameters and
-        fitted weights), for fastnn's predict and further training."""
+        """This estimator from a fitted scikit-learn MLP.
+
+        Parameters
+        ----------
+        est : sklearn.neural_network.MLPClassifier or MLPRegressor
+            Fitted; its parameters and weights are taken.
+        dtype : {None, "float32", "float64"}, default=None
+            The network's precision (None: float64, as scikit-learn's).
+
+        Returns
+        -------
+        MLPClassifier or MLPRegressor
+            A fitted fastnn estimator, for fastnn's prediction and further
+            training.
+        """
         check_is_fitted(est)
         params = est.get_params()
         ours = cls(**params, dtype=dtype)
@@ -748,10 +778,25 @@ class _BaseMLP(BaseEstimator):
         return True
 
     def fit(self, X, y, sample_weight=None):
-        """Fit the model to ``X`` (n_samples, n_features) and ``y``;
-        ``sample_weight`` weighs each row's loss (scikit-learn >= 1.7).
+        """Fit the model to ``X`` and ``y``.
+
         Dask arrays (with ``solver="lbfgs"``) are fitted on the current
-        Dask client's workers, each chunk where it is."""
+        Dask client's workers, each chunk where it is.
+
+        Parameters
+        ----------
+        X : array-like, sparse matrix or dask array of shape (n_samples, n_features)
+            Inputs (sparse ``X`` stays sparse; lbfgs densifies it).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Labels (classifier) or targets (regressor).
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weighs each row's loss (scikit-learn >= 1.7).
+
+        Returns
+        -------
+        self
+            The fitted estimator.
+        """
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     # ---------------------------------------------------------- inference
@@ -923,8 +968,24 @@ label_smoothing : float, default=0.0
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch over ``(X, y)``; ``classes`` (all labels) is required on
-        the first call."""
+        """One epoch over ``(X, y)``, continuing the optimizer state.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            This chunk's inputs.
+        y : array-like
+            Its labels.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weighs each row's loss.
+        classes : array-like or None, default=None
+            All the labels; required on the first call.
+
+        Returns
+        -------
+        self
+            The estimator.
+        """
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             if type_of_target(y).startswith("multilabel"):
@@ -934,7 +995,18 @@ label_smoothing : float, default=0.0
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict_proba(self, X):
-        """Class probabilities, columns ordered as ``classes_``."""
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns ordered as ``classes_`` (multi-label: one per label).
+        """
         p = self._forward(X)
         if self.n_outputs_ == 1:
             p = p.ravel()
@@ -942,11 +1014,35 @@ label_smoothing : float, default=0.0
         return p
 
     def predict_log_proba(self, X):
+        """The logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Log-probabilities (-inf where a probability is 0).
+        """
         p = self.predict_proba(X)
         with np.errstate(divide="ignore"):
             return np.log(p)
 
     def predict(self, X):
+        """The predicted class labels.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        ndarray
+            Labels from ``classes_`` (multi-label: a 0/1 matrix).
+        """
         return self._decode(self._forward(X))
 
     def _decode(self, p):
@@ -1033,10 +1129,37 @@ delta : float, default=1.0
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over ``(X, y)``, continuing the optimizer state."""
+        """One epoch over ``(X, y)``, continuing the optimizer state.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            This chunk's inputs.
+        y : array-like
+            Its targets.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Weighs each row's loss.
+
+        Returns
+        -------
+        self
+            The estimator.
+        """
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
+        """The predicted values.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The values (one output: flattened).
+        """
         p = self._forward(X)
         return p.ravel() if p.shape[1] == 1 else p
 
