@@ -56,7 +56,7 @@ def __dir__():
     return sorted(__all__)
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Set the threads the compiled kernels use.
 
     Parameters
@@ -70,7 +70,7 @@ def set_num_threads(n):
     numba.set_num_threads(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The threads the compiled kernels use.
 
     Returns

@@ -4,6 +4,8 @@ MNIST (the four IDX files, gzip-compressed, with their license note) ships
 inside the package under ``fastnn/data/mnist``, so :func:`load_mnist` works
 offline from any install.
 """
+from __future__ import annotations
+
 import gzip
 import os
 import struct
@@ -11,6 +13,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # IDX magic numbers (0x0803, 0x0801): unsigned bytes, 3 dimensions (images) or 1 (labels).
 __all__ = ["load_mnist", "load_arrays", "read_idx", "read_csv", "target_type",
@@ -36,7 +39,7 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
 MAX_IDX_BYTES = 2 ** 31
 
 
-def bundled_mnist_dir():
+def bundled_mnist_dir() -> Path:
     """The directory of the MNIST files bundled with fastnn.
 
     Returns
@@ -66,7 +69,7 @@ def _read_bytes(path):
     return data
 
 
-def read_idx(path, expect_magic=None):
+def read_idx(path: str | os.PathLike, expect_magic: int | None = None) -> np.ndarray:
     """Read one IDX file (raw or gzip) into a NumPy array.
 
     The header (two zero bytes, a type code, the number of dimensions, then
@@ -117,7 +120,7 @@ def _find(directory, stem):
     raise FileNotFoundError(f"MNIST file {stem}[.gz] not found in {directory}")
 
 
-def load_mnist(path=None):
+def load_mnist(path: str | os.PathLike | None = None) -> tuple:
     """Return ``(x_train, y_train), (x_test, y_test)``.
 
     Images are float32 ``(N, 784)`` scaled to [0, 1]; labels are int64.
@@ -154,7 +157,7 @@ def load_mnist(path=None):
     return tuple(out)
 
 
-def load_arrays(path, header=None):
+def load_arrays(path: str | os.PathLike, header: bool | None = None) -> tuple:
     """Training (and, if present, test) arrays from a ``.npz`` or ``.csv``
     file, or MNIST IDX files from a directory.
 
@@ -212,7 +215,7 @@ def load_arrays(path, header=None):
                      f".npz or .csv)")
 
 
-def target_type(y):
+def target_type(y: ArrayLike) -> str:
     """What kind of target ``y`` is, by scikit-learn's rule
     (``sklearn.utils.multiclass.type_of_target``), written out so that no
     scikit-learn is needed:
@@ -254,7 +257,7 @@ def target_type(y):
     return "binary" if len(np.unique(y)) <= 2 else "multiclass"
 
 
-def as_2d(x, path, name):
+def as_2d(x: np.ndarray, path: str | os.PathLike, name: str) -> np.ndarray:
     """Samples as rows: images (n, h, w) flattened, uint8 pixels scaled to
     [0, 1] as load_mnist does; anything else not 2-D is an error.
 
@@ -292,7 +295,7 @@ def _is_number(cell):
 CSV_BLOCK_ROWS = 65536  # rows parsed per NumPy conversion; memory is whole blocks
 
 
-def read_csv(path, header=None):
+def read_csv(path: str | os.PathLike, header: bool | None = None) -> np.ndarray:
     """A numeric CSV file as a float64 matrix (one row per line).
 
     The rules (Python's ``csv`` module, RFC 4180 quoting):

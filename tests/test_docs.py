@@ -99,3 +99,37 @@ def test_every_public_parameter_is_documented():
     problems = {name: [e for e in validate.validate(name)["errors"]
                        if e[0] in ("PR01", "PR02", "GL08")] for name in names}
     assert not {k: v for k, v in problems.items() if v}
+
+
+def test_the_public_api_is_type_annotated():
+    """Every parameter and return of the public functions and methods has a
+    type hint that resolves (``py.typed`` tells type checkers to read them);
+    the estimators' constructors follow scikit-learn's, unannotated."""
+    import importlib
+    import inspect
+    import typing
+    from pathlib import Path
+
+    import fastnn
+    pytest.importorskip("sklearn")
+    assert (Path(fastnn.__file__).parent / "py.typed").is_file()
+    missing = []
+    for name in _public_api():
+        module, _, attr = name.rpartition(".")
+        try:
+            owner = importlib.import_module(module)
+        except ImportError:
+            owner = eval(module, {"fastnn": fastnn})  # a class: fastnn.Network
+        obj = getattr(owner, attr)
+        if inspect.isclass(obj):
+            if attr in ("MLPClassifier", "MLPRegressor"):
+                continue
+            obj = obj.__init__
+        if not callable(obj) or obj.__module__ is None or not obj.__module__.startswith("fastnn"):
+            continue  # inherited from scikit-learn (get_params, score, ...)
+        hints = typing.get_type_hints(obj)
+        params = [p for p in inspect.signature(obj).parameters if p not in ("self", "cls")]
+        missing += [f"{name}({p})" for p in params if p not in hints]
+        if "return" not in hints:
+            missing.append(f"{name} -> ?")
+    assert not missing, missing

@@ -5,8 +5,14 @@ arguments (:mod:`.validation`) and hands training to the engine
 (:mod:`.training`, policies in :mod:`.stopping`); files are
 :mod:`.modelio`'s. Every loop over data runs in :mod:`fastnn.kernels`.
 """
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import backend, inputs, modelio, schedules, training, validation
 from .init import INITS, init_params
@@ -72,8 +78,10 @@ class Network:
         optimizer state for ``partial_fit``).
     """
 
-    def __init__(self, layers, hidden="relu", output="softmax", init="uniform",
-                 init_scale=0.1, seed=None, dtype="float32", delta=1.0, label_smoothing=0.0):
+    def __init__(self, layers: Sequence[int], hidden: str | Sequence[str] = "relu",
+                 output: str = "softmax", init: str = "uniform", init_scale: float = 0.1,
+                 seed: int | None = None, dtype: str | np.dtype = "float32",
+                 delta: float = 1.0, label_smoothing: float = 0.0) -> None:
         self.layers = tuple(validation.check_layers(layers))
         # One name per hidden layer; ``hidden`` as given (a name or a list).
         self.hidden_acts = validation.check_hidden(hidden, len(self.layers) - 2)
@@ -106,7 +114,7 @@ class Network:
         self.theta = self.layout.new_theta(self.dtype)
         self.weights, self.biases = self.layout.views(self.theta)
 
-    def set_loss(self, delta=None, label_smoothing=None):
+    def set_loss(self, delta: float | None = None, label_smoothing: float | None = None) -> None:
         """Change the loss settings for the next fits.
 
         Parameters
@@ -148,12 +156,18 @@ class Network:
         return training.Trainer(self, X, labels, T, batch_size, shuffle, sample_weight)
 
     # ------------------------------------------------------------- training
-    def fit(self, x, y, epochs=1, batch_size=100, lr=0.1, optimizer="sgd", momentum=0.0,
-            nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, lr_schedule=None,
-            shuffle=True, validation_data=None, validation_split=0.0, early_stopping=False,
-            patience=10, min_delta=0.0, callbacks=(), progress=False, verbose=False,
-            weight_decay=0.01, sample_weight=None, class_weight=None, dropout=None,
-            clip_norm=None):
+    def fit(self, x: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 100,
+            lr: float = 0.1, optimizer: str = "sgd", momentum: float = 0.0,
+            nesterov: bool = False, beta1: float = 0.9, beta2: float = 0.999,
+            eps: float = 1e-8, l2: float = 0.0, lr_schedule: Any = None, shuffle: bool = True,
+            validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+            validation_split: float = 0.0, early_stopping: bool = False, patience: int = 10,
+            min_delta: float = 0.0, callbacks: Sequence[Callable] = (),
+            progress: bool | Callable[[int, int], Any] = False, verbose: bool = False,
+            weight_decay: float = 0.01, sample_weight: ArrayLike | None = None,
+            class_weight: dict | str | None = None,
+            dropout: float | Sequence[float] | None = None,
+            clip_norm: float | None = None) -> dict:
         """Train by mini-batch gradient descent.
 
         Parameters
@@ -306,9 +320,12 @@ class Network:
             hist["best_epoch"] = best
         return hist
 
-    def partial_fit(self, x, y, batch_size=100, lr=0.1, optimizer="sgd", momentum=0.0,
-                    nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, shuffle=True,
-                    weight_decay=0.01, dropout=None, clip_norm=None):
+    def partial_fit(self, x: ArrayLike, y: ArrayLike, batch_size: int = 100, lr: float = 0.1,
+                    optimizer: str = "sgd", momentum: float = 0.0, nesterov: bool = False,
+                    beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                    l2: float = 0.0, shuffle: bool = True, weight_decay: float = 0.01,
+                    dropout: float | Sequence[float] | None = None,
+                    clip_norm: float | None = None) -> dict:
         """One epoch over ``(x, y)``, continuing the optimizer state.
 
         The momentum velocity, Adam moments and step count of the previous
@@ -386,7 +403,7 @@ class Network:
             raise ValueError(f"{name} contains NaN or infinity")
         return out
 
-    def predict_proba(self, x):
+    def predict_proba(self, x: ArrayLike) -> np.ndarray:
         """The head's output: class probabilities (softmax, sigmoid) or values.
 
         Parameters
@@ -401,7 +418,7 @@ class Network:
         """
         return self._forward(x, self.head)
 
-    def predict(self, x):
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """Class labels, or regression values.
 
         Parameters
@@ -441,7 +458,7 @@ class Network:
             r["accuracy"] = correct / X.shape[0]
         return r
 
-    def evaluate(self, x, y):
+    def evaluate(self, x: ArrayLike, y: ArrayLike) -> dict:
         """Mean loss, and accuracy for classification, on ``(x, y)``.
 
         Parameters
@@ -460,7 +477,7 @@ class Network:
         return self._evaluate(X, *self._check_y(y, X.shape[0]))
 
     # ---------------------------------------------------------------- files
-    def describe(self):
+    def describe(self) -> dict:
         """The architecture as a dict (what :meth:`save` writes beside the
         parameters).
 
@@ -478,7 +495,7 @@ class Network:
             d["label_smoothing"] = self.label_smoothing
         return d
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike) -> None:
         """Write the architecture and parameters to a ``.npz`` file atomically.
 
         Parameters
@@ -490,7 +507,7 @@ class Network:
         modelio.write_model(path, self.describe(), self.weights, self.biases)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | os.PathLike) -> Network:
         """Read a network written by :meth:`save`.
 
         Never unpickles; every header is checked before data is read (see
@@ -529,7 +546,8 @@ class Network:
         self._allocate()
         self.theta[...] = theta
 
-    def plot_history(self, path=None, x=None, y=None, title=""):
+    def plot_history(self, path: str | os.PathLike | None = None, x: ArrayLike | None = None,
+                     y: ArrayLike | None = None, title: str = "") -> np.ndarray:
         """Loss and accuracy curves of the last ``fit`` (train, validation).
 
         Needs matplotlib. See :func:`fastnn.integrations.plots.plot_history`.
@@ -567,7 +585,7 @@ class Network:
         return plots.plot_history(hist, path, confusion=confusion,
                                   title=title or "-".join(map(str, self.layers)))
 
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """This network as a ``torch.nn.Sequential`` (needs torch).
 
         Returns
@@ -581,7 +599,7 @@ class Network:
         return to_torch(self)
 
     @classmethod
-    def from_torch(cls, seq, seed=None):
+    def from_torch(cls, seq: Any, seed: int | None = None) -> Network:
         """A Network from a ``torch.nn.Sequential``.
 
         Parameters
@@ -602,7 +620,7 @@ class Network:
         from ..integrations.torch_exchange import from_torch
         return from_torch(cls, seq, seed)
 
-    def to_onnx(self, path=None):
+    def to_onnx(self, path: str | os.PathLike | None = None) -> Any:
         """This network as ONNX (needs ``pip install "fastnn[onnx]"``).
 
         Parameters
@@ -619,7 +637,7 @@ class Network:
         from ..integrations.onnx_export import to_onnx
         return to_onnx(self, path)
 
-    def summary(self, file=None):
+    def summary(self, file: Any = None) -> None:
         """Print a table of the layers.
 
         Shapes, parameter counts, activations, dtype, the first layer's

@@ -66,12 +66,15 @@ way per chunk and round; momentum adds its velocity, Adam its two
 moments), the driver needs no optimizer of its own, and ``sync_every`` > 1
 is the same round with more batches.
 """
+from __future__ import annotations
+
 import contextlib
 import copy
 import math
 import os
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -86,7 +89,7 @@ RETRIES = 3  # reruns of a round whose worker died
 
 
 # ---------------------------------------------------------------- clients
-def local_cluster(n_workers=None, **kwargs):
+def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
     """A ``distributed.LocalCluster`` suited to fastnn.
 
     One single-threaded worker process per core, each with one Numba
@@ -151,7 +154,7 @@ def _load_rows(path, start, stop):
     return np.array(np.load(path, mmap_mode="r")[start:stop])
 
 
-def from_npy(path, rows_per_chunk):
+def from_npy(path: str | os.PathLike, rows_per_chunk: int) -> Any:
     """A dask array over a ``.npy`` file whose chunks the workers read.
 
     Each chunk is memory-mapped and read by the worker that computes it:
@@ -202,7 +205,7 @@ def _check_rows(X, y):
     return X, y
 
 
-def batch_shares(n_rows, n_chunks, batch_size):
+def batch_shares(n_rows: int, n_chunks: int, batch_size: int) -> tuple[list[int], list[int]]:
     """How :func:`fit` cuts the rows: chunks that share every batch.
 
     Every step of a pass takes exactly ``batch_size`` rows over the chunks
@@ -568,8 +571,9 @@ def _chunk_loss_grad(fit_id, index, net, block, theta, loss_scale):
     return loss, grad, norm
 
 
-def lbfgs(client, net, X, y, sample_weight=None, *, max_iter=200, max_fun=15000, l2=0.0,
-          tol=1e-4, loss_scale=1.0, callback=None):
+def lbfgs(client: Any, net: Any, X: Any, y: Any, sample_weight: Any = None, *,
+          max_iter: int = 200, max_fun: int = 15000, l2: float = 0.0, tol: float = 1e-4,
+          loss_scale: float = 1.0, callback: Callable | None = None) -> Any:
     """Exact full-batch L-BFGS-B over the row chunks of dask arrays.
 
     Minimises the estimators' objective (see
@@ -687,11 +691,15 @@ def _fit_lbfgs(client, net, X, y, max_iter, l2, tol, val, verbose):
 
 
 # ------------------------------------------------------------ public API
-def fit(net, X, y, *, client=None, epochs=1, sync_every=None, batch_size=100, lr=0.1,
-        optimizer="sgd", momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, eps=1e-8,
-        l2=0.0, lr_schedule=None, shuffle=True, validation_data=None, early_stopping=False,
-        patience=10, min_delta=0.0, callbacks=(), verbose=False, weight_decay=0.01,
-        dropout=None, clip_norm=None, tol=1e-4):
+def fit(net: Any, X: Any, y: Any, *, client: Any = None, epochs: int = 1,
+        sync_every: int | None = None, batch_size: int = 100, lr: float = 0.1,
+        optimizer: str = "sgd", momentum: float = 0.0, nesterov: bool = False,
+        beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, l2: float = 0.0,
+        lr_schedule: Any = None, shuffle: bool = True, validation_data: tuple | None = None,
+        early_stopping: bool = False, patience: int = 10, min_delta: float = 0.0,
+        callbacks: Sequence[Callable] = (), verbose: bool = False, weight_decay: float = 0.01,
+        dropout: float | Sequence[float] | None = None, clip_norm: float | None = None,
+        tol: float = 1e-4) -> dict:
     """Train ``net`` on dask arrays by synchronous averaging over their chunks.
 
     See the module docstring. ``optimizer="lbfgs"`` runs exact full-batch
@@ -882,7 +890,7 @@ def _prepare_inference(net, X):
     return X, dask.delayed(net, pure=True), da
 
 
-def predict_proba(net, X):
+def predict_proba(net: Any, X: Any) -> Any:
     """``net.predict_proba`` of a dask array's rows, lazily.
 
     Parameters
@@ -902,7 +910,7 @@ def predict_proba(net, X):
                          chunks=(X.chunks[0], (net.n_outputs,)))
 
 
-def predict(net, X):
+def predict(net: Any, X: Any) -> Any:
     """``net.predict`` of a dask array's rows, lazily.
 
     Parameters

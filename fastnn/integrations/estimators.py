@@ -39,11 +39,20 @@ arrays (lbfgs densifies it).
 
 scikit-learn is needed for this module only (``pip install fastnn[sklearn]``).
 """
+from __future__ import annotations
+
 import numbers
+import os
 import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+try:
+    from typing import Self
+except ImportError:  # Python 3.10
+    Self = Any
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -665,7 +674,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(NON_FINITE)
         return self
 
-    def to_onnx(self, path=None):
+    def to_onnx(self, path: str | os.PathLike | None = None) -> Any:
         """The fitted estimator as ONNX, with the outputs skl2onnx gives a
         scikit-learn MLP: a classifier's ``label`` (``predict``) and
         ``probabilities`` (``predict_proba``), a regressor's ``variable``;
@@ -689,7 +698,7 @@ class _BaseMLP(BaseEstimator):
         self._sync_params()
         return estimator_to_onnx(self, path)
 
-    def to_sklearn(self):
+    def to_sklearn(self) -> Any:
         """A fitted scikit-learn estimator with these parameters.
 
         Returns
@@ -728,7 +737,7 @@ class _BaseMLP(BaseEstimator):
         return est
 
     @classmethod
-    def from_sklearn(cls, est, dtype=None):
+    def from_sklearn(cls, est: Any, dtype: str | None = None) -> Self:
         """This estimator from a fitted scikit-learn MLP.
 
         Parameters
@@ -777,7 +786,7 @@ class _BaseMLP(BaseEstimator):
                                  f"{self.solver} is not stochastic.")
         return True
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> Self:
         """Fit the model to ``X`` and ``y``.
 
         Dask arrays (with ``solver="lbfgs"``) are fitted on the current
@@ -967,7 +976,8 @@ label_smoothing : float, default=0.0
         return da.unique(y, return_counts=True)
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> Self:
         """One epoch over ``(X, y)``, continuing the optimizer state.
 
         Parameters
@@ -994,7 +1004,7 @@ label_smoothing : float, default=0.0
                 self._label_binarizer.fit(classes)
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities.
 
         Parameters
@@ -1013,7 +1023,7 @@ label_smoothing : float, default=0.0
             return np.vstack([1 - p, p]).T
         return p
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """The logarithm of :meth:`predict_proba`.
 
         Parameters
@@ -1030,7 +1040,7 @@ label_smoothing : float, default=0.0
         with np.errstate(divide="ignore"):
             return np.log(p)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The predicted class labels.
 
         Parameters
@@ -1128,7 +1138,8 @@ delta : float, default=1.0
         return T, T.shape[1], head, None
 
     @available_if(lambda est: est._check_solver())
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike,
+                    sample_weight: ArrayLike | None = None) -> Self:
         """One epoch over ``(X, y)``, continuing the optimizer state.
 
         Parameters
@@ -1147,7 +1158,7 @@ delta : float, default=1.0
         """
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The predicted values.
 
         Parameters
