@@ -9,6 +9,13 @@ fast or clever on purpose.
 """
 import numpy as np
 
+__all__ = ["affine_forward", "affine_backward", "relu", "relu_grad", "sigmoid", "sigmoid_grad",
+           "tanh", "tanh_grad", "identity", "identity_grad", "softmax",
+           "softmax_cross_entropy", "sigmoid_binary_cross_entropy", "squared_error",
+           "poisson_deviance", "absolute_error", "huber", "output_probabilities", "n_correct",
+           "forward", "gradients", "sgd_step", "adam_step", "l2_penalty", "zeros_like_params",
+           "Optimizer", "train_step", "train_epoch", "evaluate", "ACTIVATIONS", "LOSSES"]
+
 
 # --- affine ---------------------------------------------------------------
 def affine_forward(x, W, b):

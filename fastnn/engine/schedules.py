@@ -10,6 +10,8 @@ import math
 
 from . import validation as V
 
+__all__ = ["Constant", "Step", "InvScaling", "Cosine", "get", "NAMES"]
+
 
 class Constant:
     def __call__(self, epoch, lr):
