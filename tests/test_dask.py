@@ -98,7 +98,7 @@ def test_model_averaging_is_deterministic_and_learns(client):
     for _ in range(2):
         net = fastnn.Network([10, 32, 3], seed=2)
         h = fd.fit(net, X, y, client=client, epochs=8, batch_size=32, lr=0.2,
-                   validation_data=(x[:200], y[:200]))
+                   sync_every=8, validation_data=(x[:200], y[:200]))
         runs.append((net.theta.copy(), h))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     h = runs[0][1]
@@ -106,7 +106,7 @@ def test_model_averaging_is_deterministic_and_learns(client):
     # y given with other chunks is realigned to X's: same result.
     net = fastnn.Network([10, 32, 3], seed=2)
     fd.fit(net, X, da.from_array(y, chunks=300), client=client, epochs=8, batch_size=32,
-           lr=0.2, validation_data=(x[:200], y[:200]))
+           lr=0.2, sync_every=8, validation_data=(x[:200], y[:200]))
     np.testing.assert_array_equal(net.theta, runs[0][0])
 
 
@@ -180,7 +180,8 @@ def test_a_killed_worker_does_not_change_the_result(client):
                 pid = next(iter(client.run(os.getpid).values()))
                 os.kill(pid, signal.SIGKILL)
 
-        fd.fit(net, X, y, client=client, epochs=3, batch_size=32, lr=0.1, callbacks=[killer])
+        fd.fit(net, X, y, client=client, epochs=3, batch_size=32, lr=0.1, sync_every=16,
+               callbacks=[killer])
         return net.theta.copy()
 
     np.testing.assert_array_equal(run(True), run(False))
