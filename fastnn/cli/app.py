@@ -391,17 +391,12 @@ def _choose_task(args, x, y):
     if args.output is not None:
         classify = args.output not in REGRESSION_OUTPUTS
         why = f"--output {args.output}"
-        output = args.output
     elif args.task != "auto":
         classify = args.task == "classify"
         why = f"--task {args.task}"
-        output = ("sigmoid" if kind == "multilabel-indicator" else "softmax") if classify \
-            else "identity"
     else:
         classify = kind in ("binary", "multiclass", "multilabel-indicator")
         why = f"a {kind} target, as scikit-learn infers it; --task overrides"
-        output = ("sigmoid" if kind == "multilabel-indicator" else "softmax") if classify \
-            else "identity"
         if kind in ("binary", "multiclass"):
             k = len(np.unique(y))
             if k > max(2, len(y) / 5):
@@ -413,6 +408,8 @@ def _choose_task(args, x, y):
         elif kind == "multiclass-multioutput":
             raise CLIError(f"the target has {y.shape[1]} columns of whole numbers: pass --task "
                            f"regress (one value per column), or one-hot/0-1 columns to classify")
+    output = args.output or (("sigmoid" if kind == "multilabel-indicator" else "softmax")
+                             if classify else "identity")
     if not classify:
         return output, f"regression ({why})"
     if output == "softmax":
