@@ -215,7 +215,7 @@ def test_progress_reports_between_chunks_without_changing_results(rng):
 def test_progress_bar_text():
     import io
     out = io.StringIO()
-    bar = fastnn.engine.training.ProgressBar(width=10, stream=out)
+    bar = fastnn.engine.progress.ProgressBar(width=10, stream=out)
     bar(5, 10)
     bar(10, 10)
     text = out.getvalue()

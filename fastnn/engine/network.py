@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike
 from . import backend, inputs, modelio, schedules, training, validation
 from .init import INITS, init_params
 from .memory import EVAL_ROWS, ParamLayout
+from .progress import epoch_printer
 from .registry import ACTIVATIONS, loss_of
 from .stopping import ScheduleAndPatience
 from .training import TrainingDivergedError  # noqa: F401  (re-exported)
@@ -219,8 +220,10 @@ class Network:
         callbacks : sequence of callable, default=()
             ``f(net, history)`` after each epoch; returning True stops.
         progress : bool or callable, default=False
-            True: a bar (tqdm.auto over the epochs if installed, else a
-            text bar on a terminal); a callable gets
+            True: a bar over the epochs -- in Jupyter a display updated
+            in place (the saved notebook keeps the finished bar); on a
+            terminal tqdm's if installed, else a text bar over each epoch's
+            batches; nothing on a pipe. A callable gets
             ``(batches_done, batches_total)``.
         verbose : bool, default=False
             Print a line per epoch.
@@ -279,7 +282,7 @@ class Network:
             classify = self.output not in validation.REGRESSION_OUTPUTS
             return self._fit(trainer, opt, policy, epochs, val, training.Watch(
                 None, progress=progress, callbacks=callbacks, owner=self,
-                report=training.epoch_printer(classify) if verbose else None,
+                report=epoch_printer(classify) if verbose else None,
                 classify=classify))
 
     def _dropout_settings(self, dropout):

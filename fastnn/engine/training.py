@@ -6,7 +6,6 @@ keeping the best parameters) is delegated to a policy (:mod:`.stopping`).
 """
 import contextlib
 import math
-import sys
 import threading
 import time
 from typing import Any, NamedTuple
@@ -17,6 +16,7 @@ from ..kernels.bundles import BatchBuffers, EpochPlan, Optimizer, OptimizerState
 from ..kernels.layout import row_split
 from ..runtime import interrupts
 from . import backend, inputs, registry, validation
+from .progress import SHOWN, close_bar, epoch_bar, progress_reporter
 from .memory import aligned_zeros, work_buffers
 
 # Inputs larger than this are named as the likely cause of a divergence.
@@ -383,10 +383,12 @@ def run_epochs(trainer, opt, state, policy, max_epochs, watch):
     if bar is not None:
         watch = watch._replace(progress=None)  # the epoch bar replaces the batch-level one
     try:
-        return _EpochLoop(trainer, opt, state, policy, watch, bar).run(max_epochs)
-    finally:
-        if bar is not None:
-            bar.close()
+        history = _EpochLoop(trainer, opt, state, policy, watch, bar).run(max_epochs)
+    except BaseException as error:
+        close_bar(bar, error)
+        raise
+    close_bar(bar)
+    return history
 
 
 class _EpochLoop:
@@ -454,75 +456,13 @@ class _EpochLoop:
             watch.report(i + 1, record)
         if bar is not None:
             bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()
-                             if k in ("loss", "accuracy", "val_loss", "val_accuracy")
-                             and not math.isnan(v)}, refresh=False)
+                             if k in SHOWN and not math.isnan(v)}, refresh=False)
             bar.update(1)
         stop = self.policy.after_epoch(record, self.trainer.model.theta, n)
         for cb in watch.callbacks:
             if cb(watch.owner, watch.history) is True:
                 stop = True
         return stop
-
-
-def epoch_printer(classify, stream=None):
-    """``report(epoch, record)`` printing one line per epoch (``verbose``)."""
-    def report(epoch, rec):
-        line = f"epoch {epoch:3d}  loss {rec['loss']:.4f}"
-        if classify:
-            line += f"  acc {rec['accuracy']:.4f}"
-        if "val_loss" in rec:
-            line += f"  val_loss {rec['val_loss']:.4f}"
-            line += f"  val_acc {rec['val_accuracy']:.4f}" if classify else ""
-        print(line + f"  {rec['seconds']:.2f}s", file=stream or sys.stdout, flush=True)
-
-    return report
-
-
-def epoch_bar(progress, max_epochs):
-    """For ``progress=True`` with tqdm installed: a ``tqdm.auto`` bar over
-    the epochs (a widget in Jupyter, a bar on a terminal, nothing when
-    stderr is a file or a pipe) whose postfix shows the last epoch's loss
-    and accuracy. None otherwise (without tqdm, :class:`ProgressBar` draws
-    the batches of each epoch instead)."""
-    if progress is not True:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=max_epochs, unit="epoch", desc="fastnn", disable=None, leave=True)
-
-
-def progress_reporter(progress):
-    if progress is None or progress is False:
-        return None
-    if progress is True:
-        return ProgressBar() if sys.stderr.isatty() else None
-    if callable(progress):
-        return progress
-    raise TypeError(f"progress must be True, False or a callable f(done, total), "
-                    f"got {progress!r}")
-
-
-class ProgressBar:
-    """A one-line text progress bar on stderr, redrawn in place."""
-
-    def __init__(self, width=30, stream=None):
-        self.width = width
-        self.stream = stream if stream is not None else sys.stderr
-        self.t0 = time.perf_counter()
-
-    def __call__(self, done, total):
-        if done >= total:  # erase the bar: the caller prints the epoch's line
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            return
-        filled = self.width * done // total
-        elapsed = time.perf_counter() - self.t0
-        eta = elapsed * (total - done) / done if done else 0.0
-        self.stream.write(f"\r  [{'#' * filled}{'.' * (self.width - filled)}] "
-                          f"{done}/{total} batches  {elapsed:5.1f}s  eta {eta:5.1f}s\x1b[K")
-        self.stream.flush()
 
 
 def full_batch_objective(net, X, labels, T, l2=0.0, loss_scale=1.0, sample_weight=None):

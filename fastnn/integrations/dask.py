@@ -80,6 +80,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..engine import training, validation
+from ..engine.progress import epoch_printer
 from ..kernels.bundles import OptimizerState
 
 __all__ = ["fit", "lbfgs", "predict", "predict_proba", "from_npy", "local_cluster",
@@ -803,7 +804,7 @@ def fit(net: Any, X: Any, y: Any, *, client: Any = None, epochs: int = 1,
 
             training.run_epochs(trainer, opt, state, policy, epochs, training.Watch(
                 hist, validate if val is not None else None, callbacks=callbacks, owner=net,
-                report=training.epoch_printer(classify) if verbose else None,
+                report=epoch_printer(classify) if verbose else None,
                 classify=classify))
             net.engine.shuffle_state[...] = trainer.streams[0]
             best = policy.finish(net.theta)

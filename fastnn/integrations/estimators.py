@@ -188,8 +188,9 @@ dropout : float or list of float, default=0.0
 clip_norm : float or None, default=None
     *fastnn*: clip each step's gradient to this global L2 norm.
 progress : bool or callable, default=False
-    *fastnn*: True draws a ``tqdm.auto`` bar over the epochs; a callable
-    gets ``(batches_done, batches_total)``.
+    *fastnn*: True draws a bar over the epochs (in Jupyter a display
+    updated in place, which the saved notebook keeps finished; on a
+    terminal tqdm's); a callable gets ``(batches_done, batches_total)``.
 """
 
 _ATTRIBUTES = """\
