@@ -103,8 +103,8 @@ def test_every_public_parameter_is_documented():
 
 def test_the_public_api_is_type_annotated():
     """Every parameter and return of the public functions and methods has a
-    type hint that resolves (``py.typed`` tells type checkers to read them);
-    the estimators' constructors follow scikit-learn's, unannotated."""
+    type hint that resolves (``py.typed`` tells type checkers to read them),
+    the estimators' constructors too."""
     import importlib
     import inspect
     import typing
@@ -122,8 +122,6 @@ def test_the_public_api_is_type_annotated():
             owner = eval(module, {"fastnn": fastnn})  # a class: fastnn.Network
         obj = getattr(owner, attr)
         if inspect.isclass(obj):
-            if attr in ("MLPClassifier", "MLPRegressor"):
-                continue
             obj = obj.__init__
         if not callable(obj) or obj.__module__ is None or not obj.__module__.startswith("fastnn"):
             continue  # inherited from scikit-learn (get_params, score, ...)

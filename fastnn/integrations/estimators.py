@@ -44,6 +44,7 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -238,14 +239,40 @@ def _docstring(summary, extra_parameters="", extra_attributes=""):
 class _BaseMLP(BaseEstimator):
     _head = None  # set by the subclasses for regression; chosen from y for classification
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype=None, weight_decay=0.01, early_stopping_metric="score",
-                 callbacks=None, dropout=0.0, clip_norm=None, progress=False):
+    def __init__(
+            self,
+            hidden_layer_sizes: int | Sequence[int] = (100,),
+            activation: str | Sequence[str] = "relu",
+            *,
+            solver: str = "adam",
+            alpha: float = 0.0001,
+            batch_size: int | str = "auto",
+            learning_rate: str = "constant",
+            learning_rate_init: float = 0.001,
+            power_t: float = 0.5,
+            max_iter: int = 200,
+            shuffle: bool = True,
+            random_state: int | np.random.RandomState | None = None,
+            tol: float = 1e-4,
+            verbose: bool = False,
+            warm_start: bool = False,
+            momentum: float = 0.9,
+            nesterovs_momentum: bool = True,
+            early_stopping: bool = False,
+            validation_fraction: float = 0.1,
+            beta_1: float = 0.9,
+            beta_2: float = 0.999,
+            epsilon: float = 1e-8,
+            n_iter_no_change: int = 10,
+            max_fun: int = 15000,
+            dtype: str | np.dtype | None = None,
+            weight_decay: float = 0.01,
+            early_stopping_metric: str = "score",
+            callbacks: Sequence[Callable[[Any, dict], Any]] | None = None,
+            dropout: float | Sequence[float] = 0.0,
+            clip_norm: float | None = None,
+            progress: bool | Callable[[int, int], Any] = False,
+    ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -860,15 +887,42 @@ label_smoothing : float, default=0.0
     The class labels (multi-label: the column indices).
 """)
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dtype=None, weight_decay=0.01, early_stopping_metric="score", callbacks=None,
-                 dropout=0.0, clip_norm=None, class_weight=None, label_smoothing=0.0,
-                 progress=False):
+    def __init__(
+            self,
+            hidden_layer_sizes: int | Sequence[int] = (100,),
+            activation: str | Sequence[str] = "relu",
+            *,
+            solver: str = "adam",
+            alpha: float = 0.0001,
+            batch_size: int | str = "auto",
+            learning_rate: str = "constant",
+            learning_rate_init: float = 0.001,
+            power_t: float = 0.5,
+            max_iter: int = 200,
+            shuffle: bool = True,
+            random_state: int | np.random.RandomState | None = None,
+            tol: float = 1e-4,
+            verbose: bool = False,
+            warm_start: bool = False,
+            momentum: float = 0.9,
+            nesterovs_momentum: bool = True,
+            early_stopping: bool = False,
+            validation_fraction: float = 0.1,
+            beta_1: float = 0.9,
+            beta_2: float = 0.999,
+            epsilon: float = 1e-8,
+            n_iter_no_change: int = 10,
+            max_fun: int = 15000,
+            dtype: str | np.dtype | None = None,
+            weight_decay: float = 0.01,
+            early_stopping_metric: str = "score",
+            callbacks: Sequence[Callable[[Any, dict], Any]] | None = None,
+            dropout: float | Sequence[float] = 0.0,
+            clip_norm: float | None = None,
+            class_weight: dict | str | None = None,
+            label_smoothing: float = 0.0,
+            progress: bool | Callable[[int, int], Any] = False,
+    ) -> None:
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
@@ -1083,15 +1137,42 @@ delta : float, default=1.0
     *fastnn*: the Huber loss's threshold.
 """)
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 loss="squared_error", dtype=None, weight_decay=0.01,
-                 early_stopping_metric="score", callbacks=None, dropout=0.0, clip_norm=None,
-                 delta=1.0, progress=False):
+    def __init__(
+            self,
+            hidden_layer_sizes: int | Sequence[int] = (100,),
+            activation: str | Sequence[str] = "relu",
+            *,
+            solver: str = "adam",
+            alpha: float = 0.0001,
+            batch_size: int | str = "auto",
+            learning_rate: str = "constant",
+            learning_rate_init: float = 0.001,
+            power_t: float = 0.5,
+            max_iter: int = 200,
+            shuffle: bool = True,
+            random_state: int | np.random.RandomState | None = None,
+            tol: float = 1e-4,
+            verbose: bool = False,
+            warm_start: bool = False,
+            momentum: float = 0.9,
+            nesterovs_momentum: bool = True,
+            early_stopping: bool = False,
+            validation_fraction: float = 0.1,
+            beta_1: float = 0.9,
+            beta_2: float = 0.999,
+            epsilon: float = 1e-8,
+            n_iter_no_change: int = 10,
+            max_fun: int = 15000,
+            loss: str = "squared_error",
+            dtype: str | np.dtype | None = None,
+            weight_decay: float = 0.01,
+            early_stopping_metric: str = "score",
+            callbacks: Sequence[Callable[[Any, dict], Any]] | None = None,
+            dropout: float | Sequence[float] = 0.0,
+            clip_norm: float | None = None,
+            delta: float = 1.0,
+            progress: bool | Callable[[int, int], Any] = False,
+    ) -> None:
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
                          batch_size=batch_size, learning_rate=learning_rate,
                          learning_rate_init=learning_rate_init, power_t=power_t,
