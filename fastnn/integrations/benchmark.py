@@ -38,6 +38,43 @@ WORKLOADS = {
 }
 SMALL = ("iris", "digits")
 
+# Tabular training: synthetic data of the shapes users train MLPs on (row
+# counts, widths and classes of public tabular sets named in the comments),
+# one epoch per call without shuffling. ``classes`` 1 is regression
+# (identity output, squared error); otherwise softmax cross-entropy.
+TABULAR = {
+    "higgs": dict(rows=200_000, layers=[28, 256, 256, 2], batch_size=512,
+                  optimizer="adam", lr=1e-3),                      # HIGGS
+    "covtype": dict(rows=100_000, layers=[54, 128, 64, 7], batch_size=256,
+                    optimizer="adam", lr=1e-3),                    # covertype
+    "text": dict(rows=20_000, layers=[2000, 512, 20], batch_size=128,
+                 optimizer="adam", lr=1e-3),                       # 20 newsgroups, hashed
+    "deep": dict(rows=50_000, layers=[100] + [128] * 6 + [10], batch_size=256,
+                 optimizer="adam", lr=1e-3),
+    "housing": dict(rows=50_000, layers=[8, 64, 64, 1], batch_size=64,
+                    optimizer="adam", lr=1e-3),                    # California housing
+    "products": dict(rows=30_000, layers=[300, 1024, 100], batch_size=1024,
+                     optimizer="sgd", lr=0.1),                     # 100 classes
+    "narrow": dict(rows=50_000, layers=[50] + [32] * 8 + [3], batch_size=32,
+                   optimizer="sgd", lr=0.05),
+}
+WORKLOADS.update(TABULAR)
+
+
+def tabular_data(wl, dtype="float32"):
+    """The synthetic ``(x, y)`` of a :data:`TABULAR` workload: standard
+    normal features; labels are the argmax of a random linear map (so there
+    is something to learn), regression targets a smooth function of it."""
+    spec = TABULAR[wl]
+    rng = np.random.default_rng(0)
+    d, classes = spec["layers"][0], spec["layers"][-1]
+    x = rng.standard_normal((spec["rows"], d), dtype=np.float32).astype(dtype)
+    proj = rng.standard_normal((d, max(classes, 2))) / np.sqrt(d)
+    z = x @ proj
+    if classes == 1:
+        return x, np.sin(z[:, :1]) + 0.5 * z[:, 1:2]
+    return x, np.argmax(z, axis=1).astype(np.int64)
+
 
 def epoch_flops(layers, n):
     """Dense FLOPs of one epoch: forward X@W, weight gradient X.T@dU and
@@ -80,12 +117,13 @@ class FastnnSystem:
     key = "fastnn"
     name = "fastnn"
 
-    def __init__(self, x, y, layers, batch_size, lr, dtype="float32"):
+    def __init__(self, x, y, layers, batch_size, lr, dtype="float32", optimizer="sgd"):
         import fastnn
 
-        self.net = fastnn.Network(layers, seed=8, dtype=dtype)
+        self.net = fastnn.Network(layers, seed=8, dtype=dtype, output=_output(layers))
         self.args = (x, y)
-        self.kw = dict(epochs=1, batch_size=batch_size, lr=lr, shuffle=False)
+        self.kw = dict(epochs=1, batch_size=batch_size, lr=lr, shuffle=False,
+                       optimizer=optimizer)
 
     def epoch(self):
         self.net.fit(*self.args, **self.kw)
@@ -95,31 +133,34 @@ class ReferenceSystem:
     key = "reference"
     name = "fastnn.reference (NumPy)"
 
-    def __init__(self, x, y, layers, batch_size, lr, dtype="float32"):
+    def __init__(self, x, y, layers, batch_size, lr, dtype="float32", optimizer="sgd"):
         import fastnn
         from fastnn import reference
 
         net = fastnn.Network(layers, seed=8, dtype=dtype)
         self.params = [(W.copy(), b.copy()) for W, b in zip(net.weights, net.biases)]
-        self.reference = reference
-        self.x, self.y, self.bs, self.lr = x, y, batch_size, lr
+        self.reference, self.output = reference, _output(layers)
+        self.opt = reference.Optimizer(self.params, optimizer, lr)
+        self.x, self.y, self.bs = x, (y if y.ndim > 1 or layers[-1] > 1 else y[:, None]), batch_size
 
     def epoch(self):
         # Contiguous slices, as a user of the reference would write it.
-        x, y, bs = self.x, self.y, self.bs
+        r, x, y, bs = self.reference, self.x, self.y, self.bs
         for s in range(0, x.shape[0], bs):
-            self.reference.train_step(self.params, x[s:s + bs], y[s:s + bs], self.lr)
+            _, grads = r.gradients(self.params, x[s:s + bs], y[s:s + bs], output=self.output)
+            self.opt.step(self.params, grads, min(bs, x.shape[0] - s))
 
 
 class TorchSystem:
     key = "torch"
     name = "PyTorch (eager)"
+    threads = None  # fastnn's
 
-    def __init__(self, x, y, layers, batch_size, lr, dtype="float32"):
+    def __init__(self, x, y, layers, batch_size, lr, dtype="float32", optimizer="sgd"):
         import torch
 
         self.torch = torch
-        torch.set_num_threads(__import__("fastnn").get_num_threads())
+        torch.set_num_threads(self.threads or __import__("fastnn").get_num_threads())
         torch.manual_seed(8)
         mods = []
         for i, (k, m) in enumerate(zip(layers[:-1], layers[1:])):
@@ -129,10 +170,12 @@ class TorchSystem:
         self.model = torch.nn.Sequential(*mods)
         if dtype == "float64":
             self.model = self.model.double()
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=lr)
-        self.loss = torch.nn.CrossEntropyLoss()
+        make = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+        self.opt = make(self.model.parameters(), lr=lr)
+        regress = layers[-1] == 1
+        self.loss = torch.nn.MSELoss() if regress else torch.nn.CrossEntropyLoss()
         self.x = torch.from_numpy(x)
-        self.y = torch.from_numpy(y)
+        self.y = torch.from_numpy(y.reshape(-1, 1).astype(x.dtype) if regress else y)
         self.bs = batch_size
 
     def epoch(self):
@@ -143,11 +186,19 @@ class TorchSystem:
             self.opt.step()
 
 
+class Torch1System(TorchSystem):
+    key = "torch1"
+    name = "PyTorch (eager, 1 thread)"
+    threads = 1
+
+
 class JaxSystem:
     key = "jax"
     name = "JAX (jit, lax.scan)"
 
-    def __init__(self, x, y, layers, batch_size, lr, dtype="float32"):
+    def __init__(self, x, y, layers, batch_size, lr, dtype="float32", optimizer="sgd"):
+        if optimizer != "sgd" or layers[-1] == 1:
+            raise NotImplementedError("written for SGD and softmax only")
         import jax
         import jax.numpy as jnp
 
@@ -182,24 +233,31 @@ class JaxSystem:
 
 class SklearnSystem:
     key = "sklearn"
-    name = "scikit-learn MLPClassifier (sgd)"
+    name = "scikit-learn MLP (partial_fit)"
 
-    def __init__(self, x, y, layers, batch_size, lr, dtype="float32"):
+    def __init__(self, x, y, layers, batch_size, lr, dtype="float32", optimizer="sgd"):
         import warnings
 
-        from sklearn.neural_network import MLPClassifier
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
 
         warnings.filterwarnings("ignore", module="sklearn")
-        self.clf = MLPClassifier(hidden_layer_sizes=tuple(layers[1:-1]), solver="sgd",
-                                 learning_rate_init=lr, batch_size=batch_size,
-                                 momentum=0.0, alpha=0.0, shuffle=False, random_state=8)
-        self.x, self.y, self.classes = x, y, np.arange(layers[-1])
+        regress = layers[-1] == 1
+        self.clf = (MLPRegressor if regress else MLPClassifier)(
+            hidden_layer_sizes=tuple(layers[1:-1]), solver=optimizer, learning_rate_init=lr,
+            batch_size=batch_size, momentum=0.0, alpha=0.0, shuffle=False, random_state=8)
+        self.x, self.y = x, (y.ravel() if regress else y)
+        self.kw = {} if regress else dict(classes=np.arange(layers[-1]))
 
     def epoch(self):
-        self.clf.partial_fit(self.x, self.y, classes=self.classes)
+        self.clf.partial_fit(self.x, self.y, **self.kw)
+
+
+def _output(layers):
+    return "identity" if layers[-1] == 1 else "softmax"
 
 
 SYSTEMS = [FastnnSystem, ReferenceSystem, TorchSystem, JaxSystem, SklearnSystem]
+TABULAR_SYSTEMS = [FastnnSystem, ReferenceSystem, TorchSystem, Torch1System, SklearnSystem]
 
 
 # --------------------------------------------------------------------------
@@ -338,6 +396,8 @@ SMALL_FITTERS = [FastnnSmall, SklearnSmall]
 
 
 def _systems(wl):
+    if wl in TABULAR:
+        return TABULAR_SYSTEMS
     return PREDICTORS if wl == "predict" else SMALL_FITTERS if wl in SMALL else SYSTEMS
 
 
@@ -361,6 +421,8 @@ def _block(key, wl, epochs, dtype, x=None, y=None):
         import fastnn
 
         x = np.ascontiguousarray(fastnn.load_mnist()[1][0][:spec["rows"]], dtype)
+    elif wl in TABULAR:
+        x, y = tabular_data(wl, dtype)
     elif x is None:
         import fastnn
 
@@ -373,9 +435,12 @@ def _block(key, wl, epochs, dtype, x=None, y=None):
         elif wl in SMALL:
             system = cls(x, y, spec["max_iter"])
         else:
-            system = cls(x, y, spec["layers"], spec["batch_size"], spec["lr"], dtype)
+            system = cls(x, y, spec["layers"], spec["batch_size"], spec["lr"], dtype,
+                         spec.get("optimizer", "sgd"))
     except ImportError as e:
         return f"not installed ({e.name})"
+    except NotImplementedError as e:
+        return str(e)
     time.sleep(1.0)  # let threads of whatever ran before go back to sleep
     for _ in range(5 if wl == "predict" else 1):
         # Calls of a few ms ran ~20% slower over their first ~10 (every
@@ -516,13 +581,36 @@ def _print_table(wl, spec, rows, flops, reps, out):
             ratio = "" if r["vs_fastnn"] is None else f"{r['vs_fastnn']:9.2f}"
             print(f"{r['system']:40s} {1e3 * r['s_per_epoch']:8.2f} {ratio:>9s}", file=out)
         return
-    print(f"\n{wl}: {spec['layers']}, batch {spec['batch_size']}, lr {spec['lr']}, "
-          f"{flops / 1e9:.1f} GFLOP/epoch; median of {reps} epochs", file=out)
+    rows_of = f"{spec['rows']} synthetic rows" if wl in TABULAR else "60000 MNIST rows"
+    print(f"\n{wl}: {spec['layers']}, {rows_of}, batch {spec['batch_size']}, "
+          f"{spec.get('optimizer', 'sgd')} lr {spec['lr']}, {flops / 1e9:.1f} GFLOP/epoch; "
+          f"median of {reps} epochs", file=out)
     print(f"{'system':34s} {'s/epoch':>8s} {'x fastnn':>9s} {'GFLOP/s':>8s} {'of peak':>8s}",
           file=out)
     for r in rows:
         print(f"{r['system']:34s} {r['s_per_epoch']:8.3f} {r['vs_fastnn']:9.2f} "
               f"{r['gflops']:8.1f} {100 * r['share_of_matmul_peak']:7.0f}%", file=out)
+
+
+def _tabular_summary(result, out):
+    """One line per tabular workload: fastnn's seconds per epoch, its share
+    of np.matmul's GFLOP/s, and each other system's time over fastnn's."""
+    others = [c for c in TABULAR_SYSTEMS if c.key != "fastnn"]
+    print("\ntabular summary: fastnn s/epoch, its share of np.matmul's GFLOP/s, and each "
+          "system's time / fastnn's", file=out)
+    print(f"{'workload':10s} {'s/epoch':>8s} {'matmul':>7s} "
+          + " ".join(f"{c.key:>9s}" for c in others), file=out)
+    for wl, w in result["workloads"].items():
+        if wl not in TABULAR:
+            continue
+        by = {r["system"]: r for r in w["results"]}
+        mine = by.get(FastnnSystem.name)
+        if mine is None:
+            continue
+        cells = [f"{by[c.name]['vs_fastnn']:9.2f}" if c.name in by else f"{'-':>9s}"
+                 for c in others]
+        print(f"{wl:10s} {mine['s_per_epoch']:8.3f} "
+              f"{100 * mine['share_of_matmul_peak']:6.0f}% " + " ".join(cells), file=out)
 
 
 def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
@@ -562,7 +650,7 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
             kn = [k * m for k, m in zip(spec["layers"][:-1], spec["layers"][1:])]
             flops = 2 * spec["rows"] * sum(kn)  # dense forward FLOPs
         else:
-            flops = epoch_flops(spec["layers"], x.shape[0])
+            flops = epoch_flops(spec["layers"], spec.get("rows", x.shape[0]))
         times = {}
         for cls in _systems(wl):
             if systems and cls.key not in systems:
@@ -590,6 +678,8 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
         _print_table(wl, spec, rows, flops, reps, out)
     for name, why in result["skipped"].items():
         print(f"skipped {name}: {why}", file=out)
+    if any(wl in TABULAR for wl in workloads):
+        _tabular_summary(result, out)
     if with_startup:
         result["startup_seconds"] = startup(out)
     return result
@@ -641,13 +731,17 @@ def main(argv=None, prog=None):
     p.add_argument("--isa", choices=["host", "avx2"], default="host",
                    help="avx2: every system on AVX2 code even on an AVX-512 host "
                         "(fastnn's kernels, OpenBLAS, MKL, oneDNN; see avx2_environment)")
-    p.add_argument("--workload", choices=["classic", "wide", "predict", "small", "all"],
-                   default="all", help="small: the iris and digits MLPClassifier fits")
+    p.add_argument("--workload", nargs="+", default=["all"],
+                   choices=["classic", "wide", "predict", "small", "tabular", "all",
+                            *TABULAR],
+                   help="small: the iris and digits MLPClassifier fits; tabular: every "
+                        "synthetic tabular shape (all: MNIST and small, not tabular)")
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per system (median)")
     p.add_argument("--threads", type=int, default=None, help="fastnn/Numba threads")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--only", nargs="+", default=None,
-                   help="systems to run: fastnn reference torch jax sklearn onnxruntime")
+                   help="systems to run: fastnn reference torch torch1 jax sklearn "
+                        "onnxruntime")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--same-process", action="store_true",
                    help="run every system in this process (default: a fresh process each)")
@@ -660,8 +754,9 @@ def main(argv=None, prog=None):
                            + list(sys.argv[1:] if argv is None else argv))
     if status is not None:
         return status
-    wls = {"all": ("classic", "wide", "predict") + SMALL,
-           "small": SMALL}.get(args.workload, (args.workload,))
+    groups = {"all": ("classic", "wide", "predict") + SMALL, "small": SMALL,
+              "tabular": tuple(TABULAR)}
+    wls = [w for name in args.workload for w in groups.get(name, (name,))]
     if args.threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     res = run(wls, args.epochs, args.threads, args.dtype, args.only,
