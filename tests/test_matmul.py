@@ -25,7 +25,9 @@ SHAPES = [(1, 1, 1), (1, 784, 100), (3, 5, 7), (4, 64, 64), (5, 63, 65),
           # past SERIAL_MAX_MACS: the parallel drivers, narrow and wide
           (300, 100, 10), (130, 90, 47), (61, 200, 49), (200, 64, 50), (120, 80, 100),
           # N >= PACK_MIN_N: B read from packed panels
-          (61, 130, 300), (9, 257, 513)]
+          (61, 130, 300), (9, 257, 513),
+          # K <= THIN_K, N >= NR: rows of C built from the K rows of B
+          (300, 2, 256), (17, 7, 16), (64, 1, 33), (130, 4, 1030)]
 
 
 def _data(rng, shape, dtype):
@@ -81,7 +83,8 @@ def test_gemm_nt(rng, dtype, M, K, N):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", list(CODES))
 @pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 784, 100), (3, 7, 10),
-                                   (300, 100, 10), (70, 90, 260), (200, 64, 50), (9, 5, 50)])
+                                   (300, 100, 10), (70, 90, 260), (200, 64, 50), (9, 5, 50),
+                                   (300, 2, 256), (17, 7, 16)])
 def test_fused_bias_activation_epilogue(rng, dtype, act, M, K, N):
     A, B, b = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype), _data(rng, N, dtype)
     f = ACTIVATIONS[act].forward
@@ -95,7 +98,8 @@ def test_fused_bias_activation_epilogue(rng, dtype, act, M, K, N):
 # (GELU and SiLU take their derivative from the kept input, after the matmul.)
 @pytest.mark.parametrize("act", [a for a in CODES if not ACTIVATIONS[a].from_input])
 @pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 63, 65), (100, 50, 100), (3, 7, 10),
-                                   (300, 100, 10), (70, 90, 260), (200, 64, 50), (9, 5, 50)])
+                                   (300, 100, 10), (70, 90, 260), (200, 64, 50), (9, 5, 50),
+                                   (300, 2, 256), (17, 7, 16)])
 def test_fused_activation_derivative_epilogue(rng, dtype, act, M, K, N):
     f, fgrad = ACTIVATIONS[act].forward, ACTIVATIONS[act].derivative
     A, B = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype)
@@ -109,7 +113,8 @@ def test_fused_activation_derivative_epilogue(rng, dtype, act, M, K, N):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ["relu", "tanh"])
 @pytest.mark.parametrize("M,K,N", [(5, 7, 9), (100, 50, 30), (300, 100, 10), (100, 784, 100),
-                                   (120, 80, 100), (256, 100, 128), (61, 130, 300)])
+                                   (120, 80, 100), (256, 100, 128), (61, 130, 300),
+                                   (512, 2, 256), (1024, 7, 1024), (40, 1, 17)])
 @pytest.mark.parametrize("scratch", ["packed_size", "none"])
 def test_gemm_nt_fused_derivative_epilogue(rng, dtype, act, M, K, N, scratch):
     """The input gradient as training runs it, dX = (dU @ W.T) * act'(H):

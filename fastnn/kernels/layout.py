@@ -34,6 +34,9 @@ REM_MAX_TILES = 96 // NR
 NTASK = 32
 # Rows of B prefetched ahead by the tiles (see intrinsics.py).
 PF = 12
+# Products over at most this many terms (K) build each row of C in place
+# from K rows of B instead of tiles: an output layer's input gradient.
+THIN_K = 7
 # Below this many multiply-adds a parallel region's start and join cost more
 # than the second thread saves (break-even near 100x100x50).
 SERIAL_MAX_MACS = 400_000

@@ -63,8 +63,8 @@ from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import stack_buffer, tile_fma
 from .layout import (MR32, MR64, NARROW_NR, NR, NT_PACK_MIN_N, NTASK,  # noqa: F401
                      PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS,
-                     SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS, VW32, VW64,
-                     packed_size, tile_macs, tn_packed_size)
+                     SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS, THIN_K, VW32,
+                     VW64, packed_size, tile_macs, tn_packed_size)
 
 # ---------------------------------------------------------------------------
 # register tiles (one set of functions per tile shape, generated at import)
@@ -627,6 +627,31 @@ def _narrow_tn(A, B, C, serial):
 
 
 @jit
+def _thin_nn(A, B, C, bias, act, H, dact):
+    """C = epilogue(A @ B) for K <= THIN_K (the input gradient of an output
+    layer of a few units): each row of C summed from the K rows of B in a
+    one-row scratch, vectorised over its columns, then stored through the
+    tiles' epilogue (:func:`store_tile`). The tiles' fixed work per tile
+    outweighs K multiply-adds there."""
+    M, K = A.shape
+    N = B.shape[1]
+    n = uint64(N)
+    acc = np.empty((1, N), C.dtype)
+    row = acc[0]
+    for i in range(M):
+        b = B[0]
+        a = A[i, 0]
+        for j in range(n):
+            row[j] = a * b[j]
+        for k in range(1, K):
+            b = B[k]
+            a = A[i, k]
+            for j in range(n):
+                row[j] += a * b[j]
+        store_tile(acc, C, i, 0, 0, bias, act, H, dact)
+
+
+@jit
 def _small(M, K, N):
     return tile_macs(M, K, N) <= SERIAL_MAX_MACS
 
@@ -693,7 +718,7 @@ def gemm_nt_fused_into(A, W, C, bias, act, H, dact, WT, bp):
     kernel runs."""
     M, K = A.shape
     N = W.shape[0]
-    if not _small(M, K, N) and N >= NT_PACK_MIN_N:
+    if not _small(M, K, N) and N >= NT_PACK_MIN_N and K > THIN_K:
         _gemm_nn_packed(A, W, C, bias, act, H, dact, bp, True)
         # Columns the tiles leave to the remainder kernels (AVX2's 100 = 96
         # + 4), read from W.T's columns in place.
@@ -740,7 +765,9 @@ def gemm_nn_fused_into(A, B, C, bias, act, H, dact, bp):
     allocate."""
     M, K = A.shape
     N = B.shape[1]
-    if N < NR:
+    if K <= THIN_K and N >= NR:
+        _thin_nn(A, B, C, bias, act, H, dact)
+    elif N < NR:
         _narrow_nn(A, B, C, bias, act, H, dact, False)
     elif _small(M, K, N):
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
@@ -817,8 +844,10 @@ def _transpose_parallel(B, BT):
 def gemm_nn_fused_serial(A, B, C, bias, act, H, dact):
     """gemm_nn_fused entirely on the calling thread (for use inside a
     parallel region)."""
-    N = B.shape[1]
-    if N < NR:
+    K, N = B.shape
+    if K <= THIN_K and N >= NR:
+        _thin_nn(A, B, C, bias, act, H, dact)
+    elif N < NR:
         _narrow_nn(A, B, C, bias, act, H, dact, True)
     else:
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
