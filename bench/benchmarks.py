@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import fastnn
-from fastnn.integrations.benchmark import WORKLOADS
+from fastnn.integrations.benchmark import TABULAR, WORKLOADS
 from fastnn.kernels import dense, losses, matmul
 from fastnn.kernels.bundles import Loss
 
@@ -48,6 +48,63 @@ class TimeEpoch:
 
     def time_epoch(self, workload, dtype):
         self.net.fit(self.x, self.y, **self.kw)
+
+
+class TimeTabular:
+    """One epoch of each tabular shape (synthetic float32 data, as
+    ``python bench/compare.py --workload tabular``), fit(epochs=1) per
+    call, no shuffling."""
+    params = [list(TABULAR)]
+    param_names = ["workload"]
+    number = 1
+    repeat = (2, 5, 120.0)
+    timeout = 900
+
+    def setup(self, workload):
+        from fastnn.integrations.benchmark import FastnnSystem, tabular_data
+
+        spec = TABULAR[workload]
+        x, y = tabular_data(workload)
+        self.system = FastnnSystem(x, y, spec["layers"], spec["batch_size"], spec["lr"],
+                                   "float32", spec["optimizer"])
+        self.system.epoch()
+
+    def time_epoch(self, workload):
+        self.system.epoch()
+
+
+class TrackTabular:
+    """Per tabular shape, from one run of the side-by-side benchmark
+    (medians of 3 epochs, each system in a process of its own): fastnn's
+    GFLOP/s as a share of np.matmul's (512^3, same run), and PyTorch's (1
+    and 2 threads) and scikit-learn's time over fastnn's."""
+    params = (list(TABULAR), ["share of np.matmul", "PyTorch 1 thread / fastnn",
+                              "PyTorch 2 threads / fastnn", "scikit-learn / fastnn"])
+    param_names = ["workload", "measure"]
+    unit = "ratio"
+    number = 1
+    repeat = 1
+    timeout = 2400
+
+    def setup_cache(self):
+        from fastnn.integrations import benchmark
+
+        with open(os.devnull, "w") as out:
+            return benchmark.run(tuple(TABULAR), epochs=3, out=out,
+                                 systems=["fastnn", "torch", "torch1", "sklearn"])
+
+    def track_ratio(self, result, workload, measure):
+        from fastnn.integrations import benchmark
+
+        rows = {r["system"]: r for r in result["workloads"][workload]["results"]}
+        if measure == "share of np.matmul":
+            return rows[benchmark.FastnnSystem.name]["share_of_matmul_peak"]
+        name = {"PyTorch 1 thread / fastnn": benchmark.Torch1System.name,
+                "PyTorch 2 threads / fastnn": benchmark.TorchSystem.name,
+                "scikit-learn / fastnn": benchmark.SklearnSystem.name}[measure]
+        if name not in rows:
+            raise NotImplementedError(f"{name}: {result['skipped'].get(name, 'not run')}")
+        return rows[name]["vs_fastnn"]
 
 
 class TimeEpochOptions:

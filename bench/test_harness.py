@@ -48,3 +48,22 @@ def test_the_small_workloads_time_whole_fits_with_their_epochs():
     assert theirs["vs_fastnn"] == pytest.approx(theirs["s_per_fit"] / ours["s_per_fit"],
                                                 rel=0.01, abs=0.02)
     assert "iris: MLPClassifier(hidden_layer_sizes=(50,)" in out.getvalue()
+
+
+def test_tabular_workloads_train_each_task_and_print_a_summary():
+    pytest.importorskip("sklearn")
+    x, y = benchmark.tabular_data("covtype")
+    assert x.shape == (100_000, 54) and x.dtype == "float32" and set(y) == set(range(7))
+    x, y = benchmark.tabular_data("housing", "float64")
+    assert x.dtype == "float64" and y.shape == (50_000, 1) and y.std() > 0.1
+    out = io.StringIO()
+    res = benchmark.run(("housing",), epochs=1, systems=["reference", "sklearn", "torch1"],
+                        out=out, isolate=False)
+    rows = {r["system"]: r for r in res["workloads"]["housing"]["results"]}
+    assert "scikit-learn MLP (partial_fit)" in rows
+    assert rows["fastnn.reference (NumPy)"]["gflops"] > 0
+    if "torch" not in str(res["skipped"]):
+        assert "PyTorch (eager, 1 thread)" in rows
+    text = out.getvalue()
+    assert "housing: [8, 64, 64, 1], 50000 synthetic rows, batch 64, adam" in text
+    assert "tabular summary" in text

@@ -588,7 +588,8 @@ def _print_table(wl, spec, rows, flops, reps, out):
     print(f"{'system':34s} {'s/epoch':>8s} {'x fastnn':>9s} {'GFLOP/s':>8s} {'of peak':>8s}",
           file=out)
     for r in rows:
-        print(f"{r['system']:34s} {r['s_per_epoch']:8.3f} {r['vs_fastnn']:9.2f} "
+        ratio = "" if r["vs_fastnn"] is None else f"{r['vs_fastnn']:9.2f}"
+        print(f"{r['system']:34s} {r['s_per_epoch']:8.3f} {ratio:>9s} "
               f"{r['gflops']:8.1f} {100 * r['share_of_matmul_peak']:7.0f}%", file=out)
 
 
