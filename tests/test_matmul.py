@@ -27,7 +27,9 @@ SHAPES = [(1, 1, 1), (1, 784, 100), (3, 5, 7), (4, 64, 64), (5, 63, 65),
           # N >= PACK_MIN_N: B read from packed panels
           (61, 130, 300), (9, 257, 513),
           # K <= THIN_K, N >= NR: rows of C built from the K rows of B
-          (300, 2, 256), (17, 7, 16), (64, 1, 33), (130, 4, 1030)]
+          (300, 2, 256), (17, 7, 16), (64, 1, 33), (130, 4, 1030),
+          # tn from TN_PACK_MIN_N columns and TN_PACK_MIN_KM inputs: packed
+          (300, 256, 100), (257, 600, 130)]
 
 
 def _data(rng, shape, dtype):

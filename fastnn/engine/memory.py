@@ -4,7 +4,8 @@ one ``fit`` or ``predict`` uses. Nothing here computes."""
 import numpy as np
 
 from ..kernels.bundles import Model, Work
-from ..kernels.layout import NT_PACK_MIN_N, PACK_MIN_N, SLACK, packed_size, padded_width, tn_packed_size
+from ..kernels.layout import (NT_PACK_MIN_N, PACK_MIN_N, SLACK, packed_size, padded_width,
+                              tn_packed_size, tn_packs)
 
 # Rows per forward chunk in predict/evaluate: buffers stay small (a few MB)
 # however many rows are predicted.
@@ -58,14 +59,15 @@ class ParamLayout:
 
 def pack_scratch_size(layers, cap):
     """Scratch the wide matmuls need to pack their operands: weights
-    (forward), transposed weights (backward dX, from NT_PACK_MIN_N columns)
-    and dU with the inputs (weight gradients), for those at least PACK_MIN_N
-    columns wide."""
+    (forward, from PACK_MIN_N columns), transposed weights (backward dX,
+    from NT_PACK_MIN_N columns) and dU with the inputs (weight gradients,
+    where :func:`.kernels.layout.tn_packs` says so)."""
     need = [0]
     for l in range(len(layers) - 1):
         if layers[l + 1] >= PACK_MIN_N:
-            need += [packed_size(layers[l], layers[l + 1]),
-                     tn_packed_size(cap, layers[l], layers[l + 1])]
+            need.append(packed_size(layers[l], layers[l + 1]))
+        if tn_packs(cap, layers[l], layers[l + 1]):
+            need.append(tn_packed_size(cap, layers[l], layers[l + 1]))
         if l > 0 and layers[l] >= NT_PACK_MIN_N:
             need.append(packed_size(layers[l + 1], layers[l]))
     return max(need)

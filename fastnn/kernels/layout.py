@@ -44,6 +44,11 @@ SERIAL_MAX_MACS = 400_000
 # From this width B's rows are far apart (a new page per row at 1024 float32)
 # and tiles read it from packed contiguous panels instead.
 PACK_MIN_N = 256
+# X.T @ dU packs X's row tiles and dU's panels from 6 tiles wide (below
+# PACK_MIN_N on AVX2 only) once X holds TN_PACK_MIN_KM elements: read in
+# place, X's rows far apart thrash L1; narrower, packing X costs more.
+TN_PACK_MIN_N = 6 * NR
+TN_PACK_MIN_KM = 65536
 # dU @ W.T packs W.T's panels from W per task; on AVX2 hosts from 2 tiles
 # wide, since a shared transposed copy moved written lines between cores.
 NT_PACK_MIN_N = PACK_MIN_N if AVX512 else 2 * NR
@@ -87,9 +92,16 @@ def padded_width(n):
     return (n + ALIGN_ELEMENTS - 1) // ALIGN_ELEMENTS * ALIGN_ELEMENTS
 
 
-# The same for the kernels. Python callers keep the plain function, so that a
-# cold first fit does not wait for this one to compile.
+def tn_packs(K, M, N):
+    """Whether X.T @ dU, X (K, M) and dU (K, N), reads packed operands
+    (PACK_MIN_N, TN_PACK_MIN_N): the memory module sizes scratch for them."""
+    return N >= PACK_MIN_N or (N >= TN_PACK_MIN_N and K * M >= TN_PACK_MIN_KM)
+
+
+# The same for the kernels. Python callers keep the plain functions, so that a
+# cold first fit does not wait for these to compile.
 padded_width_jit = jit(padded_width)
+tn_packs_jit = jit(tn_packs)
 
 
 @jit

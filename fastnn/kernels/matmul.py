@@ -65,6 +65,7 @@ from .layout import (MR32, MR64, NARROW_NR, NR, NT_PACK_MIN_N, NTASK,  # noqa: F
                      PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS,
                      SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS, THIN_K, VW32,
                      VW64, packed_size, tile_macs, tn_packed_size)
+from .layout import tn_packs_jit as tn_packs
 
 # ---------------------------------------------------------------------------
 # register tiles (one set of functions per tile shape, generated at import)
@@ -790,7 +791,7 @@ def gemm_tn_into(A, B, C, bp):
     elif _small(M, K, N):
         _tiles_tn_serial(A, B, C)
         _rem_tn(A, B, C, _rem_start(N))
-    elif N >= PACK_MIN_N:
+    elif tn_packs(K, M, N):
         _gemm_tn_packed(A, B, C, bp)
     else:
         _tiles_tn(A, B, C)
