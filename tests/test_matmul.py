@@ -26,7 +26,7 @@ SHAPES = [(1, 1, 1), (1, 784, 100), (3, 5, 7), (4, 64, 64), (5, 63, 65),
           (300, 100, 10), (130, 90, 47), (61, 200, 49), (200, 64, 50), (120, 80, 100),
           # N >= PACK_MIN_N: B read from packed panels
           (61, 130, 300), (9, 257, 513),
-          # K <= THIN_K, N >= NR: rows of C built from the K rows of B
+          # K <= THIN_K, N >= NR: gemm_nt builds rows of C from the K rows of W.T
           (300, 2, 256), (17, 7, 16), (64, 1, 33), (130, 4, 1030),
           # tn from TN_PACK_MIN_N columns and TN_PACK_MIN_KM inputs: packed
           (300, 256, 100), (257, 600, 130)]
@@ -134,6 +134,25 @@ def test_gemm_nt_fused_derivative_epilogue(rng, dtype, act, M, K, N, scratch):
     mm.gemm_nt_fused_into(dU, W, C, np.empty(0, dtype), IDENTITY, H, CODES[act],
                           np.full((K, N), np.nan, dtype), bp)
     assert_close(C, expected, dtype, _scale(dU, W.T), f"nt backward epilogue {act}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh"])
+@pytest.mark.parametrize("M,K,N", [(64, 1, 33), (130, 3, 256), (9, 7, 16), (40, 8, 50),
+                                   (5, 2, 7)])
+def test_input_grad_serial(rng, dtype, act, M, K, N):
+    """A row-split half's input gradient: (dU @ W.T) * act'(H) from W.T,
+    on rows of W.T up to THIN_K terms, else on the serial tiles."""
+    f, fgrad = ACTIVATIONS[act].forward, ACTIVATIONS[act].derivative
+    dU, WT = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype)
+    H = f(_data(rng, (M, N), dtype)).astype(dtype)
+    expected = (dU.astype(np.float64) @ WT.astype(np.float64)) * fgrad(H.astype(np.float64))
+    C = np.full((M, N), np.nan, dtype)
+    mm.input_grad_serial(dU, WT, C, H, CODES[act])
+    assert_close(C, expected, dtype, _scale(dU, WT), f"input gradient {act}")
+    C = np.full((M, N), np.nan, dtype)
+    mm.input_grad_serial(dU, WT, C, np.empty((0, 0), dtype), IDENTITY)
+    assert_close(C, dU.astype(np.float64) @ WT, dtype, _scale(dU, WT), "no derivative")
 
 
 @settings(max_examples=40, deadline=None)

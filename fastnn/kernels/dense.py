@@ -11,8 +11,8 @@ from numba import prange
 
 from .._config import jit, jit_parallel
 from .activations import IDENTITY, act_forward, act_grad_input
-from .matmul import (gemm_nn_fused_into, gemm_nn_fused_serial, gemm_nt_fused_into, gemm_tn_into,
-                     gemm_tn_serial, tile_macs, transpose_into)
+from .matmul import (gemm_nn_fused_into, gemm_nt_fused_into, gemm_tn_into, gemm_tn_serial,
+                     input_grad_serial, tile_macs, transpose_into)
 
 
 @jit
@@ -99,4 +99,4 @@ def _backward_two_tasks(dU, X, W, dW, db, dX, WT, act_in):
             bias_backward(dU, db)
         else:
             transpose_into(W, WT)
-            gemm_nn_fused_serial(dU, WT, dX, np.empty(0, dX.dtype), IDENTITY, X, act_in)
+            input_grad_serial(dU, WT, dX, X, act_in)

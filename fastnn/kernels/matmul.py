@@ -719,7 +719,10 @@ def gemm_nt_fused_into(A, W, C, bias, act, H, dact, WT, bp):
     kernel runs."""
     M, K = A.shape
     N = W.shape[0]
-    if not _small(M, K, N) and N >= NT_PACK_MIN_N and K > THIN_K:
+    if K <= THIN_K and N >= NR:
+        transpose_into(W, WT)
+        _thin_nn(A, WT, C, bias, act, H, dact)
+    elif not _small(M, K, N) and N >= NT_PACK_MIN_N:
         _gemm_nn_packed(A, W, C, bias, act, H, dact, bp, True)
         # Columns the tiles leave to the remainder kernels (AVX2's 100 = 96
         # + 4), read from W.T's columns in place.
@@ -766,9 +769,7 @@ def gemm_nn_fused_into(A, B, C, bias, act, H, dact, bp):
     allocate."""
     M, K = A.shape
     N = B.shape[1]
-    if K <= THIN_K and N >= NR:
-        _thin_nn(A, B, C, bias, act, H, dact)
-    elif N < NR:
+    if N < NR:
         _narrow_nn(A, B, C, bias, act, H, dact, False)
     elif _small(M, K, N):
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
@@ -845,14 +846,26 @@ def _transpose_parallel(B, BT):
 def gemm_nn_fused_serial(A, B, C, bias, act, H, dact):
     """gemm_nn_fused entirely on the calling thread (for use inside a
     parallel region)."""
-    K, N = B.shape
-    if K <= THIN_K and N >= NR:
-        _thin_nn(A, B, C, bias, act, H, dact)
-    elif N < NR:
+    N = B.shape[1]
+    if N < NR:
         _narrow_nn(A, B, C, bias, act, H, dact, True)
     else:
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
         _rem_nn(A, B, C, bias, act, H, dact, _rem_start(N))
+
+
+@jit
+def input_grad_serial(dU, WT, dX, H, dact):
+    """The input gradient dX = (dU @ W.T) * act'(H) (``dact``; H empty:
+    none) on the calling thread, from W.T in ``WT``: rows from K <= THIN_K
+    rows of W.T (:func:`_thin_nn`), else the serial tiles. (Only the input
+    gradients take the thin path: in every matmul it lengthened a cold
+    compile by a tenth.)"""
+    nob = np.empty(0, dX.dtype)
+    if WT.shape[0] <= THIN_K and WT.shape[1] >= NR:
+        _thin_nn(dU, WT, dX, nob, IDENTITY, H, dact)
+    else:
+        gemm_nn_fused_serial(dU, WT, dX, nob, IDENTITY, H, dact)
 
 
 @jit

@@ -34,7 +34,7 @@ from .rng import splitmix64
 from .layout import (ALIGN_ELEMENTS, GATHER_MR, INFER_ROWS, NTASK, ROW_GATHER_NV,
                      ROW_GATHER_RATIO, SPARSE_GROUP, SPLIT_MIN_ROWS, VW32, VW64)
 from .layout import padded_width_jit as padded_width
-from .matmul import gemm_nn_fused_serial, gemm_tn_serial
+from .matmul import gemm_nn_fused_serial, gemm_tn_serial, input_grad_serial
 from .sparse import (active_columns, batch_csc_build, batch_nnz_offsets, column_scratch,
                      copy_rows, copy_rows_auto, gathered_first_layer, gathered_row, is_aligned,
                      pad_rows_into, sparse_dense_forward, sparse_forward_tiles,
@@ -188,7 +188,6 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
     sizes, poff, hoff, cap = model.sizes, model.poff, work.hoff, work.cap
     L = sizes.shape[0] - 1
     dt = model.theta.dtype
-    nob = np.empty(0, dt)
     noh = np.empty((0, 0), dt)
     x = X[s:e]
     H = x
@@ -246,7 +245,7 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
             pre = needs_input(work, a)
             dropped = drop.shape[0] > 0 and drop[l - 1] > 0
             if dropped or pre:
-                gemm_nn_fused_serial(dU, WT, dX, nob, IDENTITY, noh, IDENTITY)
+                input_grad_serial(dU, WT, dX, noh, IDENTITY)
                 if dropped:
                     dropout_backward(dX, Hin,
                                      layer_buf(work.mbuf, sizes, hoff, cap, l - 1, n)[s:e],
@@ -254,7 +253,7 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
                 if pre:
                     input_grad(dX, layer_buf(work.ubuf, sizes, hoff, cap, l - 1, n)[s:e], a)
             else:
-                gemm_nn_fused_serial(dU, WT, dX, nob, IDENTITY, Hin, a)
+                input_grad_serial(dU, WT, dX, Hin, a)
     return loss, correct
 
 
