@@ -141,7 +141,13 @@ FASTMATH_NO_REASSOC = FASTMATH - {"reassoc"}
 
 
 def jit_inline(fn):
-    """Small helper inlined into its callers at Numba IR level."""
+    """Inlined into its callers at Numba IR level: small helpers, and the
+    dispatching wrappers on the drivers' call chains (``dense_backward``,
+    ``gemm_*_into``, ``split_step``). A function compiled on its own is
+    linked into each caller's module, where LLVM optimises and emits its
+    whole call tree again: every wrapper level re-did the work of the
+    levels below it. (Not for functions with ``prange``, which only run in
+    parallel in a ``jit_parallel`` caller.)"""
     return jit(fn, inline="always")
 
 

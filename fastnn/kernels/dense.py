@@ -9,13 +9,13 @@ import numpy as np
 
 from numba import prange
 
-from .._config import jit, jit_parallel
+from .._config import jit, jit_inline, jit_parallel
 from .activations import IDENTITY, act_forward, act_grad_input
 from .matmul import (gemm_nn_fused_into, gemm_nt_fused_into, gemm_tn_into, gemm_tn_serial,
                      input_grad_serial, tile_macs, transpose_into)
 
 
-@jit
+@jit_inline
 def dense_forward(X, W, b, act, Y, bp):
     """Y = act(X @ W + b), one pass: bias and activation run in the matmul
     epilogue while each output tile is still in registers.
@@ -62,7 +62,7 @@ def bias_backward(dU, db):
 TWO_TASK_MAX_MACS = 2_000_000
 
 
-@jit
+@jit_inline
 def dense_backward(dU, X, W, dW, db, dX, WT, act_in, bp):
     """Backward of ``U = X @ W + b`` given ``dU = dE/dU``.
 

@@ -711,7 +711,7 @@ def _panels_transposed(W, bp):
     return Bp
 
 
-@jit
+@jit_inline
 def gemm_nt_fused_into(A, W, C, bias, act, H, dact, WT, bp):
     """C = epilogue(A @ W.T), W (N, K). Outputs of at least NT_PACK_MIN_N
     columns (layout.py) pack W.T straight from W, each task its panels;
@@ -762,7 +762,7 @@ def _panels(B, bp):
     return Bp
 
 
-@jit
+@jit_inline
 def gemm_nn_fused_into(A, B, C, bias, act, H, dact, bp):
     """C = epilogue(A @ B); see :func:`store_tile` for the epilogue. ``bp`` is
     scratch for packing B (see PACK_MIN_N); too small (e.g. empty) means
@@ -781,7 +781,7 @@ def gemm_nn_fused_into(A, B, C, bias, act, H, dact, bp):
         _rem_nn(A, B, C, bias, act, H, dact, _rem_start(N))
 
 
-@jit
+@jit_inline
 def gemm_tn_into(A, B, C, bp):
     """C = A.T @ B, with A (K, M), B (K, N), C (M, N); ``bp`` as in
     :func:`gemm_nn_fused_into`."""
@@ -811,7 +811,7 @@ def gemm_tn(A, B, C):
     gemm_tn_into(A, B, C, np.empty(0, C.dtype))
 
 
-@jit
+@jit_inline
 def transpose_into(B, BT):
     """BT = B.T; small matrices on the calling thread (a parallel region
     costs more than transposing a few thousand elements)."""
@@ -842,7 +842,7 @@ def _transpose_parallel(B, BT):
                     BT[j, k] = B[k, j]
 
 
-@jit
+@jit_inline
 def gemm_nn_fused_serial(A, B, C, bias, act, H, dact):
     """gemm_nn_fused entirely on the calling thread (for use inside a
     parallel region)."""
@@ -854,7 +854,7 @@ def gemm_nn_fused_serial(A, B, C, bias, act, H, dact):
         _rem_nn(A, B, C, bias, act, H, dact, _rem_start(N))
 
 
-@jit
+@jit_inline
 def input_grad_serial(dU, WT, dX, H, dact):
     """The input gradient dX = (dU @ W.T) * act'(H) (``dact``; H empty:
     none) on the calling thread, from W.T in ``WT``: rows from K <= THIN_K
@@ -868,7 +868,7 @@ def input_grad_serial(dU, WT, dX, H, dact):
         gemm_nn_fused_serial(dU, WT, dX, nob, IDENTITY, H, dact)
 
 
-@jit
+@jit_inline
 def gemm_tn_serial(A, B, C):
     """gemm_tn entirely on the calling thread."""
     N = B.shape[1]

@@ -20,7 +20,7 @@ import numpy as np
 
 from numba import prange, uint64
 
-from .._config import AVX512, CACHE, jit, jit_parallel
+from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, uses_input
 from .dense import (activate_keeping_input, bias_backward, dense_backward, dense_forward,
                     input_grad)
@@ -160,7 +160,7 @@ def network_backward(model, X, batch, sp, grad, work, n, drop, key):
             dense_backward(dU, X, W, dW, db, empty, empty, IDENTITY, work.bp)
 
 
-@jit
+@jit_inline
 def forward_backward(model, head, X, rows, batch, labels, T, w, sp, grad, work, drop, key):
     """Loss and all gradients for one mini-batch; returns (loss, n_correct)."""
     sizes = model.sizes
@@ -304,7 +304,7 @@ def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0,
             out[t, 1] = 0
 
 
-@jit
+@jit_inline
 def forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work, sp, drop, key):
     """:func:`forward_backward` of a batch as two row halves, one per
     thread (:func:`.layout.row_split`): each half's mean gradient, in
@@ -362,7 +362,7 @@ def step_settings(opt, state, rows):
     return coef, opt.lr
 
 
-@jit
+@jit_inline
 def split_step(model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt, sp, j):
     """Row-split batch ``j``'s step (:func:`forward_backward_split`, then
     :func:`apply_update_split`, or :func:`sparse_split_update` with a
