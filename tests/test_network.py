@@ -9,6 +9,7 @@ import fastnn.engine.training  # noqa: F401
 from fastnn import reference as R
 from fastnn.engine.registry import ACTIVATIONS, keeps_input
 from fastnn.kernels import train as K
+from fastnn.kernels.bundles import no_sparse
 
 # The activations the reference oracle writes out (the others are held to
 # their registry forms by test_registry.py).
@@ -49,7 +50,7 @@ def kernel_gradients(net, x, y, sparse=False):
         sp, _, _ = inputs.prepare(X, net.dtype, n, False, None, max_density=1.0)
         K.prepare_sparse_batches(sp, rows, n)
     else:
-        sp = None  # dense first layer
+        sp = no_sparse(net.dtype)  # dense first layer
     grad = np.full_like(net.theta, np.nan)
     loss, _ = K.forward_backward(net._model(), net.head, X, rows, 0, labels, T,
                                  np.empty(0), sp,
@@ -547,7 +548,7 @@ def test_dropout_trains_alike_on_both_backends(rng, case):
         runs.append(_epoch_on(engine, net, x, y, batch, [0.3, 0.2]))
     if case == "row-split batches":
         assert runs[0][2].work.gs.shape[0] > 0  # the split path ran
-    assert (runs[0][2].sp is not None) == (case == "sparse first layer")
+    assert runs[0][2].sparse == (case == "sparse first layer")
     np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-10)
     np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-9, atol=1e-12)
     plain = fastnn.Network([12, 20, 16, 4], hidden=["tanh", "relu"], dtype="float64", seed=3)
@@ -569,7 +570,8 @@ def test_dropout_gradient_is_the_derivative_with_those_masks(rng):
     drop = np.array([0.4, 0.25, 0.0])
     key = np.uint64(12345)
     grad = np.zeros_like(net.theta)
-    K.forward_backward(net._model(), net.head, X, np.arange(10), 0, labels, T, np.empty(0), None,
+    K.forward_backward(net._model(), net.head, X, np.arange(10), 0, labels, T, np.empty(0),
+                       no_sparse(net.dtype),
                        grad, memory.work_buffers(net.layout, 10, net.dtype, False, masks=True),
                        drop, key)
 

@@ -7,6 +7,7 @@ import fastnn
 from fastnn.engine import numpy_engine as NE
 from fastnn.engine import training
 from fastnn.kernels import train as K
+from fastnn.kernels.bundles import no_sparse
 from conftest import DTYPES, assert_close
 
 HEADS = {"softmax": 3, "sigmoid": 2, "identity": 2, "poisson": 2}
@@ -57,7 +58,7 @@ def _epochs(engine, trainer, state, opt, epochs, calls=1):
     for _ in range(epochs):
         engine.epoch_begin(data.order, trainer.engine.shuffle_state, data.shuffle, trainer.sp,
                            False, data.batch_size)
-        if engine is NE and trainer.sp is not None:  # for K's next use
+        if engine is NE and trainer.sparse:  # for K's next use
             K.prepare_sparse_batches(trainer.sp, data.order, data.batch_size)
         trainer.no_plan.sums[0] = 0.0
         for first, last in zip(cuts[:-1], cuts[1:]):
@@ -154,8 +155,8 @@ def test_the_shuffle_is_the_kernels_stream(rng):
         a, b = np.arange(n), np.arange(n)
         sa, sb = np.array([12345], np.uint64), np.array([12345], np.uint64)
         for _ in range(3):
-            K.epoch_begin(a, sa, True, None, False, 4)
-            NE.epoch_begin(b, sb, True, None, False, 4)
+            K.epoch_begin(a, sa, True, no_sparse(np.float32), False, 4)
+            NE.epoch_begin(b, sb, True, no_sparse(np.float32), False, 4)
             assert np.array_equal(a, b) and sa[0] == sb[0]
 
 

@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from ..kernels.bundles import EpochPlan
+from ..kernels.bundles import EpochPlan, no_sparse
 from . import numpy_engine
 
 MODES = ("auto", "numpy", "compiled")
@@ -88,7 +88,8 @@ class NumpyBackend:
         data = trainer.data._replace(X=trainer.numpy_x) if dense else trainer.data
         with self._blas():
             numpy_engine.train_batches(data, trainer.model, trainer.head, trainer.grad, state,
-                                       opt, None if dense else trainer.sp, trainer.work,
+                                       opt, no_sparse(trainer.model.theta.dtype) if dense
+                                       else trainer.sp, trainer.work,
                                        trainer.bufs, first, last, plan)
 
     def evaluate(self, X, sp, rows, labels, T, model, head, work):

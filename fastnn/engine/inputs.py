@@ -2,7 +2,7 @@
 per-batch CSC form, chosen by measured density and reused across fits."""
 import numpy as np
 
-from ..kernels.bundles import SparseInput
+from ..kernels.bundles import SparseInput, no_sparse
 from . import backend, validation
 
 # The first layer reads the training inputs in sparse form when at most this
@@ -54,11 +54,10 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None, csc=True):
     (row-split batches of a shuffled fit sort each batch's non-zeros when
     they need them, see ``kernels.train.sparse_split_update``).
 
-    Returns ``(sp, csc_ready, cache)``: ``sp`` is a :class:`SparseInput`,
-    or None on the dense path (the kernels then compile without the sparse
-    code: Numba prunes ``sp is None`` branches at compile time), ``csc_ready`` whether its CSC blocks can
-    be used as they are, and the :class:`InputCache` to keep (None when
-    dense). A scipy sparse X (checked by ``validation.as_sparse``) always
+    Returns ``(sp, csc_ready, cache)``: ``sp`` is a :class:`SparseInput`
+    (:func:`no_sparse` on the dense path), ``csc_ready`` whether its CSC
+    blocks can be used as they are, and the :class:`InputCache` to keep
+    (None when dense). A scipy sparse X (checked by ``validation.as_sparse``) always
     takes the sparse path, from its own CSR arrays; it is not cached."""
     if is_scipy_sparse(X):
         return from_csr(X, dtype, batch_size if csc else None), False, None
@@ -67,7 +66,7 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None, csc=True):
     counts, fp = validation.scan_matrix("x", X)
     nnz = int(counts.sum())
     if max_density <= 0 or nnz > max_density * X.size:
-        return None, False, None
+        return no_sparse(dtype), False, None
     if fp is None:
         fp = validation.data_fingerprint(X)
     key = (fp, X.shape, X.dtype.str, batch_size, csc)
@@ -102,4 +101,4 @@ def for_inference(X, layout, theta, max_rows, dense_work=True):
     if sparse:
         return (dense_placeholder(X, theta.dtype), from_csr(X, theta.dtype),
                 np.arange(n, dtype=np.int64), work)
-    return X, None, np.empty(0, np.int64), work
+    return X, no_sparse(theta.dtype), np.empty(0, np.int64), work

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..kernels.bundles import is_sparse
 from . import backend, inputs, modelio, schedules, training, validation
 from .init import INITS, init_params
 from .memory import EVAL_ROWS, ParamLayout
@@ -450,7 +451,7 @@ class Network:
         """The backend to run the inference driver ``name`` on ``args``."""
         X, sp = args[0], args[1]
         return backend.choose([(name, args)], memo=(name, X.flags.writeable, self.dtype.str,
-                                                    sp is None))
+                                                    is_sparse(sp)))
 
     def _evaluate(self, X, labels, T):
         Xd, sp, rows, work = self._rows(X)

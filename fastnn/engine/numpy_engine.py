@@ -26,6 +26,7 @@ import functools
 
 import numpy as np
 
+from ..kernels.bundles import is_sparse
 from .memory import EVAL_ROWS
 from .registry import ACTIVATION_BY_CODE, HEAD_BY_CODE, OPTIMIZER_BY_KIND, step_size
 
@@ -253,7 +254,7 @@ def apply_update(model, grad, state, opt, rows):
 
 
 def _batch(X, sp, idx, s, e, gather):
-    if sp is not None:
+    if is_sparse(sp):
         return _dense_rows(sp, idx, X.shape[1], X.dtype)
     return X[idx] if gather else X[s:e]
 
@@ -315,10 +316,10 @@ def _run_batches(data, step, sp, batches, start=(0.0, 0.0, 0)):
 
 
 def _chunks(X, sp, rows, cap):
-    n = rows.shape[0] if sp is not None else X.shape[0]
+    n = rows.shape[0] if is_sparse(sp) else X.shape[0]
     for s in range(0, n, cap):
         e = min(n, s + cap)
-        yield s, e, _batch(X, sp, rows[s:e] if sp is not None else None, s, e, False)
+        yield s, e, _batch(X, sp, rows[s:e] if is_sparse(sp) else None, s, e, False)
 
 
 def evaluate_batches(X, sp, rows, labels, T, model, head, work):
@@ -340,11 +341,11 @@ def predict_batches(X, sp, rows, model, head, work, out):
     values in a dense X."""
     # Dense X: the compiled driver keeps its own scratch and ``work`` is
     # minimal (one row), so chunk by EVAL_ROWS, not by work.cap.
-    cap = work.cap if sp is not None else max(work.cap, EVAL_ROWS)
+    cap = work.cap if is_sparse(sp) else max(work.cap, EVAL_ROWS)
     for s, e, xb in _chunks(X, sp, rows, cap):
         Z = forward(model, xb)[-1]
         out[s:e] = Z if head.code < 0 else HEAD_BY_CODE[int(head.code)].output(Z)
-    return 0 if sp is not None else int(X.size - np.count_nonzero(np.isfinite(X)))
+    return 0 if is_sparse(sp) else int(X.size - np.count_nonzero(np.isfinite(X)))
 
 
 def full_batch_gradient(X, labels, T, w, model, head, work, grad, total):

@@ -12,7 +12,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..kernels.bundles import BatchBuffers, EpochPlan, Optimizer, OptimizerState, TrainData
+from ..kernels.bundles import (BatchBuffers, EpochPlan, Optimizer, OptimizerState, TrainData,
+                               is_sparse, no_sparse)
 from ..kernels.layout import row_split
 from ..runtime import interrupts
 from . import backend, inputs, registry, validation
@@ -156,7 +157,7 @@ class Trainer:
         self.sp, self.csc_ready, engine.input_cache = inputs.prepare(
             X, dtype, batch_size, shuffle, engine.input_cache,
             csc=not (split_sparse and shuffle))
-        self.sparse = self.sp is not None
+        self.sparse = is_sparse(self.sp)
         # The NumPy engine (a first run, while the kernels compile) reads a
         # dense X as it is, even when the kernels read its sparse form.
         self.numpy_x = None if inputs.is_scipy_sparse(X) else X
@@ -245,9 +246,10 @@ class Trainer:
         like_x.setflags(write=X.flags.writeable)
         rows = np.empty(0, np.int64)
         out = np.empty((0, int(self.model.sizes[-1])), X.dtype)
-        return [("evaluate_batches", (like_x, None, rows, data.labels, data.T, self.model,
+        dense = no_sparse(X.dtype)
+        return [("evaluate_batches", (like_x, dense, rows, data.labels, data.T, self.model,
                                       self.head, self.work)),
-                ("predict_batches", (like_x, None, rows, self.model, self.head, self.work,
+                ("predict_batches", (like_x, dense, rows, self.model, self.head, self.work,
                                      out))]
 
     def _cache_follows(self):

@@ -10,6 +10,7 @@ in one place: :mod:`fastnn.engine.memory` (``Model``, ``Work``), :mod:`fastnn.en
 from typing import NamedTuple
 
 import numpy as np
+from numba.extending import register_jitable
 
 
 class Model(NamedTuple):
@@ -47,6 +48,27 @@ class SparseInput(NamedTuple):
     colptr: np.ndarray   # (n_batches, d+1) int64: column k of batch b = colptr[b,k]:colptr[b,k+1]
     rowpos: np.ndarray   # (nnz,) int32: row of each CSC slot within its batch
     cvals: np.ndarray    # (nnz,) float: value of each CSC slot
+
+
+def no_sparse(dtype):
+    """The :class:`SparseInput` of a dense first layer: every array empty.
+    Not None: both kinds of first layer then reach the compiled drivers as
+    one argument type, so each driver is compiled once, not once per kind."""
+    dtype = np.dtype(dtype)
+    if dtype not in _NO_SPARSE:
+        e64, e32, ev = np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, dtype)
+        _NO_SPARSE[dtype] = SparseInput(e64, e32, ev, e64, np.empty((0, 0), np.int64), e32, ev)
+    return _NO_SPARSE[dtype]
+
+
+_NO_SPARSE = {}
+
+
+@register_jitable
+def is_sparse(sp):
+    """Whether the first layer reads its rows from ``sp`` (CSR), not
+    :func:`no_sparse`."""
+    return sp.indptr.shape[0] > 0
 
 
 class TrainData(NamedTuple):

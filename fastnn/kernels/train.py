@@ -26,7 +26,7 @@ from .dense import (activate_keeping_input, bias_backward, dense_backward, dense
                     input_grad)
 from .dropout import batch_key, dropout_backward, dropout_forward, layer_key
 from .losses import head_output, loss_forward_backward
-from .bundles import ADAM, ADAMW, SGD, Optimizer
+from .bundles import ADAM, ADAMW, SGD, Optimizer, SparseInput, is_sparse
 from .optim import (adam_range, adam_update, clip_factor, clip_global_norm, l2_backward,
                     momentum_range, momentum_update, other_range, scale_range, sgd_range,
                     sgd_update, sum_squares)
@@ -92,7 +92,7 @@ def network_forward(model, X, rows, sp, work, drop, key):
     rate (empty: none, as in evaluation and prediction), with the batch's
     mask ``key`` (:mod:`.dropout`)."""
     sizes = model.sizes
-    n = rows.shape[0] if sp is not None else X.shape[0]
+    n = rows.shape[0] if is_sparse(sp) else X.shape[0]
     H = X
     for l in range(sizes.shape[0] - 1):
         Y = layer_buf(work.hbuf, sizes, work.hoff, work.cap, l, n)
@@ -100,7 +100,7 @@ def network_forward(model, X, rows, sp, work, drop, key):
         b = layer_b(model.theta, sizes, model.poff, l)
         keep = keeps_input(work, model.acts[l])
         act = IDENTITY if keep else model.acts[l]
-        if l == 0 and sp is not None:
+        if l == 0 and is_sparse(sp):
             if not is_aligned(W):
                 W = pad_rows_into(W, work.wa)
             sparse_dense_forward(sp.indptr, sp.indices, sp.values, rows, W, b, act, Y)
@@ -150,7 +150,7 @@ def network_backward(model, X, batch, sp, grad, work, n, drop, key):
                     input_grad(dX, layer_buf(work.ubuf, sizes, hoff, cap, l - 1, n), a)
             else:
                 dense_backward(dU, Hin, W, dW, db, dX, WT, a, work.bp)
-        elif sp is not None:
+        elif is_sparse(sp):
             if not is_aligned(dU):
                 dU = pad_rows_into(dU, work.da)
             sparse_weight_grad(sp.colptr[batch], sp.rowpos, sp.cvals, dU, dW)
@@ -196,7 +196,7 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
         Y = layer_buf(work.hbuf, sizes, hoff, cap, l, n)[s:e]
         keep = keeps_input(work, model.acts[l])
         act = IDENTITY if keep else model.acts[l]
-        if l == 0 and sp is not None:
+        if l == 0 and is_sparse(sp):
             sparse_forward_tiles(sp.indptr, sp.indices, sp.values, rows[s:e], W0,
                                  layer_b(model.theta, sizes, poff, 0), act, Y, 0,
                                  (e - s) * ngroup)
@@ -218,11 +218,11 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
     # with the inline exp's.
     loss, correct = loss_forward_backward(head, H, labels[s:e] if labels.shape[0] else labels,
                                           T[s:e] if T.shape[0] else T,
-                                          w[s:e] if w.shape[0] else w, dZ, sp is None)
+                                          w[s:e] if w.shape[0] else w, dZ, not is_sparse(sp))
     for l in range(L - 1, -1, -1):
         dU = layer_buf(work.dbuf, sizes, hoff, cap, l, n)[s:e]
         Hin = x if l == 0 else layer_buf(work.hbuf, sizes, hoff, cap, l - 1, n)[s:e]
-        if l == 0 and sp is not None:
+        if l == 0 and is_sparse(sp):
             # (pad columns of the scratch are never written: they stay zero)
             npad = padded_width(sizes[1])
             dUa = work.da[s * npad:e * npad].reshape((e - s, npad))
@@ -335,7 +335,7 @@ def forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work, s
     c1 = s1 / total if total > 0 else 0.0
     out = np.empty((2, 2))
     W0 = np.empty((0, 0), model.theta.dtype)
-    if sp is not None:
+    if is_sparse(sp):
         W0 = layer_W(model.theta, model.sizes, model.poff, 0)
         if not is_aligned(W0):  # the padded copy sparse_split_update keeps current
             npad = padded_width(W0.shape[1])
@@ -375,7 +375,7 @@ def split_step(model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt, s
         norm = 0.0
         for i in range(wb.shape[0]):
             norm += wb[i]
-    if sp is None:
+    if not is_sparse(sp):
         pen = apply_update_split(model, grad, work.gs, c0, c1, state, opt, norm)
     else:
         pen = sparse_split_update(model, grad, work, c0, c1, state, opt, norm, sp, j, idx)
@@ -673,7 +673,7 @@ def epoch_begin(order, rng_state, shuffle, sp, csc_ready, batch_size):
         for i in range(order.shape[0]):
             order[i] = i
         shuffle_inplace(order, rng_state)
-    if sp is not None and (shuffle or not csc_ready):
+    if is_sparse(sp) and (shuffle or not csc_ready):
         prepare_sparse_batches(sp, order, batch_size)
 
 
@@ -725,7 +725,7 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     pen_sum = plan.sums[0, 1] if running else 0.0
     correct = np.int64(plan.sums[0, 2]) if running else np.int64(0)
     o = opt
-    if sp is not None and work.gs.shape[0] > 0:
+    if is_sparse(sp) and work.gs.shape[0] > 0:
         pad_first_layer(model, work)
     for e in range(max(k, 1)):
         j0, j1 = first, last
@@ -746,16 +746,16 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
             idx = order[s:e_]
             # (A sparse first layer's split fits split every batch: the
             # whole-batch path needs CSC blocks, which a shuffled one lacks.)
-            split = work.gs.shape[0] > 0 and (sp is not None or rows >= 2 * SPLIT_MIN_ROWS)
+            split = work.gs.shape[0] > 0 and (is_sparse(sp) or rows >= 2 * SPLIT_MIN_ROWS)
             if data.shuffle:
                 xb = bufs.x[:0]
-                if sp is None:
+                if not is_sparse(sp):
                     xb = bufs.x[:rows]
                 lb = bufs.labels[:min(rows, bufs.labels.shape[0])]
                 tb = bufs.T[:min(rows, bufs.T.shape[0])]
                 wb = bufs.w[:min(rows, bufs.w.shape[0])]
                 if not split:  # (a split batch's halves gather their rows)
-                    if sp is None:
+                    if not is_sparse(sp):
                         gather_rows(X, idx, xb)
                     if labels.shape[0] > 0:
                         gather_labels(labels, idx, lb)
@@ -820,7 +820,7 @@ def evaluate_batches(X, sp, rows, labels, T, model, head, work):
     ``rows`` is ``arange(n)`` (X is not read)."""
     sizes = model.sizes
     cap = work.cap
-    n = rows.shape[0] if sp is not None else X.shape[0]
+    n = rows.shape[0] if is_sparse(sp) else X.shape[0]
     loss_sum = 0.0
     correct = 0
     for s in range(0, n, cap):
@@ -842,7 +842,7 @@ def predict_batches(X, sp, rows, model, head, work, out):
     values found in a dense X (the caller raises; not checked again before).
     Dense X: :func:`predict_rows`. Sparse first layer: rows from ``sp``
     (CSR) with ``rows = arange(n)``, ``cap`` rows at a time."""
-    if sp is None:
+    if not is_sparse(sp):
         return predict_rows(X, model, head.code, out)
     cap = work.cap
     n = rows.shape[0]
@@ -1008,6 +1008,10 @@ def full_batch_gradient(X, labels, T, w, model, head, work, grad, total):
     rows at a time with the training kernels (dense first layer)."""
     n = X.shape[0]
     no_rows = np.empty(0, np.int64)
+    none32 = np.empty(0, np.int32)
+    nonex = np.empty(0, X.dtype)
+    # bundles.no_sparse(X.dtype): the dense first layer's argument
+    dense = SparseInput(no_rows, none32, nonex, no_rows, np.empty((0, 0), np.int64), none32, nonex)
     weighted = w.shape[0] > 0
     w_total = 0.0
     if weighted:
@@ -1021,7 +1025,7 @@ def full_batch_gradient(X, labels, T, w, model, head, work, grad, total):
         wc = w[s:e] if weighted else w
         chunk_loss, _ = forward_backward(model, head, X[s:e], no_rows, 0,
                                          labels[s:min(e, labels.shape[0])],
-                                         T[s:min(e, T.shape[0])], wc, None, grad, work,
+                                         T[s:min(e, T.shape[0])], wc, dense, grad, work,
                                          np.empty(0, np.float64), np.uint64(0))
         if weighted:
             part = 0.0

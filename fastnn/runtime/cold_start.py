@@ -108,7 +108,7 @@ def signatures(trainer, opt, state):
     if x.layout != "C":
         return None
     model, work, grad = typeof(trainer.model), typeof(trainer.work), typeof(trainer.grad)
-    sp = typeof(trainer.sp) if trainer.sp is not None else types.none
+    sp = typeof(trainer.sp)
     rows = typeof(data.order)
     drop = typeof(opt.dropout)
     return {
