@@ -382,7 +382,10 @@ def test_a_client_gone_mid_fit_leaves_no_task_running(client, tmp_path):
            client=client, epochs=1, batch_size=16)
     for p in os.listdir(marks):
         os.unlink(marks / p)
-    driver = subprocess.Popen([sys.executable, "-c", script, client.scheduler.address])
+    # (cwd: a source checkout in the working directory would shadow the
+    # fastnn under test, and its kernel cache is not the one warmed above.)
+    driver = subprocess.Popen([sys.executable, "-c", script, client.scheduler.address],
+                              cwd=tmp_path)
     try:
         _wait_for(lambda: len(os.listdir(marks)) >= 3 or driver.poll() is not None,
                   timeout=300)
