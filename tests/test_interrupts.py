@@ -69,7 +69,12 @@ def test_sigint_at_any_moment_of_a_cold_run_ends_with_status_130():
     tmp_path, results = _any_moment.result()
     for moment, rc, err in results:
         assert rc is not None, f"SIGINT at {moment} s was lost (still running): {err[-800:]}"
+        frames = [ln.strip() for ln in err.splitlines() if ln.strip().startswith("File ")]
         in_startup = (rc == -signal.SIGINT and not err) or (
+            # The KeyboardInterrupt ended runpy's search for the module: only
+            # the interpreter's own frozen frames ran.
+            rc == -signal.SIGINT and "KeyboardInterrupt" in err and frames
+            and all(f.startswith('File "<frozen ') for f in frames)) or (
             rc == 1 and "KeyboardInterrupt" in err
             and ("init_import_site" in err or "Could not import runpy module" in err))
         if in_startup and moment < 1:
