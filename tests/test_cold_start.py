@@ -248,6 +248,7 @@ def cold(monkeypatch, tmp_path):
     monkeypatch.setattr(cold_start, "is_cached", lambda disp, sig: False)
     monkeypatch.setattr(cold_start, "_known", set())
     monkeypatch.setattr(cold_start, "_asked", {})
+    monkeypatch.setattr(cold_start, "_others", set())
     monkeypatch.setattr(cold_start, "cache_dir", lambda: str(tmp_path / "not" / "yet"))
     monkeypatch.setattr(fastnn.runtime.compile_notice, "_background", {})
     monkeypatch.setattr(fastnn.runtime.kernel_cache, "write_errors", [])
@@ -276,6 +277,23 @@ def test_a_process_that_finds_a_helper_at_work_starts_none(cold, tmp_path):
         os.close(held)
     assert not cold_start.ready(unknown_calls())
     assert len(cold) == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_wait_waits_for_another_processes_helper(cold, tmp_path):
+    """A process that found another's helper at work (and so runs on NumPy)
+    can wait for that helper too: wait() returns once the lock is free, and
+    says False while it is not."""
+    import threading
+
+    held = cold_start.claim(str(tmp_path / "not" / "yet"))
+    assert not cold_start.ready(unknown_calls())
+    assert cold == [] and cold_start._asked == {}
+    assert cold_start.wait(timeout=0.3) is False
+    threading.Timer(0.5, os.close, (held,)).start()
+    assert cold_start.wait(timeout=60) is True
+    assert cold_start._others == set()
+    assert cold_start.wait(timeout=0) is True
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")

@@ -166,6 +166,7 @@ def assist(trainer, opt, state):
 
 _known = set()    # (name, signature) compiled in memory or found in the cache
 _asked = {}       # (name, signature) -> the helper process asked to compile it
+_others = set()   # cache directories where another process's helper held the lock
 LOCK_NAME = "fastnn-compile.lock"
 NO_LOCK = -1      # where there is no flock (Windows): helpers do not wait for each other
 CANNOT_WRITE = 3  # a helper's exit status: the cache cannot take its kernels
@@ -285,6 +286,7 @@ def ready(calls, memo=None, then=()):
     except OSError as e:
         return _compile_here(path, e.strerror or str(e))
     if lock is None:  # another process's helper (or `fastnn compile`) is at work
+        _others.add(path)
         compile_notice.background_started()
         return False
     extra = [key for key in (_missing(then) or []) if key not in missing]
@@ -309,10 +311,12 @@ def compile_notice_ready():
 
 
 def wait(timeout=None):
-    """Wait for the helper processes this process started (the kernels are
-    then in the cache); returns whether none is still running. A script
-    that wants the next run warm, or a Docker build step, can call it; a
-    fit never needs to."""
+    """Wait for the helper processes compiling what this process asked for:
+    the ones it started, and another process's helper (or ``fastnn
+    compile``) it found at work on the same cache; the kernels are then in
+    the cache. Returns whether none is still running. A script that wants
+    the next run warm, or a Docker build step, can call it; a fit never
+    needs to."""
     import time
 
     end = None if timeout is None else time.monotonic() + timeout
@@ -321,6 +325,21 @@ def wait(timeout=None):
             helper.wait(None if end is None else max(0.0, end - time.monotonic()))
         except subprocess.TimeoutExpired:
             return False
+    for path in list(_others):
+        # The other helper holds the directory's lock until it exits.
+        while True:
+            try:
+                lock = claim(path)
+            except OSError:
+                break
+            if lock is not None:
+                if lock != NO_LOCK:
+                    os.close(lock)
+                _others.discard(path)
+                break
+            if end is not None and time.monotonic() >= end:
+                return False
+            time.sleep(0.2)
     return True
 
 
