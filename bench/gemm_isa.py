@@ -89,8 +89,9 @@ def main(argv=None):
     from fastnn.kernels import layout, matmul
 
     dt = np.dtype(args.dtype)
-    print(f"kernels compiled for {isa()} (MR32={layout.MR32}, MR64={layout.MR64}, "
-          f"NR={layout.NR}); {fastnn.get_num_threads()} threads; {dt}")
+    print(f"kernels compiled for {isa()}, {layout.TARGET_CPU} (MR32={layout.MR32}, "
+          f"MR64={layout.MR64}, NR={layout.NR}, TASK_PACK={layout.TASK_PACK}, "
+          f"NT_PACK_MIN_N={layout.NT_PACK_MIN_N}); {fastnn.get_num_threads()} threads; {dt}")
     print(f"{'shape':14s} {'op':3s} {'fastnn GF/s':>11s} {'numpy GF/s':>11s} {'ratio':>6s}")
     results = {"isa": isa(), "dtype": dt.name, "gflops": {}}
     rng = np.random.default_rng(0)

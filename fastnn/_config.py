@@ -69,8 +69,26 @@ def _target_isa():
     return "AVX-512" if "avx512f" in on else "AVX2" if {"avx2", "fma"} <= on else "SSE"
 
 
+def _target_cpu():
+    """The CPU model the kernels are scheduled for: ``NUMBA_CPU_NAME`` when
+    set (e.g. ``znver4``, ``skylake-avx512``), else LLVM's name for the host."""
+    name = os.environ.get("NUMBA_CPU_NAME", "")
+    if name and name != "host":
+        return name
+    import llvmlite.binding as ll
+
+    try:
+        return ll.get_host_cpu_name()
+    except RuntimeError:
+        return "generic"
+
+
 TARGET_ISA = _target_isa()
 AVX512 = TARGET_ISA == "AVX-512"
+TARGET_CPU = _target_cpu()
+# AMD's Zen cores (LLVM names them znver1-5): some constants in
+# kernels/layout.py follow the core's caches rather than its vector width.
+ZEN = TARGET_CPU.startswith("znver")
 
 
 def _prefer_512_bit_vectors():
@@ -101,7 +119,7 @@ def kernel_source_stamp():
     # (Numba's own cache key does not include `parallel`: without this,
     # FASTNN_PARALLEL=0 loaded the cached parallel kernels).
     h.update(repr((PARALLEL, sorted(FASTMATH), numba.config.CPU_FEATURES,
-                   numba.config.CPU_NAME)).encode())
+                   numba.config.CPU_NAME, ZEN)).encode())
     return h.hexdigest()
 
 

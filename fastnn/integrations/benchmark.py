@@ -658,10 +658,11 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
         "workloads": {},
         "skipped": {},
     }
-    from fastnn._config import TARGET_ISA
+    from fastnn._config import TARGET_CPU, TARGET_ISA
 
     result["kernel_isa"] = TARGET_ISA
-    print(f"{result['cpu']}, kernels for {TARGET_ISA}, {threads} threads, {dtype}; "
+    result["kernel_cpu"] = TARGET_CPU
+    print(f"{result['cpu']}, kernels for {TARGET_ISA} ({TARGET_CPU}), {threads} threads, {dtype}; "
           f"np.matmul 512^3: {peak:.0f} GFLOP/s", file=out)
     for wl in workloads:
         spec = WORKLOADS[wl]

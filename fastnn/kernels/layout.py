@@ -5,7 +5,7 @@ figures on the documentation's performance page);
 :mod:`.matmul` and :mod:`.sparse` use them, :mod:`fastnn.engine.memory` sizes the
 scratch buffers with :func:`packed_size` and :func:`tn_packed_size`.
 """
-from .._config import AVX512, TARGET_ISA, jit  # noqa: F401 (TARGET_ISA: for reports)
+from .._config import AVX512, TARGET_CPU, TARGET_ISA, ZEN, jit  # noqa: F401 (for reports)
 
 # Each constant has a one-line reason; the measurements behind them are in
 # docs/performance.md ("How the constants were chosen").
@@ -49,12 +49,13 @@ PACK_MIN_N = 256
 # place, X's rows far apart thrash L1; narrower, packing X costs more.
 TN_PACK_MIN_N = 6 * NR
 TN_PACK_MIN_KM = 65536
-# dU @ W.T packs W.T's panels from W per task; on AVX2 hosts from 2 tiles
-# wide, since a shared transposed copy moved written lines between cores.
-NT_PACK_MIN_N = PACK_MIN_N if AVX512 else 2 * NR
-# AVX2: each task packs a panel just before its tiles read it (from L2, not
-# L3); needs enough panels to balance two threads. AVX-512: not yet measured.
-TASK_PACK = not AVX512
+# dU @ W.T packs W.T's panels from W per task; on AVX2 and AMD Zen hosts
+# from 2 tiles wide, since a shared transposed copy moved written lines
+# between cores (Zen 4, 100x784x100: 59-113 -> 126-129 GFLOP/s).
+NT_PACK_MIN_N = PACK_MIN_N if AVX512 and not ZEN else 2 * NR
+# AVX2 and Zen: each task packs a panel just before its tiles read it (from
+# L2, not L3); needs enough panels to balance two threads.
+TASK_PACK = not AVX512 or ZEN
 TASK_PACK_MIN_PANELS = 16
 
 # Copies and transposes of at most this many elements stay on the calling
