@@ -262,6 +262,9 @@ def test_compress_nonzero16_lists_the_nonzero_columns(rng):
         for density in (0.0, 0.3, 1.0):
             flags = np.zeros(800 + 16, dt)
             flags[:800] = (rng.random(800) < density) * rng.integers(1, 2 ** 31, 800)
-            out = np.zeros(816, np.int32)
+            out = np.full(816 + 32, -7, np.int32)
             c = listed(flags, out)
             assert np.array_equal(out[:c], np.flatnonzero(flags[:800]))
+            # Each step may write its 16 lanes (the contract: out writable
+            # up to c + 16), never further.
+            assert (out[c + 16:] == -7).all()
