@@ -155,6 +155,20 @@ def test_input_grad_serial(rng, dtype, act, M, K, N):
     assert_close(C, dU.astype(np.float64) @ WT, dtype, _scale(dU, WT), "no derivative")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("K,N", [(1, 1), (3, 5), (8, 8), (9, 17), (16, 7), (150, 130),
+                                 (256, 2), (64, 64), (200, 100)])
+def test_transposes(rng, dtype, K, N):
+    """The blocked serial transpose (full 8 x 8 blocks, then the remainder
+    rows and columns) and transpose_into, which picks it or the parallel
+    one by size, are exact copies."""
+    B = _data(rng, (K, N), dtype)
+    for fn in (mm.transpose_serial, mm.transpose_into):
+        BT = np.full((N, K), np.nan, dtype)
+        fn(B, BT)
+        np.testing.assert_array_equal(BT, B.T, err_msg=fn.__name__)
+
+
 @settings(max_examples=40, deadline=None)
 @given(M=st.integers(1, 70), K=st.integers(1, 90), N=st.integers(1, 150),
        dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2 ** 31))

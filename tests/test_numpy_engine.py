@@ -253,7 +253,9 @@ def test_one_blas_thread_while_a_helper_compiles_and_restored_after():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("output", list(HEADS))
 @pytest.mark.parametrize("shuffle,weighted", [(True, False), (False, True), (True, True)])
-@pytest.mark.parametrize("hidden_sizes", [(12, 7), (70, 50)])  # narrow; whole tiles + remainders
+# narrow; whole tiles + remainders; a hidden W past SMALL_COPY_ELEMENTS, not
+# a multiple of the transpose's 8 x 8 blocks
+@pytest.mark.parametrize("hidden_sizes", [(12, 7), (70, 50), (150, 130)])
 def test_row_split_batches_match_the_numpy_engine(rng, dtype, output, shuffle, weighted,
                                                   hidden_sizes):
     """Batches of at least 2 x SPLIT_MIN_ROWS rows of a small dense network

@@ -34,7 +34,7 @@ from .rng import splitmix64
 from .layout import (ALIGN_ELEMENTS, GATHER_MR, INFER_ROWS, NTASK, ROW_GATHER_NV,
                      ROW_GATHER_RATIO, SPARSE_GROUP, SPLIT_MIN_ROWS, VW32, VW64)
 from .layout import padded_width_jit as padded_width
-from .matmul import gemm_nn_fused_serial, gemm_tn_serial, input_grad_serial
+from .matmul import gemm_nn_fused_serial, gemm_tn_serial, input_grad_serial, transpose_serial
 from .sparse import (active_columns, batch_csc_build, batch_nnz_offsets, column_scratch,
                      copy_rows, copy_rows_auto, gathered_first_layer, gathered_row, is_aligned,
                      pad_rows_into, sparse_dense_forward, sparse_forward_tiles,
@@ -237,9 +237,7 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
             W = layer_W(model.theta, sizes, poff, l)
             n_in, n_out = W.shape
             WT = wt[:n_out * n_in].reshape((n_out, n_in))
-            for j in range(n_out):
-                for k in range(n_in):
-                    WT[j, k] = W[k, j]
+            transpose_serial(W, WT)
             dX = layer_buf(work.dbuf, sizes, hoff, cap, l - 1, n)[s:e]
             a = model.acts[l - 1]
             pre = needs_input(work, a)
