@@ -61,3 +61,44 @@ def test_switching_thread_counts_mid_fit_gives_identical_results(rng, monkeypatc
     b = fastnn.Network([30, 64, 16, 4], seed=3)
     b.fit(x, y, epochs=2, batch_size=16)
     np.testing.assert_array_equal(a.theta, b.theta)
+
+
+def test_no_parallel_kernel_starts_inside_a_prange_body():
+    """A ``jit_parallel`` kernel called from inside a ``prange`` body starts
+    a nested thread team on every call (~1 ms each: a 16-row batch of
+    28-256-256-2 ran 8x slower on two threads than on one). Walks the
+    kernels' source: every function that is parallel or calls one,
+    transitively, must stay out of ``prange`` loops."""
+    import ast
+    from pathlib import Path
+
+    import fastnn.kernels
+    funcs = {}
+    for path in Path(fastnn.kernels.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                parallel = any("parallel" in ast.unparse(d) for d in node.decorator_list)
+                funcs.setdefault(node.name, (path.name, node, parallel))
+
+    def called(node):
+        return {c.func.id if isinstance(c.func, ast.Name) else c.func.attr
+                for c in ast.walk(node)
+                if isinstance(c, ast.Call) and isinstance(c.func, (ast.Name, ast.Attribute))}
+
+    parallel = {name for name, (_, _, p) in funcs.items() if p}
+    assert {"_transpose_parallel", "_row_halves"} <= parallel
+    grown = True
+    while grown:
+        grown = False
+        for name, (_, node, _) in funcs.items():
+            if name not in parallel and called(node) & parallel:
+                parallel.add(name)
+                grown = True
+    nested = []
+    for name, (file, node, _) in funcs.items():
+        for loop in ast.walk(node):
+            if (isinstance(loop, ast.For) and isinstance(loop.iter, ast.Call)
+                    and getattr(loop.iter.func, "id", "") == "prange"):
+                inner = set().union(*(called(s) for s in loop.body)) & parallel
+                nested += [f"{file}:{name} -> {sorted(inner)}"] if inner else []
+    assert not nested, nested

@@ -12,7 +12,7 @@ from numba import prange
 from .._config import jit, jit_inline, jit_parallel
 from .activations import IDENTITY, act_forward, act_grad_input
 from .matmul import (gemm_nn_fused_into, gemm_nt_fused_into, gemm_tn_into, gemm_tn_serial,
-                     input_grad_serial, tile_macs, transpose_into)
+                     input_grad_serial, tile_macs, transpose_serial)
 
 
 @jit_inline
@@ -98,5 +98,7 @@ def _backward_two_tasks(dU, X, W, dW, db, dX, WT, act_in):
             gemm_tn_serial(X, dU, dW)
             bias_backward(dU, db)
         else:
-            transpose_into(W, WT)
+            # (Serial: a parallel transpose started inside this task would
+            # start a nested thread team per call, ~1 ms each.)
+            transpose_serial(W, WT)
             input_grad_serial(dU, WT, dX, X, act_in)
