@@ -133,8 +133,11 @@ def tn_packed_size(K, M, N):
 # halves share no written data but the gradients, which matters most when a
 # VM's two vCPUs sit on different core complexes (a cache line's round trip
 # ~330 ns instead of ~60): 28-256-256-2 batch 512 runs 0.51 s/epoch split,
-# 0.57 whole, and 0.61 against 0.90 in that placement (Zen 4).
-SPLIT_MIN_ROWS = 64
+# 0.57 whole, and 0.61 against 0.90 in that placement (Zen 4). From 16
+# rows a half: batch 32 runs 5-30% faster split than whole on one complex
+# (50-32x5-3 48 -> 34 ms/epoch, 784-100-50-10 125 -> 103); on two only
+# 64-50-10 loses (22 -> 27 ms), which the thread chooser catches.
+SPLIT_MIN_ROWS = 16
 SPLIT_MAX_WEIGHTS = 131072
 # A sparse first layer splits from smaller batches: its weight gradient is
 # formed once for the whole batch, by rows of W, so halves cost less there.
