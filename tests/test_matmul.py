@@ -29,7 +29,9 @@ SHAPES = [(1, 1, 1), (1, 784, 100), (3, 5, 7), (4, 64, 64), (5, 63, 65),
           # K <= THIN_K, N >= NR: gemm_nt builds rows of C from the K rows of W.T
           (300, 2, 256), (17, 7, 16), (64, 1, 33), (130, 4, 1030),
           # tn from TN_PACK_MIN_N columns and TN_PACK_MIN_KM inputs: packed
-          (300, 256, 100), (257, 600, 130)]
+          (300, 256, 100), (257, 600, 130),
+          # N <= DOT_MAX_N: dot products along K; parallel past SERIAL_MAX_MACS
+          (257, 130, 3), (1000, 500, 1), (3001, 200, 2), (45, 33, 4)]
 
 
 def _data(rng, shape, dtype):
@@ -153,6 +155,25 @@ def test_input_grad_serial(rng, dtype, act, M, K, N):
     C = np.full((M, N), np.nan, dtype)
     mm.input_grad_serial(dU, WT, C, np.empty((0, 0), dtype), IDENTITY)
     assert_close(C, dU.astype(np.float64) @ WT, dtype, _scale(dU, WT), "no derivative")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", [(256, 256, 2), (7, 3, 1), (33, 70, 4), (16, 64, 5),
+                                   (130, 9, 3)])
+def test_serial_products_of_narrow_outputs(rng, dtype, M, K, N):
+    """A row-split half's output layer: the serial forward (bias and
+    activation epilogue) and weight gradient, on the dot products up to
+    DOT_MAX_N columns and the narrow tiles above."""
+    A, B = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype)
+    b = _data(rng, (N,), dtype)
+    expected = np.maximum(A.astype(np.float64) @ B + b, 0)
+    C = np.full((M, N), np.nan, dtype)
+    mm.gemm_nn_fused_serial(A, B, C, b, CODES["relu"], np.empty((0, 0), dtype), IDENTITY)
+    assert_close(C, expected, dtype, _scale(A, B) + np.abs(b), "forward")
+    D = _data(rng, (M, N), dtype)
+    G = np.full((K, N), np.nan, dtype)
+    mm.gemm_tn_serial(A, D, G)
+    assert_close(G, A.T.astype(np.float64) @ D, dtype, _scale(A.T, D), "weight gradient")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

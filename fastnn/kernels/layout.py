@@ -24,6 +24,10 @@ VW32 = VEC_BYTES // 4
 VW64 = VEC_BYTES // 8
 # Outputs of at most this many columns get tiles one float32 vector wide.
 NARROW_NR = VW32
+# ... and of at most this many, dot products along K instead (a tile one
+# vector wide computes 16 columns for 1 or 2; 256x256x2 float32 on Zen 4:
+# forward 21 -> 6 us, weight gradient 22 -> 8; at 7 columns the tiles tie).
+DOT_MAX_N = 4
 MAX_MR = max(MR32, MR64)  # sizes the scratch of packed row tiles
 # Up to REM_MAX columns past one or two full tiles (50 = 48 + 2) come from
 # short remainder kernels, not a whole shifted tile computing 48 columns for 2.

@@ -61,8 +61,8 @@ from numba.extending import overload
 from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import stack_buffer, tile_fma
-from .layout import (MR32, MR64, NARROW_NR, NR, NT_PACK_MIN_N, NTASK,  # noqa: F401
-                     PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS,
+from .layout import (ALIGN_ELEMENTS, DOT_MAX_N, MR32, MR64, NARROW_NR, NR,  # noqa: F401
+                     NT_PACK_MIN_N, NTASK, PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS,
                      SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS, THIN_K, VW32,
                      VW64, packed_size, tile_macs, tn_packed_size)
 from .layout import tn_packs_jit as tn_packs
@@ -554,11 +554,109 @@ def _pad_columns(B, NRp):
 
 
 @jit
+def _dot_rows(A, BT, Cp, i0, i1):
+    """Cp[i0:i1] = A[i0:i1] @ BT.T, one dot product along K per cell, four
+    rows of A against each row of BT at a time (so each BT vector loaded
+    serves four sums)."""
+    N, K = BT.shape
+    kk = uint64(K)
+    z = A.dtype.type(0)
+    i = i0
+    while i + 4 <= i1:
+        for j in range(N):
+            s0 = z
+            s1 = z
+            s2 = z
+            s3 = z
+            for k in range(kk):
+                b = BT[j, k]
+                s0 += A[i, k] * b
+                s1 += A[i + 1, k] * b
+                s2 += A[i + 2, k] * b
+                s3 += A[i + 3, k] * b
+            Cp[i, j] = s0
+            Cp[i + 1, j] = s1
+            Cp[i + 2, j] = s2
+            Cp[i + 3, j] = s3
+        i += 4
+    for r in range(i, i1):
+        for j in range(N):
+            s = z
+            for k in range(kk):
+                s += A[r, k] * BT[j, k]
+            Cp[r, j] = s
+
+
+@jit
+def _axpy_rows(A, B, CT, c0, c1):
+    """CT[:, c0:c1] = (A[:, c0:c1].T @ B).T: each row r of A, times B[r, j],
+    added to row j of CT, vectorised along the row (CT stays in L1)."""
+    R = A.shape[0]
+    N = B.shape[1]
+    w = uint64(c1 - c0)
+    s = uint64(c0)
+    for j in range(N):
+        for c in range(w):
+            CT[j, s + c] = 0
+    for r in range(R):
+        for j in range(N):
+            d = B[r, j]
+            for c in range(w):
+                CT[j, s + c] += A[r, s + c] * d
+
+
+@jit_parallel
+def _dot_parallel(A, BT, Cp, CT, transposed):
+    """_dot_rows (``transposed``: _axpy_rows over A's columns) in NTASK
+    fixed blocks, so each cell's sum is the same whatever the threads."""
+    M = Cp.shape[0]
+    for task in prange(NTASK):
+        lo = task * M // NTASK // ALIGN_ELEMENTS * ALIGN_ELEMENTS
+        hi = M if task == NTASK - 1 else (task + 1) * M // NTASK // ALIGN_ELEMENTS * ALIGN_ELEMENTS
+        if hi > lo:
+            if transposed:
+                _axpy_rows(A, BT, CT, lo, hi)
+            else:
+                _dot_rows(A, BT, Cp, lo, hi)
+
+
+@jit
+def _dot_product(A, B, Cp, M, K, serial, transposed):
+    """Cp (M, N) = A @ B (A.T @ B if ``transposed``) for N <= DOT_MAX_N:
+    dot products along K, or for A.T row updates of C.T."""
+    N = B.shape[1]
+    par = not serial and M * K * N > SERIAL_MAX_MACS
+    if transposed:
+        CT = np.empty((N, M), A.dtype)
+        if par:
+            _dot_parallel(A, B, Cp, CT, True)
+        else:
+            _axpy_rows(A, B, CT, 0, M)
+        for i in range(M):
+            for j in range(N):
+                Cp[i, j] = CT[j, i]
+        return
+    BT = np.empty((N, K), A.dtype)
+    for k in range(K):
+        for j in range(N):
+            BT[j, k] = B[k, j]
+    if par:
+        _dot_parallel(A, BT, Cp, BT, False)
+    else:
+        _dot_rows(A, BT, Cp, 0, M)
+
+
+@jit
 def _narrow_start(A, B, C, M, K, serial, transposed):
     """An output narrower than a tile: (Cp, Bp, done), Bp = B zero-padded
     to NARROW_NR columns if it has at most that many (then Cp = A @ Bp, or
     A.T @ Bp, is computed here on the narrow tiles: done) or else to one
-    tile, Cp the (M, width) scratch for the product."""
+    tile, Cp the (M, width) scratch for the product. At most DOT_MAX_N
+    columns: Cp (M, N) from dot products instead (done)."""
+    if B.shape[1] <= DOT_MAX_N:
+        Cp = np.empty((M, B.shape[1]), C.dtype)
+        _dot_product(A, B, Cp, M, K, serial, transposed)
+        return Cp, B, True
     width = NARROW_NR if B.shape[1] <= NARROW_NR else NR
     Cp = np.empty((M, width), C.dtype)
     Bp = _pad_columns(B, width)
