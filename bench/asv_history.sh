@@ -11,7 +11,9 @@
 # each commit is checked out into a temporary worktree, installed there
 # (pip install --no-deps) and benchmarked with its own bench/ suite and
 # --set-commit-hash; commits already measured on this machine are skipped,
-# so running it after each commit adds one point. Results go to bench/results/<machine>/, which is checked
+# so running it after each commit adds one point (with ASV_ARGS, a subset of
+# the suite, measured commits are measured again and the subset's results
+# added to theirs). Results go to bench/results/<machine>/, which is checked
 # in: the machine is named after the CPU LLVM compiles for and the core
 # count (e.g. znver3-2cpu), so hosts of one kind share a history and hosts of
 # another kind get their own series. Use a virtual environment made for this:
@@ -37,7 +39,7 @@ mkdir -p bench/results
 for sha in $(git rev-list --first-parent -n "$N" main | tac); do
     git worktree remove --force "$tmp/wt" 2>/dev/null || true
     git worktree add -q --detach "$tmp/wt" "$sha"
-    if compgen -G "bench/results/$machine/${sha:0:8}-*.json" >/dev/null; then
+    if [ -z "${ASV_ARGS:-}" ] && compgen -G "bench/results/$machine/${sha:0:8}-*.json" >/dev/null; then
         echo "skip ${sha:0:8}: already measured on $machine"
         continue
     fi
@@ -47,7 +49,11 @@ for sha in $(git rev-list --first-parent -n "$N" main | tac); do
     fi
     echo "== ${sha:0:8} $(git log -1 --format=%s "$sha")"
     pip install -q --no-deps "$tmp/wt"
-    # Older commits keep results in .asv/results; send them to bench/results.
+    # A subset (ASV_ARGS) adds to the commit's results measured so far: asv
+    # merges into the results it finds. Older commits keep results in
+    # .asv/results; send them to bench/results.
+    mkdir -p "$tmp/wt/bench/results/$machine"
+    cp -r "bench/results/$machine/." "$tmp/wt/bench/results/$machine/" 2>/dev/null || true
     (cd "$tmp/wt" && export PYTHONPATH="$tmp/wt" && python -m asv machine --yes --machine "$machine" >/dev/null &&
         python -m asv run --environment "existing:$py" --machine "$machine" \
             --set-commit-hash "$sha" --show-stderr ${ASV_ARGS:-} &&
