@@ -478,12 +478,16 @@ def test_round_trip_with_sklearn(rng, kind):
         assert type(sk) is sk_cls
         proba = "predict_proba" if kind != "regression" else "predict"
         np.testing.assert_allclose(getattr(sk, proba)(X), getattr(ours, proba)(X), rtol=1e-12)
-        np.testing.assert_array_equal(sk.predict(X), ours.predict(X))
+        # (Labels agree exactly; regression's predict is the line above: to
+        # rounding, as the products' summation order is the kernels' own.)
+        if kind != "regression":
+            np.testing.assert_array_equal(sk.predict(X), ours.predict(X))
         theirs = sk_cls(hidden_layer_sizes=(5, 3), max_iter=30, random_state=1).fit(X, y)
         back = ours_cls.from_sklearn(theirs)
         np.testing.assert_allclose(getattr(back, proba)(X), getattr(theirs, proba)(X),
                                    rtol=1e-12, atol=1e-15)
-        np.testing.assert_array_equal(back.predict(X), theirs.predict(X))
+        if kind != "regression":
+            np.testing.assert_array_equal(back.predict(X), theirs.predict(X))
         if kind != "multilabel":
             back.partial_fit(X, y)  # and trains on
         assert back.score(X, y) > 0 or kind == "regression"

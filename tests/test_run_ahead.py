@@ -1,6 +1,7 @@
 """Several short epochs per compiled call (``Trainer.run_ahead``): the same
 parameters, history, stopping and divergence as one call per epoch."""
 import math
+import re
 import warnings
 
 import numpy as np
@@ -103,9 +104,12 @@ def test_divergence_inside_a_run_is_undone_as_epoch_by_epoch(monkeypatch):
             assert bool(calls) == ahead
             outcomes.append((str(err.value), net.theta.copy(), list(net.history["loss"])))
     (ea, ta, la), (eb, tb, lb) = outcomes
-    assert "epoch 52" in ea and ea == eb
+    # (The epoch depends on the rounding of the batch's products, which
+    # differs between instruction sets: 54 on AVX-512 code.)
+    epoch = int(re.search(r"epoch (\d+)", ea).group(1))
+    assert 10 < epoch < 200 and ea == eb
     assert np.isfinite(ta).all() and np.array_equal(ta, tb)
-    assert la == lb and len(la) == 51
+    assert la == lb and len(la) == epoch - 1
 
 
 def test_validation_callbacks_and_progress_keep_one_call_per_epoch(rng, monkeypatch):

@@ -61,7 +61,7 @@ from numba.extending import overload
 from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import stack_buffer, tile_fma
-from .layout import (ALIGN_ELEMENTS, DOT_MAX_N, MR32, MR64, NARROW_NR, NR,  # noqa: F401
+from .layout import (DOT_MAX_N, MR32, MR64, NARROW_NR, NR,  # noqa: F401
                      NT_PACK_MIN_N, NTASK, PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS,
                      SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS, THIN_K, VW32,
                      VW64, packed_size, tile_macs, tn_packed_size)
@@ -605,33 +605,16 @@ def _axpy_rows(A, B, CT, c0, c1):
                 CT[j, s + c] += A[r, s + c] * d
 
 
-@jit_parallel
-def _dot_parallel(A, BT, Cp, CT, transposed):
-    """_dot_rows (``transposed``: _axpy_rows over A's columns) in NTASK
-    fixed blocks, so each cell's sum is the same whatever the threads."""
-    M = Cp.shape[0]
-    for task in prange(NTASK):
-        lo = task * M // NTASK // ALIGN_ELEMENTS * ALIGN_ELEMENTS
-        hi = M if task == NTASK - 1 else (task + 1) * M // NTASK // ALIGN_ELEMENTS * ALIGN_ELEMENTS
-        if hi > lo:
-            if transposed:
-                _axpy_rows(A, BT, CT, lo, hi)
-            else:
-                _dot_rows(A, BT, Cp, lo, hi)
-
-
 @jit
-def _dot_product(A, B, Cp, M, K, serial, transposed):
+def _dot_product(A, B, Cp, M, K, transposed):
     """Cp (M, N) = A @ B (A.T @ B if ``transposed``) for N <= DOT_MAX_N:
-    dot products along K, or for A.T row updates of C.T."""
+    dot products along K, or for A.T row updates of C.T; on the calling
+    thread, as at these widths even a 1024-row batch's product is a few
+    microseconds (and a serial kernel may run inside a parallel region)."""
     N = B.shape[1]
-    par = not serial and M * K * N > SERIAL_MAX_MACS
     if transposed:
         CT = np.empty((N, M), A.dtype)
-        if par:
-            _dot_parallel(A, B, Cp, CT, True)
-        else:
-            _axpy_rows(A, B, CT, 0, M)
+        _axpy_rows(A, B, CT, 0, M)
         for i in range(M):
             for j in range(N):
                 Cp[i, j] = CT[j, i]
@@ -640,10 +623,7 @@ def _dot_product(A, B, Cp, M, K, serial, transposed):
     for k in range(K):
         for j in range(N):
             BT[j, k] = B[k, j]
-    if par:
-        _dot_parallel(A, BT, Cp, BT, False)
-    else:
-        _dot_rows(A, BT, Cp, 0, M)
+    _dot_rows(A, BT, Cp, 0, M)
 
 
 @jit
@@ -652,10 +632,12 @@ def _narrow_start(A, B, C, M, K, serial, transposed):
     to NARROW_NR columns if it has at most that many (then Cp = A @ Bp, or
     A.T @ Bp, is computed here on the narrow tiles: done) or else to one
     tile, Cp the (M, width) scratch for the product. At most DOT_MAX_N
-    columns: Cp (M, N) from dot products instead (done)."""
-    if B.shape[1] <= DOT_MAX_N:
+    columns over at least one vector of K: Cp (M, N) from dot products
+    instead (done). (Over fewer terms there is nothing to vectorise: the
+    tiles keep one chain of fused multiply-adds per cell there.)"""
+    if B.shape[1] <= DOT_MAX_N and K >= VW32:
         Cp = np.empty((M, B.shape[1]), C.dtype)
-        _dot_product(A, B, Cp, M, K, serial, transposed)
+        _dot_product(A, B, Cp, M, K, transposed)
         return Cp, B, True
     width = NARROW_NR if B.shape[1] <= NARROW_NR else NR
     Cp = np.empty((M, width), C.dtype)
