@@ -63,6 +63,29 @@ def test_switching_thread_counts_mid_fit_gives_identical_results(rng, monkeypatc
     np.testing.assert_array_equal(a.theta, b.theta)
 
 
+def test_the_one_thread_probe_spans_half_a_chunk(rng, monkeypatch):
+    # Each compiled call pays a fixed ~0.1 ms; a one-batch probe of small
+    # batches counted it as the thread's, so the pool kept running though
+    # it was slower.
+    x = rng.random((6400, 12)).astype(np.float32)
+    y = rng.integers(0, 3, 6400)
+    seen = []
+
+    class Probing(threads.ThreadChooser):
+        def pick(self):
+            return threads.numba.get_num_threads(), 1
+
+        def record(self, threads_, rows, seconds, probe=False):
+            seen.append((threads_, rows, probe))
+
+    monkeypatch.setattr(threads, "ENABLED", True)
+    monkeypatch.setattr(threads, "chooser_for", lambda work: Probing())
+    fastnn.Network([12, 16, 3], seed=1).fit(x, y, epochs=1, batch_size=16, shuffle=False)
+    chunk = -(-6400 // 16 // 64) * 16        # rows of a chunk (64 an epoch) but the last
+    probes = [rows for t, rows, probe in seen[:-2] if t == 1 and probe]
+    assert probes and min(probes) >= chunk // 2 - 16 and max(probes) <= chunk // 2 + 16
+
+
 def test_no_parallel_kernel_starts_inside_a_prange_body():
     """A ``jit_parallel`` kernel called from inside a ``prange`` body starts
     a nested thread team on every call (~1 ms each: a 16-row batch of

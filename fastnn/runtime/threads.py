@@ -12,14 +12,15 @@ slowed the lone run 2.4x; a shorter spin count (``GOMP_SPINCOUNT``) left it
 at 9x.
 
 So the engine measures instead of guessing: it times its chunks of batches
-on the user's thread count and, every few seconds, one batch on a single
+on the user's thread count and, every few seconds, half a chunk on a single
 thread (the calling thread: no region to join), and runs on whichever is
 faster per row; a chunk much slower than the other choice's rate switches
 at once. On one thread it re-tries the pool after 0.5 s, doubling up to
 8 s while the pool keeps losing, so a shared run notices soon after the
-other process is gone, and the lone run pays one batch every 8 s. ``FASTNN_ADAPTIVE_THREADS=0`` turns it off; a user's own thread
-count (``fastnn.set_num_threads``, ``NUMBA_NUM_THREADS``) is the parallel
-choice, and 1 thread means nothing to choose.
+other process is gone, and the lone run pays half a chunk every 8 s.
+``FASTNN_ADAPTIVE_THREADS=0`` turns it off; a user's own thread count
+(``fastnn.set_num_threads``, ``NUMBA_NUM_THREADS``) is the parallel choice,
+and 1 thread means nothing to choose.
 """
 import contextlib
 import os
@@ -29,7 +30,7 @@ import time
 import numba
 
 ENABLED = os.environ.get("FASTNN_ADAPTIVE_THREADS", "1") != "0"
-SERIAL_PROBE = 8.0   # s between one-batch probes of 1 thread while parallel wins
+SERIAL_PROBE = 8.0   # s between probes of 1 thread while parallel wins
 FIRST_PROBE = 0.5    # s before re-trying the pool while 1 thread wins ...
 MAX_PROBE = 8.0      # ... doubling up to this while it keeps losing
 SWITCH = 1.5         # switch at once when the current choice gets this much slower
@@ -42,7 +43,8 @@ class ThreadChooser:
     Parallel (the user's thread count) is measured on whole chunks, after
     one unmeasured batch that wakes the pool (its threads fall asleep while
     one thread works, and a team-size change makes the next region slow, so
-    a one-batch probe overstates the pool's cost by more than half). One thread is measured on single batches."""
+    a one-batch probe overstates the pool's cost by more than half). One thread
+    is measured on half a chunk."""
 
     def __init__(self):
         self.rate = {}           # threads -> seconds per row (running mean)
