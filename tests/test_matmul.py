@@ -141,7 +141,7 @@ def test_gemm_nt_fused_derivative_epilogue(rng, dtype, act, M, K, N, scratch):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ["identity", "relu", "tanh"])
 @pytest.mark.parametrize("M,K,N", [(64, 1, 33), (130, 3, 256), (9, 7, 16), (40, 8, 50),
-                                   (5, 2, 7)])
+                                   (5, 2, 7), (17, 32, 32), (25, 64, 64), (13, 9, 40)])
 def test_input_grad_serial(rng, dtype, act, M, K, N):
     """A row-split half's input gradient: (dU @ W.T) * act'(H) from W.T,
     on rows of W.T up to THIN_K terms, else on the serial tiles."""
@@ -159,11 +159,16 @@ def test_input_grad_serial(rng, dtype, act, M, K, N):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("M,K,N", [(256, 256, 2), (7, 3, 1), (33, 70, 4), (16, 64, 5),
-                                   (130, 9, 3)])
+                                   (130, 9, 3),
+                                   # MID_NR-wide tiles (AVX-512), the last one
+                                   # shifted; rows not a multiple of the tile's
+                                   (16, 32, 32), (13, 50, 40), (70, 64, 64), (9, 100, 128),
+                                   (30, 20, 256), (5, 7, 160), (25, 1, 47), (1, 3, 32)])
 def test_serial_products_of_narrow_outputs(rng, dtype, M, K, N):
-    """A row-split half's output layer: the serial forward (bias and
+    """A row-split half's products: the serial forward (bias and
     activation epilogue) and weight gradient, on the dot products up to
-    DOT_MAX_N columns and the narrow tiles above."""
+    DOT_MAX_N columns, the narrow tiles above, and the MID_NR-wide tiles
+    (N a multiple of MID_NR but not of NR, or between the two)."""
     A, B = _data(rng, (M, K), dtype), _data(rng, (K, N), dtype)
     b = _data(rng, (N,), dtype)
     expected = np.maximum(A.astype(np.float64) @ B + b, 0)

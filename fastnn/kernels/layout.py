@@ -24,6 +24,15 @@ VW32 = VEC_BYTES // 4
 VW64 = VEC_BYTES // 8
 # Outputs of at most this many columns get tiles one float32 vector wide.
 NARROW_NR = VW32
+# Serial products (row-split halves, small products) of MID_NR <= N < NR
+# columns, or of a multiple of MID_NR that is not one of NR (64, 128, 256),
+# run on tiles MID_NR wide: a 32-wide layer's products padded B and C to one
+# 48-column tile, a 64-wide one's took a remainder kernel over padded
+# copies, a 256-wide one's computed 288 columns. Zen 4, 20k rows, one
+# thread: 50-32x8-3 b32 80 -> 37 ms/epoch, 8-64-64-1 b64 21 -> 15,
+# 54-128-64-7 29 -> 25, 28-256-256-2 102 -> 95. 0: none (AVX2's tiles are
+# 16 wide already).
+MID_NR = 32 if AVX512 else 0
 # ... and of at most this many, dot products along K instead (a tile one
 # vector wide computes 16 columns for 1 or 2; 256x256x2 float32 on Zen 4:
 # forward 21 -> 6 us, weight gradient 22 -> 8; at 7 columns the tiles tie).

@@ -21,7 +21,9 @@ and README):
   default 256-bit preference the tiles spill and run at half speed.
 * Outputs narrower than a tile are computed by padding B to one tile, or
   to ``NARROW_NR`` columns on tiles that wide when it has at most that many
-  (``_narrow_nn``/``_narrow_tn``: a 10-class output layer).
+  (``_narrow_nn``/``_narrow_tn``: a 10-class output layer). On AVX-512,
+  serial products of 32-47 columns, or of a multiple of 32 that is not one
+  of 48, run on tiles 32 wide (``_make_mid``) on B in place.
 * Column indices into B and C in the epilogue are unsigned (``np.uint64``).
   With signed indices Numba emits a negative-index wrap-around check per
   element that stops LLVM from vectorising the loop; unsigned ran ~2x faster.
@@ -61,7 +63,7 @@ from numba.extending import overload
 from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import stack_buffer, tile_fma
-from .layout import (DOT_MAX_N, MR32, MR64, NARROW_NR, NR,  # noqa: F401
+from .layout import (DOT_MAX_N, MID_NR, MR32, MR64, NARROW_NR, NR,  # noqa: F401
                      NT_PACK_MIN_N, NTASK, PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS,
                      SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS, THIN_K, VW32,
                      VW64, packed_size, tile_macs, tn_packed_size)
@@ -385,6 +387,69 @@ _nn32, _tn32, _nn32s, _tn32s, _nn32p, _tn32p, _nar32s, _nar32 = _make_tiles(MR32
 _nn64, _tn64, _nn64s, _tn64s, _nn64p, _tn64p, _nar64s, _nar64 = _make_tiles(MR64, VW64)
 
 
+def _make_mid(MR, VW):
+    """Serial tiles MID_NR columns wide, with as many accumulators as the
+    MR x NR tiles (MR * NR // MID_NR rows), reading B in place: for the
+    serial products whose N :func:`_mid` picks (see layout.MID_NR). The
+    last column tile is shifted left to end at N, as the wide tiles' is."""
+    NRM = max(MID_NR, VW)
+    MRM = max(1, MR * NR // NRM)
+    ACCM = MRM * NRM
+
+    @jit_inline
+    def mid_grid(M, N):
+        nfull = N // NRM
+        return nfull, nfull + (1 if N % NRM else 0), (M + MRM - 1) // MRM
+
+    @jit_inline
+    def mid_col(c, nfull, N):
+        if c < nfull:
+            return c * NRM, c * NRM
+        return N - NRM, nfull * NRM
+
+    @jit
+    def mid_nn(A, B, C, bias, act, H, dact):
+        M, K = A.shape
+        N = B.shape[1]
+        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
+        sb = B.strides[0] // B.itemsize
+        nfull, ncol, nrow = mid_grid(M, N)
+        p = stack_buffer(ACCM, C)
+        for t in range(nrow * ncol):
+            j0, jlo = mid_col(t // nrow, nfull, N)
+            i0 = (t % nrow) * MRM
+            tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, B, j0, sb, K, MRM, NRM, VW, PF)
+            store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias, act, H, dact)
+
+    @jit
+    def mid_tn(A, B, C):
+        K, M = A.shape
+        N = B.shape[1]
+        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
+        sb = B.strides[0] // B.itemsize
+        nfull, ncol, nrow = mid_grid(M, N)
+        bias0 = np.empty(0, C.dtype)
+        h0 = np.empty((0, 0), C.dtype)
+        p = stack_buffer(ACCM, C)
+        for t in range(nrow * ncol):
+            j0, jlo = mid_col(t // nrow, nfull, N)
+            i0 = (t % nrow) * MRM
+            tile_fma(p, A, i0 * sa1, M - i0, sa1, sa0, B, j0, sb, K, MRM, NRM, VW, PF)
+            store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+
+    return mid_nn, mid_tn
+
+
+_mid_nn32, _mid_tn32 = _make_mid(MR32, VW32)
+_mid_nn64, _mid_tn64 = _make_mid(MR64, VW64)
+
+
+@jit_inline
+def _mid(N):
+    """Whether an N-column output runs on the MID_NR-wide serial tiles."""
+    return MID_NR > 0 and (MID_NR <= N < NR or (N % MID_NR == 0 and N % NR != 0))
+
+
 # Dispatch on C's dtype at typing time, so each specialisation compiles only
 # its own tile shape. (A runtime `if C.itemsize == 4` compiled both tile
 # drivers for both dtypes: twice the cold-start compile time.) One factory
@@ -447,6 +512,8 @@ _gemm_tn_packed = _by_dtype_scratch(_tn32p, _tn64p)
 # (A, padded B, C, transposed): the argument list of _by_dtype_scratch's
 _narrow_tiles_serial = _by_dtype_scratch(_nar32s, _nar64s)
 _narrow_tiles = _by_dtype_scratch(_nar32, _nar64)
+_mid_nn = _by_dtype_nn(_mid_nn32, _mid_nn64)
+_mid_tn = _by_dtype_tn(_mid_tn32, _mid_tn64)
 
 
 @jit
@@ -849,7 +916,9 @@ def gemm_nn_fused_into(A, B, C, bias, act, H, dact, bp):
     allocate."""
     M, K = A.shape
     N = B.shape[1]
-    if N < NR:
+    if _mid(N) and _small(M, K, N):
+        _mid_nn(A, B, C, bias, act, H, dact)
+    elif N < NR:
         _narrow_nn(A, B, C, bias, act, H, dact, False)
     elif _small(M, K, N):
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
@@ -867,7 +936,9 @@ def gemm_tn_into(A, B, C, bp):
     :func:`gemm_nn_fused_into`."""
     K, M = A.shape
     N = B.shape[1]
-    if N < NR:
+    if _mid(N) and _small(M, K, N):
+        _mid_tn(A, B, C)
+    elif N < NR:
         _narrow_tn(A, B, C, False)
     elif _small(M, K, N):
         _tiles_tn_serial(A, B, C)
@@ -946,7 +1017,9 @@ def gemm_nn_fused_serial(A, B, C, bias, act, H, dact):
     """gemm_nn_fused entirely on the calling thread (for use inside a
     parallel region)."""
     N = B.shape[1]
-    if N < NR:
+    if _mid(N):
+        _mid_nn(A, B, C, bias, act, H, dact)
+    elif N < NR:
         _narrow_nn(A, B, C, bias, act, H, dact, True)
     else:
         _tiles_nn_serial(A, B, C, bias, act, H, dact)
@@ -971,7 +1044,9 @@ def input_grad_serial(dU, WT, dX, H, dact):
 def gemm_tn_serial(A, B, C):
     """gemm_tn entirely on the calling thread."""
     N = B.shape[1]
-    if N < NR:
+    if _mid(N):
+        _mid_tn(A, B, C)
+    elif N < NR:
         _narrow_tn(A, B, C, True)
     else:
         _tiles_tn_serial(A, B, C)
