@@ -401,41 +401,30 @@ def _make_mid(MR, VW):
         nfull = N // NRM
         return nfull, nfull + (1 if N % NRM else 0), (M + MRM - 1) // MRM
 
-    @jit_inline
-    def mid_col(c, nfull, N):
-        if c < nfull:
-            return c * NRM, c * NRM
-        return N - NRM, nfull * NRM
-
     @jit
-    def mid_nn(A, B, C, bias, act, H, dact):
-        M, K = A.shape
-        N = B.shape[1]
+    def mid(A, B, C, bias, act, H, dact, transposed):
+        """C = epilogue(A @ B), or A.T @ B if ``transposed``."""
         sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
+        rs, ks = (sa1, sa0) if transposed else (sa0, sa1)
+        M = A.shape[1] if transposed else A.shape[0]
+        K = A.shape[0] if transposed else A.shape[1]
+        N = B.shape[1]
         sb = B.strides[0] // B.itemsize
         nfull, ncol, nrow = mid_grid(M, N)
         p = stack_buffer(ACCM, C)
         for t in range(nrow * ncol):
-            j0, jlo = mid_col(t // nrow, nfull, N)
+            j0, jlo = _tile_columns(t // nrow, nfull, N, NRM)
             i0 = (t % nrow) * MRM
-            tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, B, j0, sb, K, MRM, NRM, VW, PF)
+            tile_fma(p, A, i0 * rs, M - i0, rs, ks, B, j0, sb, K, MRM, NRM, VW, PF)
             store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias, act, H, dact)
 
     @jit
+    def mid_nn(A, B, C, bias, act, H, dact):
+        mid(A, B, C, bias, act, H, dact, False)
+
+    @jit
     def mid_tn(A, B, C):
-        K, M = A.shape
-        N = B.shape[1]
-        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
-        sb = B.strides[0] // B.itemsize
-        nfull, ncol, nrow = mid_grid(M, N)
-        bias0 = np.empty(0, C.dtype)
-        h0 = np.empty((0, 0), C.dtype)
-        p = stack_buffer(ACCM, C)
-        for t in range(nrow * ncol):
-            j0, jlo = mid_col(t // nrow, nfull, N)
-            i0 = (t % nrow) * MRM
-            tile_fma(p, A, i0 * sa1, M - i0, sa1, sa0, B, j0, sb, K, MRM, NRM, VW, PF)
-            store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+        mid(A, B, C, np.empty(0, C.dtype), IDENTITY, np.empty((0, 0), C.dtype), IDENTITY, True)
 
     return mid_nn, mid_tn
 
@@ -516,12 +505,19 @@ _mid_nn = _by_dtype_nn(_mid_nn32, _mid_nn64)
 _mid_tn = _by_dtype_tn(_mid_tn32, _mid_tn64)
 
 
+@jit_inline
+def _tile_columns(t, nfull, N, width):
+    """Start column and first stored column of column tile ``t`` of tiles
+    ``width`` wide (``nfull`` full ones, the last shifted to end at N)."""
+    if t < nfull:
+        return t * width, t * width
+    return N - width, nfull * width
+
+
 @jit
 def _col_tile(t, nfull, N):
     """Start column and first stored column of column tile ``t``."""
-    if t < nfull:
-        return t * NR, t * NR
-    return N - NR, nfull * NR
+    return _tile_columns(t, nfull, N, NR)
 
 
 @jit
