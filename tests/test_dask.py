@@ -356,7 +356,9 @@ def test_a_worker_killed_inside_a_round_changes_nothing(client, patient_cluster,
 
         clean = run(False)
         np.testing.assert_array_equal(run(True), clean)
-        client.wait_for_workers(2, timeout=120)
+        # The restarted worker, for the module's next tests: as patient as the
+        # cluster (a clean-clone CI run, its compile helpers busy, took >120 s).
+        client.wait_for_workers(2, timeout=300)
     finally:
         client.unregister_worker_plugin("fastnn-round-marker")
 
