@@ -86,6 +86,37 @@ def test_forward_matches_numpy(rng, dtype, n, d, width, act):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,d", SHAPES)
+@pytest.mark.parametrize("width", [1, 100, 113, 300])
+@pytest.mark.parametrize("act", ["relu", "tanh", "identity"])
+def test_partial_products_split_by_input_columns_add_up_to_the_forward(rng, dtype, n, d, width,
+                                                                       act):
+    """A split batch's first layer: each thread's product over its rows of
+    W (input columns k0..k1-1; a split at 0, at d, and inside), then their
+    sum through the activation, for rows s.. of the batch."""
+    x = _sparse_matrix(rng, n, d, dtype)
+    W = rng.standard_normal((d, width)).astype(dtype)
+    b = rng.standard_normal(width).astype(dtype)
+    sp = _csr(x)
+    rows = rng.permutation(n).astype(np.int64)[:max(1, n - 1)]
+    Wa = _aligned_copy(W)
+    u = x[rows].astype(np.float64) @ W + b
+    expected = {"relu": np.maximum(u, 0), "tanh": np.tanh(u), "identity": u}[act]
+    scale = np.abs(x[rows]) @ np.abs(W) + 1
+    for kmid in sorted({0, d // 3, d}):
+        P = [np.full((rows.size + 2, padded_width(width)), np.nan, dtype) for _ in range(2)]
+        for P_, (k0, k1) in zip(P, ((0, kmid), (kmid, d))):
+            S.sparse_partial_rows(sp.indptr, sp.indices, sp.values, rows, Wa, k0, k1, width, P_)
+            part = x[rows][:, k0:k1].astype(np.float64) @ W[k0:k1]
+            assert_close(P_[:rows.size, :width], part, dtype, scale=scale,
+                         what=f"partial {k0}:{k1}")
+        s = rows.size // 2
+        Y = np.full((rows.size - s, width), np.nan, dtype)
+        S.add_partials(P[0], P[1], b, CODES[act], Y, s)
+        assert_close(Y, expected[s:], dtype, scale=scale[s:], what=f"sum, split at {kmid}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,d", SHAPES)
 @pytest.mark.parametrize("width", [1, 50, 112, 250])
 @pytest.mark.parametrize("batch_size", [1, 4, 64])
 def test_batch_csc_and_weight_gradient_match_numpy(rng, dtype, n, d, width, batch_size):

@@ -91,7 +91,8 @@ def work_buffers(layout, cap, dtype, sparse=False, split=False, keep_input=False
     if sparse:
         npad = padded_width(layers[1])
         wa = aligned_zeros(layers[0] * npad + SLACK, dtype)
-        da = aligned_zeros(cap * npad + SLACK, dtype)
+        # (split: then the two threads' partial first-layer products)
+        da = aligned_zeros((3 if split else 1) * cap * npad + SLACK, dtype)
     return Work(hbuf=np.empty(cap * width, dtype),
                 dbuf=aligned_zeros(cap * width + SLACK, dtype)[:cap * width],
                 hoff=layout.hoff, cap=cap, wt=np.empty(wt_size, dtype), wa=wa, da=da,

@@ -29,7 +29,8 @@ class Work(NamedTuple):
     cap: int           # rows the buffers hold
     wt: np.ndarray     # scratch for one transposed hidden-layer weight matrix (two if split)
     wa: np.ndarray     # aligned scratch: the sparse first layer's padded copy of W (else empty)
-    da: np.ndarray     # aligned scratch: its padded copy of dU (else empty)
+    da: np.ndarray     # aligned scratch: its padded copy of dU, then (split) the threads'
+    #                    partial products of its forward (else empty)
     bp: np.ndarray     # scratch for packing the wide matmuls' operands
     gs: np.ndarray     # (n_params,): a row-split batch's second-half gradient, else empty
     ubuf: np.ndarray   # hbuf's layout: the pre-activations of layers whose activation's

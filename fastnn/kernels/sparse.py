@@ -241,6 +241,70 @@ def sparse_forward_tiles(indptr, indices, values, rows, W, b, act, Y, t0, t1):
 
 
 @jit
+def first_at_least(indices, lo, hi, k):
+    """First position p in lo..hi (sorted ``indices[lo:hi]``) with
+    ``indices[p] >= k`` (hi if none)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if indices[mid] < k:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@jit(fastmath=FASTMATH_NO_REASSOC)
+def sparse_partial_rows(indptr, indices, values, rows, W, k0, k1, N, P):
+    """P[r, :N] = X[rows[r], k0:k1] @ W[k0:k1, :N] for every row r of a
+    batch (X in CSR form; W's rows aligned with slack after them as in
+    :func:`sparse_dense_forward`): one thread's
+    share of a first layer split by input columns. Each thread then reads
+    only its own rows of W, which it also updates (``train._sparse_halves``):
+    split by batch rows instead, every thread read all of W each batch,
+    half of it just written by the other core."""
+    acc = carray(stack_buffer(_G, P), (_G,))
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        # (Each row's columns are sorted: its part in k0..k1-1 is one run.)
+        p0 = first_at_least(indices, indptr[i], indptr[i + 1], k0)
+        p1 = first_at_least(indices, p0, indptr[i + 1], k1)
+        for g in range((N + _G - 1) // _G):
+            u0 = uint64(g * _G)
+            acc[:] = 0
+            for p in range(p0, p1):
+                v = values[p]
+                k = indices[p]
+                for j in range(uint64(_G)):
+                    acc[j] += v * W[k, u0 + j]
+            for jj in range(uint64(min(_G, N - g * _G))):
+                P[r, u0 + jj] = acc[jj]
+
+
+@jit
+def add_partials(P0, P1, b, act, Y, s):
+    """Y[r] = act(P0[s + r, :N] + P1[s + r, :N] + b) for the rows of Y (N
+    columns): the first layer's output from both threads'
+    :func:`sparse_partial_rows`."""
+    zero = Y.dtype.type(0)
+    n = uint64(Y.shape[1])
+    for r in range(Y.shape[0]):
+        a = P0[s + r]
+        c = P1[s + r]
+        y = Y[r]
+        # One loop per activation, as in sparse_forward_tiles.
+        if act == RELU:
+            for j in range(n):
+                v = a[j] + c[j] + b[j]
+                y[j] = v if v > zero else zero
+        elif act == IDENTITY:
+            for j in range(n):
+                y[j] = a[j] + c[j] + b[j]
+        else:
+            for j in range(n):
+                y[j] = act_forward(a[j] + c[j] + b[j], act)
+
+
+@jit
 def batch_nnz_offsets(indptr, order, batch_size, base):
     """base[b] = first CSC slot of batch b (non-zeros of earlier batches)."""
     n = order.shape[0]

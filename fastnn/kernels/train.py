@@ -35,10 +35,11 @@ from .layout import (ALIGN_ELEMENTS, GATHER_MR, INFER_ROWS, NTASK, ROW_GATHER_NV
                      ROW_GATHER_RATIO, SPARSE_GROUP, SPLIT_MIN_ROWS, VW32, VW64)
 from .layout import padded_width_jit as padded_width
 from .matmul import gemm_nn_fused_serial, gemm_tn_serial, input_grad_serial, transpose_serial
-from .sparse import (active_columns, batch_csc_build, batch_nnz_offsets, column_scratch,
-                     copy_rows, copy_rows_auto, gathered_first_layer, gathered_row, is_aligned,
-                     pad_rows_into, sparse_dense_forward, sparse_forward_tiles,
-                     sparse_grad_tiles, sparse_weight_grad)
+from .sparse import (active_columns, add_partials, batch_csc_build, batch_nnz_offsets,
+                     column_scratch, copy_rows, copy_rows_auto, first_at_least,
+                     gathered_first_layer, gathered_row, is_aligned, pad_rows_into,
+                     sparse_dense_forward, sparse_grad_tiles, sparse_partial_rows,
+                     sparse_weight_grad)
 
 
 @jit
@@ -173,16 +174,16 @@ def forward_backward(model, head, X, rows, batch, labels, T, w, sp, grad, work, 
 
 
 @jit
-def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt, sp, rows,
-                          W0, share, drop, key):
+def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt, sp, share,
+                          drop, key):
     """:func:`forward_backward` of rows ``s..e-1`` of an ``n``-row batch
     (``X`` and the targets are the whole batch's), every product on the
     calling thread: one half of a row-split batch. Its layer outputs and
     dE/dU are the rows ``s..e-1`` of the whole batch's; ``wt`` is its own
     transpose scratch. The loss and ``grad`` are the mean over these rows.
-    A sparse first layer (``sp``) reads the half's rows ``rows[s:e]`` of
-    the CSR form, with ``W0`` its W with aligned rows; its weight gradient
-    is left to :func:`sparse_split_update` (the whole batch's, from the
+    A sparse first layer (``sp``) adds the batch's two partial products
+    (:func:`_partial_halves`, in ``work.da``) for the half's rows; its
+    weight gradient is left to :func:`sparse_split_update` (the whole batch's, from the
     batch's CSC block): the half puts its rows of dE/dU, times its
     ``share`` of the batch, in the aligned scratch ``work.da``."""
     sizes, poff, hoff, cap = model.sizes, model.poff, work.hoff, work.cap
@@ -191,15 +192,13 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
     noh = np.empty((0, 0), dt)
     x = X[s:e]
     H = x
-    ngroup = (sizes[1] + SPARSE_GROUP - 1) // SPARSE_GROUP
     for l in range(L):
         Y = layer_buf(work.hbuf, sizes, hoff, cap, l, n)[s:e]
         keep = keeps_input(work, model.acts[l])
         act = IDENTITY if keep else model.acts[l]
         if l == 0 and is_sparse(sp):
-            sparse_forward_tiles(sp.indptr, sp.indices, sp.values, rows[s:e], W0,
-                                 layer_b(model.theta, sizes, poff, 0), act, Y, 0,
-                                 (e - s) * ngroup)
+            P0, P1 = partial_buffers(work, sizes[1])
+            add_partials(P0, P1, layer_b(model.theta, sizes, poff, 0), act, Y, s)
         else:
             gemm_nn_fused_serial(H, layer_W(model.theta, sizes, poff, l),
                                  Y, layer_b(model.theta, sizes, poff, l), act, noh,
@@ -276,8 +275,7 @@ def _gather_half(data, idx, s, e, xb, lb, tb, wb):
 
 
 @jit_parallel
-def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0, c0, c1, drop,
-                key):
+def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, c0, c1, drop, key):
     """The two halves of a row-split batch side by side: the first half's
     gradient into ``grad``, the second's into ``work.gs``; ``out[t]`` =
     (loss, n_correct) of half t."""
@@ -292,7 +290,7 @@ def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0,
         g = grad if t == 0 else work.gs
         if e > s:
             loss, c = forward_backward_rows(model, head, xb, lb, tb, wb, g, work, n, s, e,
-                                            work.wt[t * size:(t + 1) * size], sp, idx, W0,
+                                            work.wt[t * size:(t + 1) * size], sp,
                                             c0 if t == 0 else c1, drop, key)
             out[t, 0] = loss
             out[t, 1] = c
@@ -300,6 +298,43 @@ def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0,
             g[:] = 0
             out[t, 0] = 0.0
             out[t, 1] = 0
+
+
+@jit
+def first_layer_split(sizes):
+    """The row of the first layer's W (sizes[0] x sizes[1] in theta) where
+    a split batch's two threads divide it, in its forward product and its
+    update: one whose start is 64-byte aligned in theta (no cache line
+    written by both threads), about half way."""
+    K, N = sizes[0], sizes[1]
+    kmid = K // 2
+    while kmid < K and (kmid * N) % ALIGN_ELEMENTS != 0:
+        kmid += 1
+    return kmid
+
+
+@jit
+def partial_buffers(work, N):
+    """The two threads' partial first-layer products of a split batch:
+    (cap, padded_width(N)) views of ``work.da`` after its dU copy."""
+    npad = padded_width(N)
+    cap = work.cap
+    P = work.da[cap * npad:3 * cap * npad].reshape((2, cap, npad))
+    return P[0], P[1]
+
+
+@jit_parallel
+def _partial_halves(sp, idx, W0, kmid, work):
+    # Thread t: the batch's product over rows k0..k1-1 of W0, the rows it
+    # updates in _sparse_halves, so W never moves between the cores.
+    K = W0.shape[0]
+    N = work.hoff[1]
+    P0, P1 = partial_buffers(work, N)
+    for t in prange(2):
+        k0 = t * kmid
+        k1 = kmid + t * (K - kmid)
+        sparse_partial_rows(sp.indptr, sp.indices, sp.values, idx, W0, k0, k1, N,
+                            P0 if t == 0 else P1)
 
 
 @jit_inline
@@ -332,14 +367,13 @@ def forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work, s
     c0 = s0 / total if total > 0 else 0.0
     c1 = s1 / total if total > 0 else 0.0
     out = np.empty((2, 2))
-    W0 = np.empty((0, 0), model.theta.dtype)
     if is_sparse(sp):
         W0 = layer_W(model.theta, model.sizes, model.poff, 0)
         if not is_aligned(W0):  # the padded copy sparse_split_update keeps current
             npad = padded_width(W0.shape[1])
             W0 = work.wa[:W0.shape[0] * npad].reshape((W0.shape[0], npad))
-    _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, W0, c0, c1, drop,
-                key)
+        _partial_halves(sp, idx, W0, first_layer_split(model.sizes), work)
+    _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, c0, c1, drop, key)
     return c0 * out[0, 0] + c1 * out[1, 0], int(out[0, 1] + out[1, 1]), c0, c1
 
 
@@ -530,19 +564,6 @@ def _sparse_halves(model, grad, gs, c0, c1, state, opt, coef, lr, sq, sp, j, idx
 
 
 @jit
-def _first_at_least(indices, lo, hi, k):
-    """First position p in lo..hi (sorted ``indices[lo:hi]``) with
-    ``indices[p] >= k`` (hi if none)."""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if indices[mid] < k:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@jit
 def _csc_rows_grad(sp, idx, k0, k1, dU, dW):
     """dW = rows k0..k1-1 of the weight gradient of the batch whose rows
     of the CSR form are ``idx``: its non-zeros in columns k0..k1-1 sorted
@@ -558,8 +579,8 @@ def _csc_rows_grad(sp, idx, k0, k1, dU, dW):
     colptr = np.zeros(nk + 1, np.int64)
     for r in range(n):
         i = idx[r]
-        p0 = _first_at_least(ind, sp.indptr[i], sp.indptr[i + 1], k0)
-        p1 = _first_at_least(ind, p0, sp.indptr[i + 1], k1)
+        p0 = first_at_least(ind, sp.indptr[i], sp.indptr[i + 1], k0)
+        p1 = first_at_least(ind, p0, sp.indptr[i + 1], k1)
         runs[r, 0] = p0
         runs[r, 1] = p1
         for p in range(p0, p1):
@@ -596,12 +617,8 @@ def sparse_split_update(model, grad, work, c0, c1, state, opt, rows, sp, j, idx)
     Wp = work.wa[:0].reshape((0, npad))
     if not is_aligned(layer_W(model.theta, model.sizes, model.poff, 0)):
         Wp = work.wa[:K * npad].reshape((K, npad))
-    dU = work.da[:(work.da.shape[0] // npad) * npad].reshape((work.da.shape[0] // npad, npad))
-    # Split at a row whose start is 64-byte aligned in theta (no cache line
-    # written by both threads), about half way.
-    kmid = K // 2
-    while kmid < K and (kmid * N) % ALIGN_ELEMENTS != 0:
-        kmid += 1
+    dU = work.da[:work.cap * npad].reshape((work.cap, npad))
+    kmid = first_layer_split(model.sizes)
     # (Run-time flags, not True/False constants: Numba compiles a function
     # apart for each combination of literal arguments.)
     clipping = opt.clip > 0
