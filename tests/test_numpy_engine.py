@@ -315,6 +315,34 @@ def test_row_split_batches_with_a_sparse_first_layer_match_the_numpy_engine(
     _assert_adam_epochs_agree(net, trainer, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_sparse_split_divides_w_where_it_halves_the_batchs_non_zeros(rng, dtype):
+    """The threads of a sparse split batch divide the first layer's W (its
+    forward product, weight gradient and update) at the column that halves
+    the batch's non-zeros, rounded up to a row whose start is aligned:
+    non-zeros crowded into the first columns move the split there, and the
+    epochs still agree with NumPy's."""
+    net = fastnn.Network([40, 20, 3], seed=3, dtype=dtype)
+    n, batch = 262, 131
+    x = rng.standard_normal((n, 40)) * (rng.random((n, 40)) < 0.1)
+    x[:, :6] = rng.standard_normal((n, 6))  # most non-zeros in columns 0..5
+    X = net._check_x(x.astype(dtype))
+    labels, T = net._check_y(rng.integers(0, 3, n), n)
+    trainer = net._trainer(X, labels, T, batch, False, None)
+    assert trainer.sparse and trainer.work.gs.size == net.theta.size
+    K.prepare_sparse_batches(trainer.sp, trainer.data.order, batch)
+    from fastnn.kernels.layout import ALIGN_ELEMENTS
+    step = ALIGN_ELEMENTS // np.gcd(20, ALIGN_ELEMENTS)  # rows between aligned row starts
+    for j in range(2):
+        idx = trainer.data.order[j * batch:(j + 1) * batch]
+        nz = np.count_nonzero(x[idx], axis=0)
+        kmid = K.first_layer_split(trainer.model.sizes, trainer.sp, j)
+        # the fewest first columns holding half the non-zeros
+        k = int(np.searchsorted(np.cumsum(nz), nz.sum() // 2)) + 1
+        assert kmid % step == 0 and kmid - step < k <= kmid < 20
+    _assert_adam_epochs_agree(net, trainer, dtype)
+
+
 def _assert_adam_epochs_agree(net, trainer, dtype):
     """Three Adam epochs (L2 per row) of ``trainer`` on both engines agree."""
     o = training.optimizer("adam", lr=0.01, l2=0.05, l2_per_row=True)
