@@ -86,6 +86,28 @@ def test_the_one_thread_probe_spans_half_a_chunk(rng, monkeypatch):
     assert probes and min(probes) >= chunk // 2 - 16 and max(probes) <= chunk // 2 + 16
 
 
+def test_a_fits_scan_of_its_data_runs_on_the_thread_count_training_chose(rng, monkeypatch):
+    # The scan is a parallel region: beside a CPU hog its join waited a
+    # time slice for the thread kept off its core (20k MNIST rows: 8 ms on
+    # the pool, 3 ms on one thread).
+    from fastnn.engine import validation
+    from fastnn.kernels import sparse
+
+    x = rng.random((validation.NUMPY_SCAN_MAX // 40 + 1, 40)).astype(np.float32)
+    y = rng.integers(0, 3, x.shape[0])
+    calls = []
+    run_with = threads.run_with
+
+    def recording(n, fn, *args):
+        calls.append((n, fn))
+        return run_with(n, fn, *args)
+
+    monkeypatch.setattr(threads, "run_with", recording)
+    monkeypatch.setattr(threads, "preferred", lambda: 1)
+    fastnn.Network([40, 8, 3], seed=1).fit(x, y, epochs=1, batch_size=4096)
+    assert (1, sparse.scan_rows) in calls
+
+
 def test_no_parallel_kernel_starts_inside_a_prange_body():
     """A ``jit_parallel`` kernel called from inside a ``prange`` body starts
     a nested thread team on every call (~1 ms each: a 16-row batch of

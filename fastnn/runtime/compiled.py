@@ -182,8 +182,10 @@ class CompiledBackend:
     def scan(a):
         counts = np.empty(a.shape[0], np.int64)
         rowhash = np.empty(a.shape[0], np.uint64)
-        with threads.serialized():
-            bad = sparse_kernels.scan_rows(a, counts, rowhash)
+        # On the thread count training last ran on: a fit's scan of its
+        # data is a parallel region, whose join waits for a thread that
+        # another process keeps off its core.
+        bad = threads.run_with(threads.preferred(), sparse_kernels.scan_rows, a, counts, rowhash)
         compile_notice.done()
         if bad:
             return counts, None, True
