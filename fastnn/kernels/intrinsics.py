@@ -1,6 +1,6 @@
 """LLVM-level code Numba does not offer: fixed-size scratch arrays on the
-stack, and the matmul tile's inner loop in explicit vectors (with a
-software prefetch).
+stack, the matmul tile's inner loop in explicit vectors (with a software
+prefetch), and a prefetch of one array element's cache line.
 
 Prefetch. The matmul tiles walk a panel of B one row per step. When B's
 rows are a multiple of 4 KiB apart (1024 float32 columns), every step lands
@@ -36,6 +36,28 @@ def stack_buffer(typingctx, n, like):
         return cgutils.alloca_once(builder, context.get_data_type(dtype), size=count)
 
     return sig, codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, i):
+    """Hint the cache line holding ``arr.flat[i]`` into the caches (no
+    fault if ``i`` is out of range: a prefetch never traps)."""
+    if not isinstance(arr, types.Array) or not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+        # (read, keep in all levels, data)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, i), codegen
 
 
 @intrinsic

@@ -47,6 +47,10 @@ REM_MAX_TILES = 96 // NR
 NTASK = 32
 # Rows of B prefetched ahead by the tiles (see intrinsics.py).
 PF = 12
+# Batch rows whose CSR data the sparse first layer prefetches ahead
+# (sparse_partial_rows; shuffled MNIST batches, one thread over both halves:
+# 112 us a batch without, 103 at 2 rows ahead, 95 at 4).
+ROW_PREFETCH = 4
 # Products over at most this many terms (K) build each row of C in place
 # from K rows of B instead of tiles: an output layer's input gradient.
 THIN_K = 7

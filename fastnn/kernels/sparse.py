@@ -38,9 +38,10 @@ from numba.extending import overload
 
 from .._config import AVX512, CACHE, FASTMATH_NO_REASSOC, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, act_forward
-from .intrinsics import compress_nonzero8, compress_nonzero16, stack_buffer, tile_fma_gather
+from .intrinsics import (compress_nonzero8, compress_nonzero16, prefetch, stack_buffer,
+                         tile_fma_gather)
 from .layout import ALIGN_ELEMENTS, NTASK, SLACK, SMALL_COPY_ELEMENTS, padded_width  # noqa: F401
-from .layout import GATHER_MR, GATHER_NV, PF, ROW_GATHER_NV, VW32, VW64
+from .layout import GATHER_MR, GATHER_NV, PF, ROW_GATHER_NV, ROW_PREFETCH, VW32, VW64
 from .matmul import store_tile
 from .layout import SPARSE_GROUP as _G
 from .rng import GOLDEN_GAMMA, splitmix64_mix
@@ -261,9 +262,22 @@ def sparse_partial_rows(indptr, indices, values, rows, W, k0, k1, N, P):
     share of a first layer split by input columns. Each thread then reads
     only its own rows of W, which it also updates (``train._sparse_halves``):
     split by batch rows instead, every thread read all of W each batch,
-    half of it just written by the other core."""
+    half of it just written by the other core.
+
+    The CSR rows of row ``r + ROW_PREFETCH`` are prefetched: a shuffled
+    batch's rows lie anywhere in memory, and each is a few cache lines the
+    hardware prefetchers cannot guess."""
     acc = carray(stack_buffer(_G, P), (_G,))
-    for r in range(rows.shape[0]):
+    nb = rows.shape[0]
+    for r in range(nb):
+        if r + ROW_PREFETCH < nb:
+            q = rows[r + ROW_PREFETCH]
+            # (every 64 bytes of the narrower of the two arrays)
+            for p in range(indptr[q], indptr[q + 1], 16):
+                prefetch(indices, p)
+                prefetch(values, p)
+                if values.itemsize == 8:
+                    prefetch(values, p + 8)
         i = rows[r]
         # (Each row's columns are sorted: its part in k0..k1-1 is one run.)
         p0 = first_at_least(indices, indptr[i], indptr[i + 1], k0)
