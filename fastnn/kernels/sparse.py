@@ -15,6 +15,10 @@ per image), and the first layer's forward product and weight gradient are
   non-zeros as it goes, ``train._csc_rows_grad``): row k of dW gathers
   ``v * dU[r]`` over column k's non-zeros, again in registers, and is
   written once; tasks own disjoint rows of dW.
+* a split batch (two threads, ``train._partial_halves``) divides the
+  forward by rows of W instead: :func:`sparse_partial_rows` sums each row's
+  non-zeros in one range of columns k, and :func:`add_partials` adds the
+  two threads' sums, so each thread reads only the rows of W it updates.
 
 Inference reads dense X in place instead (no CSR to build for one pass):
 :func:`active_columns` scans a tile's few rows once, counting NaN/inf (the
