@@ -207,7 +207,7 @@ def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
 @jit(fastmath=FASTMATH_NO_REASSOC)
 def sparse_forward_tiles(indptr, indices, values, rows, W, b, act, Y, t0, t1):
     """Tiles ``t0..t1-1`` of :func:`sparse_dense_forward` on the calling
-    thread (all of them: one half of a row-split batch)."""
+    thread (one task's run of them)."""
     N = Y.shape[1]
     # Column groups of _G starting at multiples of _G: with W's rows 64-byte
     # aligned every load is aligned (cache-line-split loads are ~1.8x

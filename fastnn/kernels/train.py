@@ -183,9 +183,9 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
     transpose scratch. The loss and ``grad`` are the mean over these rows.
     A sparse first layer (``sp``) adds the batch's two partial products
     (:func:`_partial_halves`, in ``work.da``) for the half's rows; its
-    weight gradient is left to :func:`sparse_split_update` (the whole batch's, from the
-    batch's CSC block): the half puts its rows of dE/dU, times its
-    ``share`` of the batch, in the aligned scratch ``work.da``."""
+    weight gradient is left to :func:`sparse_split_update` (the whole
+    batch's, from the batch's CSC block): the half puts its rows of dE/dU,
+    times its ``share`` of the batch, in the aligned scratch ``work.da``."""
     sizes, poff, hoff, cap = model.sizes, model.poff, work.hoff, work.cap
     L = sizes.shape[0] - 1
     dt = model.theta.dtype
