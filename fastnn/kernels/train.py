@@ -111,8 +111,8 @@ def network_forward(model, X, rows, sp, work, drop, key):
             activate_keeping_input(Y, layer_buf(work.ubuf, sizes, work.hoff, work.cap, l, n),
                                    model.acts[l])
         if drop.shape[0] > 0 and drop[l] > 0:
-            dropout_forward(Y, layer_buf(work.mbuf, sizes, work.hoff, work.cap, l, n), 0,
-                            drop[l], layer_key(key, l))
+            dropout_forward(Y, layer_buf(work.mbuf, sizes, work.hoff, work.cap, l, n),
+                            np.int64(0), drop[l], layer_key(key, l))
         H = Y
     return H
 
@@ -168,7 +168,7 @@ def forward_backward(model, head, X, rows, batch, labels, T, w, sp, grad, work, 
     Z = network_forward(model, X, rows, sp, work, drop, key)
     n = Z.shape[0]
     dZ = layer_buf(work.dbuf, sizes, work.hoff, work.cap, sizes.shape[0] - 2, n)
-    loss, correct = loss_forward_backward(head, Z, labels, T, w, dZ)
+    loss, correct = loss_forward_backward(head, Z, labels, T, w, dZ, np.bool_(False))
     network_backward(model, X, batch, sp, grad, work, n, drop, key)
     return loss, correct
 
@@ -315,7 +315,7 @@ def first_layer_split(sizes, sp, j):
     if sp.colptr.shape[0] > 0:
         c = sp.colptr[j]
         half = (c[0] + c[K]) // 2
-        kmid = first_at_least(c, 0, K, half)
+        kmid = first_at_least(c, np.int64(0), K, half)
     while kmid < K and (kmid * N) % ALIGN_ELEMENTS != 0:
         kmid += 1
     return kmid
@@ -503,7 +503,8 @@ def _update_halves(model, grad, gs, c0, c1, state, opt, coef, lr, sq):
     for t in prange(2):
         lo = t * mid
         hi = mid + t * (P - mid)
-        sq[t] = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi, 0)
+        sq[t] = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi,
+                              np.int64(0))
 
 
 @jit
@@ -514,7 +515,7 @@ def apply_update_split(model, grad, gs, c0, c1, state, opt, rows):
     (serially the two cost ~10 us on digits' 3760 float64 parameters)."""
     coef, lr = step_settings(opt, state, rows)
     if opt.clip > 0:
-        f = clip_factor(combined_squares(grad, gs, c0, c1, 0), opt.clip)
+        f = clip_factor(combined_squares(grad, gs, c0, c1, np.int64(0)), opt.clip)
         c0 *= f
         c1 *= f
     sq = np.zeros(2)
@@ -608,7 +609,7 @@ def _csc_rows_grad(sp, idx, k0, k1, dU, dW):
             cvals[q] = sp.values[p]
             cur[k] = q + 1
     ngroup = (dW.shape[1] + SPARSE_GROUP - 1) // SPARSE_GROUP
-    sparse_grad_tiles(colptr, rowpos, cvals, dU, dW, 0, nk * ngroup)
+    sparse_grad_tiles(colptr, rowpos, cvals, dU, dW, np.int64(0), nk * ngroup)
 
 
 @jit
@@ -854,7 +855,8 @@ def evaluate_batches(X, sp, rows, labels, T, model, head, work):
                             np.empty(0, np.float64), np.uint64(0))
         dZ = layer_buf(work.dbuf, sizes, work.hoff, cap, sizes.shape[0] - 2, e - s)
         loss, c = loss_forward_backward(head, Z, labels[s:min(e, labels.shape[0])],
-                                        T[s:min(e, T.shape[0])], np.empty(0, np.float64), dZ)
+                                        T[s:min(e, T.shape[0])], np.empty(0, np.float64), dZ,
+                                        np.bool_(False))
         loss_sum += loss * (e - s)
         correct += c
     return loss_sum, correct
@@ -1048,7 +1050,7 @@ def full_batch_gradient(X, labels, T, w, model, head, work, grad, total):
     for s in range(0, n, work.cap):
         e = min(n, s + work.cap)
         wc = w[s:e] if weighted else w
-        chunk_loss, _ = forward_backward(model, head, X[s:e], no_rows, 0,
+        chunk_loss, _ = forward_backward(model, head, X[s:e], no_rows, np.int64(0),
                                          labels[s:min(e, labels.shape[0])],
                                          T[s:min(e, T.shape[0])], wc, dense, grad, work,
                                          np.empty(0, np.float64), np.uint64(0))
