@@ -34,7 +34,8 @@ from .rng import splitmix64
 from .layout import (ALIGN_ELEMENTS, GATHER_MR, INFER_ROWS, NTASK, ROW_GATHER_NV,
                      ROW_GATHER_RATIO, SPARSE_GROUP, SPLIT_MIN_ROWS, VW32, VW64)
 from .layout import padded_width_jit as padded_width
-from .matmul import gemm_nn_fused_serial, gemm_tn_serial, input_grad_serial, transpose_serial
+from .matmul import (gemm_nn_fused_serial, gemm_tn_into, gemm_tn_serial, input_grad_serial,
+                     transpose_serial)
 from .sparse import (active_columns, add_partials, batch_csc_build, batch_nnz_offsets,
                      column_scratch, copy_rows, copy_rows_auto, first_at_least,
                      gathered_first_layer, gathered_row, is_aligned, pad_rows_into,
@@ -126,7 +127,6 @@ def network_backward(model, X, batch, sp, grad, work, n, drop, key):
     dropout (:func:`network_forward`)."""
     sizes, poff = model.sizes, model.poff
     hoff, cap = work.hoff, work.cap
-    empty = np.empty((0, 0), model.theta.dtype)
     for l in range(sizes.shape[0] - 2, -1, -1):
         n_in = sizes[l]
         n_out = sizes[l + 1]
@@ -141,24 +141,27 @@ def network_backward(model, X, batch, sp, grad, work, n, drop, key):
             a = model.acts[l - 1]
             pre = needs_input(work, a)
             dropped = drop.shape[0] > 0 and drop[l - 1] > 0
-            if dropped or pre:
-                # Plain dE/dY' from the matmul, then the mask and act'.
-                dense_backward(dU, Hin, W, dW, db, dX, WT, IDENTITY, work.bp)
-                if dropped:
-                    dropout_backward(dX, Hin, layer_buf(work.mbuf, sizes, hoff, cap, l - 1, n),
-                                     drop[l - 1], IDENTITY if pre else a)
-                if pre:
-                    input_grad(dX, layer_buf(work.ubuf, sizes, hoff, cap, l - 1, n), a)
-            else:
-                dense_backward(dU, Hin, W, dW, db, dX, WT, a, work.bp)
+            # With a mask or an act' that needs the pre-activation, the
+            # matmul gives plain dE/dY' and they follow; else act' is fused
+            # into its epilogue. (One call site: each inlines the products'
+            # whole dispatch, and compiles it again.)
+            dense_backward(dU, Hin, W, dW, db, dX, WT,
+                           IDENTITY if dropped or pre else a, work.bp)
+            if dropped:
+                dropout_backward(dX, Hin, layer_buf(work.mbuf, sizes, hoff, cap, l - 1, n),
+                                 drop[l - 1], IDENTITY if pre else a)
+            if pre:
+                input_grad(dX, layer_buf(work.ubuf, sizes, hoff, cap, l - 1, n), a)
         elif is_sparse(sp):
             if not is_aligned(dU):
                 dU = pad_rows_into(dU, work.da)
             sparse_weight_grad(sp.colptr[batch], sp.rowpos, sp.cvals, dU, dW)
             bias_backward(dU, db)
         else:
-            # No gradient w.r.t. the input data.
-            dense_backward(dU, X, W, dW, db, empty, empty, IDENTITY, work.bp)
+            # No gradient w.r.t. the input data: dense_backward's weight
+            # and bias part only (without its input-gradient products).
+            gemm_tn_into(X, dU, dW, work.bp)
+            bias_backward(dU, db)
 
 
 @jit_inline
@@ -241,16 +244,15 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
             a = model.acts[l - 1]
             pre = needs_input(work, a)
             dropped = drop.shape[0] > 0 and drop[l - 1] > 0
-            if dropped or pre:
-                input_grad_serial(dU, WT, dX, noh, IDENTITY)
-                if dropped:
-                    dropout_backward(dX, Hin,
-                                     layer_buf(work.mbuf, sizes, hoff, cap, l - 1, n)[s:e],
-                                     drop[l - 1], IDENTITY if pre else a)
-                if pre:
-                    input_grad(dX, layer_buf(work.ubuf, sizes, hoff, cap, l - 1, n)[s:e], a)
-            else:
-                input_grad_serial(dU, WT, dX, Hin, a)
+            # (One call site, as in network_backward: a mask or an act'
+            # reading the pre-activation follows the plain product.)
+            later = dropped or pre
+            input_grad_serial(dU, WT, dX, Hin[:0] if later else Hin, IDENTITY if later else a)
+            if dropped:
+                dropout_backward(dX, Hin, layer_buf(work.mbuf, sizes, hoff, cap, l - 1, n)[s:e],
+                                 drop[l - 1], IDENTITY if pre else a)
+            if pre:
+                input_grad(dX, layer_buf(work.ubuf, sizes, hoff, cap, l - 1, n)[s:e], a)
     return loss, correct
 
 
