@@ -148,32 +148,33 @@ def pytest_runtest_setup(item):
 # ------------------------------------------------------------- early jobs
 # A few tests check what only a process compiling from scratch can show (a
 # cold fit with its helper, Ctrl-C during a compile, the AVX2 build): each
-# is a subprocess busy for 15-35 s on one core while pytest, running tests
-# one at a time, leaves the other core idle once the float64 helper is done.
+# is a subprocess busy for 15-200 s while pytest runs tests one at a time.
 # Such a test declares its subprocess work as an early job: the job starts
-# in a background thread when the session starts (if the test is selected),
-# and the test checks its result when its turn comes. Same work and
-# assertions; it just overlaps the rest of the suite.
+# in a background thread once the compile helpers are done (if the test is
+# selected), and the test checks its result when its turn comes. Same work
+# and assertions; it just overlaps the rest of the suite.
 _early = {}
 _early_pool = []
 
 
 class _EarlyJob:
-    def __init__(self, fn):
+    def __init__(self, fn, seconds):
         self.fn = fn
+        self.seconds = seconds
         self.future = None
         self.lock = threading.Lock()
 
-    def start(self, pool):
+    def start(self, pool, before):
         with self.lock:
             if self.future is None:
-                self.future = pool.submit(self.fn)
+                self.future = pool.submit(lambda: (before(), self.fn())[1])
 
     def result(self):
-        """The job's return value (waits for it; runs it now if it never
-        started, e.g. the test was selected on its own)."""
+        """The job's return value (waits for it; runs it now if it has not
+        started: the test was selected on its own, or the job still waits
+        its turn while the last tests, which wait for jobs, leave a core idle)."""
         with self.lock:
-            if self.future is None:
+            if self.future is None or self.future.cancel():
                 self.future = Future()
                 try:
                     self.future.set_result(self.fn())
@@ -182,11 +183,13 @@ class _EarlyJob:
         return self.future.result()
 
 
-def early(test_name):
+def early(test_name, seconds):
     """Decorator registering ``fn()`` as the early job of the test whose
-    pytest item name is ``test_name`` (with its parameter id, if any)."""
+    pytest item name is ``test_name`` (with its parameter id, if any);
+    ``seconds``: about how long it runs on a cold 2-core machine (the
+    longest start first)."""
     def register(fn):
-        job = _EarlyJob(fn)
+        job = _EarlyJob(fn, seconds)
         _early[test_name] = job
         return job
     return register
@@ -223,16 +226,19 @@ _early_base = []
 
 def _start_early_jobs(session):
     selected = {item.name for item in session.items}
-    jobs = [job for name, job in _early.items() if name in selected]
+    jobs = sorted((job for name, job in _early.items() if name in selected),
+                  key=lambda job: -job.seconds)
     if jobs:
         # One at a time, after the helpers: one core's worth, beside the
         # tests on the other. (Started beside the helpers, they slowed the
-        # compile as much as they saved.)
+        # compile as much as they saved; two at a time, beside the tests,
+        # NumPy's BLAS threads in the tests thrashed.) The longest first, so
+        # that the jobs still waiting when the tests are done are short
+        # ones, which the tests then run themselves (see _EarlyJob.result).
         pool = ThreadPoolExecutor(1, thread_name_prefix="early-job")
         _early_pool.append(pool)
-        pool.submit(lambda: [proc.wait() for proc in _precompile])
         for job in jobs:
-            job.start(pool)
+            job.start(pool, lambda: [proc.wait() for proc in _precompile])
 
 
 def pytest_sessionfinish(session):

@@ -89,7 +89,7 @@ print(repr((h["loss"], sorted(set(compiled)))))
 """
 
 
-@early("test_a_cold_fit_takes_the_backward_from_the_helper_and_trains_the_same")
+@early("test_a_cold_fit_takes_the_backward_from_the_helper_and_trains_the_same", seconds=120)
 def _cold_fit():
     # An empty cache of its own: everything compiles, in two processes.
     env = early_env(NUMBA_CACHE_DIR=early_tmp("cold-"))

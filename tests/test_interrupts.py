@@ -50,7 +50,7 @@ def _interrupt_at(tmp, moment, env):
     return moment, proc.returncode, err
 
 
-@early("test_sigint_at_any_moment_of_a_cold_run_ends_with_status_130")
+@early("test_sigint_at_any_moment_of_a_cold_run_ends_with_status_130", seconds=60)
 def _any_moment():
     tmp = Path(early_tmp("sigint-"))
     rng = np.random.default_rng(0)
@@ -160,10 +160,11 @@ def _inside_llvm(nth):
     return tmp, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-# (this run emits ~147 modules: the 120th is late in its compile)
+# (this run emits ~147 modules, about one a second: the 120th is late in
+# its compile)
 NTH = [1, 40, 120]
-_INSIDE = {nth: early(f"test_sigint_inside_llvm_code_emission_is_not_swallowed[{nth}]")(
-    lambda nth=nth: _inside_llvm(nth)) for nth in NTH}
+_INSIDE = {nth: early(f"test_sigint_inside_llvm_code_emission_is_not_swallowed[{nth}]",
+                      seconds=nth)(lambda nth=nth: _inside_llvm(nth)) for nth in NTH}
 
 
 @pytest.mark.parametrize("nth", NTH)

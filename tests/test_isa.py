@@ -20,7 +20,7 @@ from fastnn.integrations import benchmark
 from fastnn.kernels import layout
 
 
-@early("test_the_matmul_suite_passes_on_avx2_code")
+@early("test_the_matmul_suite_passes_on_avx2_code", seconds=200)
 def _avx2_suite():
     if layout.TARGET_ISA != "AVX-512":
         return f"the suite already runs {layout.TARGET_ISA} code here"
