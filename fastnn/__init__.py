@@ -66,7 +66,8 @@ def set_num_threads(n: int) -> None:
     """
     import numba
 
-    from . import _config  # noqa: F401  (threading layer chosen first)
+    from .runtime.threads import start_pool
+    start_pool()
     numba.set_num_threads(n)
 
 
@@ -80,7 +81,8 @@ def get_num_threads() -> int:
     """
     import numba
 
-    from . import _config  # noqa: F401
+    from .runtime.threads import start_pool
+    start_pool()
     return numba.get_num_threads()
 
 

@@ -127,7 +127,7 @@ if CACHE:
     # Where kernels are cached (NUMBA_CACHE_DIR, the package, a per-user
     # directory), stamped with all kernel sources, integrity-checked: see
     # kernel_cache.py.
-    kernel_cache.install(kernel_source_stamp())
+    kernel_cache.install(kernel_source_stamp(), before_load=lambda: start_threads())
 
 
 # NumPy's error model: a float division by zero gives inf/NaN (which the
@@ -169,16 +169,43 @@ def jit_inline(fn):
     return jit(fn, inline="always")
 
 
-def _start_threads():
-    # A cached kernel that calls a parallel kernel needs the parallel
-    # runtime's symbols (e.g. ``allocate_sched``) to be loaded *before* it
-    # is read back from the cache; otherwise LLVM aborts with "Symbol not
-    # found" or the process segfaults. Starting Numba's thread pool at
-    # import loads them (and fixes the threading layer early).
-    from numba.np.ufunc.parallel import _launch_threads
+def start_threads():
+    """Start Numba's thread pool, once per process, sized by the environment
+    as it is now; fastnn calls it before it loads its first kernel.
 
-    _launch_threads()
+    Why before a load: a cached kernel that calls a parallel kernel needs the
+    parallel runtime's symbols (e.g. ``allocate_sched``) loaded before it is
+    read back, or LLVM aborts with "Symbol not found" or the process
+    segfaults; starting the pool loads them. Why not at import: a Dask
+    worker imports a user's script (and so fastnn) before it applies its
+    ``NUMBA_NUM_THREADS``, and Numba refuses every later compile once the
+    pool runs at another size than the environment's; and a process forked
+    after the pool started cannot run GNU OpenMP regions, so a fork made
+    between ``import fastnn`` and the first fit keeps the compiled kernels."""
+    if not PARALLEL:
+        return
+    from numba.np.ufunc import parallel
+
+    if parallel._is_initialized:
+        return
+    # NUMBA_NUM_THREADS as set now, not as at Numba's import (which sized
+    # the pool it launches: parallel.NUM_THREADS).
+    numba.core.config.reload_config()
+    parallel.NUM_THREADS = parallel.get_thread_count()
+    parallel._launch_threads()
 
 
-if PARALLEL:
-    _start_threads()
+class _PoolBeforeCompile(numba.core.event.Listener):
+    """Starts the pool before fastnn's first compile too: Numba would start
+    it while lowering a parallel kernel, at the size it read at its import."""
+
+    def on_start(self, ev):
+        func = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
+        if getattr(func, "__module__", "").startswith("fastnn."):
+            start_threads()
+
+    def on_end(self, ev):
+        pass
+
+
+numba.core.event.register("numba:compile", _PoolBeforeCompile())

@@ -437,3 +437,50 @@ def test_from_npy_reads_chunks_on_the_workers(client, tmp_path):
     fd.fit(a, X, y, client=client, epochs=2, batch_size=50)
     fd.fit(b, da.from_array(x, chunks=(300, 10)), y, client=client, epochs=2, batch_size=50)
     np.testing.assert_array_equal(a.theta, b.theta)
+
+
+_USER_SCRIPT = '''
+import numba
+import numpy as np
+
+import fastnn
+from fastnn import dask as fd
+
+
+def probe():
+    net = fastnn.Network([4, 8, 2], seed=0)
+    x = np.random.default_rng(0).random((64, 4)).astype(np.float32)
+    net.fit(x, (x[:, 0] > 0.5).astype(np.int64), epochs=1, batch_size=16)
+
+    @numba.njit
+    def fresh(v):  # a compile: Numba reads its NUMBA_* variables again
+        return v + 1
+
+    fresh(1)
+    return numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS
+
+
+if __name__ == "__main__":
+    import distributed
+    with fd.local_cluster(2) as cluster, distributed.Client(cluster) as client:
+        print(sorted(client.run(probe).values()))
+'''
+
+
+@pytest.mark.kernels
+def test_a_script_that_imports_fastnn_gets_single_threaded_workers(tmp_path):
+    """A worker process imports the user's script (and so fastnn) before
+    Dask applies the cluster's NUMBA_NUM_THREADS=1: the workers still run
+    one Numba thread each, and compile (Numba refuses to compile once its
+    pool runs at another size than the environment says)."""
+    import subprocess
+    import sys
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the workers' default is one thread anyway")
+    script = tmp_path / "train.py"
+    script.write_text(_USER_SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[(1, 1), (1, 1)]"

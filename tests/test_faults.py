@@ -314,6 +314,39 @@ def _fork_child_work(args):
     return p, fresh.theta.copy()
 
 
+@pytest.mark.kernels
+def test_a_child_forked_before_the_first_fit_runs_the_compiled_kernels(tmp_path):
+    """Numba's thread pool starts at the first kernel, not when a network
+    is made: a process that makes its networks and then forks workers to
+    train them (before any fit) trains them on the compiled kernels in each
+    child, as the parent does after it (GNU OpenMP cannot run in a child
+    forked once the pool started)."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("this system has no fork start method")
+    code = (
+        "import os, sys, numpy as np, fastnn\n"
+        "from fastnn.runtime import threads\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.random((600, 12)).astype(np.float32); y = rng.integers(0, 3, 600)\n"
+        "nets = [fastnn.Network([12, 32, 3], seed=0) for _ in range(2)]  # made, not fitted\n"
+        "pid = os.fork()\n"
+        "net = nets[pid == 0]\n"
+        "if pid == 0:\n"
+        "    ok = not threads.pool_unusable()  # else backend.choose() picks NumPy\n"
+        "    net.fit(x, y, epochs=1, batch_size=64)\n"
+        "    np.save(sys.argv[1], net.theta)\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "assert os.waitstatus_to_exitcode(status) == 0, status\n"
+        "net.fit(x, y, epochs=1, batch_size=64)\n"
+        "np.testing.assert_array_equal(np.load(sys.argv[1]), net.theta)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "child.npy")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
 def test_a_forked_child_works_after_the_parent_ran_parallel_kernels(rng):
     """GNU OpenMP aborts a forked child's first parallel region once the
     parent's pool has run; the child then runs on NumPy (never a hang)."""

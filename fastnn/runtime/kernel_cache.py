@@ -110,10 +110,10 @@ def _seed_from_install(src, dst):
                 return
 
 
-def install(stamp):
+def install(stamp, before_load=None):
     """Put fastnn's locators in front of Numba's (for fastnn's files only)
     and make its cache files checked. ``stamp`` replaces Numba's per-file
-    source stamp."""
+    source stamp; ``before_load()`` runs before a kernel is read back."""
     try:
         from numba.core import caching
         impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
@@ -155,7 +155,7 @@ def install(stamp):
             return None  # nowhere to write: Numba reports it
 
     impl._locator_classes[0:0] = [FastnnLocator]
-    _check_cache_files(index_file)
+    _check_cache_files(index_file, before_load)
     _never_fail_a_save(caching.Cache)
     return True
 
@@ -187,7 +187,7 @@ def _warn_once(message):
                       stacklevel=3)
 
 
-def _check_cache_files(index_file):
+def _check_cache_files(index_file, before_load=None):
     """Wrap Numba's cache file class so fastnn's files carry and check a
     SHA-256 of their bytes, and a damaged index is a cache miss."""
     if getattr(index_file, "_fastnn_checked", False):
@@ -226,6 +226,8 @@ def _check_cache_files(index_file):
     def _load_data(self, name):
         if not ours(self):
             return load_data(self, name)
+        if before_load is not None:
+            before_load()
         import pickle
 
         path = self._data_path(name)

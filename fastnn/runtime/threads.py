@@ -37,6 +37,20 @@ SWITCH = 1.5         # switch at once when the current choice gets this much slo
 SMOOTHING = 0.3      # weight of the newest measurement in the running rate
 
 
+def start_pool():
+    """Numba's thread pool, started (once) as fastnn starts it, before a
+    thread count is read or a parallel kernel runs: see
+    :func:`fastnn._config.start_threads`."""
+    if not _pool_started:
+        from .. import _config
+
+        _config.start_threads()
+        _pool_started.append(True)
+
+
+_pool_started = []
+
+
 class ThreadChooser:
     """Per-process state: the measured seconds per row of each choice.
 
@@ -54,6 +68,7 @@ class ThreadChooser:
 
     def pick(self):
         """(threads for the chunk, threads to probe first or None)."""
+        start_pool()
         n = numba.get_num_threads()
         if not ENABLED or n == 1:
             return n, None
@@ -115,6 +130,7 @@ def chooser_for(work):
 
 def preferred():
     """The thread count training last ran on (for predict/evaluate)."""
+    start_pool()
     n = numba.get_num_threads()
     current = _last[0].current
     return current if ENABLED and current in (1, n) else n
@@ -127,9 +143,10 @@ def serialized():
     not thread-safe, and concurrent regions from two Python threads abort
     the process ("Concurrent access has been detected"). A no-op with the
     OpenMP and TBB layers."""
+    start_pool()
     try:
         layer = numba.threading_layer()
-    except ValueError:  # not started yet
+    except ValueError:  # FASTNN_PARALLEL=0: no pool
         layer = None
     return _workqueue_lock if layer == "workqueue" else contextlib.nullcontext()
 
