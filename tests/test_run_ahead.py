@@ -153,3 +153,36 @@ def test_schedule_rates_ahead():
     assert policy.rates_ahead(1, 4) == [1.0, 0.5, 0.5, 0.25]
     policy = ScheduleAndPatience(fastnn.schedules.Constant(), 1.0, early_stopping=True)
     assert policy.rates_ahead(0, 4) == [1.0]
+
+
+def test_a_later_fit_chunks_its_epoch_by_the_batch_time_measured_before(rng, monkeypatch):
+    """``fit(epochs=1)`` again and again (a user's own epoch loop): only a
+    network's first epoch of some work runs as ``EPOCH_CHUNKS`` compiled
+    calls; later fits' epochs run in calls of at least ``MIN_CHUNK_SECONDS``
+    by the batch time measured before, as a fit's later epochs do (a call
+    costs the unboxing of every argument array). The chunks never change
+    the result."""
+    from fastnn.runtime.compiled import CompiledBackend
+
+    calls = []
+    real = CompiledBackend._run
+
+    def _run(chooser, trainer, n_threads, first, last, *rest):
+        calls.append(last - first)
+        return real(chooser, trainer, n_threads, first, last, *rest)
+
+    monkeypatch.setattr(CompiledBackend, "_run", staticmethod(_run))
+    monkeypatch.setattr(training.Trainer, "MIN_CHUNK_SECONDS", 1e6)  # an epoch a call
+    x, y = _data(rng, n=2000)
+    net = fastnn.Network([5, 7, 3], seed=1)
+    twin = fastnn.Network([5, 7, 3], seed=1)
+    for i in range(3):
+        calls.clear()
+        net.fit(x, y, epochs=1, batch_size=20)  # 100 batches
+        assert sum(calls) == 100
+        # (the thread chooser may split a call in two to time the other count)
+        assert len(calls) >= 50 if i == 0 else len(calls) <= 2, calls
+        twin.engine.batch_seconds.clear()
+        twin.fit(x, y, epochs=1, batch_size=20)
+        assert np.array_equal(net.theta, twin.theta)
+    assert net.history["loss"] == twin.history["loss"]

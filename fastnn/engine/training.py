@@ -37,6 +37,7 @@ class EngineState:
         self.shuffle_state = np.random.SeedSequence(seed).generate_state(1, np.uint64)
         self.input_cache = None       # inputs.InputCache
         self.optimizer_state = None   # (kind, OptimizerState)
+        self.batch_seconds = {}       # Trainer.work_key -> seconds per compiled batch
         self._busy = threading.Lock()
 
     @contextlib.contextmanager
@@ -59,6 +60,7 @@ class EngineState:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.input_cache = None
+        self.batch_seconds = {}
         self._busy = threading.Lock()
 
 
@@ -188,7 +190,10 @@ class Trainer:
         self._saved = None
         self._compiled = None  # the compiled backend, once its kernels can run
         self._pass_memo = None  # pass_slice: (backend, shuffle state before, after)
-        self._batch_seconds = None  # per batch, the last compiled epoch
+        # Per batch, the last compiled epoch of this work on this network
+        # (an earlier fit's: repeated fit(epochs=1) calls run their single
+        # epoch in MIN_CHUNK_SECONDS chunks too, not EPOCH_CHUNKS).
+        self._batch_seconds = engine.batch_seconds.get(self.work_key)
 
     def guarded_epoch(self, opt, state, progress):
         """:meth:`epoch`, undone if it does not finish well: what it changes
@@ -279,8 +284,11 @@ class Trainer:
             if report is not None:
                 report(last, nb)
         if compiled:
-            self._batch_seconds = (time.perf_counter() - t0) / nb
+            self._set_batch_seconds((time.perf_counter() - t0) / nb)
         return self._sums()
+
+    def _set_batch_seconds(self, seconds):
+        self._batch_seconds = self.engine.batch_seconds[self.work_key] = seconds
 
     def _sums(self):
         """The running sums of the current epoch's batches (see no_plan)."""
@@ -328,7 +336,7 @@ class Trainer:
             raise
         finally:
             self._cache_follows()
-        self._batch_seconds = seconds / self.n_batches
+        self._set_batch_seconds(seconds / self.n_batches)
         return [(float(a), float(b), int(c)) for a, b, c in sums], diverged
 
     def pass_slice(self, opt, state, first, last, n_threads=None):
