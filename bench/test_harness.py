@@ -67,3 +67,14 @@ def test_tabular_workloads_train_each_task_and_print_a_summary():
     text = out.getvalue()
     assert "housing: [8, 64, 64, 1], 50000 synthetic rows, batch 64, adam" in text
     assert "tabular summary" in text
+
+
+def test_only_names_known_systems_and_a_workload_none_of_them_runs_is_said(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(["--workload", "classic", "--only", "pytorch", "--no-startup"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'pytorch'" in err and "torch" in err
+    out = io.StringIO()
+    res = benchmark.run(("classic",), epochs=1, systems=["onnxruntime"], out=out)
+    assert res["workloads"] == {}
+    assert "classic: none of onnxruntime runs this workload" in out.getvalue()

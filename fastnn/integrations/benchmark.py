@@ -394,6 +394,9 @@ class SklearnSmall(_SmallFit):
 
 
 SMALL_FITTERS = [FastnnSmall, SklearnSmall]
+# What --only accepts: every system's key, once.
+SYSTEM_KEYS = list(dict.fromkeys(c.key for c in SYSTEMS + TABULAR_SYSTEMS + PREDICTORS
+                                 + SMALL_FITTERS))
 
 
 def _systems(wl):
@@ -677,10 +680,13 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
             flops = 2 * spec["rows"] * sum(kn)  # dense forward FLOPs
         else:
             flops = epoch_flops(spec["layers"], spec.get("rows", x.shape[0]))
+        chosen = [cls for cls in _systems(wl) if not systems or cls.key in systems]
+        if not chosen:
+            print(f"{wl}: none of {' '.join(systems)} runs this workload (it has: "
+                  f"{' '.join(c.key for c in _systems(wl))})", file=out)
+            continue
         times = {}
-        for cls in _systems(wl):
-            if systems and cls.key not in systems:
-                continue
+        for cls in chosen:
             reps = max(epochs, 20) if predict else epochs  # calls of a few ms: more of them
             if isolate:
                 ts = _block_in_subprocess(cls.key, wl, reps, threads, dtype)
@@ -765,9 +771,9 @@ def main(argv=None, prog=None):
     p.add_argument("--epochs", type=int, default=5, help="timed epochs per system (median)")
     p.add_argument("--threads", type=int, default=None, help="fastnn/Numba threads")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--only", nargs="+", default=None,
-                   help="systems to run: fastnn reference torch torch1 jax sklearn "
-                        "onnxruntime")
+    p.add_argument("--only", nargs="+", default=None, metavar="SYSTEM",
+                   choices=SYSTEM_KEYS,
+                   help="systems to run: " + " ".join(SYSTEM_KEYS))
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--same-process", action="store_true",
                    help="run every system in this process (default: a fresh process each)")
