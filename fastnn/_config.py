@@ -161,7 +161,7 @@ FASTMATH_NO_REASSOC = FASTMATH - {"reassoc"}
 def jit_inline(fn):
     """Inlined into its callers at Numba IR level: small helpers, and the
     dispatching wrappers on the drivers' call chains (``dense_backward``,
-    ``gemm_*_into``, ``split_step``). A function compiled on its own is
+    ``gemm_*_into``, ``batch_views``). A function compiled on its own is
     linked into each caller's module, where LLVM optimises and emits its
     whole call tree again: every wrapper level re-did the work of the
     levels below it. (Not for functions with ``prange``, which only run in

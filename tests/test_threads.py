@@ -131,7 +131,7 @@ def test_no_parallel_kernel_starts_inside_a_prange_body():
                 if isinstance(c, ast.Call) and isinstance(c.func, (ast.Name, ast.Attribute))}
 
     parallel = {name for name, (_, _, p) in funcs.items() if p}
-    assert {"_transpose_parallel", "_row_halves"} <= parallel
+    assert {"_transpose_parallel", "split_run"} <= parallel
     grown = True
     while grown:
         grown = False

@@ -52,7 +52,7 @@ def prepare(X, dtype, batch_size, shuffle, cache, max_density=None, csc=True):
     """Validate X (finite) and choose the first layer's path. A sparse one
     has room for the epoch's per-batch CSC blocks unless ``csc`` is False
     (row-split batches of a shuffled fit sort each batch's non-zeros when
-    they need them, see ``kernels.train.sparse_split_update``).
+    they need them, see ``kernels.train._sparse_part``).
 
     Returns ``(sp, csc_ready, cache)``: ``sp`` is a :class:`SparseInput`
     (:func:`no_sparse` on the dense path), ``csc_ready`` whether its CSC

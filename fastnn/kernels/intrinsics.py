@@ -1,6 +1,7 @@
 """LLVM-level code Numba does not offer: fixed-size scratch arrays on the
 stack, the matmul tile's inner loop in explicit vectors (with a software
-prefetch), and a prefetch of one array element's cache line.
+prefetch), a prefetch of one array element's cache line, and the atomics
+and waits of two threads meeting inside one parallel region.
 
 Prefetch. The matmul tiles walk a panel of B one row per step. When B's
 rows are a multiple of 4 KiB apart (1024 float32 columns), every step lands
@@ -9,6 +10,9 @@ helping: the tiles ran at ~40% of their speed on such shapes. Prefetching
 the panel's row a dozen steps ahead restored it (measured best-of-4:
 256x1024 @ 1024x1008 from ~85 to ~200-290 GFLOP/s; no loss elsewhere).
 """
+import os
+import platform
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -388,3 +392,109 @@ def compress_nonzero8(typingctx, flags, k0, out, c, lut, SHIFT):
         return context.make_tuple(builder, signature.return_type, [count, bad])
 
     return sig, codegen
+
+
+# --------------------------------------------------------------------------
+# Atomics and waiting, for two threads that meet inside one parallel region
+# (kernels/team.py). Numba has no atomic operations on arrays.
+# --------------------------------------------------------------------------
+def _int64_word(context, builder, aty, arr, i):
+    ary = context.make_array(aty)(context, builder, arr)
+    return builder.gep(ary.data, [i])
+
+
+def _is_int64_array(arr):
+    return isinstance(arr, types.Array) and arr.dtype == types.int64
+
+
+@intrinsic
+def atomic_add(typingctx, arr, i, v):
+    """``arr[i] += v`` atomically (sequentially consistent); returns the
+    value before. ``arr``: int64."""
+    if not _is_int64_array(arr) or not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        p = _int64_word(context, builder, signature.args[0], args[0], args[1])
+        v = context.cast(builder, args[2], signature.args[2], types.int64)
+        return builder.atomic_rmw("add", p, v, "seq_cst")
+
+    return types.int64(arr, i, v), codegen
+
+
+@intrinsic
+def atomic_load(typingctx, arr, i):
+    """``arr[i]`` read with acquire ordering (what the writer stored
+    before its :func:`atomic_add` is visible after it). ``arr``: int64."""
+    if not _is_int64_array(arr) or not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        p = _int64_word(context, builder, signature.args[0], args[0], args[1])
+        return builder.load_atomic(p, "acquire", 8)
+
+    return types.int64(arr, i), codegen
+
+
+@intrinsic
+def atomic_cas(typingctx, arr, i, old, new):
+    """``arr[i] = new`` if ``arr[i] == old``, atomically; True if it did."""
+    if not _is_int64_array(arr) or not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        p = _int64_word(context, builder, signature.args[0], args[0], args[1])
+        o = context.cast(builder, args[2], signature.args[2], types.int64)
+        n = context.cast(builder, args[3], signature.args[3], types.int64)
+        return builder.extract_value(builder.cmpxchg(p, o, n, "seq_cst", "seq_cst"), 1)
+
+    return types.boolean(arr, i, old, new), codegen
+
+
+_HAS_SCHED_YIELD = os.name == "posix"
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+@intrinsic
+def spin_pause(typingctx):
+    """The spin-wait hint (x86 ``pause``): the waiting core yields its
+    pipeline to its SMT sibling and leaves the loop without a memory-order
+    flush."""
+    def codegen(context, builder, signature, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def yield_cpu(typingctx):
+    """``sched_yield()``: a waiting thread gives its core to the thread it
+    waits for, when both share it (two processes, or a busy machine).
+    (A no-op where there is no ``sched_yield``.)"""
+    def codegen(context, builder, signature, args):
+        if _HAS_SCHED_YIELD:
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def pool_threads(typingctx):
+    """The threads a parallel region started here runs on: what
+    ``numba.get_num_threads()`` returns, by the symbol Numba's own
+    parallel regions call (``numba.get_num_threads`` in a kernel embeds an
+    address, and Numba will not cache the kernel)."""
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(types.intp.bitwidth), []),
+            "get_num_threads")
+        return builder.call(fn, [])
+
+    return types.intp(), codegen

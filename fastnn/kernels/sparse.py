@@ -15,7 +15,7 @@ per image), and the first layer's forward product and weight gradient are
   non-zeros as it goes, ``train._csc_rows_grad``): row k of dW gathers
   ``v * dU[r]`` over column k's non-zeros, again in registers, and is
   written once; tasks own disjoint rows of dW.
-* a split batch (two threads, ``train._partial_halves``) divides the
+* a split batch (two threads, ``train._partial_part``) divides the
   forward by rows of W instead: :func:`sparse_partial_rows` sums each row's
   non-zeros in one range of columns k, and :func:`add_partials` adds the
   two threads' sums, so each thread reads only the rows of W it updates.
@@ -264,7 +264,7 @@ def sparse_partial_rows(indptr, indices, values, rows, W, k0, k1, N, P):
     batch (X in CSR form; W's rows aligned with slack after them as in
     :func:`sparse_dense_forward`): one thread's
     share of a first layer split by input columns. Each thread then reads
-    only its own rows of W, which it also updates (``train._sparse_halves``):
+    only its own rows of W, which it also updates (``train._sparse_part``):
     split by batch rows instead, every thread read all of W each batch,
     half of it just written by the other core.
 

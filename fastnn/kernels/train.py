@@ -20,7 +20,7 @@ import numpy as np
 
 from numba import prange, uint64
 
-from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
+from .._config import AVX512, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, uses_input
 from .dense import (activate_keeping_input, bias_backward, dense_backward, dense_forward,
                     input_grad)
@@ -41,6 +41,8 @@ from .sparse import (active_columns, add_partials, batch_csc_build, batch_nnz_of
                      gathered_first_layer, gathered_row, is_aligned, pad_rows_into,
                      sparse_dense_forward, sparse_grad_tiles, sparse_partial_rows,
                      sparse_weight_grad)
+from .team import (end_part, first_part, team_finish, team_handover, team_join, team_step,
+                   team_sync)
 
 
 @jit
@@ -185,8 +187,8 @@ def forward_backward_rows(model, head, X, labels, T, w, grad, work, n, s, e, wt,
     dE/dU are the rows ``s..e-1`` of the whole batch's; ``wt`` is its own
     transpose scratch. The loss and ``grad`` are the mean over these rows.
     A sparse first layer (``sp``) adds the batch's two partial products
-    (:func:`_partial_halves`, in ``work.da``) for the half's rows; its
-    weight gradient is left to :func:`sparse_split_update` (the whole
+    (:func:`_partial_part`, in ``work.da``) for the half's rows; its
+    weight gradient is left to :func:`_sparse_part` (the whole
     batch's, from the batch's CSC block): the half puts its rows of dE/dU,
     times its ``share`` of the batch, in the aligned scratch ``work.da``."""
     sizes, poff, hoff, cap = model.sizes, model.poff, work.hoff, work.cap
@@ -276,30 +278,29 @@ def _gather_half(data, idx, s, e, xb, lb, tb, wb):
             wb[r] = data.w[idx[r]]
 
 
-@jit_parallel
-def _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, c0, c1, drop, key):
-    """The two halves of a row-split batch side by side: the first half's
-    gradient into ``grad``, the second's into ``work.gs``; ``out[t]`` =
-    (loss, n_correct) of half t."""
+@jit_inline
+def _row_part(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, c0, c1, drop, key, t):
+    """Half ``t`` of a row-split batch: the first half's gradient into
+    ``grad``, the second's into ``work.gs``; ``out[t]`` = (loss,
+    n_correct) of the half."""
     n = idx.shape[0]
     h = (n + 1) // 2
     size = work.wt.shape[0] // 2
-    for t in prange(2):
-        s = t * h
-        e = h + t * (n - h)
-        if data.shuffle:
-            _gather_half(data, idx, s, e, xb, lb, tb, wb)
-        g = grad if t == 0 else work.gs
-        if e > s:
-            loss, c = forward_backward_rows(model, head, xb, lb, tb, wb, g, work, n, s, e,
-                                            work.wt[t * size:(t + 1) * size], sp,
-                                            c0 if t == 0 else c1, drop, key)
-            out[t, 0] = loss
-            out[t, 1] = c
-        else:  # the second half of a one-row batch (sparse first layers split every batch)
-            g[:] = 0
-            out[t, 0] = 0.0
-            out[t, 1] = 0
+    s = t * h
+    e = h + t * (n - h)
+    if data.shuffle:
+        _gather_half(data, idx, s, e, xb, lb, tb, wb)
+    g = grad if t == 0 else work.gs
+    if e > s:
+        loss, c = forward_backward_rows(model, head, xb, lb, tb, wb, g, work, n, s, e,
+                                        work.wt[t * size:(t + 1) * size], sp,
+                                        c0 if t == 0 else c1, drop, key)
+        out[t, 0] = loss
+        out[t, 1] = c
+    else:  # the second half of a one-row batch (sparse first layers split every batch)
+        g[:] = 0
+        out[t, 0] = 0.0
+        out[t, 1] = 0
 
 
 @jit
@@ -333,59 +334,17 @@ def partial_buffers(work, N):
     return P[0], P[1]
 
 
-@jit_parallel
-def _partial_halves(sp, idx, W0, kmid, work):
+@jit_inline
+def _partial_part(sp, idx, W0, kmid, work, t):
     # Thread t: the batch's product over rows k0..k1-1 of W0, the rows it
-    # updates in _sparse_halves, so W never moves between the cores.
+    # updates in _sparse_part, so W never moves between the cores.
     K = W0.shape[0]
     N = work.hoff[1]
     P0, P1 = partial_buffers(work, N)
-    for t in prange(2):
-        k0 = t * kmid
-        k1 = kmid + t * (K - kmid)
-        sparse_partial_rows(sp.indptr, sp.indices, sp.values, idx, W0, k0, k1, N,
-                            P0 if t == 0 else P1)
-
-
-@jit_inline
-def forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work, sp, kmid, drop,
-                           key):
-    """:func:`forward_backward` of a batch as two row halves, one per
-    thread (:func:`.layout.row_split`): each half's mean gradient, in
-    ``grad`` and ``work.gs``. With ``data.shuffle`` the batch is rows
-    ``idx`` of ``data``, which each half gathers into its rows of ``xb``
-    (and the targets' buffers); else ``xb`` etc. are the batch. Returns
-    (loss, n_correct, c0, c1): the batch's gradient is ``c0 * grad + c1 *
-    work.gs`` (the halves' shares of the rows, or of the sample weights),
-    which :func:`apply_update_split` forms. With a sparse first layer
-    (``sp``) its weight gradient is not formed here: see
-    :func:`sparse_split_update`."""
-    n = idx.shape[0]
-    h = (n + 1) // 2
-    # The halves' shares of the batch: of its rows, or of its sample weights.
-    s0 = float(h)
-    s1 = float(n - h)
-    if data.w.shape[0] > 0:
-        s0 = 0.0
-        s1 = 0.0
-        for i in range(n):
-            v = data.w[idx[i]] if data.shuffle else wb[i]
-            if i < h:
-                s0 += v
-            else:
-                s1 += v
-    total = s0 + s1
-    c0 = s0 / total if total > 0 else 0.0
-    c1 = s1 / total if total > 0 else 0.0
-    out = np.empty((2, 2))
-    if is_sparse(sp):
-        W0 = layer_W(model.theta, model.sizes, model.poff, 0)
-        if not is_aligned(W0):  # the padded copy sparse_split_update keeps current
-            npad = padded_width(W0.shape[1])
-            W0 = work.wa[:W0.shape[0] * npad].reshape((W0.shape[0], npad))
-        _partial_halves(sp, idx, W0, kmid, work)
-    _row_halves(model, head, data, idx, xb, lb, tb, wb, grad, work, out, sp, c0, c1, drop, key)
-    return c0 * out[0, 0] + c1 * out[1, 0], int(out[0, 1] + out[1, 1]), c0, c1
+    k0 = t * kmid
+    k1 = kmid + t * (K - kmid)
+    sparse_partial_rows(sp.indptr, sp.indices, sp.values, idx, W0, k0, k1, N,
+                        P0 if t == 0 else P1)
 
 
 @jit
@@ -403,27 +362,6 @@ def step_settings(opt, state, rows):
         t = state.step[0]
         return coef, opt.lr * np.sqrt(1.0 - opt.beta2 ** t) / (1.0 - opt.beta1 ** t)
     return coef, opt.lr
-
-
-@jit_inline
-def split_step(model, head, data, idx, xb, lb, tb, wb, grad, work, state, opt, sp, j):
-    """Row-split batch ``j``'s step (:func:`forward_backward_split`, then
-    :func:`apply_update_split`, or :func:`sparse_split_update` with a
-    sparse first layer); returns (loss, n_correct, penalty)."""
-    kmid = first_layer_split(model.sizes, sp, j) if is_sparse(sp) else 0
-    loss, c, c0, c1 = forward_backward_split(model, head, data, idx, xb, lb, tb, wb, grad, work,
-                                             sp, kmid, opt.dropout,
-                                             batch_key(opt.drop_seed, state.step[0]))
-    norm = float(idx.shape[0])
-    if wb.shape[0] > 0:
-        norm = 0.0
-        for i in range(wb.shape[0]):
-            norm += wb[i]
-    if not is_sparse(sp):
-        pen = apply_update_split(model, grad, work.gs, c0, c1, state, opt, norm)
-    else:
-        pen = sparse_split_update(model, grad, work, c0, c1, state, opt, norm, sp, j, idx, kmid)
-    return loss, c, pen
 
 
 @jit
@@ -496,33 +434,16 @@ def _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi, cfrom):
     return sq
 
 
-@jit_parallel
-def _update_halves(model, grad, gs, c0, c1, state, opt, coef, lr, sq):
-    # Each thread the half of the parameters whose gradient half it wrote
-    # (the first: grad's, read in place), in 64-byte blocks.
+@jit_inline
+def _update_part(model, grad, gs, c0, c1, state, opt, coef, lr, t):
+    """Half ``t`` of a dense row-split batch's update: the parameters whose
+    gradient half thread t wrote (the first: grad's, read in place), in
+    64-byte blocks. Returns their sum of W**2 (see :func:`_update_range`)."""
     P = model.theta.shape[0]
     mid = (P // 2) // ALIGN_ELEMENTS * ALIGN_ELEMENTS
-    for t in prange(2):
-        lo = t * mid
-        hi = mid + t * (P - mid)
-        sq[t] = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi,
-                              np.int64(0))
-
-
-@jit
-def apply_update_split(model, grad, gs, c0, c1, state, opt, rows):
-    """:func:`apply_update` of a row-split batch (see
-    :func:`forward_backward_split`): the halves' gradients combined, the
-    L2 term and the update, the parameters in two halves side by side
-    (serially the two cost ~10 us on digits' 3760 float64 parameters)."""
-    coef, lr = step_settings(opt, state, rows)
-    if opt.clip > 0:
-        f = clip_factor(combined_squares(grad, gs, c0, c1, np.int64(0)), opt.clip)
-        c0 *= f
-        c1 *= f
-    sq = np.zeros(2)
-    _update_halves(model, grad, gs, c0, c1, state, opt, coef, lr, sq)
-    return 0.5 * coef * (sq[0] + sq[1])
+    lo = t * mid
+    hi = mid + t * (P - mid)
+    return _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi, np.int64(0))
 
 
 @jit
@@ -541,39 +462,42 @@ def combined_squares(grad, gs, c0, c1, cfrom):
     return sq
 
 
-@jit_parallel
-def _sparse_halves(model, grad, gs, c0, c1, state, opt, coef, lr, sq, sp, j, idx, dU, Wp,
-                   kmid, form, update, scale):
-    # Thread t: rows k0..k1-1 of the first layer's weight gradient (the
-    # whole batch's, from its CSC block and both halves' scaled dU rows),
-    # then the update of those rows of W (and, the second, of everything
-    # after W: the halves' gradients combined), and the same rows of W's
-    # padded copy. Each thread keeps its rows of W, their gradient and
-    # optimizer state in its own cache: with a gradient per half (as
-    # apply_update_split) a classic batch moved ~340 KB between the cores.
+@jit_inline
+def _sparse_part(model, grad, gs, c0, c1, state, opt, coef, lr, sp, j, idx, dU, Wp, kmid, form,
+                 update, scale, t):
+    """Thread t's share of a sparse-first-layer split batch's update: rows
+    k0..k1-1 of the first layer's weight gradient (the whole batch's, from
+    its CSC block and both halves' scaled dU rows), then (``update``) the
+    update of those rows of W (and, the second thread, of everything after
+    W: the halves' gradients combined), and the same rows of W's padded
+    copy ``Wp``. Each thread keeps its rows of W, their gradient and
+    optimizer state in its own cache: with a gradient per half (as the
+    dense split) a classic batch moved ~340 KB between the cores. Returns
+    the updated weights' sum of W**2."""
     sizes, poff = model.sizes, model.poff
     K, N = sizes[0], sizes[1]
     ngroup = (N + SPARSE_GROUP - 1) // SPARSE_GROUP
     P = model.theta.shape[0]
     W = layer_W(model.theta, sizes, poff, 0)
     dW = layer_W(grad, sizes, poff, 0)
-    for t in prange(2):
-        k0 = t * kmid
-        k1 = kmid + t * (K - kmid)
-        if form:
-            if sp.colptr.shape[0] > 0:  # the epoch's CSC blocks (built once without shuffling)
-                sparse_grad_tiles(sp.colptr[j], sp.rowpos, sp.cvals, dU, dW, k0 * ngroup,
-                                  k1 * ngroup)
-            else:
-                _csc_rows_grad(sp, idx, k0, k1, dU, dW[k0:k1])
-        if update:
-            if scale != 1.0:  # (clipping: these rows are the batch's gradient already)
-                scale_range(grad, scale, uint64(poff[0] + k0 * N), uint64((k1 - k0) * N))
-            hi = poff[0] + k1 * N if t == 0 else P
-            sq[t] = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr,
-                                  poff[0] + k0 * N, hi, poff[0] + K * N)
-            if Wp.shape[0] > 0:
-                copy_rows(W[k0:k1], Wp[k0:k1])
+    k0 = t * kmid
+    k1 = kmid + t * (K - kmid)
+    if form:
+        if sp.colptr.shape[0] > 0:  # the epoch's CSC blocks (built once without shuffling)
+            sparse_grad_tiles(sp.colptr[j], sp.rowpos, sp.cvals, dU, dW, k0 * ngroup,
+                              k1 * ngroup)
+        else:
+            _csc_rows_grad(sp, idx, k0, k1, dU, dW[k0:k1])
+    sq = 0.0
+    if update:
+        if scale != 1.0:  # (clipping: these rows are the batch's gradient already)
+            scale_range(grad, scale, uint64(poff[0] + k0 * N), uint64((k1 - k0) * N))
+        hi = poff[0] + k1 * N if t == 0 else P
+        sq = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, poff[0] + k0 * N, hi,
+                           poff[0] + K * N)
+        if Wp.shape[0] > 0:
+            copy_rows(W[k0:k1], Wp[k0:k1])
+    return sq
 
 
 @jit
@@ -614,47 +538,161 @@ def _csc_rows_grad(sp, idx, k0, k1, dU, dW):
     sparse_grad_tiles(colptr, rowpos, cvals, dU, dW, np.int64(0), nk * ngroup)
 
 
-@jit
-def sparse_split_update(model, grad, work, c0, c1, state, opt, rows, sp, j, idx, kmid):
-    """:func:`apply_update_split` of row-split batch ``j`` (rows ``idx``)
-    with a sparse first layer: its weight gradient formed from the batch's
-    CSC block (or, without the epoch's blocks, its non-zeros sorted here) and
-    the halves' dU rows in ``work.da`` (see :func:`forward_backward_rows`),
-    split between two threads at row ``kmid`` of W (:func:`first_layer_split`),
-    each then updating its rows.
-    Keeps the padded copy of W in ``work.wa`` (:func:`pad_first_layer`)
-    current. Returns the penalty as :func:`apply_update`."""
-    coef, lr = step_settings(opt, state, rows)
-    sq = np.zeros(2)
-    K, N = model.sizes[0], model.sizes[1]
+@jit_inline
+def batch_views(data, bufs, sp, s, e):
+    """(xb, lb, tb, wb): batch rows ``s..e-1``'s inputs, labels, targets and
+    sample weights; empty when the fit has none (xb too when a sparse first
+    layer reads the CSR form). Zero-copy slices without shuffling, else the
+    gather buffers ``bufs`` (filled by the caller, or by a split batch's
+    halves)."""
+    rows = e - s
+    if data.shuffle:
+        xb = bufs.x[:0]
+        if not is_sparse(sp):
+            xb = bufs.x[:rows]
+        return (xb, bufs.labels[:min(rows, bufs.labels.shape[0])],
+                bufs.T[:min(rows, bufs.T.shape[0])], bufs.w[:min(rows, bufs.w.shape[0])])
+    return (data.X[s:e], data.labels[s:min(e, data.labels.shape[0])],
+            data.T[s:min(e, data.T.shape[0])], data.w[s:min(e, data.w.shape[0])])
+
+
+@jit_inline
+def splits(work, sp, rows):
+    """Whether a batch of ``rows`` rows trains as two row halves
+    (:func:`.layout.row_split` gave the fit its second gradient ``work.gs``;
+    a sparse first layer's split fits split every batch: the whole-batch
+    path needs CSC blocks, which a shuffled one lacks)."""
+    return work.gs.shape[0] > 0 and (is_sparse(sp) or rows >= 2 * SPLIT_MIN_ROWS)
+
+
+@jit_parallel
+def split_run(data, model, head, grad, state, opt, sp, work, bufs, j0, j1, out):
+    """Row-split batches ``j0..j1-1`` of the epoch (see :func:`train_batches`),
+    in one parallel region: two threads meet between the phases of each
+    batch (:mod:`.team`). ``out[q]`` = (mean loss, penalty, n_correct) of
+    batch ``j0 + q``, as :func:`forward_backward` and :func:`apply_update`
+    give them for a whole batch.
+
+    A batch's phases: with a sparse first layer, each thread's product over
+    its rows of W (:func:`_partial_part`); the two row halves, each on its
+    thread (:func:`_row_part`: a half's gradient is the mean over its rows;
+    the batch's is ``c0 * grad + c1 * work.gs``, the halves' shares of its
+    rows or sample weights); the update, the parameters divided between the
+    threads (:func:`_update_part`, or :func:`_sparse_part` forming the first
+    layer's weight gradient by rows of W first, from the batch's CSC block
+    or, without the epoch's blocks, its non-zeros sorted there). Clipping
+    by the global norm needs the whole gradient first: each thread computes
+    the factor (the same bits) after a phase that forms it."""
+    nrun = j1 - j0
+    bs = data.batch_size
+    n = data.order.shape[0]
+    sizes, poff = model.sizes, model.poff
+    sparse = is_sparse(sp)
+    # Each batch's settings, in order: its dropout key (from the step before
+    # it is counted), the halves' shares, step size and L2 coefficient.
+    c = np.empty((nrun, 4))
+    keys = np.empty(nrun, np.uint64)
+    kmid = np.zeros(nrun, np.int64)
+    for q in range(nrun):
+        j = j0 + q
+        s = j * bs
+        e = min(n, s + bs)
+        idx = data.order[s:e]
+        h = (e - s + 1) // 2
+        s0 = float(h)
+        s1 = float(e - s - h)
+        if data.w.shape[0] > 0:
+            s0 = 0.0
+            s1 = 0.0
+            for i in range(e - s):
+                v = data.w[idx[i]] if data.shuffle else data.w[s + i]
+                if i < h:
+                    s0 += v
+                else:
+                    s1 += v
+        total = s0 + s1
+        c[q, 0] = s0 / total if total > 0 else 0.0
+        c[q, 1] = s1 / total if total > 0 else 0.0
+        norm = float(e - s)
+        if data.w.shape[0] > 0:
+            norm = 0.0
+            for i in range(e - s):
+                norm += data.w[idx[i]] if data.shuffle else data.w[s + i]
+        keys[q] = batch_key(opt.drop_seed, state.step[0])
+        coef, lr = step_settings(opt, state, norm)
+        c[q, 2] = coef
+        c[q, 3] = lr
+        if sparse:
+            kmid[q] = first_layer_split(sizes, sp, j)
+    K, N = sizes[0], sizes[1]
     npad = padded_width(N)
+    W0 = layer_W(model.theta, sizes, poff, 0)
     Wp = work.wa[:0].reshape((0, npad))
-    if not is_aligned(layer_W(model.theta, model.sizes, model.poff, 0)):
+    if sparse and not is_aligned(W0):  # the padded copy (pad_first_layer), kept current
         Wp = work.wa[:K * npad].reshape((K, npad))
-    dU = work.da[:work.cap * npad].reshape((work.cap, npad))
-    # (Run-time flags, not True/False constants: Numba compiles a function
-    # apart for each combination of literal arguments.)
+        W0 = Wp
+    dU = work.da[:0].reshape((0, npad))
+    if sparse:
+        dU = work.da[:work.cap * npad].reshape((work.cap, npad))
     clipping = opt.clip > 0
-    if clipping:
-        # The first layer's gradient first: the clipping factor needs the
-        # whole gradient's norm before any update.
-        _sparse_halves(model, grad, work.gs, c0, c1, state, opt, coef, lr, sq, sp, j, idx, dU,
-                       Wp, kmid, clipping, not clipping, 1.0)
-        f = clip_factor(combined_squares(grad, work.gs, c0, c1, model.poff[0] + K * N),
-                        opt.clip)
-        _sparse_halves(model, grad, work.gs, c0 * f, c1 * f, state, opt, coef, lr, sq, sp, j,
-                       idx, dU, Wp, kmid, not clipping, clipping, f)
-    else:
-        _sparse_halves(model, grad, work.gs, c0, c1, state, opt, coef, lr, sq, sp, j, idx, dU,
-                       Wp, kmid, not clipping, not clipping, 1.0)
-    return 0.5 * coef * (sq[0] + sq[1])
+    cfrom = poff[0] + K * N if sparse else np.int64(0)
+    res = np.zeros((nrun, 2, 3))
+    sync = team_sync()
+    for t in prange(2):
+        role, first = team_join(sync, nrun)
+        ph = 0
+        for q in range(first, nrun):
+            role = team_handover(sync, role, q)
+            p0 = first_part(role)
+            p1 = end_part(role)
+            j = j0 + q
+            s = j * bs
+            e = min(n, s + bs)
+            idx = data.order[s:e]
+            xb, lb, tb, wb = batch_views(data, bufs, sp, s, e)
+            c0 = c[q, 0]
+            c1 = c[q, 1]
+            if sparse:
+                for part in range(p0, p1):
+                    _partial_part(sp, idx, W0, kmid[q], work, part)
+                ph = team_step(sync, role, ph)
+            for part in range(p0, p1):
+                _row_part(model, head, data, idx, xb, lb, tb, wb, grad, work, res[q], sp, c0,
+                          c1, opt.dropout, keys[q], part)
+            ph = team_step(sync, role, ph)
+            f = 1.0
+            if clipping and sparse:
+                for part in range(p0, p1):
+                    _sparse_part(model, grad, work.gs, c0, c1, state, opt, c[q, 2], c[q, 3], sp,
+                                 j, idx, dU, Wp, kmid[q], True, False, 1.0, part)
+                ph = team_step(sync, role, ph)
+            if clipping:
+                # (Each thread reads the whole gradient, which the updates
+                # then change in place: both must have read it first.)
+                f = clip_factor(combined_squares(grad, work.gs, c0, c1, cfrom), opt.clip)
+                ph = team_step(sync, role, ph)
+            for part in range(p0, p1):
+                if sparse:
+                    sq = _sparse_part(model, grad, work.gs, c0 * f, c1 * f, state, opt,
+                                      c[q, 2], c[q, 3], sp, j, idx, dU, Wp, kmid[q],
+                                      not clipping, True, f, part)
+                else:
+                    sq = _update_part(model, grad, work.gs, c0 * f, c1 * f, state, opt,
+                                      c[q, 2], c[q, 3], part)
+                res[q, part, 2] = sq
+            ph = team_step(sync, role, ph)
+        team_finish(sync, role)
+    for q in range(nrun):
+        out[q, 0] = c[q, 0] * res[q, 0, 0] + c[q, 1] * res[q, 1, 0]
+        out[q, 1] = 0.5 * c[q, 2] * (res[q, 0, 2] + res[q, 1, 2])
+        out[q, 2] = res[q, 0, 1] + res[q, 1, 1]
 
 
 @jit
 def pad_first_layer(model, work):
     """Refresh the padded copy of the first layer's W that row-split
     batches with a sparse first layer read (when W's rows are not aligned);
-    :func:`sparse_split_update` keeps it current after that."""
+    :func:`split_run` keeps it current after that."""
     W = layer_W(model.theta, model.sizes, model.poff, 0)
     if not is_aligned(W):
         pad_rows_into(W, work.wa)
@@ -755,6 +793,7 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
     o = opt
     if is_sparse(sp) and work.gs.shape[0] > 0:
         pad_first_layer(model, work)
+    run = np.empty((nb if k > 0 else max(last - first, 0), 3))
     for e in range(max(k, 1)):
         j0, j1 = first, last
         if k > 0:
@@ -767,53 +806,48 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
             loss_sum = 0.0
             pen_sum = 0.0
             correct = np.int64(0)
-        for j in range(j0, j1):
+        j = j0
+        while j < j1:
             s = j * data.batch_size
             e_ = min(n, s + data.batch_size)
             rows = e_ - s
+            if splits(work, sp, rows):
+                # The run of split batches from j (all but perhaps a short last one).
+                jr = j + 1
+                while jr < j1 and splits(work, sp, min(n, (jr + 1) * data.batch_size)
+                                         - jr * data.batch_size):
+                    jr += 1
+                split_run(data, model, head, grad, state, o, sp, work, bufs, j, jr, run)
+                for q in range(jr - j):
+                    r = min(n, (j + q + 1) * data.batch_size) - (j + q) * data.batch_size
+                    loss_sum += run[q, 0] * r
+                    pen_sum += run[q, 1] * r
+                    correct += np.int64(run[q, 2])
+                j = jr
+                continue
             idx = order[s:e_]
-            # (A sparse first layer's split fits split every batch: the
-            # whole-batch path needs CSC blocks, which a shuffled one lacks.)
-            split = work.gs.shape[0] > 0 and (is_sparse(sp) or rows >= 2 * SPLIT_MIN_ROWS)
+            xb, lb, tb, wb = batch_views(data, bufs, sp, s, e_)
             if data.shuffle:
-                xb = bufs.x[:0]
                 if not is_sparse(sp):
-                    xb = bufs.x[:rows]
-                lb = bufs.labels[:min(rows, bufs.labels.shape[0])]
-                tb = bufs.T[:min(rows, bufs.T.shape[0])]
-                wb = bufs.w[:min(rows, bufs.w.shape[0])]
-                if not split:  # (a split batch's halves gather their rows)
-                    if not is_sparse(sp):
-                        gather_rows(X, idx, xb)
-                    if labels.shape[0] > 0:
-                        gather_labels(labels, idx, lb)
-                    if T.shape[0] > 0:
-                        gather_rows(T, idx, tb)
-                    if w.shape[0] > 0:
-                        gather_labels(w, idx, wb)
-            else:
-                xb = X[s:e_]
-                lb = labels[s:min(e_, labels.shape[0])]
-                tb = T[s:min(e_, T.shape[0])]
-                wb = w[s:min(e_, w.shape[0])]
-            loss = 0.0
-            c = 0
-            pen = 0.0
-            if split:
-                loss, c, pen = split_step(model, head, data, idx, xb, lb, tb, wb, grad, work,
-                                          state, o, sp, j)
-            if not split:
-                loss, c = forward_backward(model, head, xb, idx, j, lb, tb, wb, sp, grad, work,
-                                           o.dropout, batch_key(o.drop_seed, state.step[0]))
-                norm = float(rows)
-                if wb.shape[0] > 0:
-                    norm = 0.0
-                    for i in range(wb.shape[0]):
-                        norm += wb[i]
-                pen = apply_update(model, grad, state, o, norm)
+                    gather_rows(X, idx, xb)
+                if labels.shape[0] > 0:
+                    gather_labels(labels, idx, lb)
+                if T.shape[0] > 0:
+                    gather_rows(T, idx, tb)
+                if w.shape[0] > 0:
+                    gather_labels(w, idx, wb)
+            loss, c = forward_backward(model, head, xb, idx, j, lb, tb, wb, sp, grad, work,
+                                       o.dropout, batch_key(o.drop_seed, state.step[0]))
+            norm = float(rows)
+            if wb.shape[0] > 0:
+                norm = 0.0
+                for i in range(wb.shape[0]):
+                    norm += wb[i]
+            pen = apply_update(model, grad, state, o, norm)
             loss_sum += loss * rows
             pen_sum += pen * rows
             correct += c
+            j += 1
         if k > 0:
             plan.sums[e, 0] = loss_sum
             plan.sums[e, 1] = pen_sum
