@@ -61,11 +61,11 @@ def team_sync():
 
 
 @jit
-def _wait_while(sync, word, value):
-    """Wait until ``sync[word] != value``; returns the new value."""
+def _wait_at_least(sync, word, target):
+    """Wait until ``sync[word] >= target``; returns its value then."""
     spins = 0
     v = atomic_load(sync, word)
-    while v == value:
+    while v < target:
         if spins < SPIN_PAUSES:
             spin_pause()
             spins += 1
@@ -84,7 +84,7 @@ def team_join(sync, rounds):
     if before >= _SOLO:  # the first went on alone: ask it for the rest
         if not atomic_cas(sync, _HANDOVER, 0, _ASK):
             return BOTH, rounds  # (finished)
-        v = _wait_while(sync, _HANDOVER, _ASK)
+        v = _wait_at_least(sync, _HANDOVER, 0)  # (ASK is -1; then a round + 1 or FINISHED)
         return (1, v - 1) if v < _FINISHED else (BOTH, rounds)
     # (Compiled without parallel, the two iterations run one after the other.)
     if PARALLEL and pool_threads() >= 2:
@@ -122,13 +122,7 @@ def team_step(sync, role, phase):
     if role == BOTH:
         return phase  # (phases count from the first met, at 0: see team_handover)
     atomic_add(sync, _DONE, 1)
-    spins = 0
-    while atomic_load(sync, _DONE) < 2 * (phase + 1):
-        if spins < SPIN_PAUSES:
-            spin_pause()
-            spins += 1
-        else:
-            yield_cpu()
+    _wait_at_least(sync, _DONE, 2 * (phase + 1))
     return phase + 1
 
 

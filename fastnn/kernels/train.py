@@ -601,11 +601,14 @@ def split_run(data, model, head, grad, state, opt, sp, work, bufs, j0, j1, out):
         h = (e - s + 1) // 2
         s0 = float(h)
         s1 = float(e - s - h)
+        norm = float(e - s)  # (the sum in row order, as a whole batch's)
         if data.w.shape[0] > 0:
             s0 = 0.0
             s1 = 0.0
+            norm = 0.0
             for i in range(e - s):
                 v = data.w[idx[i]] if data.shuffle else data.w[s + i]
+                norm += v
                 if i < h:
                     s0 += v
                 else:
@@ -613,11 +616,6 @@ def split_run(data, model, head, grad, state, opt, sp, work, bufs, j0, j1, out):
         total = s0 + s1
         c[q, 0] = s0 / total if total > 0 else 0.0
         c[q, 1] = s1 / total if total > 0 else 0.0
-        norm = float(e - s)
-        if data.w.shape[0] > 0:
-            norm = 0.0
-            for i in range(e - s):
-                norm += data.w[idx[i]] if data.shuffle else data.w[s + i]
         keys[q] = batch_key(opt.drop_seed, state.step[0])
         coef, lr = step_settings(opt, state, norm)
         c[q, 2] = coef
