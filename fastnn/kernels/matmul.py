@@ -803,11 +803,22 @@ def _small(M, K, N):
 @jit_inline
 def _pack_panel(B, Bs, j0, transposed):
     """Bs (K, NR) = B[:, j0:j0+NR], or W.T's columns from B = W (N, K) if
-    ``transposed`` (rows of W read NR at a time; they stay in L1 across k)."""
+    ``transposed``.
+
+    W is read 8 columns of a row at a time, the row's next 8 elements
+    right after: rows a multiple of 1 KiB apart (1024 or 256 float32
+    inputs) all fall in a few L1 sets, and read a column at a time across
+    the NR rows each cache line was evicted before its next column was
+    read (a 1024 x 1024 float32 W packed in 2.7 ms instead of 0.35 ms)."""
     K = Bs.shape[0]
     u0 = uint64(j0)
     if transposed:
-        for k in range(K):
+        k8 = K // 8 * 8
+        for k0 in range(0, k8, 8):
+            for j in range(uint64(NR)):
+                for kk in range(8):
+                    Bs[k0 + kk, j] = B[u0 + j, k0 + kk]
+        for k in range(k8, K):
             for j in range(uint64(NR)):
                 Bs[k, j] = B[u0 + j, k]
     else:
@@ -831,10 +842,7 @@ def pack_panels(B, Bp):
 def pack_panels_transposed(W, Bp):
     """Bp as pack_panels(W.T) would make it, read straight from W (N, K):
     Bp[c, k, j] = W[j0(c) + j, k]. Replaces a transpose plus a pack of the
-    backward's W.T with one pass. Writes run contiguous (j inner); the NR
-    rows of W being read stay in L1 for the next k's. (Walking each row in
-    64-column blocks instead writes with a stride of NR, twice as slow on
-    AVX2.)"""
+    backward's W.T with one pass (its order of reads: :func:`_pack_panel`)."""
     N = W.shape[0]
     nfull = N // NR
     for c in prange(Bp.shape[0]):
