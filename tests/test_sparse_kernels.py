@@ -8,7 +8,7 @@ from conftest import DTYPES, assert_close
 from fastnn.engine import inputs
 from fastnn.kernels import sparse as S
 from fastnn.kernels.activations import CODES, IDENTITY
-from fastnn.kernels.layout import SLACK, padded_width
+from fastnn.kernels.layout import SLACK, SPARSE_GROUP, padded_width
 from fastnn.engine.memory import aligned_zeros
 
 SHAPES = [(1, 1), (7, 3), (33, 130), (64, 784), (5, 17)]  # (rows, features)
@@ -134,6 +134,40 @@ def test_batch_csc_and_weight_gradient_match_numpy(rng, dtype, n, d, width, batc
         expected = x[idx].astype(np.float64).T @ dU
         assert_close(dW, expected, dtype, scale=np.abs(x[idx]).T @ np.abs(dU) + 1,
                      what=f"dW of batch {b}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", [1, 50, 112, 250])
+@pytest.mark.parametrize("padded", [False, True])
+def test_weight_gradient_tiles_take_the_sgd_step(rng, dtype, width, padded):
+    """With a learning rate the gradient tiles step W instead of storing
+    dW: the same bits as storing dW and then W -= lr * dW, and the padded
+    copy (when given) gets W's new rows, pad columns untouched."""
+    from fastnn.kernels.train import prepare_sparse_batches
+    from fastnn.kernels.optim import sgd_range
+
+    n, d, bs = 64, 130, 64
+    x = _sparse_matrix(rng, n, d, dtype)
+    sp, _, _ = inputs.prepare(x, x.dtype, bs, True, None, max_density=1.0)
+    prepare_sparse_batches(sp, np.arange(n, dtype=np.int64), bs)
+    dU = _aligned_copy(rng.standard_normal((n, width)).astype(dtype))
+    W0 = rng.standard_normal((d, width)).astype(dtype)
+    lr = dtype(0.37)
+    ngroup = -(-width // SPARSE_GROUP)
+    dW = np.full((d, width), np.nan, dtype)
+    S.sparse_grad_tiles(sp.colptr[0], sp.rowpos, sp.cvals, dU, dW, 0, d * ngroup)
+    expected = W0.ravel().copy()
+    sgd_range(expected, dW.ravel(), lr, np.uint64(0), np.uint64(expected.size))
+    W = W0.copy()
+    Wp = _aligned_copy(np.full((d, width), np.nan, dtype)) if padded else W[:0]
+    # two runs of tiles, as the two threads of a split batch take them
+    mid = (d // 2) * ngroup
+    for t0, t1 in ((0, mid), (mid, d * ngroup)):
+        S.sparse_grad_step_tiles(sp.colptr[0], sp.rowpos, sp.cvals, dU, W, t0, t1, lr, Wp)
+    np.testing.assert_array_equal(W.ravel(), expected)
+    if padded:
+        np.testing.assert_array_equal(Wp[:, :width], W)
+        assert np.all(Wp[:, width:] == 0)
 
 
 def test_unaligned_operands_are_detected(rng):

@@ -391,10 +391,21 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
                           task * ntile // ntask, (task + 1) * ntile // ntask)
 
 
-@jit(fastmath=FASTMATH_NO_REASSOC)
+@jit
 def sparse_grad_tiles(colptr, rowpos, cvals, dU, dW, t0, t1):
     """Tiles ``t0..t1-1`` of :func:`sparse_weight_grad` on the calling
     thread (all of them: one half of a row-split batch)."""
+    sparse_grad_step_tiles(colptr, rowpos, cvals, dU, dW, t0, t1, dW.dtype.type(0), dW[:0])
+
+
+@jit(fastmath=FASTMATH_NO_REASSOC)
+def sparse_grad_step_tiles(colptr, rowpos, cvals, dU, dW, t0, t1, lr, Wp):
+    """:func:`sparse_grad_tiles`, or with ``lr`` non-zero the plain SGD
+    step on ``dW`` = the weights instead: ``W -= lr * dW`` as each tile of
+    the gradient leaves the registers (and ``Wp``, when not empty, gets
+    W's new rows: the padded copy the forward reads). The gradient is then
+    never stored, and W is read and written once instead of the gradient
+    written, read back and W updated in a second pass."""
     N = dW.shape[1]
     ngroup = (N + _G - 1) // _G
     acc = carray(stack_buffer(_G, dW), (_G,))
@@ -408,8 +419,18 @@ def sparse_grad_tiles(colptr, rowpos, cvals, dU, dW, t0, t1):
             r = rowpos[p]
             for j in range(uint64(_G)):
                 acc[j] += v * dU[r, u0 + j]
-        for jj in range(uint64(min(_G, N - g * _G))):
-            dW[k, u0 + jj] = acc[jj]
+        w = uint64(min(_G, N - g * _G))
+        if lr == 0:
+            for jj in range(w):
+                dW[k, u0 + jj] = acc[jj]
+        elif Wp.shape[0] > 0:
+            for jj in range(w):
+                x = dW[k, u0 + jj] - lr * acc[jj]
+                dW[k, u0 + jj] = x
+                Wp[k, u0 + jj] = x
+        else:
+            for jj in range(w):
+                dW[k, u0 + jj] -= lr * acc[jj]
 
 
 def compress_table():

@@ -39,7 +39,7 @@ from .matmul import (gemm_nn_fused_serial, gemm_tn_into, gemm_tn_serial, input_g
 from .sparse import (active_columns, add_partials, batch_csc_build, batch_nnz_offsets,
                      column_scratch, copy_rows, copy_rows_auto, first_at_least,
                      gathered_first_layer, gathered_row, is_aligned, pad_rows_into,
-                     sparse_dense_forward, sparse_grad_tiles, sparse_partial_rows,
+                     sparse_dense_forward, sparse_grad_step_tiles, sparse_partial_rows,
                      sparse_weight_grad)
 from .team import (end_part, first_part, team_finish, team_handover, team_join, team_step,
                    team_sync)
@@ -470,8 +470,11 @@ def _sparse_part(model, grad, gs, c0, c1, state, opt, coef, lr, sp, j, idx, dU, 
     its CSC block and both halves' scaled dU rows), then (``update``) the
     update of those rows of W (and, the second thread, of everything after
     W: the halves' gradients combined), and the same rows of W's padded
-    copy ``Wp``. Each thread keeps its rows of W, their gradient and
-    optimizer state in its own cache: with a gradient per half (as the
+    copy ``Wp``; with plain SGD (no momentum, L2 or clipping) the rows of
+    W take their step as their gradient leaves the registers, never stored
+    (:func:`.sparse.sparse_grad_step_tiles`). Each thread keeps its rows of
+    W, their gradient and optimizer state in its own cache: with a
+    gradient per half (as the
     dense split) a classic batch moved ~340 KB between the cores. Returns
     the updated weights' sum of W**2."""
     sizes, poff = model.sizes, model.poff
@@ -482,31 +485,39 @@ def _sparse_part(model, grad, gs, c0, c1, state, opt, coef, lr, sp, j, idx, dU, 
     dW = layer_W(grad, sizes, poff, 0)
     k0 = t * kmid
     k1 = kmid + t * (K - kmid)
+    # Plain SGD steps W's rows as their gradient leaves the registers.
+    step = (form and update and opt.kind == SGD and opt.momentum == 0 and coef == 0)
     if form:
+        G = W if step else dW
+        Ws = Wp if step else Wp[:0]
+        rate = W.dtype.type(lr if step else 0.0)
         if sp.colptr.shape[0] > 0:  # the epoch's CSC blocks (built once without shuffling)
-            sparse_grad_tiles(sp.colptr[j], sp.rowpos, sp.cvals, dU, dW, k0 * ngroup,
-                              k1 * ngroup)
+            sparse_grad_step_tiles(sp.colptr[j], sp.rowpos, sp.cvals, dU, G, k0 * ngroup,
+                                   k1 * ngroup, rate, Ws)
         else:
-            _csc_rows_grad(sp, idx, k0, k1, dU, dW[k0:k1])
+            _csc_rows_grad(sp, idx, k0, k1, dU, G[k0:k1], rate, Ws[k0:k1])
     sq = 0.0
     if update:
         if scale != 1.0:  # (clipping: these rows are the batch's gradient already)
             scale_range(grad, scale, uint64(poff[0] + k0 * N), uint64((k1 - k0) * N))
+        lo = poff[0] + (K if step else k0) * N
         hi = poff[0] + k1 * N if t == 0 else P
-        sq = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, poff[0] + k0 * N, hi,
-                           poff[0] + K * N)
-        if Wp.shape[0] > 0:
+        if hi > lo:
+            sq = _update_range(model, grad, gs, c0, c1, state, opt, coef, lr, lo, hi,
+                               poff[0] + K * N)
+        if Wp.shape[0] > 0 and not step:
             copy_rows(W[k0:k1], Wp[k0:k1])
     return sq
 
 
 @jit
-def _csc_rows_grad(sp, idx, k0, k1, dU, dW):
+def _csc_rows_grad(sp, idx, k0, k1, dU, dW, lr, Wp):
     """dW = rows k0..k1-1 of the weight gradient of the batch whose rows
     of the CSR form are ``idx``: its non-zeros in columns k0..k1-1 sorted
     by column (a counting sort, here, while the batch's CSR rows are in
     cache; each row's columns are sorted, so its part in k0..k1-1 is one
-    run), then :func:`.sparse.sparse_grad_tiles`. (CSC blocks built ahead for a
+    run), then :func:`.sparse.sparse_grad_step_tiles` (``lr``, ``Wp``: its
+    plain SGD step on ``dW`` = W's rows). (CSC blocks built ahead for a
     shuffled epoch would read the rows from memory in shuffled order and
     write 113 MB of blocks per MNIST epoch.)"""
     nk = k1 - k0
@@ -535,7 +546,7 @@ def _csc_rows_grad(sp, idx, k0, k1, dU, dW):
             cvals[q] = sp.values[p]
             cur[k] = q + 1
     ngroup = (dW.shape[1] + SPARSE_GROUP - 1) // SPARSE_GROUP
-    sparse_grad_tiles(colptr, rowpos, cvals, dU, dW, np.int64(0), nk * ngroup)
+    sparse_grad_step_tiles(colptr, rowpos, cvals, dU, dW, np.int64(0), nk * ngroup, lr, Wp)
 
 
 @jit_inline
