@@ -186,3 +186,25 @@ def test_a_later_fit_chunks_its_epoch_by_the_batch_time_measured_before(rng, mon
         twin.fit(x, y, epochs=1, batch_size=20)
         assert np.array_equal(net.theta, twin.theta)
     assert net.history["loss"] == twin.history["loss"]
+
+
+@pytest.mark.parametrize("layers,density", [([20, 32, 3], 1.0), ([60, 24, 3], 0.2)])
+def test_an_epoch_sums_the_same_bits_however_its_batches_are_cut(rng, monkeypatch, layers,
+                                                                 density):
+    """Row-split batches (64 rows: two halves; the second network's first
+    layer sparse) add their losses to the epoch's sums batch by batch, in
+    order: the epoch in one compiled call and in a call per batch report
+    the same loss to the bit, as they train the same parameters."""
+    x, y = _data(rng, n=6000, d=layers[0])
+    x[rng.random(x.shape) >= density] = 0
+    runs = []
+    for per_call in ("epoch", "batch"):
+        with monkeypatch.context() as m:
+            _epoch_by_epoch(m)
+            m.setattr(training.Trainer, "EPOCH_CHUNKS", 1 if per_call == "epoch" else 10**6)
+            m.setattr(training.Trainer, "MIN_CHUNK_SECONDS", 1e6 if per_call == "epoch" else 0.0)
+            net = fastnn.Network(layers, seed=1)
+            net.fit(x, y, epochs=2, batch_size=64)
+            runs.append((net.theta.copy(), net.history["loss"]))
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]

@@ -20,7 +20,7 @@ import numpy as np
 
 from numba import prange, uint64
 
-from .._config import AVX512, jit, jit_inline, jit_parallel
+from .._config import AVX512, FASTMATH_NO_REASSOC, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, uses_input
 from .dense import (activate_keeping_input, bias_backward, dense_backward, dense_forward,
                     input_grad)
@@ -752,6 +752,20 @@ def epoch_begin(order, rng_state, shuffle, sp, csc_ready, batch_size):
         prepare_sparse_batches(sp, order, batch_size)
 
 
+@jit(fastmath=FASTMATH_NO_REASSOC)
+def add_run_sums(run, j0, j1, batch_size, n, loss_sum, pen_sum, correct):
+    """The running sums plus those of batches ``j0..j1-1`` (``run[q]``:
+    batch ``j0 + q``'s mean loss, penalty and n_correct), batch by batch in
+    order. Without reassociation: a sum vectorised over a run of batches
+    rounds differently from the same batches added one call at a time."""
+    for q in range(j1 - j0):
+        r = min(n, (j0 + q + 1) * batch_size) - (j0 + q) * batch_size
+        loss_sum += run[q, 0] * r
+        pen_sum += run[q, 1] * r
+        correct += np.int64(run[q, 2])
+    return loss_sum, pen_sum, correct
+
+
 @jit
 def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, last, plan):
     """Mini-batches ``first..last-1`` of the epoch set up by
@@ -827,11 +841,8 @@ def train_batches(data, model, head, grad, state, opt, sp, work, bufs, first, la
                                          - jr * data.batch_size):
                     jr += 1
                 split_run(data, model, head, grad, state, o, sp, work, bufs, j, jr, run)
-                for q in range(jr - j):
-                    r = min(n, (j + q + 1) * data.batch_size) - (j + q) * data.batch_size
-                    loss_sum += run[q, 0] * r
-                    pen_sum += run[q, 1] * r
-                    correct += np.int64(run[q, 2])
+                loss_sum, pen_sum, correct = add_run_sums(run, j, jr, data.batch_size, n,
+                                                          loss_sum, pen_sum, correct)
                 j = jr
                 continue
             idx = order[s:e_]
