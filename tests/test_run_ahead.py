@@ -100,12 +100,13 @@ def test_divergence_inside_a_run_is_undone_as_epoch_by_epoch(monkeypatch):
                 _epoch_by_epoch(m)
             net = fastnn.Network([4, 8, 1], output="identity", seed=0, dtype="float32")
             with pytest.raises(fastnn.TrainingDivergedError) as err:
-                net.fit(x, y, epochs=200, lr=0.8, batch_size=64, optimizer="sgd")
+                net.fit(x, y, epochs=200, lr=0.85, batch_size=64, optimizer="sgd")
             assert bool(calls) == ahead
             outcomes.append((str(err.value), net.theta.copy(), list(net.history["loss"])))
     (ea, ta, la), (eb, tb, lb) = outcomes
     # (The epoch depends on the rounding of the batch's products, which
-    # differs between instruction sets: 54 on AVX-512 code.)
+    # differs between instruction sets: at this rate 20 on AVX-512 and AVX2
+    # code and on NumPy; at 0.8, 54 on AVX-512 and none in 200 on AVX2.)
     epoch = int(re.search(r"epoch (\d+)", ea).group(1))
     assert 10 < epoch < 200 and ea == eb
     assert np.isfinite(ta).all() and np.array_equal(ta, tb)
