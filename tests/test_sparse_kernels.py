@@ -163,7 +163,8 @@ def test_weight_gradient_tiles_take_the_sgd_step(rng, dtype, width, padded):
     # two runs of tiles, as the two threads of a split batch take them
     mid = (d // 2) * ngroup
     for t0, t1 in ((0, mid), (mid, d * ngroup)):
-        S.sparse_grad_step_tiles(sp.colptr[0], sp.rowpos, sp.cvals, dU, W, t0, t1, lr, Wp)
+        S.sparse_grad_step_tiles(sp.colptr[0], sp.rowpos, sp.cvals, dU, W, t0, t1, True, lr,
+                                 Wp)
     np.testing.assert_array_equal(W.ravel(), expected)
     if padded:
         np.testing.assert_array_equal(Wp[:, :width], W)

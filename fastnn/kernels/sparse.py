@@ -395,13 +395,14 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
 def sparse_grad_tiles(colptr, rowpos, cvals, dU, dW, t0, t1):
     """Tiles ``t0..t1-1`` of :func:`sparse_weight_grad` on the calling
     thread (all of them: one half of a row-split batch)."""
-    sparse_grad_step_tiles(colptr, rowpos, cvals, dU, dW, t0, t1, dW.dtype.type(0), dW[:0])
+    sparse_grad_step_tiles(colptr, rowpos, cvals, dU, dW, t0, t1, False, dW.dtype.type(0),
+                           dW[:0])
 
 
 @jit(fastmath=FASTMATH_NO_REASSOC)
-def sparse_grad_step_tiles(colptr, rowpos, cvals, dU, dW, t0, t1, lr, Wp):
-    """:func:`sparse_grad_tiles`, or with ``lr`` non-zero the plain SGD
-    step on ``dW`` = the weights instead: ``W -= lr * dW`` as each tile of
+def sparse_grad_step_tiles(colptr, rowpos, cvals, dU, dW, t0, t1, step, lr, Wp):
+    """:func:`sparse_grad_tiles`, or with ``step`` the plain SGD step on
+    ``dW`` = the weights instead: ``W -= lr * dW`` as each tile of
     the gradient leaves the registers (and ``Wp``, when not empty, gets
     W's new rows: the padded copy the forward reads). The gradient is then
     never stored, and W is read and written once instead of the gradient
@@ -420,7 +421,7 @@ def sparse_grad_step_tiles(colptr, rowpos, cvals, dU, dW, t0, t1, lr, Wp):
             for j in range(uint64(_G)):
                 acc[j] += v * dU[r, u0 + j]
         w = uint64(min(_G, N - g * _G))
-        if lr == 0:
+        if not step:
             for jj in range(w):
                 dW[k, u0 + jj] = acc[jj]
         elif Wp.shape[0] > 0:

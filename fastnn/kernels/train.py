@@ -490,12 +490,12 @@ def _sparse_part(model, grad, gs, c0, c1, state, opt, coef, lr, sp, j, idx, dU, 
     if form:
         G = W if step else dW
         Ws = Wp if step else Wp[:0]
-        rate = W.dtype.type(lr if step else 0.0)
+        rate = W.dtype.type(lr)
         if sp.colptr.shape[0] > 0:  # the epoch's CSC blocks (built once without shuffling)
             sparse_grad_step_tiles(sp.colptr[j], sp.rowpos, sp.cvals, dU, G, k0 * ngroup,
-                                   k1 * ngroup, rate, Ws)
+                                   k1 * ngroup, step, rate, Ws)
         else:
-            _csc_rows_grad(sp, idx, k0, k1, dU, G[k0:k1], rate, Ws[k0:k1])
+            _csc_rows_grad(sp, idx, k0, k1, dU, G[k0:k1], step, rate, Ws[k0:k1])
     sq = 0.0
     if update:
         if scale != 1.0:  # (clipping: these rows are the batch's gradient already)
@@ -511,13 +511,13 @@ def _sparse_part(model, grad, gs, c0, c1, state, opt, coef, lr, sp, j, idx, dU, 
 
 
 @jit
-def _csc_rows_grad(sp, idx, k0, k1, dU, dW, lr, Wp):
+def _csc_rows_grad(sp, idx, k0, k1, dU, dW, step, lr, Wp):
     """dW = rows k0..k1-1 of the weight gradient of the batch whose rows
     of the CSR form are ``idx``: its non-zeros in columns k0..k1-1 sorted
     by column (a counting sort, here, while the batch's CSR rows are in
     cache; each row's columns are sorted, so its part in k0..k1-1 is one
-    run), then :func:`.sparse.sparse_grad_step_tiles` (``lr``, ``Wp``: its
-    plain SGD step on ``dW`` = W's rows). (CSC blocks built ahead for a
+    run), then :func:`.sparse.sparse_grad_step_tiles` (``step``, ``lr``,
+    ``Wp``: its plain SGD step on ``dW`` = W's rows). (CSC blocks built ahead for a
     shuffled epoch would read the rows from memory in shuffled order and
     write 113 MB of blocks per MNIST epoch.)"""
     nk = k1 - k0
@@ -546,7 +546,8 @@ def _csc_rows_grad(sp, idx, k0, k1, dU, dW, lr, Wp):
             cvals[q] = sp.values[p]
             cur[k] = q + 1
     ngroup = (dW.shape[1] + SPARSE_GROUP - 1) // SPARSE_GROUP
-    sparse_grad_step_tiles(colptr, rowpos, cvals, dU, dW, np.int64(0), nk * ngroup, lr, Wp)
+    sparse_grad_step_tiles(colptr, rowpos, cvals, dU, dW, np.int64(0), nk * ngroup, step, lr,
+                           Wp)
 
 
 @jit_inline
