@@ -29,7 +29,9 @@ and README):
   element that stops LLVM from vectorising the loop; unsigned ran ~2x faster.
 * The last column tile is shifted left to end exactly at ``N`` (it overlaps
   its neighbour) and stores only the columns its neighbour did not, so every
-  tile is full width and no two threads write the same cell.
+  tile is full width and no two threads write the same cell. Where that
+  would compute 48 columns for the last 16 or 32, the packed nn driver
+  covers them with 32-wide tiles instead (``_tail_start``).
 * Rows past ``M`` are clamped to row ``M-1`` (computed, never stored), so the
   row remainder needs no separate code path.
 * Tiles are visited in column-panel order and the next rows of B's panel are
@@ -81,6 +83,21 @@ def _rem_start(N):
     if 1 <= nfull <= REM_MAX_TILES and 0 < w <= REM_MAX:
         return nfull * NR
     return N
+
+
+@jit_inline
+def _tail_start(N):
+    """First output column that the packed nn tiles compute on MID_NR-wide
+    tiles (N if none): the last 16 < w <= 32 columns past the full tiles,
+    or those w <= 16 and the last full tile's 48 (two such tiles); where a
+    tile shifted to end at N would compute 48 columns for them. Tiles of
+    every width sum each element over k in the same order, so the results
+    do not change."""
+    nfull = N // NR
+    w = N - nfull * NR
+    if MID_NR == 0 or nfull == 0 or w == 0 or w > MID_NR or _rem_start(N) != N:
+        return N
+    return (nfull - 1) * NR if w <= NR - MID_NR else nfull * NR
 
 
 @jit_inline
@@ -174,24 +191,52 @@ def _make_tiles(MR, VW):
             j0, jlo = _col_tile(t // nrow, nfull, N)
             tile_tn(A, B, C, (t % nrow) * MR, j0, jlo, bias0, h0)
 
+    # The tail tiles of tiles_nn_packed: MID_NR columns, as many
+    # accumulators as a full tile (see _make_mid).
+    NRM = max(MID_NR, VW)
+    MRM = max(1, MR * NR // NRM)
+
     @jit_parallel
     def tiles_nn_packed(A, Bp, C, bias, act, H, dact):
-        """tiles_nn reading B from column panels packed by pack_panels."""
+        """tiles_nn reading B from column panels packed by pack_panels. The
+        columns from :func:`_tail_start` on run on MRM x NRM tiles that read
+        the same panels (a shifted last full-width tile would compute 48
+        columns for the last 16 or 32)."""
         M, K = A.shape
         sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
         N = C.shape[1]
         nfull, ncol, nrow = _grid(M, N, MR)
-        ntile = nrow * ncol
+        jt = _tail_start(N)
+        nwide = ncol if jt == N else jt // NR
+        nrowm = (M + MRM - 1) // MRM
+        ntw = nrow * nwide
+        ntile = ntw + nrowm * ((N - jt + NRM - 1) // NRM)
         ntask = min(ntile, NTASK)
         for task in prange(ntask):
             for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
-                c = t // nrow
-                j0, jlo = _col_tile(c, nfull, N)
-                i0 = (t % nrow) * MR
                 p = stack_buffer(ACC, C)
-                tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, Bp, c * K * NR, NR, K, MR, NR, VW,
-                         0)
-                store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
+                if t < ntw:
+                    c = t // nrow
+                    j0, jlo = _col_tile(c, nfull, N)
+                    i0 = (t % nrow) * MR
+                    tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, Bp, c * K * NR, NR, K, MR, NR,
+                             VW, 0)
+                    store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
+                else:
+                    u = t - ntw
+                    jlo = jt + (u // nrowm) * NRM
+                    j0 = min(jlo, N - NRM)
+                    i0 = (u % nrowm) * MRM
+                    # The panel holding columns j0..j0+NRM-1: a full one, or
+                    # the last (shifted to end at N).
+                    c = j0 // NR
+                    off = j0 - c * NR
+                    if c >= nfull or off + NRM > NR:
+                        c = ncol - 1
+                        off = j0 - (N - NR)
+                    tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, Bp, c * K * NR + off, NR, K,
+                             MRM, NRM, VW, 0)
+                    store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias, act, H, dact)
 
     @jit_parallel
     def pack_rows_t(A, Ap):
