@@ -294,8 +294,10 @@ def sparse_partial_rows(indptr, indices, values, rows, W, k0, k1, N, P):
                 k = indices[p]
                 for j in range(uint64(_G)):
                     acc[j] += v * W[k, u0 + j]
-            for jj in range(uint64(min(_G, N - g * _G))):
-                P[r, u0 + jj] = acc[jj]
+            w = uint64(min(_G, N - g * _G))
+            for jj in range(uint64(_G)):  # (masked: see sparse_grad_step_tiles)
+                if jj < w:
+                    P[r, u0 + jj] = acc[jj]
 
 
 @jit
@@ -420,18 +422,23 @@ def sparse_grad_step_tiles(colptr, rowpos, cvals, dU, dW, t0, t1, step, lr, Wp):
             r = rowpos[p]
             for j in range(uint64(_G)):
                 acc[j] += v * dU[r, u0 + j]
+        # Stores over all _G lanes, masked past the group's w columns: a
+        # loop of w iterations kept ``acc`` in memory through the products.
         w = uint64(min(_G, N - g * _G))
         if not step:
-            for jj in range(w):
-                dW[k, u0 + jj] = acc[jj]
+            for jj in range(uint64(_G)):
+                if jj < w:
+                    dW[k, u0 + jj] = acc[jj]
         elif Wp.shape[0] > 0:
-            for jj in range(w):
-                x = dW[k, u0 + jj] - lr * acc[jj]
-                dW[k, u0 + jj] = x
-                Wp[k, u0 + jj] = x
+            for jj in range(uint64(_G)):
+                if jj < w:
+                    x = dW[k, u0 + jj] - lr * acc[jj]
+                    dW[k, u0 + jj] = x
+                    Wp[k, u0 + jj] = x
         else:
-            for jj in range(w):
-                dW[k, u0 + jj] -= lr * acc[jj]
+            for jj in range(uint64(_G)):
+                if jj < w:
+                    dW[k, u0 + jj] -= lr * acc[jj]
 
 
 def compress_table():
