@@ -30,8 +30,9 @@ and README):
 * The last column tile is shifted left to end exactly at ``N`` (it overlaps
   its neighbour) and stores only the columns its neighbour did not, so every
   tile is full width and no two threads write the same cell. Where that
-  would compute 48 columns for the last 16 or 32, the packed nn driver
-  covers them with 32-wide tiles instead (``_tail_start``).
+  would compute 48 columns for the last 16 or 32, the parallel drivers
+  cover them with 32-wide tiles instead (``_tail_start``), except where A
+  is packed (tn) or each task packs its own panel of B.
 * Rows past ``M`` are clamped to row ``M-1`` (computed, never stored), so the
   row remainder needs no separate code path.
 * Tiles are visited in column-panel order and the next rows of B's panel are
@@ -87,12 +88,12 @@ def _rem_start(N):
 
 @jit_inline
 def _tail_start(N):
-    """First output column that the packed nn tiles compute on MID_NR-wide
-    tiles (N if none): the last 16 < w <= 32 columns past the full tiles,
-    or those w <= 16 and the last full tile's 48 (two such tiles); where a
-    tile shifted to end at N would compute 48 columns for them. Tiles of
-    every width sum each element over k in the same order, so the results
-    do not change."""
+    """First output column that the parallel nn and tn tiles (in place,
+    and nn, nt from packed panels) compute on MID_NR-wide tiles (N if none):
+    the last 16 < w <= 32 columns past the full tiles, or those w <= 16 and
+    the last full tile's 48 (two such tiles), where a tile shifted to end
+    at N would compute 48 columns for them. Tiles of every width sum each
+    element over k in the same order, so the results do not change."""
     nfull = N // NR
     w = N - nfull * NR
     if MID_NR == 0 or nfull == 0 or w == 0 or w > MID_NR or _rem_start(N) != N:
@@ -142,31 +143,69 @@ def _make_tiles(MR, VW):
                  MR, NR, VW, PF)
         store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
 
+    # Tail tiles (see _tail_start): MID_NR columns, as many accumulators as
+    # a full tile (see _make_mid).
+    NRM = max(MID_NR, VW)
+    MRM = max(1, MR * NR // NRM)
+
+    @jit_inline
+    def tail_grid(M, N):
+        """(first tail column, full-width column tiles, tiles in all)."""
+        nfull, ncol, nrow = _grid(M, N, MR)
+        jt = _tail_start(N)
+        nwide = ncol if jt == N else jt // NR
+        return jt, nwide, nrow * nwide + (M + MRM - 1) // MRM * ((N - jt + NRM - 1) // NRM)
+
+    @jit_inline
+    def tail_tile(u, jt, M, N):
+        """Tail tile ``u``: (first column, first stored column, first row);
+        the last is shifted left to end at N."""
+        nrowm = (M + MRM - 1) // MRM
+        jlo = jt + (u // nrowm) * NRM
+        return min(jlo, N - NRM), jlo, (u % nrowm) * MRM
+
     @jit_parallel
     def tiles_nn(A, B, C, bias, act, H, dact):
-        M = A.shape[0]
+        M, K = A.shape
         N = B.shape[1]
+        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
+        sb = B.strides[0] // B.itemsize
         nfull, ncol, nrow = _grid(M, N, MR)
-        ntile = nrow * ncol
+        jt, nwide, ntile = tail_grid(M, N)
         ntask = min(ntile, NTASK)
         for task in prange(ntask):
             for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
-                j0, jlo = _col_tile(t // nrow, nfull, N)
-                tile_nn(A, B, C, (t % nrow) * MR, j0, jlo, bias, act, H, dact)
+                if t < nrow * nwide:
+                    j0, jlo = _col_tile(t // nrow, nfull, N)
+                    tile_nn(A, B, C, (t % nrow) * MR, j0, jlo, bias, act, H, dact)
+                else:
+                    j0, jlo, i0 = tail_tile(t - nrow * nwide, jt, M, N)
+                    p = stack_buffer(ACC, C)
+                    tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, B, j0, sb, K, MRM, NRM, VW, PF)
+                    store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias, act, H, dact)
 
     @jit_parallel
     def tiles_tn(A, B, C):
-        M = A.shape[1]
+        K, M = A.shape
         N = B.shape[1]
+        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
+        sb = B.strides[0] // B.itemsize
         nfull, ncol, nrow = _grid(M, N, MR)
-        ntile = nrow * ncol
+        jt, nwide, ntile = tail_grid(M, N)
         ntask = min(ntile, NTASK)
         bias0 = np.empty(0, C.dtype)
         h0 = np.empty((0, 0), C.dtype)
         for task in prange(ntask):
             for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
-                j0, jlo = _col_tile(t // nrow, nfull, N)
-                tile_tn(A, B, C, (t % nrow) * MR, j0, jlo, bias0, h0)
+                if t < nrow * nwide:
+                    j0, jlo = _col_tile(t // nrow, nfull, N)
+                    tile_tn(A, B, C, (t % nrow) * MR, j0, jlo, bias0, h0)
+                else:
+                    j0, jlo, i0 = tail_tile(t - nrow * nwide, jt, M, N)
+                    p = stack_buffer(ACC, C)
+                    tile_fma(p, A, i0 * sa1, M - i0, sa1, sa0, B, j0, sb, K, MRM, NRM, VW, PF)
+                    store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias0, IDENTITY, h0,
+                               IDENTITY)
 
     @jit
     def tiles_nn_serial(A, B, C, bias, act, H, dact):
@@ -191,11 +230,6 @@ def _make_tiles(MR, VW):
             j0, jlo = _col_tile(t // nrow, nfull, N)
             tile_tn(A, B, C, (t % nrow) * MR, j0, jlo, bias0, h0)
 
-    # The tail tiles of tiles_nn_packed: MID_NR columns, as many
-    # accumulators as a full tile (see _make_mid).
-    NRM = max(MID_NR, VW)
-    MRM = max(1, MR * NR // NRM)
-
     @jit_parallel
     def tiles_nn_packed(A, Bp, C, bias, act, H, dact):
         """tiles_nn reading B from column panels packed by pack_panels. The
@@ -206,11 +240,8 @@ def _make_tiles(MR, VW):
         sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
         N = C.shape[1]
         nfull, ncol, nrow = _grid(M, N, MR)
-        jt = _tail_start(N)
-        nwide = ncol if jt == N else jt // NR
-        nrowm = (M + MRM - 1) // MRM
+        jt, nwide, ntile = tail_grid(M, N)
         ntw = nrow * nwide
-        ntile = ntw + nrowm * ((N - jt + NRM - 1) // NRM)
         ntask = min(ntile, NTASK)
         for task in prange(ntask):
             for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
@@ -223,10 +254,7 @@ def _make_tiles(MR, VW):
                              VW, 0)
                     store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
                 else:
-                    u = t - ntw
-                    jlo = jt + (u // nrowm) * NRM
-                    j0 = min(jlo, N - NRM)
-                    i0 = (u % nrowm) * MRM
+                    j0, jlo, i0 = tail_tile(t - ntw, jt, M, N)
                     # The panel holding columns j0..j0+NRM-1: a full one, or
                     # the last (shifted to end at N).
                     c = j0 // NR
@@ -277,7 +305,9 @@ def _make_tiles(MR, VW):
         slot ``Bs[task]`` (K, NR) right before its row tiles read it (see
         layout.TASK_PACK). Row tile ``t`` of A starts at A.flat[t * a_tile],
         its rows ``a_rs`` and its steps ``a_ks`` elements apart: A in place
-        (nn, nt) or packed by pack_rows_t (tn)."""
+        (nn, nt) or packed by pack_rows_t (tn). (No tail tiles here: a task
+        is a whole panel, and one or two narrower ones left the busier
+        thread's share the same.)"""
         M, N = C.shape
         K = Bs.shape[1]
         nfull, ncol, nrow = _grid(M, N, MR)
