@@ -24,8 +24,9 @@ SHAPES = [(1, 1, 1), (1, 784, 100), (3, 5, 7), (4, 64, 64), (5, 63, 65),
           (40, 50, 60), (33, 20, 112), (3, 70, 97), (11, 30, 20), (40, 25, 35),
           # past SERIAL_MAX_MACS: the parallel drivers, narrow and wide
           (300, 100, 10), (130, 90, 47), (61, 200, 49), (200, 64, 50), (120, 80, 100),
-          # (AVX-512: their last 48 + 8, 32 and 48 + 16 columns on 32-wide tiles)
-          (100, 70, 200), (150, 90, 128), (90, 60, 160),
+          # (AVX-512: their last 48 + 8, 32, 48 + 16 and 24 columns on 32-wide
+          # tiles)
+          (100, 70, 200), (150, 90, 128), (90, 60, 160), (200, 64, 72),
           # N >= PACK_MIN_N: B read from packed panels (AVX-512: the last
           # 48 + 12, 48 + 16 and 32 columns on 32-wide tiles)
           (61, 130, 300), (9, 257, 513), (100, 64, 256), (37, 50, 272),
