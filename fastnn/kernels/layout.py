@@ -25,9 +25,8 @@ VW64 = VEC_BYTES // 8
 # Outputs of at most this many columns get tiles one float32 vector wide.
 NARROW_NR = VW32
 # Serial products (row-split halves, small products) of MID_NR <= N < NR
-# columns, or of a multiple of MID_NR that is not one of NR and has no tail
-# (64; 128 and 256 run full tiles and a tail: matmul._tail_start), run on
-# tiles MID_NR wide: a 32-wide layer's products padded B and C to one
+# columns, or of a multiple of MID_NR that is not one of NR (64, 128, 256),
+# run on tiles MID_NR wide: a 32-wide layer's products padded B and C to one
 # 48-column tile, a 64-wide one's took a remainder kernel over padded
 # copies, a 256-wide one's computed 288 columns. Zen 4, 20k rows, one
 # thread: 50-32x8-3 b32 80 -> 37 ms/epoch, 8-64-64-1 b64 21 -> 15,

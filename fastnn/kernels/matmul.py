@@ -164,73 +164,71 @@ def _make_tiles(MR, VW):
         jlo = jt + (u // nrowm) * NRM
         return min(jlo, N - NRM), jlo, (u % nrowm) * MRM
 
-    @jit_inline
-    def nn_run(A, B, C, bias, act, H, dact, t0, t1):
-        """Tiles t0..t1-1 of C = epilogue(A @ B), B read in place: the
-        full-width column tiles (column-panel order), then the tail's."""
+    @jit_parallel
+    def tiles_nn(A, B, C, bias, act, H, dact):
         M, K = A.shape
         N = B.shape[1]
         sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
         sb = B.strides[0] // B.itemsize
         nfull, ncol, nrow = _grid(M, N, MR)
         jt, nwide, ntile = tail_grid(M, N)
-        for t in range(t0, t1):
-            if t < nrow * nwide:
-                j0, jlo = _col_tile(t // nrow, nfull, N)
-                tile_nn(A, B, C, (t % nrow) * MR, j0, jlo, bias, act, H, dact)
-            else:
-                j0, jlo, i0 = tail_tile(t - nrow * nwide, jt, M, N)
-                p = stack_buffer(ACC, C)
-                tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, B, j0, sb, K, MRM, NRM, VW, PF)
-                store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias, act, H, dact)
+        ntask = min(ntile, NTASK)
+        for task in prange(ntask):
+            for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
+                if t < nrow * nwide:
+                    j0, jlo = _col_tile(t // nrow, nfull, N)
+                    tile_nn(A, B, C, (t % nrow) * MR, j0, jlo, bias, act, H, dact)
+                else:
+                    j0, jlo, i0 = tail_tile(t - nrow * nwide, jt, M, N)
+                    p = stack_buffer(ACC, C)
+                    tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, B, j0, sb, K, MRM, NRM, VW, PF)
+                    store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias, act, H, dact)
 
-    @jit_inline
-    def tn_run(A, B, C, t0, t1):
-        """Tiles t0..t1-1 of C = A.T @ B, A and B read in place."""
+    @jit_parallel
+    def tiles_tn(A, B, C):
         K, M = A.shape
         N = B.shape[1]
         sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
         sb = B.strides[0] // B.itemsize
         nfull, ncol, nrow = _grid(M, N, MR)
         jt, nwide, ntile = tail_grid(M, N)
+        ntask = min(ntile, NTASK)
         bias0 = np.empty(0, C.dtype)
         h0 = np.empty((0, 0), C.dtype)
-        for t in range(t0, t1):
-            if t < nrow * nwide:
-                j0, jlo = _col_tile(t // nrow, nfull, N)
-                tile_tn(A, B, C, (t % nrow) * MR, j0, jlo, bias0, h0)
-            else:
-                j0, jlo, i0 = tail_tile(t - nrow * nwide, jt, M, N)
-                p = stack_buffer(ACC, C)
-                tile_fma(p, A, i0 * sa1, M - i0, sa1, sa0, B, j0, sb, K, MRM, NRM, VW, PF)
-                store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias0, IDENTITY, h0,
-                           IDENTITY)
-
-    @jit_parallel
-    def tiles_nn(A, B, C, bias, act, H, dact):
-        ntile = tail_grid(A.shape[0], B.shape[1])[2]
-        ntask = min(ntile, NTASK)
         for task in prange(ntask):
-            nn_run(A, B, C, bias, act, H, dact, task * ntile // ntask,
-                   (task + 1) * ntile // ntask)
-
-    @jit_parallel
-    def tiles_tn(A, B, C):
-        ntile = tail_grid(A.shape[1], B.shape[1])[2]
-        ntask = min(ntile, NTASK)
-        for task in prange(ntask):
-            tn_run(A, B, C, task * ntile // ntask, (task + 1) * ntile // ntask)
+            for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
+                if t < nrow * nwide:
+                    j0, jlo = _col_tile(t // nrow, nfull, N)
+                    tile_tn(A, B, C, (t % nrow) * MR, j0, jlo, bias0, h0)
+                else:
+                    j0, jlo, i0 = tail_tile(t - nrow * nwide, jt, M, N)
+                    p = stack_buffer(ACC, C)
+                    tile_fma(p, A, i0 * sa1, M - i0, sa1, sa0, B, j0, sb, K, MRM, NRM, VW, PF)
+                    store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias0, IDENTITY, h0,
+                               IDENTITY)
 
     @jit
     def tiles_nn_serial(A, B, C, bias, act, H, dact):
         """tiles_nn on the calling thread, for products too small to pay
         for a parallel region (its start and join cost more than the
         work)."""
-        nn_run(A, B, C, bias, act, H, dact, 0, tail_grid(A.shape[0], B.shape[1])[2])
+        M = A.shape[0]
+        N = B.shape[1]
+        nfull, ncol, nrow = _grid(M, N, MR)
+        for t in range(nrow * ncol):
+            j0, jlo = _col_tile(t // nrow, nfull, N)
+            tile_nn(A, B, C, (t % nrow) * MR, j0, jlo, bias, act, H, dact)
 
     @jit
     def tiles_tn_serial(A, B, C):
-        tn_run(A, B, C, 0, tail_grid(A.shape[1], B.shape[1])[2])
+        M = A.shape[1]
+        N = B.shape[1]
+        nfull, ncol, nrow = _grid(M, N, MR)
+        bias0 = np.empty(0, C.dtype)
+        h0 = np.empty((0, 0), C.dtype)
+        for t in range(nrow * ncol):
+            j0, jlo = _col_tile(t // nrow, nfull, N)
+            tile_tn(A, B, C, (t % nrow) * MR, j0, jlo, bias0, h0)
 
     @jit_parallel
     def tiles_nn_packed(A, Bp, C, bias, act, H, dact):
@@ -512,12 +510,8 @@ _mid_nn64, _mid_tn64 = _make_mid(MR64, VW64)
 
 @jit_inline
 def _mid(N):
-    """Whether an N-column output runs on the MID_NR-wide serial tiles:
-    32-47 columns, or a multiple of 32 that is not one of 48 and has no
-    tail (:func:`_tail_start`; 64 = 48 + 16 would go to the remainder
-    kernels)."""
-    return MID_NR > 0 and (MID_NR <= N < NR or (N % MID_NR == 0 and N % NR != 0
-                                                  and _tail_start(N) == N))
+    """Whether an N-column output runs on the MID_NR-wide serial tiles."""
+    return MID_NR > 0 and (MID_NR <= N < NR or (N % MID_NR == 0 and N % NR != 0))
 
 
 # Dispatch on C's dtype at typing time, so each specialisation compiles only
