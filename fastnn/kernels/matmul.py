@@ -164,12 +164,30 @@ def _make_tiles(MR, VW):
         jlo = jt + (u // nrowm) * NRM
         return min(jlo, N - NRM), jlo, (u % nrowm) * MRM
 
+    @jit_inline
+    def tail_nn(A, B, C, i0, j0, jlo, bias, act, H, dact):
+        """tile_nn on an MRM x NRM tail tile."""
+        M, K = A.shape
+        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
+        p = stack_buffer(ACC, C)
+        tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, B, j0, B.strides[0] // B.itemsize, K,
+                 MRM, NRM, VW, PF)
+        store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias, act, H, dact)
+
+    @jit_inline
+    def tail_tn(A, B, C, i0, j0, jlo, bias0, h0):
+        """tile_tn on an MRM x NRM tail tile."""
+        K, M = A.shape
+        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
+        p = stack_buffer(ACC, C)
+        tile_fma(p, A, i0 * sa1, M - i0, sa1, sa0, B, j0, B.strides[0] // B.itemsize, K,
+                 MRM, NRM, VW, PF)
+        store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+
     @jit_parallel
     def tiles_nn(A, B, C, bias, act, H, dact):
-        M, K = A.shape
+        M = A.shape[0]
         N = B.shape[1]
-        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
-        sb = B.strides[0] // B.itemsize
         nfull, ncol, nrow = _grid(M, N, MR)
         jt, nwide, ntile = tail_grid(M, N)
         ntask = min(ntile, NTASK)
@@ -180,16 +198,12 @@ def _make_tiles(MR, VW):
                     tile_nn(A, B, C, (t % nrow) * MR, j0, jlo, bias, act, H, dact)
                 else:
                     j0, jlo, i0 = tail_tile(t - nrow * nwide, jt, M, N)
-                    p = stack_buffer(ACC, C)
-                    tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, B, j0, sb, K, MRM, NRM, VW, PF)
-                    store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias, act, H, dact)
+                    tail_nn(A, B, C, i0, j0, jlo, bias, act, H, dact)
 
     @jit_parallel
     def tiles_tn(A, B, C):
-        K, M = A.shape
+        M = A.shape[1]
         N = B.shape[1]
-        sa0, sa1 = A.strides[0] // A.itemsize, A.strides[1] // A.itemsize
-        sb = B.strides[0] // B.itemsize
         nfull, ncol, nrow = _grid(M, N, MR)
         jt, nwide, ntile = tail_grid(M, N)
         ntask = min(ntile, NTASK)
@@ -202,10 +216,7 @@ def _make_tiles(MR, VW):
                     tile_tn(A, B, C, (t % nrow) * MR, j0, jlo, bias0, h0)
                 else:
                     j0, jlo, i0 = tail_tile(t - nrow * nwide, jt, M, N)
-                    p = stack_buffer(ACC, C)
-                    tile_fma(p, A, i0 * sa1, M - i0, sa1, sa0, B, j0, sb, K, MRM, NRM, VW, PF)
-                    store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias0, IDENTITY, h0,
-                               IDENTITY)
+                    tail_tn(A, B, C, i0, j0, jlo, bias0, h0)
 
     @jit
     def tiles_nn_serial(A, B, C, bias, act, H, dact):
