@@ -11,6 +11,7 @@ from numba import prange
 
 from .._config import jit, jit_inline, jit_parallel
 from .activations import IDENTITY, act_forward, act_grad_input
+from .intrinsics import fp_mode, swap_fp_mode
 from .matmul import (gemm_nn_fused_into, gemm_nt_fused_into, gemm_tn_into, gemm_tn_serial,
                      input_grad_serial, tile_macs, transpose_serial)
 
@@ -93,7 +94,9 @@ def dense_backward(dU, X, W, dW, db, dX, WT, act_in, bp):
 
 @jit_parallel
 def _backward_two_tasks(dU, X, W, dW, db, dX, WT, act_in):
+    fp = fp_mode()  # (see intrinsics.swap_fp_mode)
     for task in prange(2):
+        own = swap_fp_mode(fp)
         if task == 0:
             gemm_tn_serial(X, dU, dW)
             bias_backward(dU, db)
@@ -102,3 +105,4 @@ def _backward_two_tasks(dU, X, W, dW, db, dX, WT, act_in):
             # start a nested thread team per call, ~1 ms each.)
             transpose_serial(W, WT)
             input_grad_serial(dU, WT, dX, X, act_in)
+        swap_fp_mode(own)

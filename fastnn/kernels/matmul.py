@@ -65,7 +65,7 @@ from numba.extending import overload
 
 from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
-from .intrinsics import stack_buffer, tile_fma
+from .intrinsics import fp_mode, stack_buffer, swap_fp_mode, tile_fma
 from .layout import (DOT_MAX_N, MID_NR, MR32, MR64, NARROW_NR, NR,  # noqa: F401
                      NT_PACK_MIN_N, NTASK, PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS,
                      SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS, THIN_K, VW32,
@@ -191,7 +191,9 @@ def _make_tiles(MR, VW):
         nfull, ncol, nrow = _grid(M, N, MR)
         jt, nwide, ntile = tail_grid(M, N)
         ntask = min(ntile, NTASK)
+        fp = fp_mode()  # (see intrinsics.swap_fp_mode)
         for task in prange(ntask):
+            own = swap_fp_mode(fp)
             for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
                 if t < nrow * nwide:
                     j0, jlo = _col_tile(t // nrow, nfull, N)
@@ -199,6 +201,7 @@ def _make_tiles(MR, VW):
                 else:
                     j0, jlo, i0 = tail_tile(t - nrow * nwide, jt, M, N)
                     tail_nn(A, B, C, i0, j0, jlo, bias, act, H, dact)
+            swap_fp_mode(own)
 
     @jit_parallel
     def tiles_tn(A, B, C):
@@ -209,7 +212,9 @@ def _make_tiles(MR, VW):
         ntask = min(ntile, NTASK)
         bias0 = np.empty(0, C.dtype)
         h0 = np.empty((0, 0), C.dtype)
+        fp = fp_mode()  # (see intrinsics.swap_fp_mode)
         for task in prange(ntask):
+            own = swap_fp_mode(fp)
             for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
                 if t < nrow * nwide:
                     j0, jlo = _col_tile(t // nrow, nfull, N)
@@ -217,6 +222,7 @@ def _make_tiles(MR, VW):
                 else:
                     j0, jlo, i0 = tail_tile(t - nrow * nwide, jt, M, N)
                     tail_tn(A, B, C, i0, j0, jlo, bias0, h0)
+            swap_fp_mode(own)
 
     @jit
     def tiles_nn_serial(A, B, C, bias, act, H, dact):
@@ -254,7 +260,9 @@ def _make_tiles(MR, VW):
         jt, nwide, ntile = tail_grid(M, N)
         ntw = nrow * nwide
         ntask = min(ntile, NTASK)
+        fp = fp_mode()  # (see intrinsics.swap_fp_mode)
         for task in prange(ntask):
+            own = swap_fp_mode(fp)
             for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
                 p = stack_buffer(ACC, C)
                 if t < ntw:
@@ -276,6 +284,7 @@ def _make_tiles(MR, VW):
                     tile_fma(p, A, i0 * sa0, M - i0, sa0, sa1, Bp, c * K * NR + off, NR, K,
                              MRM, NRM, VW, 0)
                     store_tile(carray(p, (MRM, NRM)), C, i0, j0, jlo, bias, act, H, dact)
+            swap_fp_mode(own)
 
     @jit_parallel
     def pack_rows_t(A, Ap):
@@ -299,7 +308,9 @@ def _make_tiles(MR, VW):
         ntask = min(ntile, NTASK)
         bias0 = np.empty(0, C.dtype)
         h0 = np.empty((0, 0), C.dtype)
+        fp = fp_mode()  # (see intrinsics.swap_fp_mode)
         for task in prange(ntask):
+            own = swap_fp_mode(fp)
             for t in range(task * ntile // ntask, (task + 1) * ntile // ntask):
                 c = t // nrow
                 j0, jlo = _col_tile(c, nfull, N)
@@ -308,6 +319,7 @@ def _make_tiles(MR, VW):
                 tile_fma(p, Ap, (t % nrow) * K * MR, MR, 1, MR, Bp, c * K * NR, NR, K, MR, NR,
                          VW, 0)
                 store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+            swap_fp_mode(own)
 
     @jit_parallel
     def tiles_task_packed(A, a_tile, a_rs, a_ks, B, transposed, C, bias, act, H, dact, Bs):
@@ -323,7 +335,9 @@ def _make_tiles(MR, VW):
         K = Bs.shape[1]
         nfull, ncol, nrow = _grid(M, N, MR)
         ntask = min(ncol, NTASK)
+        fp = fp_mode()  # (see intrinsics.swap_fp_mode)
         for task in prange(ntask):
+            own = swap_fp_mode(fp)
             for c in range(task * ncol // ntask, (task + 1) * ncol // ntask):
                 j0, jlo = _col_tile(c, nfull, N)
                 _pack_panel(B, Bs[task], j0, transposed)
@@ -333,6 +347,7 @@ def _make_tiles(MR, VW):
                     tile_fma(p, A, t * a_tile, M - i0, a_rs, a_ks, Bs, task * K * NR, NR, K,
                              MR, NR, VW, 0)
                     store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias, act, H, dact)
+            swap_fp_mode(own)
 
     @jit
     def gemm_nn_packed(A, B, C, bias, act, H, dact, bp, transposed):
@@ -403,9 +418,12 @@ def _make_tiles(MR, VW):
     def narrow_parallel(A, Bp, Cp, transposed):
         ntile = (Cp.shape[0] + MRN - 1) // MRN
         ntask = min(ntile, NTASK)
+        fp = fp_mode()  # (see intrinsics.swap_fp_mode)
         for task in prange(ntask):
+            own = swap_fp_mode(fp)
             narrow_rows(A, Bp, Cp, task * ntile // ntask, (task + 1) * ntile // ntask,
                         transposed)
+            swap_fp_mode(own)
 
     return (tiles_nn, tiles_tn, tiles_nn_serial, tiles_tn_serial, gemm_nn_packed,
             gemm_tn_packed, narrow_serial, narrow_parallel)

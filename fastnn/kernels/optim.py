@@ -32,6 +32,7 @@ from numba import prange, uint64
 
 from .._config import jit, jit_parallel
 from .bundles import ADAGRAD, ADAMW, RMSPROP
+from .intrinsics import fp_mode, swap_fp_mode
 
 # A few large contiguous chunks: one per thread or so. (4096-element chunks
 # ran 4x slower: the signed, min()-bounded inner loop did not vectorise.)
@@ -135,23 +136,32 @@ def other_range(theta, grad, state, opt, lr, s, w):
 
 @jit_parallel
 def _sgd_chunks(theta, grad, lr):
+    fp = fp_mode()  # (see intrinsics.swap_fp_mode)
     for c in prange(_NCHUNK):
+        own = swap_fp_mode(fp)
         s, w = _chunk(theta.shape[0], c)
         sgd_range(theta, grad, lr, s, w)
+        swap_fp_mode(own)
 
 
 @jit_parallel
 def _momentum_chunks(theta, grad, vel, lr, mu, nesterov):
+    fp = fp_mode()  # (see intrinsics.swap_fp_mode)
     for c in prange(_NCHUNK):
+        own = swap_fp_mode(fp)
         s, w = _chunk(theta.shape[0], c)
         momentum_range(theta, grad, vel, lr, mu, nesterov, s, w)
+        swap_fp_mode(own)
 
 
 @jit_parallel
 def _adam_chunks(theta, grad, m, v, lr_t, b1, b2, eps):
+    fp = fp_mode()  # (see intrinsics.swap_fp_mode)
     for c in prange(_NCHUNK):
+        own = swap_fp_mode(fp)
         s, w = _chunk(theta.shape[0], c)
         adam_range(theta, grad, m, v, lr_t, b1, b2, eps, s, w)
+        swap_fp_mode(own)
 
 
 @jit

@@ -42,8 +42,8 @@ from numba.extending import overload
 
 from .._config import AVX512, CACHE, FASTMATH_NO_REASSOC, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, act_forward
-from .intrinsics import (compress_nonzero8, compress_nonzero16, prefetch, stack_buffer,
-                         tile_fma_gather)
+from .intrinsics import (compress_nonzero8, compress_nonzero16, fp_mode, prefetch, stack_buffer,
+                         swap_fp_mode, tile_fma_gather)
 from .layout import ALIGN_ELEMENTS, NTASK, SLACK, SMALL_COPY_ELEMENTS, padded_width  # noqa: F401
 from .layout import GATHER_MR, GATHER_NV, PF, ROW_GATHER_NV, ROW_PREFETCH, VW32, VW64
 from .matmul import store_tile
@@ -199,9 +199,12 @@ def sparse_dense_forward(indptr, indices, values, rows, W, b, act, Y):
     them)."""
     ntile = rows.shape[0] * ((Y.shape[1] + _G - 1) // _G)
     ntask = min(ntile, NTASK)
+    fp = fp_mode()  # (see intrinsics.swap_fp_mode)
     for task in prange(ntask):
+        own = swap_fp_mode(fp)
         sparse_forward_tiles(indptr, indices, values, rows, W, b, act, Y,
                              task * ntile // ntask, (task + 1) * ntile // ntask)
+        swap_fp_mode(own)
 
 
 @jit(fastmath=FASTMATH_NO_REASSOC)
@@ -388,9 +391,12 @@ def sparse_weight_grad(colptr, rowpos, cvals, dU, dW):
     """
     ntile = dW.shape[0] * ((dW.shape[1] + _G - 1) // _G)
     ntask = min(ntile, NTASK)
+    fp = fp_mode()  # (see intrinsics.swap_fp_mode)
     for task in prange(ntask):
+        own = swap_fp_mode(fp)
         sparse_grad_tiles(colptr, rowpos, cvals, dU, dW,
                           task * ntile // ntask, (task + 1) * ntile // ntask)
+        swap_fp_mode(own)
 
 
 @jit

@@ -25,6 +25,7 @@ from .activations import IDENTITY, uses_input
 from .dense import (activate_keeping_input, bias_backward, dense_backward, dense_forward,
                     input_grad)
 from .dropout import batch_key, dropout_backward, dropout_forward, layer_key
+from .intrinsics import fp_mode, swap_fp_mode
 from .losses import head_output, loss_forward_backward
 from .bundles import ADAM, ADAMW, SGD, Optimizer, SparseInput, is_sparse
 from .optim import (adam_range, adam_update, clip_factor, clip_global_norm, l2_backward,
@@ -648,7 +649,9 @@ def split_run(data, model, head, grad, state, opt, sp, work, bufs, j0, j1, out):
     cfrom = poff[0] + K * N if sparse else np.int64(0)
     res = np.zeros((nrun, 2, 3))
     sync = team_sync()
+    fp = fp_mode()  # (see intrinsics.swap_fp_mode)
     for t in prange(2):
+        own = swap_fp_mode(fp)
         role, first = team_join(sync, nrun)
         ph = 0
         for q in range(first, nrun):
@@ -692,6 +695,7 @@ def split_run(data, model, head, grad, state, opt, sp, work, bufs, j0, j1, out):
                 res[q, part, 2] = sq
             ph = team_step(sync, role, ph)
         team_finish(sync, role)
+        swap_fp_mode(own)
     for q in range(nrun):
         out[q, 0] = c[q, 0] * res[q, 0, 0] + c[q, 1] * res[q, 1, 0]
         out[q, 1] = 0.5 * c[q, 2] * (res[q, 0, 2] + res[q, 1, 2])
@@ -1008,11 +1012,14 @@ def predict_rows(X, model, head, out):
     nblk = (X.shape[0] + INFER_ROWS - 1) // INFER_ROWS
     ntask = min(nblk, NTASK)
     bad = 0
+    fp = fp_mode()  # (see intrinsics.swap_fp_mode)
     # The task's work in a function of its own: Numba's parallel passes on
     # a loop body this large adds seconds to a cold compile per dtype.
     for task in prange(ntask):
+        own = swap_fp_mode(fp)
         bad += predict_task(X, model, head, out, W1, b1, W2,
                             task * nblk // ntask, (task + 1) * nblk // ntask)
+        swap_fp_mode(own)
     return bad
 
 

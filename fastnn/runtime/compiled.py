@@ -16,7 +16,19 @@ import numpy as np
 from ..kernels import sparse as sparse_kernels
 from ..kernels import train as K
 from ..kernels.bundles import EpochPlan
+from ..kernels.intrinsics import flush_denormals, restore_fp_mode
 from . import cold_start, compile_notice, interrupts, threads
+
+
+def _call(n_threads, kernel, *args):
+    """``kernel(*args)`` on ``n_threads`` threads, with denormals flushed
+    to zero on each (see kernels/intrinsics.py: on Intel cores they cost
+    ~100 cycles an operation), and this thread's mode restored after."""
+    mode = flush_denormals()
+    try:
+        return threads.run_with(n_threads, kernel, *args)
+    finally:
+        restore_fp_mode(mode)
 
 
 def _timed(n_threads, kernel, *args):
@@ -25,7 +37,7 @@ def _timed(n_threads, kernel, *args):
     call: such a call says nothing about speed)."""
     before = compile_notice.compiles[0], len(kernel.overloads)
     t0 = time.perf_counter()
-    result = threads.run_with(n_threads, kernel, *args)
+    result = _call(n_threads, kernel, *args)
     seconds = time.perf_counter() - t0
     if before != (compile_notice.compiles[0], len(kernel.overloads)):
         seconds = None
@@ -149,15 +161,15 @@ class CompiledBackend:
     # ----------------------------------------------------------- inference
     @staticmethod
     def evaluate(X, sp, rows, labels, T, model, head, work):
-        result = threads.run_with(threads.preferred(), K.evaluate_batches, X, sp, rows, labels,
-                                  T, model, head, work)
+        result = _call(threads.preferred(), K.evaluate_batches, X, sp, rows, labels, T,
+                       model, head, work)
         compile_notice.done()
         return result
 
     @staticmethod
     def predict(X, sp, rows, model, head, work, out):
-        bad = threads.run_with(threads.preferred(), K.predict_batches, X, sp, rows, model, head,
-                               work, out)
+        bad = _call(threads.preferred(), K.predict_batches, X, sp, rows, model, head, work,
+                    out)
         compile_notice.done()
         return bad
 
