@@ -4,7 +4,10 @@ thread of a parallel region, and IEEE denormals everywhere else
 
 The probe: values of 1e-20 multiplied make 1e-40, a float32 denormal; 64
 of them sum to 6.4e-39, still one. Flushed, each product is 0."""
+import os
 import platform
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -94,3 +97,34 @@ def test_the_engine_flushes_in_its_calls_only(monkeypatch):
 
     monkeypatch.setenv("FASTNN_BACKEND", "numpy")
     np.testing.assert_allclose(net.predict(x), DENORMAL_SUM, rtol=1e-3)
+
+
+_FIRST_REGION_IN_A_CALL = """
+import numpy as np, numba
+from numba import prange
+import fastnn
+
+@numba.njit(parallel=True, cache=False)
+def products(a):
+    out = np.empty(64, np.float32)
+    for i in prange(64):
+        out[i] = a[i] * a[i]
+    return out
+
+net = fastnn.Network([64, 256], output="identity", seed=0)
+net.weights[0][...] = 1e-20
+assert not np.any(net.predict(np.full((600, 64), 1e-20, np.float32)))
+tiny = np.full(64, 1e-20, np.float32)
+print(int(np.count_nonzero(products(tiny) == 0)))
+"""
+
+
+def test_pool_threads_started_by_a_flushed_call_keep_ieee_mode():
+    # A new thread starts in the mode of the thread that starts it: had the
+    # engine's call started the pool (its first region) with denormals
+    # flushed, the pool threads would keep flushing them in user code.
+    env = dict(os.environ, FASTNN_BACKEND="compiled")
+    out = subprocess.run([sys.executable, "-c", _FIRST_REGION_IN_A_CALL], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "0"

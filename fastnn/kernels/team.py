@@ -29,8 +29,9 @@ if not, it finds the rounds done. Each part writes only its own outputs,
 so every role gives the same bits.
 """
 import numpy as np
+from numba import prange
 
-from .._config import PARALLEL, jit, jit_inline
+from .._config import PARALLEL, jit, jit_inline, jit_parallel
 from .intrinsics import (atomic_add, atomic_cas, atomic_load, pool_threads, spin_pause,
                          yield_cpu)
 
@@ -134,3 +135,16 @@ def first_part(role):
 @jit_inline
 def end_part(role):
     return 2 if role == BOTH else role + 1
+
+
+@jit_parallel
+def wake_pool(n):
+    """A parallel region of ``n`` empty iterations. GNU OpenMP starts a
+    thread's pool threads at its first region wider than the pool so far,
+    and they start in that thread's floating-point mode: called with this
+    thread's own mode, before its first call with denormals flushed (see
+    ``runtime.threads.start_pool_threads``), so the pool keeps IEEE mode."""
+    hits = 0
+    for i in prange(n):
+        hits += 1
+    return hits

@@ -24,6 +24,7 @@ def _call(n_threads, kernel, *args):
     """``kernel(*args)`` on ``n_threads`` threads, with denormals flushed
     to zero on each (see kernels/intrinsics.py: on Intel cores they cost
     ~100 cycles an operation), and this thread's mode restored after."""
+    threads.start_pool_threads()
     mode = flush_denormals()
     try:
         return threads.run_with(n_threads, kernel, *args)

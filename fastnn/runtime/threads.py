@@ -151,6 +151,24 @@ def serialized():
     return _workqueue_lock if layer == "workqueue" else contextlib.nullcontext()
 
 
+_pool_threads_started = threading.local()
+
+
+def start_pool_threads():
+    """Start this thread's pool threads at full size, in this thread's
+    floating-point mode, once per thread: run before a call that flushes
+    denormals (``runtime.compiled._call``), whose first region would
+    otherwise start them with denormals flushed for good."""
+    if getattr(_pool_threads_started, "done", False):
+        return
+    from ..kernels.team import wake_pool
+
+    start_pool()
+    n = numba.config.NUMBA_NUM_THREADS
+    run_with(n, wake_pool, n)
+    _pool_threads_started.done = True
+
+
 def run_with(threads, fn, *args):
     """``fn(*args)`` with ``threads`` Numba threads on this thread."""
     with serialized():
