@@ -3,6 +3,7 @@ epoch only: correctness of the harness, not speed)."""
 import io
 import json
 
+import numpy as np
 import pytest
 
 from fastnn.integrations import benchmark
@@ -67,6 +68,7 @@ def test_tabular_workloads_train_each_task_and_print_a_summary():
     text = out.getvalue()
     assert "housing: [8, 64, 64, 1], 50000 synthetic rows, batch 64, adam" in text
     assert "tabular summary" in text
+    assert res["tile_peak_gflops"] > 0 and "register tile on L1 data" in text
 
 
 def test_only_names_known_systems_and_a_workload_none_of_them_runs_is_said(capsys):
@@ -78,3 +80,19 @@ def test_only_names_known_systems_and_a_workload_none_of_them_runs_is_said(capsy
     res = benchmark.run(("classic",), epochs=1, systems=["onnxruntime"], out=out)
     assert res["workloads"] == {}
     assert "classic: none of onnxruntime runs this workload" in out.getvalue()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_tile_ceiling_times_real_products_of_the_register_tile(dtype):
+    fn, mr, nr, k = benchmark._tile_loop(dtype)
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(2 * mr * k).astype(dtype)
+    b = rng.standard_normal(k * nr).astype(dtype)
+    out = np.empty(2, dtype)
+    fn(a, b, 3, out)  # calls on A's panels 0, 1, 0: their products' entries 0, 1, 2
+    prods = [(a[p * mr * k:(p + 1) * mr * k].reshape(mr, k) @ b.reshape(k, nr)).ravel()
+             for p in (0, 1)]
+    want = prods[0][0] + prods[1][1] + prods[0][2]
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol * k)
+    assert benchmark.tile_peak(dtype, reps=100, rounds=2) > 0

@@ -16,6 +16,7 @@ cause not pinned down). ``--same-process`` runs them all in this process.
 """
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -109,6 +110,61 @@ def matmul_peak(reps=30):
         np.matmul(a, a, out=out)
         times.append(time.perf_counter() - t)
     return 2 * 512 ** 3 / min(times) / 1e9
+
+
+def tile_peak(dtype="float32", reps=20000, rounds=25):
+    """GFLOP/s of fastnn's register tile (:func:`.intrinsics.tile_fma`, the
+    tile every dense product runs) on operands held in L1, on every thread
+    at once: the ceiling of the kernels' products on this machine. The best
+    of ``rounds`` timed loops (~10 ms each: short, as a shared host's slow
+    spells last longer). An epoch needing more than this cannot be reached
+    by tuning the kernels."""
+    import numba
+
+    from ..runtime import compile_notice
+
+    fn, mr, nr, k = _tile_loop(np.dtype(dtype).name)
+    rng = np.random.default_rng(0)
+    a = rng.random(2 * mr * k).astype(dtype)
+    b = rng.random(k * nr).astype(dtype)
+    out = np.empty(numba.get_num_threads(), dtype)
+    with compile_notice.silenced():
+        fn(a, b, 10, out)
+    best = 0.0
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn(a, b, reps, out)
+        best = max(best, 2 * mr * nr * k * reps * out.size / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+@functools.lru_cache(maxsize=None)
+def _tile_loop(dtype):
+    """The compiled loop of :func:`tile_peak` (compiled on first use, a few
+    seconds; not cached on disk: only this report runs it)."""
+    from numba import carray, njit, prange
+
+    from ..kernels.intrinsics import stack_buffer, tile_fma
+    from ..kernels.layout import MR32, MR64, NR, VW32, VW64
+
+    MR, VW = (MR64, VW64) if dtype == "float64" else (MR32, VW32)
+    K = 24576 // (NR * np.dtype(dtype).itemsize)  # B: 24 KiB, two A panels: 4 KiB
+    ACC = MR * NR
+
+    @njit(parallel=True)
+    def loop(A, B, reps, out):
+        for t in prange(out.shape[0]):
+            p = stack_buffer(ACC, A)
+            acc = carray(p, (ACC,))
+            s = acc[0] * 0
+            for r in range(reps):
+                # Two A panels in turn: no call repeats the one before it,
+                # so none can be hoisted out of the loop.
+                tile_fma(p, A, (r & 1) * MR * K, MR, K, 1, B, 0, NR, K, MR, NR, VW, 0)
+                s += acc[r % ACC]
+            out[t] = s
+
+    return loop, MR, NR, K
 
 
 # --------------------------------------------------------------------------
@@ -612,21 +668,23 @@ def _print_table(wl, spec, rows, flops, reps, out):
     print(f"\n{wl}: {spec['layers']}, {rows_of}, batch {spec['batch_size']}, "
           f"{spec.get('optimizer', 'sgd')} lr {spec['lr']}, {flops / 1e9:.1f} GFLOP/epoch; "
           f"median of {reps} epochs", file=out)
-    print(f"{'system':34s} {'s/epoch':>8s} {'x fastnn':>9s} {'GFLOP/s':>8s} {'of peak':>8s}",
-          file=out)
+    print(f"{'system':34s} {'s/epoch':>8s} {'x fastnn':>9s} {'GFLOP/s':>8s} {'matmul':>7s} "
+          f"{'tile':>5s}", file=out)
     for r in rows:
         ratio = "" if r["vs_fastnn"] is None else f"{r['vs_fastnn']:9.2f}"
         print(f"{r['system']:34s} {r['s_per_epoch']:8.3f} {ratio:>9s} "
-              f"{r['gflops']:8.1f} {100 * r['share_of_matmul_peak']:7.0f}%", file=out)
+              f"{r['gflops']:8.1f} {100 * r['share_of_matmul_peak']:6.0f}% "
+              f"{100 * r['share_of_tile_peak']:4.0f}%", file=out)
 
 
 def _tabular_summary(result, out):
     """One line per tabular workload: fastnn's seconds per epoch, its share
-    of np.matmul's GFLOP/s, and each other system's time over fastnn's."""
+    of np.matmul's GFLOP/s and of its register tile's (:func:`tile_peak`),
+    and each other system's time over fastnn's."""
     others = [c for c in TABULAR_SYSTEMS if c.key != "fastnn"]
-    print("\ntabular summary: fastnn s/epoch, its share of np.matmul's GFLOP/s, and each "
-          "system's time / fastnn's", file=out)
-    print(f"{'workload':10s} {'s/epoch':>8s} {'matmul':>7s} "
+    print("\ntabular summary: fastnn s/epoch, its share of np.matmul's GFLOP/s and of its "
+          "register tile's, and each system's time / fastnn's", file=out)
+    print(f"{'workload':10s} {'s/epoch':>8s} {'matmul':>7s} {'tile':>5s} "
           + " ".join(f"{c.key:>9s}" for c in others), file=out)
     for wl, w in result["workloads"].items():
         if wl not in TABULAR:
@@ -638,7 +696,8 @@ def _tabular_summary(result, out):
         cells = [f"{by[c.name]['vs_fastnn']:9.2f}" if c.name in by else f"{'-':>9s}"
                  for c in others]
         print(f"{wl:10s} {mine['s_per_epoch']:8.3f} "
-              f"{100 * mine['share_of_matmul_peak']:6.0f}% " + " ".join(cells), file=out)
+              f"{100 * mine['share_of_matmul_peak']:6.0f}% "
+              f"{100 * mine['share_of_tile_peak']:4.0f}% " + " ".join(cells), file=out)
 
 
 def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
@@ -650,6 +709,9 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
     threads = fastnn.get_num_threads()
     (x, y), _ = fastnn.load_mnist()
     x = x.astype(dtype)
+    # (The tile first: OpenBLAS's threads spin on a core for a while after
+    # np.matmul returns.)
+    ceiling = tile_peak(dtype)
     peak = matmul_peak()
     result = {
         "date": time.strftime("%Y-%m-%d"),
@@ -659,6 +721,7 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
         "epochs_timed": epochs,
         "process_per_system": isolate,
         "np_matmul_512_gflops": round(peak, 1),
+        "tile_peak_gflops": round(ceiling, 1),
         "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
         "workloads": {},
         "skipped": {},
@@ -668,7 +731,8 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
     result["kernel_isa"] = TARGET_ISA
     result["kernel_cpu"] = TARGET_CPU
     print(f"{result['cpu']}, kernels for {TARGET_ISA} ({TARGET_CPU}), {threads} threads, {dtype}; "
-          f"np.matmul 512^3: {peak:.0f} GFLOP/s", file=out)
+          f"np.matmul 512^3: {peak:.0f} GFLOP/s; fastnn's register tile on L1 data "
+          f"(the kernels' ceiling): {ceiling:.0f} GFLOP/s", file=out)
     for wl in workloads:
         spec = WORKLOADS[wl]
         predict = wl == "predict"
@@ -705,6 +769,7 @@ def run(workloads=("classic", "wide"), epochs=5, threads=None, dtype="float32",
             rows.append(dict(system=name, s_per_epoch=round(med, 6 if predict else 4),
                              vs_fastnn=round(med / base, 2) if base else None,
                              gflops=round(gf, 1), share_of_matmul_peak=round(gf / peak, 3),
+                             share_of_tile_peak=round(gf / ceiling, 3),
                              all_epochs=[round(t, 6 if predict else 4) for t in ts]))
         result["workloads"][wl] = dict(spec, epoch_gflop=round(flops / 1e9, 2), results=rows)
         _print_table(wl, spec, rows, flops, reps, out)

@@ -9,6 +9,7 @@ in N s``. Nothing is printed on a warm cache (kernels are loaded, not
 compiled). Silenced by ``FASTNN_QUIET=1``, :func:`enable` ``(False)`` or
 the command line's ``--quiet``.
 """
+import contextlib
 import os
 import sys
 import threading
@@ -24,6 +25,18 @@ compiles = [0]  # compilations started in this process (any function)
 def enable(on=True):
     """Turn the compile notice on or off (process-wide)."""
     _enabled[0] = bool(on)
+
+
+@contextlib.contextmanager
+def silenced():
+    """No notice for the compiles inside (helpers of a report, not the
+    kernels a user waits for)."""
+    was = _enabled[0]
+    _enabled[0] = False
+    try:
+        yield
+    finally:
+        _enabled[0] = was
 
 
 def _announce(burst):
