@@ -5,8 +5,10 @@ Every system trains the same network on the same MNIST data with the same
 hyper-parameters (plain mini-batch SGD, no shuffling), one epoch per call
 (fastnn: ``fit(epochs=1)`` each time, so per-call overhead is included).
 Each system runs a warm-up epoch and then the timed epochs back to back; the
-table shows the median seconds per epoch. Run it with ``python bench/compare.py`` or
-``fastnn bench``.
+table shows the median seconds per epoch, the GFLOP/s of the dense products
+and their share of np.matmul's; a closing line gives each workload's share
+of the kernels' ceiling (:func:`tile_peak`). Run it with ``python
+bench/compare.py`` or ``fastnn bench``.
 
 By default each system's block runs in a fresh Python process, one after
 the other: libraries sharing a process disturb each other's timings (after
