@@ -5,6 +5,8 @@ instruction set the kernels were compiled for.
     python bench/gemm_isa.py --isa avx2     # AVX2 code on an AVX-512 host, against
                                             # OpenBLAS's AVX2 (Haswell) kernels
 
+The closing line gives each product's share of the kernels' ceiling (the
+register tile on L1 data, fastnn.integrations.benchmark.tile_peak).
 Each figure is the median over 5 rounds of 6 calls (or of 50 ms of calls,
 whichever is more), float32 unless ``--dtype float64``; the ratio is fastnn /
 np.matmul in the same run. The rounds take ours and np.matmul's in turn,
@@ -86,9 +88,11 @@ def main(argv=None):
     if status is not None:
         return status
     import fastnn
+    from fastnn.integrations.benchmark import tile_peak
     from fastnn.kernels import layout, matmul
 
     dt = np.dtype(args.dtype)
+    ceiling = [tile_peak(dt.name)]  # (before np.matmul's threads spin)
     print(f"kernels compiled for {isa()}, {layout.TARGET_CPU} (MR32={layout.MR32}, "
           f"MR64={layout.MR64}, NR={layout.NR}, TASK_PACK={layout.TASK_PACK}, "
           f"NT_PACK_MIN_N={layout.NT_PACK_MIN_N}); {fastnn.get_num_threads()} threads; {dt}")
@@ -118,6 +122,12 @@ def main(argv=None):
             f, g = flops / t_ours / 1e9, flops / t_theirs / 1e9
             print(f"{name:14s} {op:3s} {f:11.1f} {g:11.1f} {f / g:6.2f}", flush=True)
             results["gflops"][f"{name} {op}"] = {"fastnn": f, "numpy": g, "ratio": f / g}
+    # Read again at the end, the higher kept (as compare.py does).
+    ceiling = max(ceiling + [tile_peak(dt.name)])
+    results["tile_peak_gflops"] = ceiling
+    print(f"share of the kernels' ceiling (fastnn's register tile on L1 data, "
+          f"{ceiling:.0f} GFLOP/s): " + ", ".join(
+              f"{k} {100 * v['fastnn'] / ceiling:.0f}%" for k, v in results["gflops"].items()))
     if args.json:
         import json
 
