@@ -99,10 +99,16 @@ def test_the_engine_flushes_in_its_calls_only(monkeypatch):
     np.testing.assert_allclose(net.predict(x), DENORMAL_SUM, rtol=1e-3)
 
 
+# (The user's function is defined after the Network, which loads the
+# kernels: a Numba function defined before that fixes Numba's code generator
+# without fastnn's 512-bit setting, and the kernels then compile afresh for
+# it instead of loading the suite's cache: ~80 s of a cold CI run.)
 _FIRST_REGION_IN_A_CALL = """
 import numpy as np, numba
 from numba import prange
 import fastnn
+
+net = fastnn.Network([64, 256], output="identity", seed=0)
 
 @numba.njit(parallel=True, cache=False)
 def products(a):
@@ -111,7 +117,6 @@ def products(a):
         out[i] = a[i] * a[i]
     return out
 
-net = fastnn.Network([64, 256], output="identity", seed=0)
 net.weights[0][...] = 1e-20
 assert not np.any(net.predict(np.full((600, 64), 1e-20, np.float32)))
 tiny = np.full(64, 1e-20, np.float32)
