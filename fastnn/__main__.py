@@ -58,7 +58,12 @@ def main():
         # been pressed.
         print("\ninterrupted", file=sys.stderr, flush=True)
         _exit_interrupted()
-    code = cli_main()
+    try:
+        code = cli_main()
+    except KeyboardInterrupt:
+        # Before the command's own handler: while the parser is built.
+        print("\ninterrupted", file=sys.stderr, flush=True)
+        _exit_interrupted()
     if code == INTERRUPTED:
         _exit_interrupted()
     return code

@@ -267,3 +267,22 @@ def test_sigint_inside_numpys_import_ends_with_status_130():
                           text=True, timeout=HANG_GUARD)
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert "interrupted" in proc.stderr and "numpy" not in proc.stderr.lower()
+
+
+# A Ctrl-C after the imports but before the command runs: while argparse
+# builds the parser (it reads $COLUMNS). Seen once in a CI run at 0.4 s.
+WHILE_BUILDING_THE_PARSER = """
+from fastnn.cli import app
+def interrupted():
+    raise KeyboardInterrupt
+app.build_parser = interrupted
+from fastnn.__main__ import main
+main()
+"""
+
+
+def test_sigint_while_the_parser_is_built_ends_with_status_130():
+    proc = subprocess.run([sys.executable, "-c", WHILE_BUILDING_THE_PARSER],
+                          capture_output=True, text=True, timeout=HANG_GUARD)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
