@@ -158,7 +158,7 @@ def _tile_loop(dtype):
         for t in prange(out.shape[0]):
             p = stack_buffer(ACC, A)
             acc = carray(p, (ACC,))
-            s = acc[0] * 0
+            s = A[0] * 0  # (A's dtype; the stack buffer is uninitialised)
             for r in range(reps):
                 # Two A panels in turn: no call repeats the one before it,
                 # so none can be hoisted out of the loop.
