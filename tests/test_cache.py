@@ -194,3 +194,89 @@ def test_compile_checks_the_cache_from_a_fresh_process_and_names_what_is_missing
                            timeout=300) for _ in range(2)]
     assert [r.stdout.strip() for r in runs] == ["['sparse.fingerprint']", "[]"], \
         runs[0].stderr[-2000:]
+
+
+# ------------------------------------------------------- sharing one cache
+def _cache_file(path, monkeypatch):
+    """A Numba cache file set in ``path`` with fastnn's checks, as the
+    kernels' own are."""
+    from numba.core import caching
+
+    import fastnn.runtime.kernel_cache as kc
+    kc._check_cache_files(caching.IndexDataCacheFile)
+    monkeypatch.setattr(kc, "_our_paths", kc._our_paths | {str(path)})
+    return caching.IndexDataCacheFile(str(path), "kernel-1.py311", "stamp")
+
+
+def test_saves_of_two_signatures_at_once_keep_each_its_own_code(tmp_path, monkeypatch):
+    """Two processes compiling one kernel for two signatures (a compile
+    helper and a fit) save at once: both entries survive, each naming its
+    own file. Unguarded, both picked file number 1 and one signature's
+    entry was lost or named the other's code (a later call failed with
+    "can't unbox array")."""
+    import threading
+
+    import fastnn.runtime.kernel_cache as kc
+    first, second = _cache_file(tmp_path, monkeypatch), _cache_file(tmp_path, monkeypatch)
+    inside, second_done = threading.Event(), threading.Event()
+    dump = first._dump
+
+    def slow_dump(obj):  # the first save pauses inside its critical section
+        if not inside.is_set():
+            inside.set()
+            second_done.wait(1.0)
+        return dump(obj)
+
+    first._dump = slow_dump
+    key32, key64 = (("float32",), "target"), (("float64",), "target")
+    t = threading.Thread(target=first.save, args=(key32, "code for float32"))
+    t.start()
+    assert inside.wait(10)
+    other = threading.Thread(target=lambda: (second.save(key64, "code for float64"),
+                                             second_done.set()))
+    other.start()
+    t.join(10)
+    other.join(10)
+    reader = _cache_file(tmp_path, monkeypatch)
+    assert reader.load(key32) == "code for float32"
+    assert reader.load(key64) == "code for float64"
+    assert kc.holds(reader, key32) and kc.holds(reader, key64)
+    assert len(set(reader._load_index().values())) == 2
+
+
+def test_an_entry_naming_another_keys_file_is_a_miss_then_mended(tmp_path, monkeypatch):
+    """An index left by an unguarded save (or a process with other
+    sources saving into the same directory) names a file written for
+    another key: loading it misses instead of returning the wrong code,
+    and the recompile's save gives the key a file of its own."""
+    import fastnn.runtime.kernel_cache as kc
+    cache = _cache_file(tmp_path, monkeypatch)
+    key32, key64 = (("float32",), "target"), (("float64",), "target")
+    cache.save(key64, "code for float64")
+    name = cache._load_index()[key64]
+    cache._save_index({key64: name, key32: name})
+    assert cache.load(key32) is None and not kc.holds(cache, key32)
+    assert cache.load(key64) == "code for float64"
+    cache.save(key32, "code for float32")
+    index = cache._load_index()
+    assert index[key32] != index[key64]
+    assert cache.load(key32) == "code for float32"
+    assert cache.load(key64) == "code for float64"
+    # Another source stamp: the same key and file are not this code.
+    from numba.core import caching
+    other = caching.IndexDataCacheFile(str(tmp_path), "kernel-1.py311", "other stamp")
+    other._save_index(index)
+    assert other.load(key64) is None
+
+
+def test_other_caches_keep_numbas_own_files(tmp_path):
+    """Numba caches that are not fastnn's (a user's own @njit(cache=True))
+    keep Numba's file format and save path."""
+    from numba.core import caching
+
+    import fastnn  # noqa: F401  (installs fastnn's cache files)
+    cache = caching.IndexDataCacheFile(str(tmp_path), "user-1.py311", "stamp")
+    cache.save(("sig",), "user code")
+    assert cache.load(("sig",)) == "user code"
+    name = cache._load_index()[("sig",)]
+    assert not (tmp_path / name).read_bytes().startswith(b"FNNC")

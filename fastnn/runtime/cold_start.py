@@ -43,6 +43,7 @@ import subprocess
 import sys
 
 from .. import _config
+from . import kernel_cache
 
 
 # Who compiles what. Compiled alone: backward ~21 s, forward + update ~12 s
@@ -76,8 +77,8 @@ def _enabled():
 
 def is_cached(dispatcher, sig):
     """Whether ``dispatcher`` has machine code for ``sig`` in memory or in
-    its on-disk cache (without loading it: the index has it and its data
-    file is written). Uses Numba's cache internals;
+    its on-disk cache (without loading it: see ``kernel_cache.holds``).
+    Uses Numba's cache internals;
     if they change, answers True (no helper: the safe side)."""
     if sig in dispatcher.overloads:
         return True
@@ -86,11 +87,7 @@ def is_cached(dispatcher, sig):
         if not cache._enabled:
             return True
         key = cache._index_key(sig, dispatcher.targetctx.codegen())
-        name = cache._cache_file._load_index().get(key)
-        # Numba writes the index before the data file (atomically, by a
-        # rename): an entry without its file is still being written, and a
-        # load now would miss and compile the kernel here a second time.
-        return name is not None and os.path.exists(cache._cache_file._data_path(name))
+        return kernel_cache.holds(cache._cache_file, key)
     except Exception:
         return True
 

@@ -19,12 +19,22 @@ fastnn's kernels get instead:
 * **integrity**: every data file fastnn writes carries a SHA-256 of its
   bytes, checked before anything is unpickled or loaded; an unreadable
   index or a mismatching file is reported once as a warning and the kernel
-  is recompiled (and the entry rewritten). Two processes compiling the same
-  kernel at once both succeed: Numba writes each file under a temporary
-  name and renames it.
+  is recompiled (and the entry rewritten);
+* **safe sharing**: processes that compile into one cache at once (a
+  compile helper and a fit, ``pytest -n``, Dask workers) take turns, under
+  the directory's ``fastnn-index.lock``, to add an entry to an index and
+  write its file. Numba's own save reads the index, picks the first free
+  file number and writes both back: two processes saving different
+  signatures of one kernel at once picked the same number, and one
+  signature's entry then named the other's machine code (a later call
+  failed with "can't unbox array"). Each data file also carries a digest
+  of its key and the source stamp, checked on load, so a file that does
+  not belong to the key asked for is a cache miss, not a wrong call.
 """
+import contextlib
 import functools
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -32,8 +42,9 @@ import warnings
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the fastnn package
-_MAGIC = b"FNNC1"  # header of fastnn's checked cache data files
+_MAGIC = b"FNNC2"  # header of fastnn's checked cache data files
 _DIGEST = 32
+INDEX_LOCK = "fastnn-index.lock"
 _our_paths = set()  # cache directories holding fastnn's kernels
 _warned = []
 write_errors = []  # (cache directory, reason) of this process's first failed write
@@ -180,6 +191,54 @@ def _never_fail_a_save(cache_class):
     cache_class._fastnn_guarded = True
 
 
+@contextlib.contextmanager
+def _index_lock(path):
+    """Hold the cache directory ``path``'s index lock (an flock; none where
+    the platform has no flock or the lock file cannot be opened)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    name = os.path.join(path, INDEX_LOCK)
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:  # another user's lock file in a shared cache
+        fd = os.open(name, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _key_tag(stamp, key):
+    """What a data file is for: the digest of its index key (signature,
+    target, bytecode) and the source stamp."""
+    return hashlib.sha256(repr((stamp, key)).encode()).digest()
+
+
+def holds(cache_file, key):
+    """Whether the cache file set ``cache_file`` (a Numba
+    ``IndexDataCacheFile``) has a complete entry for ``key``, without
+    loading it: the index names a file, and (for fastnn's files) the file
+    carries the key's tag. An entry's file is written before its index
+    entry, so this does not answer True while the file is being written."""
+    name = cache_file._load_index().get(key)
+    if name is None:
+        return False
+    path = cache_file._data_path(name)
+    if cache_file._cache_path not in _our_paths:
+        return os.path.exists(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_MAGIC) + 2 * _DIGEST)
+    except OSError:
+        return False
+    return (head[:len(_MAGIC)] == _MAGIC
+            and head[len(_MAGIC) + _DIGEST:] == _key_tag(cache_file._source_stamp, key))
+
+
 def _warn_once(message):
     if not _warned:
         _warned.append(message)
@@ -192,8 +251,9 @@ def _check_cache_files(index_file, before_load=None):
     SHA-256 of their bytes, and a damaged index is a cache miss."""
     if getattr(index_file, "_fastnn_checked", False):
         return
-    load_index, save_data, load_data = (index_file._load_index, index_file._save_data,
-                                        index_file._load_data)
+    load_index, save_data, load_data, numba_load, numba_save = (
+        index_file._load_index, index_file._save_data, index_file._load_data, index_file.load,
+        index_file.save)
     from numba.core import caching
     log = getattr(caching, "_cache_log", lambda *a: None)  # NUMBA_DEBUG_CACHE output
 
@@ -214,17 +274,18 @@ def _check_cache_files(index_file, before_load=None):
                 pass
             return {}
 
-    def _save_data(self, name, data):
-        if not ours(self):
+    def _save_data(self, name, data, key=None):
+        if not ours(self) or key is None:
             return save_data(self, name, data)
         payload = self._dump(data)
         path = self._data_path(name)
         with self._open_for_write(path) as f:
-            f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+            f.write(_MAGIC + hashlib.sha256(payload).digest()
+                    + _key_tag(self._source_stamp, key) + payload)
         log("[cache] data saved to %r", path)
 
-    def _load_data(self, name):
-        if not ours(self):
+    def _load_data(self, name, key=None):
+        if not ours(self) or key is None:
             return load_data(self, name)
         if before_load is not None:
             before_load()
@@ -233,11 +294,16 @@ def _check_cache_files(index_file, before_load=None):
         path = self._data_path(name)
         with open(path, "rb") as f:
             raw = f.read()
-        head = len(_MAGIC) + _DIGEST
+        head = len(_MAGIC) + 2 * _DIGEST
         payload = raw[head:]
         if raw[:len(_MAGIC)] != _MAGIC or hashlib.sha256(payload).digest() != raw[
-                len(_MAGIC):head]:
+                len(_MAGIC):len(_MAGIC) + _DIGEST]:
             _warn_once(f"the cached kernel {path} is damaged (checksum mismatch)")
+            return None
+        if raw[len(_MAGIC) + _DIGEST:head] != _key_tag(self._source_stamp, key):
+            # Written for another signature or source: a miss, and the
+            # recompile's save rewrites this entry.
+            log("[cache] data in %r is not for this key", path)
             return None
         try:
             data = pickle.loads(payload)
@@ -249,17 +315,41 @@ def _check_cache_files(index_file, before_load=None):
 
     def load(self, key):
         # Numba's own load() turns only OSError into a miss.
+        if not ours(self):
+            return numba_load(self, key)
         overloads = self._load_index()
         data_name = overloads.get(key)
         if data_name is None:
             return None
         try:
-            return self._load_data(data_name)
+            return self._load_data(data_name, key)
         except OSError:
             return None
+
+    def save(self, key, data):
+        if not ours(self):
+            return numba_save(self, key, data)
+        # Numba's save, with the index read, the file written and the
+        # index written back under the directory's lock; the file goes
+        # first, so no reader finds an entry before its file.
+        with _index_lock(self._cache_path):
+            overloads = self._load_index()
+            data_name = overloads.get(key)
+            names = list(overloads.values())
+            if data_name is None or names.count(data_name) > 1:
+                # (a name two keys share, left by an unguarded save: this
+                # key moves to a file of its own)
+                taken = set(names)
+                data_name = next(n for n in map(self._data_name, itertools.count(1))
+                                 if n not in taken)
+            self._save_data(data_name, data, key)
+            if overloads.get(key) != data_name:
+                overloads[key] = data_name
+                self._save_index(overloads)
 
     index_file._load_index = _load_index
     index_file._save_data = _save_data
     index_file._load_data = _load_data
     index_file.load = load
+    index_file.save = save
     index_file._fastnn_checked = True
