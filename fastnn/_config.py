@@ -108,26 +108,41 @@ def _prefer_512_bit_vectors():
 _prefer_512_bit_vectors()
 
 
+def _code_settings():
+    # The settings that change the machine code but not the sources
+    # (Numba's own cache key does not include `parallel`: without them,
+    # FASTNN_PARALLEL=0 loaded the cached parallel kernels).
+    return repr((PARALLEL, sorted(FASTMATH), numba.config.CPU_FEATURES, numba.config.CPU_NAME,
+                 ZEN))
+
+
 def kernel_source_stamp():
-    """One hash over every module that holds kernels (and this config)."""
+    """One hash over every module that holds kernels (and this config) and
+    the settings that change the machine code."""
     h = hashlib.sha256()
     for path in sorted(_PACKAGE_DIR.glob("kernels/*.py")) + [Path(__file__).resolve(),
                                                            _PACKAGE_DIR / "runtime" / "kernel_cache.py"]:
         h.update(path.name.encode())
         h.update(path.read_bytes())
-    # And the settings that change the machine code but not the sources
-    # (Numba's own cache key does not include `parallel`: without this,
-    # FASTNN_PARALLEL=0 loaded the cached parallel kernels).
-    h.update(repr((PARALLEL, sorted(FASTMATH), numba.config.CPU_FEATURES,
-                   numba.config.CPU_NAME, ZEN)).encode())
+    h.update(_code_settings().encode())
     return h.hexdigest()
+
+
+def kernel_variant():
+    """A short tag of the code-changing settings, part of every cache file
+    name: processes with other settings (another CPU model sharing a home
+    directory, ``FASTNN_PARALLEL=0``) keep their kernels beside these
+    instead of replacing them at each turn; a source edit still replaces
+    them in place."""
+    return hashlib.sha256(_code_settings().encode()).hexdigest()[:8]
 
 
 if CACHE:
     # Where kernels are cached (NUMBA_CACHE_DIR, the package, a per-user
     # directory), stamped with all kernel sources, integrity-checked: see
     # kernel_cache.py.
-    kernel_cache.install(kernel_source_stamp(), before_load=lambda: start_threads())
+    kernel_cache.install(kernel_source_stamp(), before_load=lambda: start_threads(),
+                         variant=kernel_variant())
 
 
 # NumPy's error model: a float division by zero gives inf/NaN (which the

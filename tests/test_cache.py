@@ -93,6 +93,20 @@ def test_numba_cache_dir_is_honoured_and_reused(tmp_path):
     assert "compiling" not in err  # warm: no compile notice
 
 
+def test_other_settings_keep_their_kernels_beside_these(tmp_path):
+    """Processes with other code-changing settings (FASTNN_PARALLEL=0 here;
+    another CPU model sharing a home directory) share the cache directory
+    without evicting each other's kernels: each setting compiles once."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    serial, parallel = dict(env, FASTNN_PARALLEL="0"), dict(env, FASTNN_PARALLEL="1")
+    out0, _, saved0, _ = _run(serial)
+    out1, _, saved1, _ = _run(parallel)
+    assert saved0 > 0 and saved1 > 0 and out0 == out1
+    for settings in (serial, parallel):
+        out, loaded, saved, _ = _run(settings)
+        assert out == out0 and loaded > 0 and saved == 0
+
+
 def test_a_damaged_cache_is_recompiled_with_one_warning(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     good, _, _, _ = _run(env)

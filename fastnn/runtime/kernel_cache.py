@@ -121,10 +121,11 @@ def _seed_from_install(src, dst):
                 return
 
 
-def install(stamp, before_load=None):
+def install(stamp, before_load=None, variant=""):
     """Put fastnn's locators in front of Numba's (for fastnn's files only)
     and make its cache files checked. ``stamp`` replaces Numba's per-file
-    source stamp; ``before_load()`` runs before a kernel is read back."""
+    source stamp; ``variant`` is added to every file name;
+    ``before_load()`` runs before a kernel is read back."""
     try:
         from numba.core import caching
         impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
@@ -146,6 +147,9 @@ def install(stamp, before_load=None):
 
         def get_source_stamp(self):
             return stamp
+
+        def get_disambiguator(self):
+            return f"{self._lineno}-{variant}" if variant else str(self._lineno)
 
         @classmethod
         def from_function(cls, py_func, py_file):
