@@ -11,7 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-from pathlib import Path
 
 SCRIPT = r"""
 import numpy as np, fastnn
@@ -294,3 +293,65 @@ def test_other_caches_keep_numbas_own_files(tmp_path):
     assert cache.load(("sig",)) == "user code"
     name = cache._load_index()[("sig",)]
     assert not (tmp_path / name).read_bytes().startswith(b"FNNC")
+
+
+def _lock_is_free(path):
+    import fcntl
+
+    from fastnn.runtime.kernel_cache import INDEX_LOCK
+    fd = os.open(os.path.join(path, INDEX_LOCK), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_during_a_save_does_not_keep_the_lock(tmp_path):
+    """A process forked while another thread saves a kernel (a Dask or
+    multiprocessing worker) would share the index lock and hold it for
+    its whole life: every later save elsewhere would wait on it."""
+    import signal
+
+    import fastnn.runtime.kernel_cache as kc
+    ready_r, ready_w = os.pipe()
+    with kc._index_lock(str(tmp_path)):
+        pid = os.fork()
+        if pid == 0:  # the child lives on, as a worker does
+            import time
+            os.write(ready_w, b"1")  # (after the fork handlers ran)
+            time.sleep(30)
+            os._exit(0)
+    os.read(ready_r, 1)
+    try:
+        assert _lock_is_free(str(tmp_path))
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(ready_r)
+        os.close(ready_w)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs flock")
+def test_a_save_does_not_wait_forever_on_a_stopped_holder(tmp_path, monkeypatch):
+    """Another process holds the lock and does not let go (stopped with
+    Ctrl-Z mid-save): the save goes on after LOCK_WAIT, and is right."""
+    import fcntl
+
+    import fastnn.runtime.kernel_cache as kc
+    cache = _cache_file(tmp_path, monkeypatch)
+    monkeypatch.setattr(kc, "LOCK_WAIT", 0.2)
+    monkeypatch.setattr(kc, "_stuck", set())
+    fd = os.open(os.path.join(str(tmp_path), kc.INDEX_LOCK), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        cache.save((("float32",), "target"), "code")
+        cache.save((("float64",), "target"), "code 64")  # no second wait
+    finally:
+        os.close(fd)
+    assert cache.load((("float32",), "target")) == "code"
+    assert cache.load((("float64",), "target")) == "code 64"
+    assert kc._stuck == {str(tmp_path)}

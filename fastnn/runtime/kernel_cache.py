@@ -29,7 +29,9 @@ fastnn's kernels get instead:
   signature's entry then named the other's machine code (a later call
   failed with "can't unbox array"). Each data file also carries a digest
   of its key and the source stamp, checked on load, so a file that does
-  not belong to the key asked for is a cache miss, not a wrong call.
+  not belong to the key asked for is a cache miss, not a wrong call. A
+  child forked mid-save does not keep the lock, and a holder stopped
+  mid-save (Ctrl-Z) delays others' saves by ``LOCK_WAIT`` at most.
 """
 import contextlib
 import functools
@@ -38,6 +40,7 @@ import itertools
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -195,13 +198,42 @@ def _never_fail_a_save(cache_class):
     cache_class._fastnn_guarded = True
 
 
+# A save holds the index lock for milliseconds; a holder that keeps it
+# longer is stopped (Ctrl-Z) or stuck, and a save never waits on it for
+# longer than this: it goes on unguarded (each file's key tag keeps loads
+# right), as do this process's later saves into that directory.
+LOCK_WAIT = 10.0
+_stuck = set()  # cache directories whose index lock was not had in LOCK_WAIT
+_held = set()   # file descriptors of index locks this process holds
+
+
+def _close_held_locks():
+    # A child forked while a thread of its parent held an index lock
+    # shares that lock (flock's are per open file): closing its copies
+    # lets the parent's release reach every other process.
+    for fd in list(_held):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_locks)
+
+
 @contextlib.contextmanager
 def _index_lock(path):
     """Hold the cache directory ``path``'s index lock (an flock; none where
-    the platform has no flock or the lock file cannot be opened)."""
+    the platform has no flock, and none after ``LOCK_WAIT`` seconds of
+    another holder)."""
     try:
         import fcntl
     except ImportError:
+        yield
+        return
+    if path in _stuck:
         yield
         return
     name = os.path.join(path, INDEX_LOCK)
@@ -209,10 +241,21 @@ def _index_lock(path):
         fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o666)
     except PermissionError:  # another user's lock file in a shared cache
         fd = os.open(name, os.O_RDONLY)
+    _held.add(fd)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    _stuck.add(path)
+                    break
+                time.sleep(0.002)
         yield
     finally:
+        _held.discard(fd)
         os.close(fd)  # releases the lock
 
 
