@@ -199,11 +199,7 @@ def claim(path, wait=False):
     except ImportError:
         return NO_LOCK
     os.makedirs(path, exist_ok=True)
-    name = os.path.join(path, LOCK_NAME)
-    try:
-        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:  # another user's lock file in a shared cache
-        fd = os.open(name, os.O_RDONLY)
+    fd = kernel_cache.open_lock_file(path, LOCK_NAME)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:

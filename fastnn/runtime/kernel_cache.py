@@ -198,6 +198,17 @@ def _never_fail_a_save(cache_class):
     cache_class._fastnn_guarded = True
 
 
+def open_lock_file(path, name):
+    """A descriptor of the lock file ``name`` in the cache directory
+    ``path`` (created if missing), for flock. Raises OSError if it
+    cannot be opened."""
+    name = os.path.join(path, name)
+    try:
+        return os.open(name, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:  # another user's lock file in a shared cache
+        return os.open(name, os.O_RDONLY)
+
+
 # A save holds the index lock for milliseconds; a holder that keeps it
 # longer is stopped (Ctrl-Z) or stuck, and a save never waits on it for
 # longer than this: it goes on unguarded (each file's key tag keeps loads
@@ -236,11 +247,7 @@ def _index_lock(path):
     if path in _stuck:
         yield
         return
-    name = os.path.join(path, INDEX_LOCK)
-    try:
-        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:  # another user's lock file in a shared cache
-        fd = os.open(name, os.O_RDONLY)
+    fd = open_lock_file(path, INDEX_LOCK)
     _held.add(fd)
     try:
         deadline = time.monotonic() + LOCK_WAIT
