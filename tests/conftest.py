@@ -19,6 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import signal
 import subprocess
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -163,11 +164,19 @@ class _EarlyJob:
         self.seconds = seconds
         self.future = None
         self.lock = threading.Lock()
+        self.ran = None  # (start, end) in seconds from the session's start, and where
+
+    def _timed(self, where):
+        start = time.monotonic()
+        try:
+            return self.fn()
+        finally:
+            self.ran = (start - _SESSION_START, time.monotonic() - _SESSION_START, where)
 
     def start(self, pool, before):
         with self.lock:
             if self.future is None:
-                self.future = pool.submit(lambda: (before(), self.fn())[1])
+                self.future = pool.submit(lambda: (before(), self._timed("early"))[1])
 
     def result(self):
         """The job's return value (waits for it; runs it now if it has not
@@ -177,10 +186,24 @@ class _EarlyJob:
             if self.future is None or self.future.cancel():
                 self.future = Future()
                 try:
-                    self.future.set_result(self.fn())
+                    self.future.set_result(self._timed("by its test"))
                 except BaseException as e:  # re-raised by result() below
                     self.future.set_exception(e)
         return self.future.result()
+
+
+_SESSION_START = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """When each early job ran: a cold CI run's tail is the jobs still
+    running after the last ordinary test."""
+    ran = sorted((job.ran, name) for name, job in _early.items() if job.ran)
+    if ran:
+        terminalreporter.section("early jobs (seconds from the session's start)")
+        for (start, end, where), name in ran:
+            terminalreporter.write_line(f"{start:6.0f} -> {end:6.0f} ({end - start:4.0f} s, "
+                                        f"{where}) {name}")
 
 
 def early(test_name, seconds):
