@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import early, early_env
+from conftest import early, early_env, early_tmp
 
 from fastnn.integrations import benchmark
 from fastnn.kernels import layout
@@ -24,7 +24,9 @@ from fastnn.kernels import layout
 def _avx2_suite():
     if layout.TARGET_ISA != "AVX-512":
         return f"the suite already runs {layout.TARGET_ISA} code here"
-    env = benchmark.avx2_environment(early_env())
+    # A cache of its own: the same cold compile on every machine, and
+    # nothing left in the user's per-user AVX2 cache.
+    env = benchmark.avx2_environment(early_env(NUMBA_CACHE_DIR=early_tmp("avx2-")))
     if env is None:
         return "this CPU has no AVX2"
     probe = subprocess.run(
