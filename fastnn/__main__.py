@@ -37,9 +37,20 @@ def main():
         received.append(signum)
         raise KeyboardInterrupt
 
+    # Raised inside a callback (importlib frees its module locks through a
+    # weakref callback), the KeyboardInterrupt is "unraisable": Python
+    # prints its traceback and drops it. ``received`` has it; keep it quiet.
+    previous_hook = sys.unraisablehook
+
+    def quiet(unraisable):
+        if not (received and unraisable.exc_type is not None
+                and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+            previous_hook(unraisable)
+
     ours = signal.getsignal(signal.SIGINT) is signal.default_int_handler
     if ours:
         signal.signal(signal.SIGINT, note)
+        sys.unraisablehook = quiet
     try:
         # NumPy and Numba load here (a second or more on a cold disk): a
         # Ctrl-C now ends quietly with the shell's status for it.
@@ -51,6 +62,10 @@ def main():
         raise
     if ours:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        # (fastnn's own hook, installed by the import, calls ``quiet`` for
+        # what it does not handle: then ``quiet`` stays in the chain.)
+        if sys.unraisablehook is quiet:
+            sys.unraisablehook = previous_hook
     if received:
         # The import finished but the signal came: the error it raised was
         # taken by an optional import's fallback (``except ImportError``)
