@@ -55,6 +55,8 @@ BACKENDS = ("compiled", "numpy")
 def pytest_addoption(parser):
     parser.addoption("--backend", choices=("both",) + BACKENDS, default="both",
                      help="run the behaviour tests on this backend (default: both)")
+    parser.addoption("--no-compile-helpers", action="store_true",
+                     help="compile kernels in this process only, as the tests call them")
 
 
 def _backends(config):
@@ -121,7 +123,7 @@ def _start_precompile(session):
     rather than compiling the same kernels beside them. On a warm cache the
     helpers only load and exit."""
     if (len(session.items) < 500 or os.environ.get("FASTNN_CACHE") == "0"
-            or (os.cpu_count() or 1) < 2):
+            or (os.cpu_count() or 1) < 2 or session.config.getoption("--no-compile-helpers")):
         return
     # python_c: the fastnn the tests import (an installed package in CI,
     # whose cache directory differs from a source checkout's).

@@ -47,7 +47,10 @@ def _avx2_suite():
         f"{here / 'test_numpy_engine.py'}::test_row_split_batches_match_the_numpy_engine"]
     # (float32 only for the drivers: their AVX2 tiles differ from float64's
     # by the vector width alone, and each dtype compiles the drivers again.)
+    # No compile helpers: they would compile every kernel, for both
+    # dtypes, on both cores, where these tests call a fraction of them.
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           "--no-compile-helpers",
                            "-k", "float32 or not (predict or row_split)", *tests], env=env,
                           capture_output=True, text=True, timeout=1200)
     return probe, proc
