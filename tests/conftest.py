@@ -40,6 +40,7 @@ _precompile = []
 # subprocesses in it (a module on the NumPy backend sets FASTNN_BACKEND for
 # its duration, and an early job's thread may start a child meanwhile).
 _START_ENV = dict(os.environ)
+_SESSION_START = time.monotonic()
 
 
 # ------------------------------------------------------------ two backends
@@ -132,9 +133,16 @@ def _start_precompile(session):
     for dtype in ("float32", "float64"):
         code = ("from fastnn.runtime.warmup import compile_configuration as c\n"
                 f"c({dtype!r})")
-        _precompile.append(subprocess.Popen(python_c(code), stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL,
-                                            env=dict(os.environ, FASTNN_QUIET="1")))
+        proc = subprocess.Popen(python_c(code), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=dict(os.environ, FASTNN_QUIET="1"))
+        _precompile.append(proc)
+        threading.Thread(target=_time_helper, args=(f"compile helper ({dtype})", proc),
+                         daemon=True).start()
+
+
+def _time_helper(name, proc):
+    proc.wait()
+    _helpers_ran[name] = (0.0, time.monotonic() - _SESSION_START, "helper")
 
 
 def _needs_kernels(item):
@@ -144,8 +152,15 @@ def _needs_kernels(item):
 
 def pytest_runtest_setup(item):
     if _precompile and _needs_kernels(item):
+        start = time.monotonic()
         for proc in _precompile:
             proc.wait()
+        if not _helpers_waited:
+            _helpers_waited.append((start - _SESSION_START, time.monotonic() - _SESSION_START))
+
+
+_helpers_ran = {}
+_helpers_waited = []  # (from, to): when the tests waited for the helpers
 
 
 # ------------------------------------------------------------- early jobs
@@ -167,6 +182,7 @@ class _EarlyJob:
         self.future = None
         self.lock = threading.Lock()
         self.ran = None  # (start, end) in seconds from the session's start, and where
+        self.waited = None  # (from, to): when its test waited for it
 
     def _timed(self, where):
         start = time.monotonic()
@@ -180,32 +196,52 @@ class _EarlyJob:
             if self.future is None:
                 self.future = pool.submit(lambda: (before(), self._timed("early"))[1])
 
-    def result(self):
-        """The job's return value (waits for it; runs it now if it has not
-        started: the test was selected on its own, or the job still waits
-        its turn while the last tests, which wait for jobs, leave a core idle)."""
+    def take(self, where):
+        """Runs the job in this thread unless it has started; whether it
+        ran here."""
         with self.lock:
-            if self.future is None or self.future.cancel():
-                self.future = Future()
-                try:
-                    self.future.set_result(self._timed("by its test"))
-                except BaseException as e:  # re-raised by result() below
-                    self.future.set_exception(e)
-        return self.future.result()
+            if not (self.future is None or self.future.cancel()):
+                return False
+            self.future = Future()
+            self.future.set_running_or_notify_cancel()  # cancel() now fails
+        try:
+            self.future.set_result(self._timed(where))
+        except BaseException as e:  # re-raised by result()
+            self.future.set_exception(e)
+        return True
 
-
-_SESSION_START = time.monotonic()
+    def result(self):
+        """The job's return value. Its test comes after every test without
+        a job, so the core those ran on is free: run the job now if it has
+        not started (the test was selected on its own, or the job still
+        waits its turn), and while it runs in the background, run the
+        other jobs that still wait theirs."""
+        start = time.monotonic()
+        if not self.take("by its test") and not self.future.done():
+            for job in sorted(_early.values(), key=lambda job: -job.seconds):
+                if job is not self and job.future is not None:
+                    job.take("by another job's test")
+        result = self.future.result()
+        if self.waited is None:
+            self.waited = (start - _SESSION_START, time.monotonic() - _SESSION_START)
+        return result
 
 
 def pytest_terminal_summary(terminalreporter):
-    """When each early job ran: a cold CI run's tail is the jobs still
-    running after the last ordinary test."""
-    ran = sorted((job.ran, name) for name, job in _early.items() if job.ran)
+    """When each compile helper and early job ran, and when tests waited
+    for them: a cold run's length is the tests' own time plus these waits."""
+    ran = sorted([(job.ran, name) for name, job in _early.items() if job.ran]
+                 + [(span, name) for name, span in _helpers_ran.items()])
     if ran:
-        terminalreporter.section("early jobs (seconds from the session's start)")
+        terminalreporter.section("compile helpers and early jobs "
+                                 "(seconds from the session's start)")
         for (start, end, where), name in ran:
             terminalreporter.write_line(f"{start:6.0f} -> {end:6.0f} ({end - start:4.0f} s, "
                                         f"{where}) {name}")
+        waits = sorted([(job.waited, name) for name, job in _early.items() if job.waited]
+                       + [(span, "the compile helpers") for span in _helpers_waited])
+        for (start, end), name in waits:
+            terminalreporter.write_line(f"{start:6.0f} -> {end:6.0f} tests waited for {name}")
 
 
 def early(test_name, seconds):
