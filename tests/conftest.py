@@ -58,6 +58,9 @@ def pytest_addoption(parser):
                      help="run the behaviour tests on this backend (default: both)")
     parser.addoption("--no-compile-helpers", action="store_true",
                      help="compile kernels in this process only, as the tests call them")
+    parser.addoption("--other-isa", action="store_true",
+                     help="also run the kernels' tests on code built for another instruction "
+                          "set (AVX2 on an AVX-512 host: minutes of compiling; CI runs it)")
 
 
 def _backends(config):
@@ -261,6 +264,13 @@ def pytest_collection_modifyitems(session, config, items):
         kept = [item for item in items if _backend_of(item) == "numpy"]
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
+    if not config.getoption("--other-isa"):
+        # A cold compile of the kernels for another ISA would be a third of
+        # the suite's cold run: CI runs these on their own (.ci/run).
+        skip = pytest.mark.skip(reason="kernels for another ISA: run with --other-isa")
+        for item in items:
+            if item.get_closest_marker("other_isa"):
+                item.add_marker(skip)
     # The NumPy backend's tests first (while the helpers compile), and the
     # tests that check an early job's result last (stable order otherwise):
     # by then their jobs have had the rest of the suite's time.
@@ -286,7 +296,7 @@ _early_base = []
 
 
 def _start_early_jobs(session):
-    selected = {item.name for item in session.items}
+    selected = {item.name for item in session.items if not item.get_closest_marker("skip")}
     jobs = sorted((job for name, job in _early.items() if name in selected),
                   key=lambda job: -job.seconds)
     if jobs:

@@ -8,6 +8,9 @@ remainder columns) and the prediction tests (first layer over active
 columns) run again in a process whose kernels are built for
 AVX2 (fastnn.integrations.benchmark.avx2_environment: the host's CPU features with every
 AVX-512 one off). On an AVX2 host the suite itself already runs AVX2 code.
+
+Compiling the kernels a second time takes minutes, so it runs only with
+``pytest --other-isa`` (CI runs it as a step of its own).
 """
 import subprocess
 import sys
@@ -56,6 +59,7 @@ def _avx2_suite():
     return probe, proc
 
 
+@pytest.mark.other_isa
 def test_the_matmul_suite_passes_on_avx2_code():
     result = _avx2_suite.result()
     if isinstance(result, str):
