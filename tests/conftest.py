@@ -211,6 +211,8 @@ class _EarlyJob:
             self.future.set_result(self._timed(where))
         except BaseException as e:  # re-raised by result()
             self.future.set_exception(e)
+            if not isinstance(e, Exception):
+                raise  # Ctrl-C: now, not when this job's own test comes
         return True
 
     def result(self):
