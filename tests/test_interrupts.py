@@ -243,6 +243,15 @@ def test_deferred_calls_the_users_own_handler(monkeypatch):
         signal.signal(signal.SIGINT, previous)
 
 
+def _train_after(prelude):
+    """``fastnn train`` run in a subprocess after ``prelude`` (which sets a
+    trap that sends SIGINT)."""
+    script = prelude + ('import sys\nsys.argv = ["fastnn", "train", "--epochs", "1"]\n'
+                        'from fastnn.__main__ import main\nsys.exit(main())\n')
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=HANG_GUARD)
+
+
 # SIGINT while NumPy's C extensions import (the first ~100 ms of a run):
 # NumPy turns the KeyboardInterrupt into "Importing the numpy C-extensions
 # failed ... could not import module datetime". Made deterministic by
@@ -256,15 +265,11 @@ def imp(name, *a, **k):
         os.kill(os.getpid(), signal.SIGINT)
     return real(name, *a, **k)
 builtins.__import__ = imp
-sys.argv = ["fastnn", "train", "--epochs", "1"]
-from fastnn.__main__ import main
-sys.exit(main())
 """
 
 
 def test_sigint_inside_numpys_import_ends_with_status_130():
-    proc = subprocess.run([sys.executable, "-c", INSIDE_NUMPY_IMPORT], capture_output=True,
-                          text=True, timeout=HANG_GUARD)
+    proc = _train_after(INSIDE_NUMPY_IMPORT)
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert "interrupted" in proc.stderr and "numpy" not in proc.stderr.lower()
 
@@ -289,15 +294,11 @@ class Finder:
             del lock
         return None
 sys.meta_path.insert(0, Finder())
-sys.argv = ["fastnn", "train", "--epochs", "1"]
-from fastnn.__main__ import main
-sys.exit(main())
 """
 
 
 def test_sigint_inside_a_callback_during_the_imports_ends_quietly_with_status_130():
-    proc = subprocess.run([sys.executable, "-c", INSIDE_A_CALLBACK], capture_output=True,
-                          text=True, timeout=HANG_GUARD)
+    proc = _train_after(INSIDE_A_CALLBACK)
     assert proc.returncode == 130, proc.stderr[-2000:]
     assert proc.stderr.strip() == "interrupted", proc.stderr[-2000:]
 
