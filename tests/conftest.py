@@ -58,6 +58,9 @@ def pytest_addoption(parser):
                      help="run the behaviour tests on this backend (default: both)")
     parser.addoption("--no-compile-helpers", action="store_true",
                      help="compile kernels in this process only, as the tests call them")
+    parser.addoption("--first-of-each", action="store_true",
+                     help="run each test function once, with its first parameters "
+                          "(what the compile helpers run to compile the kernels tests call)")
     parser.addoption("--other-isa", action="store_true",
                      help="also run the kernels' tests on code built for another instruction "
                           "set (AVX2 on an AVX-512 host: minutes of compiling; CI runs it)")
@@ -124,8 +127,9 @@ def _start_precompile(session):
     (``fastnn compile``'s calls), one of float64, while the tests that need
     no compiled kernels (the NumPy backend's) run first; the first test
     that needs them waits for the helpers (see ``pytest_runtest_setup``)
-    rather than compiling the same kernels beside them. On a warm cache the
-    helpers only load and exit."""
+    rather than compiling the same kernels beside them. Each helper then
+    runs every test function of ``DIRECT_KERNEL_TESTS`` once, in its dtype.
+    On a warm cache the helpers only load and exit."""
     if (len(session.items) < 500 or os.environ.get("FASTNN_CACHE") == "0"
             or (os.cpu_count() or 1) < 2 or session.config.getoption("--no-compile-helpers")):
         return
@@ -133,14 +137,29 @@ def _start_precompile(session):
     # whose cache directory differs from a source checkout's).
     from fastnn.runtime.cold_start import python_c
 
+    here = os.path.dirname(os.path.abspath(__file__))
     for dtype in ("float32", "float64"):
+        # Then the tests that call kernels directly, once each: they call
+        # the matmul drivers and loss kernels with types of their own (not
+        # training's), which this process would otherwise compile one after
+        # another, on the cold run's critical path.
+        direct = [os.path.join(here, name) for name in DIRECT_KERNEL_TESTS]
+        args = ["-q", "-p", "no:cacheprovider", "--no-compile-helpers", "--first-of-each",
+                "-k", f"{dtype} and not numpy", *direct]
         code = ("from fastnn.runtime.warmup import compile_configuration as c\n"
-                f"c({dtype!r})")
+                f"c({dtype!r})\n"
+                f"import pytest; pytest.main({args!r})")
         proc = subprocess.Popen(python_c(code), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env=dict(os.environ, FASTNN_QUIET="1"))
         _precompile.append(proc)
         threading.Thread(target=_time_helper, args=(f"compile helper ({dtype})", proc),
                          daemon=True).start()
+
+
+# Modules (or test functions) whose tests call kernels with types of their
+# own: the compile helpers run each function of them once.
+DIRECT_KERNEL_TESTS = ("test_matmul.py", "test_kernels.py",
+                       "test_network.py::test_gradients_match_reference")
 
 
 def _time_helper(name, proc):
@@ -261,9 +280,19 @@ def early(test_name, seconds):
     return register
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m: --first-of-each keeps what they select
 def pytest_collection_modifyitems(session, config, items):
     if "compiled" not in _backends(config):
         kept = [item for item in items if _backend_of(item) == "numpy"]
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+    if config.getoption("--first-of-each"):
+        seen, kept = set(), []
+        for item in items:
+            function = (item.path, getattr(item, "originalname", item.name))
+            if function not in seen:
+                seen.add(function)
+                kept.append(item)
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
     if not config.getoption("--other-isa"):
