@@ -131,7 +131,8 @@ def _start_precompile(session):
     runs every test function of ``DIRECT_KERNEL_TESTS`` once, in its dtype.
     On a warm cache the helpers only load and exit."""
     if (len(session.items) < 500 or os.environ.get("FASTNN_CACHE") == "0"
-            or (os.cpu_count() or 1) < 2 or session.config.getoption("--no-compile-helpers")):
+            or (os.cpu_count() or 1) < 2 or session.config.getoption("--no-compile-helpers")
+            or not any(_needs_kernels(item) for item in session.items)):  # --backend numpy
         return
     # python_c: the fastnn the tests import (an installed package in CI,
     # whose cache directory differs from a source checkout's).
