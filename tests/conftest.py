@@ -281,12 +281,17 @@ def early(test_name, seconds):
     return register
 
 
+def _keep(config, items, kept):
+    """Deselect every item of ``items`` not in ``kept`` (in place)."""
+    ids = {id(item) for item in kept}
+    config.hook.pytest_deselected(items=[item for item in items if id(item) not in ids])
+    items[:] = kept
+
+
 @pytest.hookimpl(trylast=True)  # after -k and -m: --first-of-each keeps what they select
 def pytest_collection_modifyitems(session, config, items):
     if "compiled" not in _backends(config):
-        kept = [item for item in items if _backend_of(item) == "numpy"]
-        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
-        items[:] = kept
+        _keep(config, items, [item for item in items if _backend_of(item) == "numpy"])
     if config.getoption("--first-of-each"):
         seen, kept = set(), []
         for item in items:
@@ -294,8 +299,7 @@ def pytest_collection_modifyitems(session, config, items):
             if function not in seen:
                 seen.add(function)
                 kept.append(item)
-        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
-        items[:] = kept
+        _keep(config, items, kept)
     if not config.getoption("--other-isa"):
         # A cold compile of the kernels for another ISA would be a third of
         # the suite's cold run: CI runs these on their own (.ci/run).
