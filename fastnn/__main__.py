@@ -40,17 +40,23 @@ def main():
     # Raised inside a callback (importlib frees its module locks through a
     # weakref callback), the KeyboardInterrupt is "unraisable": Python
     # prints its traceback and drops it. ``received`` has it; keep it quiet.
-    previous_hook = sys.unraisablehook
+    # C code that calls Python and then PyErr_Print() prints it through
+    # sys.excepthook instead: the same, for that hook.
+    previous_hook, previous_excepthook = sys.unraisablehook, sys.excepthook
 
     def quiet(unraisable):
         if not (received and unraisable.exc_type is not None
                 and issubclass(unraisable.exc_type, KeyboardInterrupt)):
             previous_hook(unraisable)
 
+    def quiet_print(exc_type, value, tb):
+        if not (received and issubclass(exc_type, KeyboardInterrupt)):
+            previous_excepthook(exc_type, value, tb)
+
     ours = signal.getsignal(signal.SIGINT) is signal.default_int_handler
     if ours:
         signal.signal(signal.SIGINT, note)
-        sys.unraisablehook = quiet
+        sys.unraisablehook, sys.excepthook = quiet, quiet_print
     try:
         # NumPy and Numba load here (a second or more on a cold disk): a
         # Ctrl-C now ends quietly with the shell's status for it.
@@ -66,6 +72,8 @@ def main():
         # what it does not handle: then ``quiet`` stays in the chain.)
         if sys.unraisablehook is quiet:
             sys.unraisablehook = previous_hook
+        if sys.excepthook is quiet_print:
+            sys.excepthook = previous_excepthook
     if received:
         # The import finished but the signal came: the error it raised was
         # taken by an optional import's fallback (``except ImportError``)

@@ -303,6 +303,28 @@ def test_sigint_inside_a_callback_during_the_imports_ends_quietly_with_status_13
     assert proc.stderr.strip() == "interrupted", proc.stderr[-2000:]
 
 
+# The same, where C code runs Python and prints its error with PyErr_Print
+# (seen in a cold run interrupted at 0.4 s: a traceback of the handler's
+# frame alone, then "interrupted").
+INSIDE_C_THAT_PRINTS = r"""
+import ctypes, sys
+class Finder:
+    def find_spec(self, name, path=None, target=None):
+        if name == "fastnn.cli.app":
+            ctypes.pythonapi.PyRun_SimpleString(
+                b"import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n"
+                b"for _ in range(10000): pass\n")
+        return None
+sys.meta_path.insert(0, Finder())
+"""
+
+
+def test_sigint_inside_c_code_that_prints_the_error_ends_quietly_with_status_130():
+    proc = _train_after(INSIDE_C_THAT_PRINTS)
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert proc.stderr.strip() == "interrupted", proc.stderr[-2000:]
+
+
 # A Ctrl-C after the imports but before the command runs: while argparse
 # builds the parser (it reads $COLUMNS). Seen once in a CI run at 0.4 s.
 WHILE_BUILDING_THE_PARSER = """
