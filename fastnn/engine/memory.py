@@ -57,7 +57,7 @@ class ParamLayout:
         return Model(theta, self.sizes, self.poff, acts)
 
 
-def pack_scratch_size(layers, cap):
+def pack_scratch_size(layers, cap, dtype):
     """Scratch the wide matmuls need to pack their operands: weights
     (forward, from PACK_MIN_N columns), transposed weights (backward dX,
     from NT_PACK_MIN_N columns) and dU with the inputs (weight gradients,
@@ -66,7 +66,7 @@ def pack_scratch_size(layers, cap):
     for l in range(len(layers) - 1):
         if layers[l + 1] >= PACK_MIN_N:
             need.append(packed_size(layers[l], layers[l + 1]))
-        if tn_packs(cap, layers[l], layers[l + 1]):
+        if tn_packs(cap, layers[l], layers[l + 1], np.dtype(dtype).itemsize):
             need.append(tn_packed_size(cap, layers[l], layers[l + 1]))
         if l > 0 and layers[l] >= NT_PACK_MIN_N:
             need.append(packed_size(layers[l + 1], layers[l]))
@@ -96,6 +96,6 @@ def work_buffers(layout, cap, dtype, sparse=False, split=False, keep_input=False
     return Work(hbuf=np.empty(cap * width, dtype),
                 dbuf=aligned_zeros(cap * width + SLACK, dtype)[:cap * width],
                 hoff=layout.hoff, cap=cap, wt=np.empty(wt_size, dtype), wa=wa, da=da,
-                bp=np.empty(pack_scratch_size(layers, cap), dtype), gs=gs,
+                bp=np.empty(pack_scratch_size(layers, cap, dtype), dtype), gs=gs,
                 ubuf=np.empty(cap * width if keep_input else 0, dtype),
                 mbuf=np.empty(cap * width if masks else 0, np.uint8))

@@ -66,6 +66,14 @@ PACK_MIN_N = 256
 # place, X's rows far apart thrash L1; narrower, packing X costs more.
 TN_PACK_MIN_N = 6 * NR
 TN_PACK_MIN_KM = 65536
+# From one tile wide once X outgrows a core's L2: each column panel re-read
+# X from L3, rows a power of two apart worst (float32 X 1024 x 1024, 100
+# columns, 2 threads: 1.24-1.32 ms in place, 0.81-0.82 packed; 512 x 512
+# still 164-175 us in place, 217-238 packed).
+TN_PACK_MIN_BYTES = 2 << 20
+# Rows of A per step of packing its tn row tiles (matmul.pack_rows_t): a
+# 1024 x 1024 float32 A packed in 179 us instead of 333-385 (2 threads).
+PACK_ROWS_K = 64
 # dU @ W.T packs W.T's panels from W per task; on AVX2 and AMD Zen hosts
 # from 2 tiles wide, since a shared transposed copy moved written lines
 # between cores (Zen 4, 100x784x100: 59-113 -> 126-129 GFLOP/s).
@@ -110,10 +118,12 @@ def padded_width(n):
     return (n + ALIGN_ELEMENTS - 1) // ALIGN_ELEMENTS * ALIGN_ELEMENTS
 
 
-def tn_packs(K, M, N):
-    """Whether X.T @ dU, X (K, M) and dU (K, N), reads packed operands
-    (PACK_MIN_N, TN_PACK_MIN_N): the memory module sizes scratch for them."""
-    return N >= PACK_MIN_N or (N >= TN_PACK_MIN_N and K * M >= TN_PACK_MIN_KM)
+def tn_packs(K, M, N, itemsize):
+    """Whether X.T @ dU, X (K, M) and dU (K, N) of ``itemsize``-byte
+    elements, reads packed operands (PACK_MIN_N, TN_PACK_MIN_N,
+    TN_PACK_MIN_BYTES): the memory module sizes scratch for them."""
+    return (N >= PACK_MIN_N or (N >= TN_PACK_MIN_N and K * M >= TN_PACK_MIN_KM)
+            or (N >= NR and K * M * itemsize >= TN_PACK_MIN_BYTES))
 
 
 # The same for the kernels. Python callers keep the plain functions, so that a

@@ -67,9 +67,9 @@ from .._config import AVX512, CACHE, jit, jit_inline, jit_parallel
 from .activations import IDENTITY, RELU, SIGMOID, TANH, act_forward, act_grad
 from .intrinsics import fp_mode, stack_buffer, swap_fp_mode, tile_fma
 from .layout import (DOT_MAX_N, MID_NR, MR32, MR64, NARROW_NR, NR,  # noqa: F401
-                     NT_PACK_MIN_N, NTASK, PACK_MIN_N, PF, REM_MAX, REM_MAX_TILES, SERIAL_MAX_MACS,
-                     SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS, THIN_K, VW32,
-                     VW64, packed_size, tile_macs, tn_packed_size)
+                     NT_PACK_MIN_N, NTASK, PACK_MIN_N, PACK_ROWS_K, PF, REM_MAX, REM_MAX_TILES,
+                     SERIAL_MAX_MACS, SMALL_COPY_ELEMENTS, TASK_PACK, TASK_PACK_MIN_PANELS,
+                     THIN_K, VW32, VW64, packed_size, tile_macs, tn_packed_size)
 from .layout import tn_packs_jit as tn_packs
 
 # ---------------------------------------------------------------------------
@@ -117,6 +117,10 @@ def _make_tiles(MR, VW):
     :func:`intrinsics.tile_fma` (explicit vectors) into a stack accumulator
     (``acc``, MR x NR), which the epilogue (:func:`store_tile`) writes out."""
     ACC = MR * NR  # a compile-time constant for stack_buffer
+    # Tiles of the few columns past the full ones (see _rem_start): whole
+    # vectors, at least REM_MAX wide.
+    NRT = (REM_MAX + VW - 1) // VW * VW
+    ACCT = MR * NRT
 
     @jit_inline
     def tile_nn(A, B, C, i0, j0, jlo, bias, act, H, dact):
@@ -290,18 +294,36 @@ def _make_tiles(MR, VW):
     def pack_rows_t(A, Ap):
         """Ap[t, k, r] = A[k, t*MR + r] (rows past M clamped): the tn
         orientation's row tiles made contiguous. Read in place, A's rows
-        (K of them, often 4 KiB apart) all fall in one L1 set."""
+        (K of them, often 4 KiB apart) all fall in one L1 set.
+
+        Each task copies its run of tiles PACK_ROWS_K rows of A at a time:
+        a tile's segment of a row is part of a cache line its neighbour
+        reads next, and that line is still in L2 only if the rows between
+        the two reads are few (K rows 4 KiB apart map to a few dozen L2
+        sets)."""
         K, M = A.shape
-        for t in prange(Ap.shape[0]):
-            for k in range(K):
-                for r in range(MR):
-                    Ap[t, k, r] = A[k, min(t * MR + r, M - 1)]
+        nt = Ap.shape[0]
+        ntask = min(nt, NTASK)
+        for task in prange(ntask):
+            t0 = task * nt // ntask
+            t1 = (task + 1) * nt // ntask
+            for k0 in range(0, K, PACK_ROWS_K):
+                k1 = min(K, k0 + PACK_ROWS_K)
+                for t in range(t0, t1):
+                    if (t + 1) * MR <= M:
+                        c0 = uint64(t * MR)
+                        for k in range(k0, k1):
+                            for r in range(uint64(MR)):
+                                Ap[t, k, r] = A[k, c0 + r]
+                    else:
+                        for k in range(k0, k1):
+                            for r in range(MR):
+                                Ap[t, k, r] = A[k, min(t * MR + r, M - 1)]
 
     @jit_parallel
     def tiles_tn_packed(Ap, Bp, C):
         """C = A.T @ B from A packed by pack_rows_t and B by pack_panels."""
         nrow, K, _ = Ap.shape
-        M = C.shape[0]
         N = C.shape[1]
         nfull = N // NR
         ntile = nrow * Bp.shape[0]
@@ -319,6 +341,26 @@ def _make_tiles(MR, VW):
                 tile_fma(p, Ap, (t % nrow) * K * MR, MR, 1, MR, Bp, c * K * NR, NR, K, MR, NR,
                          VW, 0)
                 store_tile(carray(p, (MR, NR)), C, i0, j0, jlo, bias0, IDENTITY, h0, IDENTITY)
+            swap_fp_mode(own)
+
+    @jit_parallel
+    def tiles_tn_tail(Ap, Bt, C):
+        """C's columns from :func:`_rem_start` on, of C = A.T @ B with A
+        packed by pack_rows_t and ``Bt`` (K, NRT) B's last NRT columns."""
+        nrow, K, _ = Ap.shape
+        N = C.shape[1]
+        j1 = _rem_start(N)
+        ntask = min(nrow, NTASK)
+        bias0 = np.empty(0, C.dtype)
+        h0 = np.empty((0, 0), C.dtype)
+        fp = fp_mode()  # (see intrinsics.swap_fp_mode)
+        for task in prange(ntask):
+            own = swap_fp_mode(fp)
+            for t in range(task * nrow // ntask, (task + 1) * nrow // ntask):
+                p = stack_buffer(ACCT, C)
+                tile_fma(p, Ap, t * K * MR, MR, 1, MR, Bt, 0, NRT, K, MR, NRT, VW, 0)
+                store_tile(carray(p, (MR, NRT)), C, t * MR, N - NRT, j1, bias0, IDENTITY, h0,
+                           IDENTITY)
             swap_fp_mode(own)
 
     @jit_parallel
@@ -382,9 +424,21 @@ def _make_tiles(MR, VW):
             tiles_task_packed(Ap, K * MR, 1, MR, B, False, C, np.empty(0, C.dtype), IDENTITY,
                               np.empty((0, 0), C.dtype), IDENTITY, _task_slots(K, N, bp))
         else:
-            Bp = bp[:sb].reshape(((N + NR - 1) // NR, K, NR))
+            # Columns past one or two full tiles (100 = 96 + 4) come from
+            # tiles NRT wide (a shifted third panel computed 144 columns),
+            # over B's last NRT columns, copied where that panel would be.
+            # (A second parallel region: with both kinds of tile in one, the
+            # full tiles ran ~20% slower.)
+            ncol = _grid(M, N, MR)[1]
+            Bp = bp[:ncol * K * NR].reshape((ncol, K, NR))
             pack_panels(B, Bp)
             tiles_tn_packed(Ap, Bp, C)
+            if _rem_start(N) < N:
+                Bt = bp[ncol * K * NR:ncol * K * NR + K * NRT].reshape((K, NRT))
+                for k in range(K):
+                    for j in range(NRT):
+                        Bt[k, j] = B[k, N - NRT + j]
+                tiles_tn_tail(Ap, Bt, C)
 
     # Outputs of at most NARROW_NR columns (a 10-class output layer): tiles
     # that wide, with rows for half the accumulator registers (a 48-column
@@ -1051,7 +1105,7 @@ def gemm_tn_into(A, B, C, bp):
     elif _small(M, K, N):
         _tiles_tn_serial(A, B, C)
         _rem_tn(A, B, C, _rem_start(N))
-    elif tn_packs(K, M, N):
+    elif tn_packs(K, M, N, A.itemsize):
         _gemm_tn_packed(A, B, C, bp)
     else:
         _tiles_tn(A, B, C)
