@@ -34,9 +34,9 @@ SHAPES = [(1, 1, 1), (1, 784, 100), (3, 5, 7), (4, 64, 64), (5, 63, 65),
           (300, 2, 256), (17, 7, 16), (64, 1, 33), (130, 4, 1030),
           # tn from TN_PACK_MIN_N columns and TN_PACK_MIN_KM inputs: packed
           (300, 256, 100), (257, 600, 130),
-          # tn with A of TN_PACK_MIN_BYTES: packed from one tile wide, the
+          # tn with A of TN_PACK_MIN_BYTES: packed from TN_PACK_MIN_MN columns, the
           # columns past one or two full tiles on the narrower tail tiles
-          (1024, 512, 100), (520, 1010, 64), (701, 750, 50),
+          (1024, 512, 100), (520, 1010, 64), (701, 750, 110),
           # N <= DOT_MAX_N: dot products along K, serial at every size
           (257, 130, 3), (1000, 500, 1), (3001, 200, 2), (45, 33, 4)]
 

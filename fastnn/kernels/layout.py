@@ -66,11 +66,15 @@ PACK_MIN_N = 256
 # place, X's rows far apart thrash L1; narrower, packing X costs more.
 TN_PACK_MIN_N = 6 * NR
 TN_PACK_MIN_KM = 65536
-# From one tile wide once X outgrows a core's L2: each column panel re-read
-# X from L3, rows a power of two apart worst (float32 X 1024 x 1024, 100
-# columns, 2 threads: 1.24-1.32 ms in place, 0.81-0.82 packed; 512 x 512
-# still 164-175 us in place, 217-238 packed).
+# From TN_PACK_MIN_MN inputs and columns once X outgrows a core's L2: each
+# column panel re-read X from L3, rows a power of two apart worst (float32
+# X 1024 x 1024, 100 columns, 2 threads: 1.24-1.32 ms in place, 0.81-0.82
+# packed; 512 x 512 still 164-175 us in place, 217-238 packed). Narrower
+# X (short rows, read in order) or one tile and a few columns (packed X
+# read twice) stay faster in place: 16384 x 32 x 100 1.05-1.11 ms against
+# 1.18-1.20, 20000 x 100 x 50 2.12-2.14 against 2.56-2.57.
 TN_PACK_MIN_BYTES = 2 << 20
+TN_PACK_MIN_MN = 64
 # Rows of A per step of packing its tn row tiles (matmul.pack_rows_t): a
 # 1024 x 1024 float32 A packed in 179 us instead of 333-385 (2 threads).
 PACK_ROWS_K = 64
@@ -123,7 +127,7 @@ def tn_packs(K, M, N, itemsize):
     elements, reads packed operands (PACK_MIN_N, TN_PACK_MIN_N,
     TN_PACK_MIN_BYTES): the memory module sizes scratch for them."""
     return (N >= PACK_MIN_N or (N >= TN_PACK_MIN_N and K * M >= TN_PACK_MIN_KM)
-            or (N >= NR and K * M * itemsize >= TN_PACK_MIN_BYTES))
+            or (min(M, N) >= TN_PACK_MIN_MN and K * M * itemsize >= TN_PACK_MIN_BYTES))
 
 
 # The same for the kernels. Python callers keep the plain functions, so that a
