@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from ..engine.numpy_engine import one_blas_thread
+
 WORKLOADS = {
     "classic": dict(layers=[784, 100, 50, 10], batch_size=100, lr=0.5),
     "wide": dict(layers=[784, 1024, 1024, 10], batch_size=256, lr=0.1),
@@ -74,7 +76,11 @@ def tabular_data(wl, dtype="float32"):
     d, classes = spec["layers"][0], spec["layers"][-1]
     x = rng.standard_normal((spec["rows"], d), dtype=np.float32).astype(dtype)
     proj = rng.standard_normal((d, max(classes, 2))) / np.sqrt(d)
-    z = x @ proj
+    # On one BLAS thread: OpenBLAS's threads spin for ~0.1 s after a
+    # product, and a fit started meanwhile found its thread pool slow and
+    # ran on one thread (asv times fits right after this).
+    with one_blas_thread():
+        z = x @ proj
     if classes == 1:
         return x, np.sin(z[:, :1]) + 0.5 * z[:, 1:2]
     return x, np.argmax(z, axis=1).astype(np.int64)
