@@ -52,6 +52,33 @@ def test_softmax_ce_gradient_is_p_minus_onehot_over_n(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_whole_batch_softmax_on_the_pool_gives_the_serial_gradient(dtype, weighted, smoothing):
+    # From PARALLEL_SOFTMAX_MIN logits a whole batch's rows run on the pool
+    # and their loss terms are added in row order: the count exactly, the
+    # gradient and the loss to their last bits (each compilation may
+    # associate a row's sum of exps, and the serial loop fuses each row's
+    # weight into the loss).
+    rng = np.random.default_rng(5)
+    B, K = 331, L.PARALLEL_SOFTMAX_MIN // 331 + 1
+    Z = (rng.standard_normal((B, K)) * 4).astype(dtype)
+    labels = rng.integers(0, K, B)
+    w = rng.random(B) if weighted else NO_W
+    dZ, dZp = np.empty_like(Z), np.empty_like(Z)
+    head = Loss(L.SOFTMAX_CE, 1.0, smoothing)
+    serial = L.softmax_ce_forward_backward(Z, labels, w, dZ, False, smoothing)
+    pooled = L.batch_loss_forward_backward(head, Z, labels, NO_W[:0].reshape(0, 0).astype(dtype),
+                                           w, dZp)
+    assert serial[1] == pooled[1] > 0
+    assert pooled[0] == pytest.approx(serial[0], rel=1e-14)
+    # (Smoothing's dZ = p / B - a / (K B) cancels near zero: the bound is on
+    # the scale of dZ, not of each entry.)
+    tol = 4 * np.finfo(dtype).eps
+    np.testing.assert_allclose(dZp, dZ, rtol=tol, atol=tol * np.abs(dZ).max())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_ce_stable_for_huge_logits(dtype):
     Z = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, -1e4]], dtype)
     dZ = np.empty_like(Z)

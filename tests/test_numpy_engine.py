@@ -122,6 +122,32 @@ def test_an_epoch_matches_the_compiled_drivers(rng, monkeypatch, dtype, output, 
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_softmax_on_the_pool_matches_the_numpy_engine(rng, dtype, weighted):
+    # 120 rows x 300 classes: past losses.PARALLEL_SOFTMAX_MIN logits, the
+    # whole batch's softmax runs on the pool (a 400 x 400 layer: whole
+    # batches, not row-split halves).
+    from fastnn.kernels.layout import row_split
+    from fastnn.kernels.losses import PARALLEL_SOFTMAX_MIN
+    n, k, batch = 360, 300, 120
+    layers = [11, 400, 400, k]
+    assert batch * k >= PARALLEL_SOFTMAX_MIN and not row_split(layers, batch)
+    net = fastnn.Network(layers, seed=4, dtype=dtype)
+    X = net._check_x(rng.standard_normal((n, 11)).astype(dtype))
+    labels, T = net._check_y(rng.integers(0, k, n), n)
+    w = rng.random(n) + 0.5 if weighted else None
+    trainer = net._trainer(X, labels, T, batch, True, w)
+    o = training.optimizer("sgd", lr=0.1)
+    state = training.fresh_state(o.kind, net.theta)
+    before = _copy(trainer, state)
+    results = {}
+    for engine in (K, NE):
+        _restore(trainer, state, before)
+        results[engine] = _epochs(engine, trainer, state, o, 2)
+    _assert_engines_agree(results, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("output", list(HEADS))
 @pytest.mark.parametrize("sparse", [False, True])
 def test_predict_and_evaluate_match_the_compiled_drivers(rng, dtype, output, sparse):

@@ -26,7 +26,7 @@ from .dense import (activate_keeping_input, bias_backward, dense_backward, dense
                     input_grad)
 from .dropout import batch_key, dropout_backward, dropout_forward, layer_key
 from .intrinsics import fp_mode, swap_fp_mode
-from .losses import head_output, loss_forward_backward
+from .losses import batch_loss_forward_backward, head_output, loss_forward_backward
 from .bundles import ADAM, ADAMW, SGD, Optimizer, SparseInput, is_sparse
 from .optim import (adam_range, adam_update, clip_factor, clip_global_norm, l2_backward,
                     momentum_range, momentum_update, other_range, scale_range, sgd_range,
@@ -174,7 +174,7 @@ def forward_backward(model, head, X, rows, batch, labels, T, w, sp, grad, work, 
     Z = network_forward(model, X, rows, sp, work, drop, key)
     n = Z.shape[0]
     dZ = layer_buf(work.dbuf, sizes, work.hoff, work.cap, sizes.shape[0] - 2, n)
-    loss, correct = loss_forward_backward(head, Z, labels, T, w, dZ, np.bool_(False))
+    loss, correct = batch_loss_forward_backward(head, Z, labels, T, w, dZ)
     network_backward(model, X, batch, sp, grad, work, n, drop, key)
     return loss, correct
 
