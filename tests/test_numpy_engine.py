@@ -137,14 +137,7 @@ def test_a_softmax_on_the_pool_matches_the_numpy_engine(rng, dtype, weighted):
     labels, T = net._check_y(rng.integers(0, k, n), n)
     w = rng.random(n) + 0.5 if weighted else None
     trainer = net._trainer(X, labels, T, batch, True, w)
-    o = training.optimizer("sgd", lr=0.1)
-    state = training.fresh_state(o.kind, net.theta)
-    before = _copy(trainer, state)
-    results = {}
-    for engine in (K, NE):
-        _restore(trainer, state, before)
-        results[engine] = _epochs(engine, trainer, state, o, 2)
-    _assert_engines_agree(results, dtype)
+    _assert_epochs_agree(net, trainer, dtype, training.optimizer("sgd", lr=0.1), 2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -371,13 +364,19 @@ def test_a_sparse_split_divides_w_where_it_halves_the_batchs_non_zeros(rng, dtyp
 
 def _assert_adam_epochs_agree(net, trainer, dtype):
     """Three Adam epochs (L2 per row) of ``trainer`` on both engines agree."""
-    o = training.optimizer("adam", lr=0.01, l2=0.05, l2_per_row=True)
+    _assert_epochs_agree(net, trainer, dtype,
+                         training.optimizer("adam", lr=0.01, l2=0.05, l2_per_row=True), 3)
+
+
+def _assert_epochs_agree(net, trainer, dtype, o, epochs):
+    """``epochs`` epochs of ``trainer`` with optimizer ``o``, from the same
+    start, agree on both engines."""
     state = training.fresh_state(o.kind, net.theta)
     before = _copy(trainer, state)
     results = {}
     for engine in (K, NE):
         _restore(trainer, state, before)
-        results[engine] = _epochs(engine, trainer, state, o, 3)
+        results[engine] = _epochs(engine, trainer, state, o, epochs)
     _assert_engines_agree(results, dtype)
 
 
